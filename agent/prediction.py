@@ -1,0 +1,61 @@
+"""The answer the agent commits to, with everything that led there."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from retrieval_service.schemas import Candidate
+
+PredictionSource = Literal["gallery", "database", "cluster", "lmm", "exif", "ocr", "fallback"]
+
+
+class Place(BaseModel):
+    """A human-readable place for coordinates (offline GeoNames unless Nominatim is enabled)."""
+
+    city: str | None = None
+    region: str | None = None
+    country: str | None = None
+    country_code: str | None = None
+    distance_km: float | None = Field(default=None, description="Distance from the coordinates to the named place.")
+
+
+class TraceEntry(BaseModel):
+    """One step of the run: a tool call or an LMM call."""
+
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    summary: str = ""
+    latency_ms: float = 0.0
+    error: str | None = None
+    tokens: dict[str, int] | None = Field(default=None, description="LMM token usage (input/output/total).")
+
+
+class Evidence(BaseModel):
+    """A piece of evidence the decision used, in words."""
+
+    kind: str
+    detail: str
+    lat: float | None = None
+    lon: float | None = None
+    weight: float | None = None
+
+
+class Prediction(BaseModel):
+    """Where the photo was taken, how sure we are, and why."""
+
+    image: str = Field(description="The image reference: a path, URL or sha256 content hash.")
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    confidence: float = Field(ge=0, le=1)
+    source: PredictionSource
+    mode: str = "policy"
+    place: Place = Field(default_factory=Place)
+    alternatives: list[Candidate] = Field(default_factory=list)
+    candidates: list[Candidate] = Field(default_factory=list, description="Retrieval candidates considered.")
+    clusters: list[dict[str, Any]] = Field(default_factory=list)
+    rationale: str = ""
+    evidence: list[Evidence] = Field(default_factory=list)
+    trace: list[TraceEntry] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
