@@ -58,4 +58,7 @@ class Prediction(BaseModel):
     rationale: str = ""
     evidence: list[Evidence] = Field(default_factory=list)
     trace: list[TraceEntry] = Field(default_factory=list)
+    messages: list[dict[str, Any]] = Field(
+        default_factory=list, description="LMM conversation (role, text, tool calls), image data left out."
+    )
     warnings: list[str] = Field(default_factory=list)
