@@ -1,0 +1,1 @@
+"""Evaluation harness: benchmark readers, metrics, the resumable runner, reports and comparisons (`geoagent eval`)."""

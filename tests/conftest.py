@@ -75,3 +75,68 @@ def exif_dir() -> Path:
 @pytest.fixture(scope="session")
 def cityscapes_dir() -> Path:
     return shared_path("models", "cityscapes-deeplab")
+
+
+# ---------------------------------------------------------------------------------------------
+# Retrieval fixtures (issue 2): the real 100K GeoCLIP gallery, built once per test session.
+
+
+@pytest.fixture(scope="session")
+def gallery_data_dir(request: pytest.FixtureRequest) -> Path:
+    """A data dir whose GPS gallery collection is already built (real GeoCLIP location encoder,
+    100K points, country codes). Built once (~60 s on 2 busy CPU cores, exact-scan index instead
+    of HNSW) and kept in pytest's cache dir, keyed by the GeoCLIP weights fingerprint, so later
+    sessions reuse it; concurrent sessions wait for the one building it. Read-only: use ``gallery_env``."""
+    import time
+
+    import torch
+
+    from retrieval_service.errors import StoreError
+    from retrieval_service.gallery import ensure_gallery, gallery_ready, weights_fingerprint
+    from retrieval_service.geoclip_heads import GeoClipHeads
+    from retrieval_service.settings import Settings
+    from retrieval_service.vector_store import EdgeStore
+
+    data_dir = Path(request.config.cache.mkdir(f"geoagent-gallery-{weights_fingerprint()}"))
+    settings = Settings(data_dir=data_dir, qdrant_url=None)
+    store = EdgeStore(settings.embedded_qdrant_path, build_index=False)
+    heads = GeoClipHeads(torch.device("cpu"))
+    deadline = time.monotonic() + 600
+    try:
+        while True:
+            try:
+                ensure_gallery(settings, store, heads)
+                break
+            except StoreError:  # another test session is building it right now
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+        assert gallery_ready(settings, store)
+    finally:
+        store.close()
+    return data_dir
+
+
+@pytest.fixture()
+def gallery_env(gallery_data_dir: Path, tiny_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Like ``tiny_env`` (tiny random image model, cpu) but with a fresh per-test data dir that
+    already holds the built GPS gallery (linked read-only from ``gallery_data_dir``), so search
+    works at once and anything a test writes (an image database, sessions) stays in that test."""
+    from retrieval_service.settings import Settings
+
+    shared = Settings(data_dir=gallery_data_dir, qdrant_url=None)
+    data_dir = tmp_path / "gallery-env-data"
+    (data_dir / "qdrant").mkdir(parents=True)
+    (data_dir / "qdrant" / shared.gallery_collection).symlink_to(shared.embedded_qdrant_path / shared.gallery_collection)
+    marker = f"{shared.gallery_collection}.built.json"
+    (data_dir / marker).write_text((gallery_data_dir / marker).read_text())
+    env = dict(tiny_env, GEOAGENT_DATA_DIR=str(data_dir))
+    monkeypatch.setenv("GEOAGENT_DATA_DIR", str(data_dir))
+    return env
+
+
+@pytest.fixture()
+def gallery_settings(gallery_env: dict[str, str]):
+    from retrieval_service.settings import load_settings
+
+    return load_settings()

@@ -1,9 +1,88 @@
-"""`geoagent index` (being written)."""
+"""`geoagent index build` / `geoagent index info`: the image database and the GPS gallery."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from agent.cli.context import settings_from
+
+index_app = typer.Typer(
+    help="Build and inspect the retrieval collections (the GPS gallery and your image database).",
+    no_args_is_help=True,
+)
+
+
+@index_app.command("build")
+def build(
+    ctx: typer.Context,
+    csv_file: Annotated[Path, typer.Argument(help="CSV with one row per image: an id or path column and latitude/longitude columns (MP-16 and IM2GPS3k layouts work as they are).")],
+    images: Annotated[Path, typer.Option("--images", help="Folder the image ids/paths in the CSV are relative to.")],
+    id_col: Annotated[Optional[str], typer.Option("--id-col", help="Column with the image id (default: IMG_ID, id, ... ; also used as the file name when there is no path column).")] = None,
+    lat_col: Annotated[Optional[str], typer.Option("--lat-col", help="Latitude column in decimal degrees (default: LAT, lat or latitude).")] = None,
+    lon_col: Annotated[Optional[str], typer.Option("--lon-col", help="Longitude column in decimal degrees (default: LON, lon, lng or longitude).")] = None,
+    path_col: Annotated[Optional[str], typer.Option("--path-col", help="Column with the image file path, relative to --images (default: path/file/filename if present, else the id).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, max=4096, help="Images encoded per batch (default: GEOAGENT_BATCH_SIZE, 32).")] = None,
+    collection: Annotated[Optional[str], typer.Option("--collection", help="Collection to fill (default: GEOAGENT_DATABASE_COLLECTION, image_database).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Embed the images of a CSV into the image database. Resumable: ids already stored are skipped;
+    unreadable images are logged and counted, not fatal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from retrieval_service.ingest import ingest_csv, read_rows
+    from retrieval_service.retriever import Retriever
+
+    settings = settings_from(ctx)
+    frame, _ = read_rows(csv_file, id_col=id_col, lat_col=lat_col, lon_col=lon_col, path_col=path_col)  # fail fast, before models load
+    retriever = Retriever.from_settings(settings)
+    try:
+        with Progress(
+            TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True, disable=as_json
+        ) as bar:
+            task = bar.add_task("index", total=len(frame))
+            report = ingest_csv(
+                retriever, csv_file, images, collection=collection, batch_size=batch_size, id_col=id_col,
+                lat_col=lat_col, lon_col=lon_col, path_col=path_col, progress=lambda n: bar.advance(task, n),
+            )
+    finally:
+        retriever.close()
+    if as_json:
+        typer.echo(report.model_dump_json())
+    else:
+        typer.echo(
+            f"{report.collection}: added {report.added}, already present {report.skipped_existing}, "
+            f"unreadable {report.unreadable}, bad rows {report.bad_rows}; {report.total_in_collection} images in the collection"
+        )
+
+
+@index_app.command("info")
+def info(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show the data dir, the vector store, each collection's size and the configured models."""
+    from retrieval_service.retriever import Retriever
+
+    retriever = Retriever.from_settings(settings_from(ctx))
+    try:
+        data = retriever.info()
+    finally:
+        retriever.close()
+    if as_json:
+        typer.echo(json.dumps(data))
+        return
+    typer.echo(f"data dir:     {data['data_dir']}")
+    typer.echo(f"store:        {data['store']}")
+    typer.echo(f"image model:  {data['image_model']} / {data['image_pretrained']} on {data['device']}")
+    for name, coll in data["collections"].items():
+        typer.echo(f"collection {name}: " + (f"{coll['points']} points, {coll['dim']}-d" if coll else "not built"))
+    typer.echo(f"gallery ready: {data['gallery_ready']}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.add_typer(index_app, name="index")

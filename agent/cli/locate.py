@@ -1,9 +1,91 @@
-"""`geoagent locate` (being written)."""
+"""`geoagent locate PHOTO...`: where was each photo taken, with the reasons."""
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from agent.cli.context import settings_from
+from agent.prediction import Prediction
+from agent.state import MODES
+from retrieval_service.errors import GeoAgentError
+
+log = logging.getLogger(__name__)
+
+
+def prediction_json(pred: Prediction) -> dict:
+    """The ``--json`` row: image, lat, lon, candidates [{lat, lon, score}] plus every Prediction field."""
+    row = pred.model_dump(mode="json")
+    row["candidates"] = [{"lat": c.lat, "lon": c.lon, "score": c.score, "source": c.source} for c in pred.candidates]
+    return row
+
+
+def format_text(pred: Prediction, n_alternatives: int) -> str:
+    place = ", ".join(p for p in (pred.place.city, pred.place.region, pred.place.country) if p) or "unknown place"
+    lines = [f"{pred.image}",
+             f"  answer:      {pred.lat:.5f}, {pred.lon:.5f}  ({place})",
+             f"  confidence:  {pred.confidence:.2f}  source: {pred.source}  mode: {pred.mode}"]
+    for i, a in enumerate(pred.alternatives[:n_alternatives], 1):
+        lines.append(f"  alternative {i}: {a.lat:.4f}, {a.lon:.4f}  ({a.source}, score {a.score:.3f})")
+    lines.append(f"  why: {pred.rationale}")
+    lines += [f"  warning: {w}" for w in pred.warnings]
+    return "\n".join(lines)
+
+
+def locate(
+    ctx: typer.Context,
+    photos: Annotated[list[str], typer.Argument(help="Photo files or http(s) URLs.")],
+    mode: Annotated[Optional[str], typer.Option("--mode", help=f"One of {', '.join(MODES)}; default: agent with an LMM configured, else policy.")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=1000, help="Retrieval candidates per photo.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo per line.")] = False,
+    map_file: Annotated[Optional[Path], typer.Option("--map", help="Write a self-contained HTML map here.")] = None,
+    alternatives: Annotated[int, typer.Option("--alternatives", min=0, max=20, help="Alternatives shown per photo.")] = 3,
+) -> None:
+    """Geolocate photos: the answer, place, confidence, alternatives and the rationale."""
+    from agent.api import load_agent
+
+    if mode is not None and mode not in MODES:
+        raise GeoAgentError(f"unknown mode {mode!r}", f"use one of: {', '.join(MODES)}")
+    if map_file is not None and map_file.suffix.lower() not in (".html", ".htm"):
+        raise GeoAgentError(f"the map file {map_file} does not end in .html", "pass e.g. --map out.html")
+    settings = settings_from(ctx, top_k=top_k)
+    debug = bool(getattr(ctx.find_root().obj, "debug", False))
+    agent = load_agent(settings, mode=mode)
+    done: list[Prediction] = []
+    failed = 0
+    for photo in photos:
+        try:
+            pred = agent.invoke({"image": photo})
+        except Exception as exc:
+            if debug:
+                raise
+            failed += 1
+            what = exc.message if isinstance(exc, GeoAgentError) else f"{type(exc).__name__}: {exc}"
+            typer.echo(f"error: {photo}: {what}", err=True)
+            if isinstance(exc, GeoAgentError) and exc.hint:
+                typer.echo(f"  fix: {exc.hint}", err=True)
+            continue
+        done.append(pred)
+        if as_json:
+            sys.stdout.write(json.dumps(prediction_json(pred), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        else:
+            typer.echo(format_text(pred, alternatives) + "\n")
+    if map_file is not None and done:
+        from agent.mapview import write_map
+
+        out = write_map(done, map_file)
+        typer.echo(f"map written to {out}", err=True)
+    if failed:
+        typer.echo(f"{failed} of {len(photos)} photos failed", err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("locate")(locate)

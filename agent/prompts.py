@@ -1,0 +1,35 @@
+"""Prompt templates, stored as text files in the ``prompts`` package and loaded by name."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from retrieval_service.errors import ConfigError
+
+
+@lru_cache(maxsize=None)
+def load_prompt(name: str) -> str:
+    """The text of ``prompts/<name>.txt``."""
+    filename = f"{name}.txt"
+    try:
+        return resources.files("prompts").joinpath(filename).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        pass
+    except NotADirectoryError:
+        # Python 3.11 + editable installs: the namespace path holds a finder hook entry that
+        # importlib.resources cannot multiplex; read from the real folders on the path instead.
+        import prompts
+
+        for folder in prompts.__path__:
+            path = Path(folder) / filename
+            if path.is_file():
+                return path.read_text(encoding="utf-8")
+    raise ConfigError(f"prompt template {name!r} is missing", "reinstall geoagent (prompts/*.txt)")
+
+
+def render(name: str, **values: Any) -> str:
+    """Fill a template's ``{placeholders}`` (literal braces are doubled in the files)."""
+    return load_prompt(name).format(**values).strip()

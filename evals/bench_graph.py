@@ -1,0 +1,82 @@
+"""Graph overhead of the agent in policy mode: the agent's own time per photo (LangGraph, node logic,
+image preparation) as a share of the end-to-end time, with a per-node breakdown.
+
+    python -m evals.bench_graph PHOTO... [--repeat 3]              # the real tools (GEOAGENT_* settings)
+    python -m evals.bench_graph PHOTO... --fake-tools-ms 50        # canned tools that take 50 ms each
+
+Target: overhead < 5 % of the end-to-end time with the real tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _sleepy_tools(ms: float) -> list[Any]:
+    """The test suite's canned tools, each taking ``ms`` milliseconds (a stand-in for model compute)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.agent.fakes import make_fake_tools
+
+    tools = make_fake_tools()
+    for t in tools:
+        inner = t.func
+
+        def slow(_inner=inner, **kw: Any) -> dict:
+            time.sleep(ms / 1000)
+            return _inner(**kw)
+
+        t.func = slow
+    return tools
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("photos", nargs="+", type=Path)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per photo (the first, warm-up run is not counted)")
+    ap.add_argument("--fake-tools-ms", type=float, default=None, help="use canned tools taking this many ms each")
+    ap.add_argument("--config", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    from agent import load_agent
+    from retrieval_service.settings import load_settings
+
+    settings = load_settings(args.config)
+    tools = _sleepy_tools(args.fake_tools_ms) if args.fake_tools_ms is not None else None
+    agent = load_agent(settings, mode="policy", tools=tools)
+    agent.run({"image": str(args.photos[0])})  # warm-up: model loading, caches
+
+    totals, tool_ms, prepare = [], [], []
+    node_wall: dict[str, list[float]] = {}
+    node_own: dict[str, list[float]] = {}
+    for photo in args.photos:
+        for _ in range(args.repeat):
+            r = agent.run({"image": str(photo)})
+            totals.append(r.total_ms)
+            tool_ms.append(r.tool_ms)
+            prepare.append(r.prepare_ms)
+            for node, ms in r.node_ms.items():
+                node_wall.setdefault(node, []).append(ms)
+                node_own.setdefault(node, []).append(ms - r.node_tool_ms.get(node, 0.0))
+    n = len(totals)
+    total, tools_t = sum(totals) / n, sum(tool_ms) / n
+    overhead = total - tools_t
+    nodes_own = sum(sum(v) for v in node_own.values()) / n
+    framework = overhead - nodes_own - sum(prepare) / n
+    print(f"tools: {'canned, %.0f ms each' % args.fake_tools_ms if tools else 'real'}; {len(args.photos)} photos x {args.repeat} runs")
+    print(f"{'node':<10} {'wall ms':>10} {'own ms':>10}")
+    for node in node_wall:
+        print(f"{node:<10} {sum(node_wall[node]) / n:>10.2f} {sum(node_own[node]) / n:>10.2f}")
+    print(f"{'prepare':<10} {sum(prepare) / n:>10.2f} {sum(prepare) / n:>10.2f}   (resolve + decode-check the image)")
+    print(f"{'langgraph':<10} {'':>10} {framework:>10.2f}   (scheduling, state merges, validation)")
+    print(f"end-to-end {total:.1f} ms/photo (median {statistics.median(totals):.1f}); tools {tools_t:.1f} ms; "
+          f"agent overhead {overhead:.2f} ms = {100 * overhead / total:.2f}% (target < 5%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

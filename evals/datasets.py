@@ -1,0 +1,195 @@
+"""Benchmark readers: a CSV of image ids and coordinates plus a folder of images.
+
+Layouts (columns are found by name, case-insensitively; their order is never assumed):
+IM2GPS (237 photos), IM2GPS3k (``im2gps3k_places365.csv``: IMG_ID, AUTHOR, LAT, LON, scene labels),
+YFCC4k (``yfcc4k_places365.csv``), YFCC26k (``yfcc25600_places365.csv``) and a generic CSV whose
+id/lat/lon columns are configurable.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from retrieval_service.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".JPG", ".JPEG", ".PNG")
+
+
+class DatasetLayout(BaseModel):
+    """How one benchmark's CSV names its columns, and its published size."""
+
+    name: str
+    id_columns: tuple[str, ...] = ("IMG_ID", "img_id", "image_id", "id", "image", "filename", "path")
+    lat_columns: tuple[str, ...] = ("LAT", "latitude", "lat", "gps_lat")
+    lon_columns: tuple[str, ...] = ("LON", "longitude", "lon", "lng", "long", "gps_lon")
+    expected_size: int | None = None
+    description: str = ""
+
+
+LAYOUTS: dict[str, DatasetLayout] = {
+    "im2gps": DatasetLayout(name="im2gps", expected_size=237, description="IM2GPS test set (Hays & Efros), 237 photos"),
+    "im2gps3k": DatasetLayout(name="im2gps3k", expected_size=2997, description="IM2GPS3k, im2gps3k_places365.csv"),
+    "yfcc4k": DatasetLayout(name="yfcc4k", expected_size=4536, description="YFCC4k, yfcc4k_places365.csv"),
+    "yfcc26k": DatasetLayout(name="yfcc26k", expected_size=25600, description="YFCC26k, yfcc25600_places365.csv"),
+    "csv": DatasetLayout(name="csv", description="any CSV: set --id-col/--lat-col/--lon-col when the names differ"),
+}
+
+
+class EvalItem(BaseModel):
+    """One labelled photo of a benchmark."""
+
+    id: str
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    image: Path
+
+
+class Dataset(BaseModel):
+    """The rows that can be evaluated, and the rows left out because their image is missing."""
+
+    name: str
+    labels: Path
+    images: Path
+    items: list[EvalItem]
+    missing: list[str] = Field(default_factory=list, description="ids whose image file is not in the folder")
+    columns: dict[str, str] = Field(default_factory=dict, description="role -> CSV column used (id, lat, lon)")
+
+    def describe_missing(self, first: int = 5) -> str:
+        if not self.missing:
+            return "no missing images"
+        shown = ", ".join(self.missing[:first])
+        more = f" and {len(self.missing) - first} more" if len(self.missing) > first else ""
+        return f"{len(self.missing)} image(s) missing from {self.images}: {shown}{more}"
+
+
+def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], role: str, labels: Path) -> str:
+    by_lower = {c.strip().lower(): c for c in columns}
+    if wanted:
+        found = by_lower.get(wanted.strip().lower())
+        if found is None:
+            raise DatasetError(
+                f"{labels}: no column named {wanted!r} for the {role} (columns: {', '.join(columns)})",
+                f"pass --{role}-col with one of the CSV's column names",
+            )
+        return found
+    for name in candidates:
+        if name.lower() in by_lower:
+            return by_lower[name.lower()]
+    raise DatasetError(
+        f"{labels}: no {role} column found (looked for {', '.join(candidates)}; columns: {', '.join(columns)})",
+        f"pass --{role}-col with the name of the CSV column that holds the {role}",
+    )
+
+
+def _image_index(images: Path) -> dict[str, Path]:
+    """File name and stem -> path for every file in the folder (one directory listing)."""
+    index: dict[str, Path] = {}
+    for path in images.iterdir():
+        if path.is_file():
+            index.setdefault(path.name, path)
+            if path.suffix in IMAGE_SUFFIXES:
+                index.setdefault(path.stem, path)
+    return index
+
+
+def _resolve(image_id: str, images: Path, index: dict[str, Path]) -> Path | None:
+    if image_id in index:
+        return index[image_id]
+    name = Path(image_id).name
+    if name in index:
+        return index[name]
+    nested = images / image_id
+    return nested if nested.is_file() else None
+
+
+def load_dataset(
+    name: str,
+    labels: str | Path,
+    images: str | Path,
+    *,
+    id_col: str | None = None,
+    lat_col: str | None = None,
+    lon_col: str | None = None,
+) -> Dataset:
+    """Read a benchmark CSV and match its rows to the images in a folder.
+
+    Rows whose image is missing are listed in ``Dataset.missing`` (and logged), never dropped
+    silently. Raises DatasetError on an unknown layout, an unreadable or empty CSV, missing
+    columns, bad coordinates or duplicate ids.
+    """
+    key = name.strip().lower()
+    if key not in LAYOUTS:
+        raise DatasetError(f"unknown dataset {name!r}", f"use one of: {', '.join(LAYOUTS)}")
+    layout = LAYOUTS[key]
+    labels, images = Path(labels).expanduser(), Path(images).expanduser()
+    if not labels.is_file():
+        raise DatasetError(f"labels CSV not found: {labels}", "pass --labels with the path of the benchmark's CSV")
+    if not images.is_dir():
+        raise DatasetError(f"image folder not found: {images}", "pass --images with the folder that holds the photos")
+    try:
+        frame = pd.read_csv(labels, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as exc:
+        raise DatasetError(f"{labels} is empty", "use the benchmark's CSV with a header row and one row per image") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{labels} is not a readable CSV: {exc}", "check the file is comma-separated UTF-8 text") from exc
+    columns = [str(c) for c in frame.columns]
+    cid = _pick_column(columns, id_col, layout.id_columns, "id", labels)
+    clat = _pick_column(columns, lat_col, layout.lat_columns, "lat", labels)
+    clon = _pick_column(columns, lon_col, layout.lon_columns, "lon", labels)
+    if frame.empty:
+        raise DatasetError(f"{labels} has a header but no rows", "use a CSV with one row per image")
+
+    ids = frame[cid].astype(str).str.strip()
+    lats = pd.to_numeric(frame[clat].str.strip(), errors="coerce")
+    lons = pd.to_numeric(frame[clon].str.strip(), errors="coerce")
+    bad = [
+        f"line {i + 2} ({ids.iloc[i] or 'no id'}: {frame[clat].iloc[i]!r}, {frame[clon].iloc[i]!r})"
+        for i in range(len(frame))
+        if not (math.isfinite(lats.iloc[i]) and math.isfinite(lons.iloc[i]))
+        or not (-90 <= lats.iloc[i] <= 90 and -180 <= lons.iloc[i] <= 180)
+    ]
+    if bad:
+        raise DatasetError(
+            f"{labels}: {len(bad)} row(s) with bad coordinates in columns {clat}/{clon}: {'; '.join(bad[:5])}",
+            "coordinates must be decimal degrees, latitude in [-90, 90] and longitude in [-180, 180]",
+        )
+    empty_ids = [str(i + 2) for i in range(len(frame)) if not ids.iloc[i]]
+    if empty_ids:
+        raise DatasetError(f"{labels}: empty id in column {cid} on line(s) {', '.join(empty_ids[:5])}", "give every row an image id")
+    dupes = ids[ids.duplicated()].unique().tolist()
+    if dupes:
+        raise DatasetError(
+            f"{labels}: {len(dupes)} duplicated id(s) in column {cid}: {', '.join(dupes[:5])}",
+            "ids must be unique: the run file is keyed by them",
+        )
+
+    index = _image_index(images)
+    items: list[EvalItem] = []
+    missing: list[str] = []
+    for image_id, lat, lon in zip(ids, lats, lons):
+        path = _resolve(image_id, images, index)
+        if path is None:
+            missing.append(image_id)
+        else:
+            items.append(EvalItem(id=image_id, lat=float(lat), lon=float(lon), image=path))
+    dataset = Dataset(
+        name=layout.name, labels=labels, images=images, items=items, missing=missing,
+        columns={"id": cid, "lat": clat, "lon": clon},
+    )
+    if missing:
+        log.warning("%s; they are excluded from the run", dataset.describe_missing())
+    if not items:
+        raise DatasetError(
+            f"none of the {len(frame)} ids in {labels} has an image in {images} ({dataset.describe_missing()})",
+            "point --images at the folder holding the benchmark photos (file names = the id column)",
+        )
+    if layout.expected_size and len(frame) != layout.expected_size:
+        log.info("%s has %d rows; the published %s has %d", labels, len(frame), layout.name, layout.expected_size)
+    return dataset

@@ -1,0 +1,185 @@
+"""Reports of a run directory: summary.json, report.md (the papers' table layout, beside published
+figures) and the PNG plots. ``write_reports(run_dir)`` rebuilds them all from predictions.jsonl."""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from evals.countries import country_codes
+from evals.metrics import DISTANCE_METHOD, THRESHOLD_NAMES, THRESHOLDS_KM, accuracy, bootstrap_ci, geoscore
+from evals.plots import plot_accuracy_curve, plot_error_map
+from evals.published import load_published
+from evals.records import PREDICTIONS_FILE, read_rows
+from evals.run_info import CONFIG_FILE
+from retrieval_service.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.md"
+ACCURACY_PNG = "accuracy_vs_threshold.png"
+MAP_PNG = "error_map.png"
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_RESAMPLES = 1000
+
+
+class Summary(BaseModel):
+    """The contract of summary.json (fractions in [0, 1]; distances in km)."""
+
+    n: int
+    failed: int
+    fallback: int = 0
+    scored: int
+    median_km: float | None
+    mean_km: float | None
+    accuracy_km: dict[str, float]
+    accuracy_ci95: dict[str, tuple[float, float]]
+    geoscore: float
+    country_accuracy: float
+    country_ci95: tuple[float, float]
+    mean_latency_ms: float | None
+    distance_method: str = DISTANCE_METHOD
+    bootstrap: dict[str, int] = {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED}
+    mode: str | None = None
+    dataset: str | None = None
+    missing_images: int = 0
+
+
+def load_run(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows and config of a run directory; DatasetError when it holds no run."""
+    run_dir = Path(run_dir)
+    path = run_dir / PREDICTIONS_FILE
+    if not path.exists():
+        raise DatasetError(f"{run_dir} holds no {PREDICTIONS_FILE}", "pass the --out directory of a `geoagent eval run`")
+    config_path = run_dir / CONFIG_FILE
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
+    return read_rows(path), config
+
+
+def _fill_countries(rows: list[dict[str, Any]]) -> None:
+    """Reverse geocode (in one batch) any country a row lacks, e.g. rows written by older versions."""
+    need_gt = [r for r in rows if r.get("country_gt") is None and r.get("gt")]
+    need_pred = [r for r in rows if r.get("country_pred") is None and r.get("pred")]
+    codes = country_codes([(r["gt"]["lat"], r["gt"]["lon"]) for r in need_gt] + [(r["pred"]["lat"], r["pred"]["lon"]) for r in need_pred])
+    for r, cc in zip(need_gt, codes[: len(need_gt)]):
+        r["country_gt"] = cc
+    for r, cc in zip(need_pred, codes[len(need_gt):]):
+        r["country_pred"] = cc
+
+
+def summarise(rows: list[dict[str, Any]], config: dict[str, Any] | None = None) -> Summary:
+    """Metrics over all rows: accuracy counts failed rows as misses; median/mean over scored rows."""
+    config = config or {}
+    _fill_countries(rows)
+    distances = [r.get("distance_km") if not r.get("error") else None for r in rows]
+    scored = [d for d in distances if d is not None]
+    country_hits = [0.0 if (not r.get("error") and r.get("country_gt") and r.get("country_gt") == r.get("country_pred")) else None
+                    for r in rows]
+    # country accuracy reuses the bootstrap over a 0/inf encoding: a hit is distance 0 < 1
+    country_ci = bootstrap_ci(country_hits, (1,), resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED)["1"]
+    latencies = [r["latency_ms"] for r in rows if isinstance(r.get("latency_ms"), (int, float))]
+    return Summary(
+        n=len(rows),
+        failed=sum(1 for r in rows if r.get("error")),
+        fallback=sum(1 for r in rows if not r.get("error") and r.get("source") == "fallback"),
+        scored=len(scored),
+        median_km=statistics.median(scored) if scored else None,
+        mean_km=statistics.fmean(scored) if scored else None,
+        accuracy_km=accuracy(distances),
+        accuracy_ci95=bootstrap_ci(distances, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED),
+        geoscore=statistics.fmean(geoscore(d) for d in distances) if rows else 0.0,
+        country_accuracy=(sum(1 for c in country_hits if c is not None) / len(rows)) if rows else 0.0,
+        country_ci95=country_ci,
+        mean_latency_ms=statistics.fmean(latencies) if latencies else None,
+        mode=config.get("mode"),
+        dataset=(config.get("dataset") or {}).get("name"),
+        missing_images=(config.get("dataset") or {}).get("missing_images", 0),
+    )
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.2f}"
+
+
+def render_markdown(summary: Summary, config: dict[str, Any], run_name: str) -> str:
+    """report.md: the papers' table (street/city/region/country/continent), published rows beside."""
+    dataset = summary.dataset or "?"
+    header = "| Method | Street 1 km | City 25 km | Region 200 km | Country 750 km | Continent 2500 km |"
+    rule = "|---|---:|---:|---:|---:|---:|"
+    ours = "| **this run** (" + (summary.mode or "?") + ") | " + " | ".join(_pct(summary.accuracy_km[str(t)]) for t in THRESHOLDS_KM) + " |"
+    ci = "| 95% CI (bootstrap) | " + " | ".join(
+        f"{_pct(summary.accuracy_ci95[str(t)][0])}–{_pct(summary.accuracy_ci95[str(t)][1])}" for t in THRESHOLDS_KM) + " |"
+    lines = [f"# Evaluation: {run_name}", ""]
+    versions = config.get("versions", {})
+    lines += [
+        f"- dataset: **{dataset}** ({(config.get('dataset') or {}).get('labels', '?')}), mode: **{summary.mode}**",
+        f"- images: {summary.n} evaluated, {summary.failed} failed (counted as misses), "
+        f"{summary.missing_images} excluded because the image file is missing, "
+        f"{summary.fallback} answered by the no-evidence fallback (scored as given)",
+        f"- distance: {summary.distance_method}; accuracy = share of all {summary.n} images with error < threshold",
+        f"- versions: geoagent {versions.get('geoagent')}, torch {versions.get('torch')}, open_clip {versions.get('open_clip')}, "
+        f"commit {versions.get('git_commit')}",
+        "",
+        "## Accuracy (%)",
+        "",
+        header,
+        rule,
+        ours,
+        ci,
+    ]
+    published = load_published(dataset)
+    for p in published:
+        lines.append(f"| {p.label} | " + " | ".join("" if p.accuracy_pct[str(t)] is None else f"{p.accuracy_pct[str(t)]:.2f}"
+                                                    for t in THRESHOLDS_KM) + " |")
+    if not published:
+        lines += ["", f"No published figures on file for dataset '{dataset}' (published tables cover im2gps3k and yfcc4k)."]
+    elif dataset in ("im2gps3k", "yfcc4k") and summary.n < 2000:
+        lines += ["", f"Note: this run covers {summary.n} images, not the full benchmark; "
+                  "the published rows are on the full test set and are not directly comparable."]
+    lines += [
+        "",
+        "## Other metrics",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+        f"| median error (km, scored rows) | {'' if summary.median_km is None else f'{summary.median_km:.1f}'} |",
+        f"| mean error (km, scored rows) | {'' if summary.mean_km is None else f'{summary.mean_km:.1f}'} |",
+        f"| GeoScore (mean, failed = 0) | {summary.geoscore:.1f} |",
+        f"| country accuracy (%) | {_pct(summary.country_accuracy)} ({_pct(summary.country_ci95[0])}–{_pct(summary.country_ci95[1])}) |",
+        f"| mean latency (ms) | {'' if summary.mean_latency_ms is None else f'{summary.mean_latency_ms:.0f}'} |",
+        "",
+        f"![accuracy vs threshold]({ACCURACY_PNG})",
+        "",
+        f"![error map]({MAP_PNG})",
+        "",
+        "## Sources of the published figures",
+        "",
+    ]
+    lines += [f"- {p.label} ({p.dataset}): {p.source}" for p in published] or ["- none"]
+    lines += ["", "Thresholds: " + ", ".join(f"{THRESHOLD_NAMES[t]} {t} km" for t in THRESHOLDS_KM) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(run_dir: str | Path, *, plots: bool = True) -> Summary:
+    """(Re)write summary.json, report.md and the PNG plots of a run directory."""
+    run_dir = Path(run_dir)
+    rows, config = load_run(run_dir)
+    summary = summarise(rows, config)
+    (run_dir / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2), encoding="utf-8")
+    (run_dir / REPORT_FILE).write_text(render_markdown(summary, config, run_dir.name), encoding="utf-8")
+    if plots:
+        distances = [r.get("distance_km") if not r.get("error") else None for r in rows]
+        plot_accuracy_curve({f"{run_dir.name} ({summary.mode})": distances}, run_dir / ACCURACY_PNG)
+        plot_error_map(
+            [(r["gt"]["lat"], r["gt"]["lon"]) for r in rows],
+            [(r["pred"]["lat"], r["pred"]["lon"]) if r.get("pred") else None for r in rows],
+            distances, run_dir / MAP_PNG, title=f"{run_dir.name}: error by ground-truth location",
+        )
+    log.info("reports written to %s", run_dir)
+    return summary

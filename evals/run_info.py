@@ -1,0 +1,106 @@
+"""What a run directory records about itself: config.json (settings with secrets redacted, mode,
+dataset, argv) and the versions of the software that produced it."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from retrieval_service.errors import ConfigError
+from retrieval_service.settings import Settings
+
+CONFIG_FILE = "config.json"
+SECRET_MARKERS = ("key", "token", "secret", "password")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def redacted_settings(settings: Settings) -> dict[str, Any]:
+    """Settings as JSON-able values, with every secret-looking field replaced by '***'."""
+    values = settings.model_dump(mode="json")
+    return {k: ("***" if v is not None and any(m in k.lower() for m in SECRET_MARKERS) else v) for k, v in values.items()}
+
+
+def _pkg(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def git_commit(root: Path = REPO_ROOT) -> str | None:
+    """The checkout's HEAD commit (with '+dirty' when there are local changes), or None."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "geoagent": _pkg("geoagent"),
+        "torch": _pkg("torch"),
+        "open_clip": _pkg("open_clip_torch"),
+        "geopy": _pkg("geopy"),
+        "reverse_geocoder": _pkg("reverse_geocoder"),
+        "git_commit": git_commit(),
+    }
+
+
+def build_config(settings: Settings, *, mode: str, dataset: dict[str, Any], argv: list[str] | None = None,
+                 predictor: str | None = None) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "dataset": dataset,
+        "predictor": predictor or "agent.load_agent",
+        "argv": list(sys.argv if argv is None else argv),
+        "settings": redacted_settings(settings),
+        "versions": versions(),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
+    """Refuse to append to a run directory that holds a run of another mode, dataset or predictor."""
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} is unreadable: {exc}", "use a new --out directory") from exc
+    for key in ("mode", "predictor"):
+        if old.get(key) != config.get(key):
+            raise ConfigError(
+                f"{run_dir} holds a run with {key}={old.get(key)!r}, not {config.get(key)!r}",
+                "resume with the same options, or pass a new --out directory",
+            )
+    for key in ("name", "labels"):
+        if old.get("dataset", {}).get(key) != config["dataset"].get(key):
+            raise ConfigError(
+                f"{run_dir} holds a run on dataset {key}={old.get('dataset', {}).get(key)!r}, not {config['dataset'].get(key)!r}",
+                "resume with the same --dataset/--labels, or pass a new --out directory",
+            )
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """Write config.json; on resume the first run's start time is kept and the resumes are listed."""
+    path = run_dir / CONFIG_FILE
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        config = {**config, "started_at": old.get("started_at"),
+                  "resumed_at": [*old.get("resumed_at", []), config["started_at"]]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
+    tmp.replace(path)

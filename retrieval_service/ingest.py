@@ -1,0 +1,172 @@
+"""``index build``: ingest a CSV of images + coordinates into the image-database collection.
+
+Batched, resumable (ids already stored are skipped), unreadable images logged and counted.
+Column names are configurable; the MP-16 layout (``IMG_ID``/``LAT``/``LON``, also lower-case
+``id``/``lat``/``lon`` and ``latitude``/``longitude``) and the IM2GPS3k layout
+(``IMG_ID,AUTHOR,LAT,LON``) are recognised without flags.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from retrieval_service.errors import DatasetError, ImageLoadError
+
+logger = logging.getLogger(__name__)
+
+ID_COLUMNS = ("IMG_ID", "img_id", "image_id", "id", "ID")
+LAT_COLUMNS = ("LAT", "lat", "latitude", "Latitude", "LATITUDE")
+LON_COLUMNS = ("LON", "lon", "lng", "longitude", "Longitude", "LONGITUDE")
+PATH_COLUMNS = ("path", "PATH", "file", "filename", "image_path")
+
+
+class IngestReport(BaseModel):
+    """What an ingestion did."""
+
+    collection: str
+    rows: int
+    added: int
+    skipped_existing: int
+    unreadable: int
+    bad_rows: int
+    total_in_collection: int
+
+
+def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, flag: str) -> str:
+    if wanted:
+        if wanted not in columns:
+            raise DatasetError(f"the CSV has no {what} column {wanted!r}; columns found: {columns}", f"pass the right name with {flag}")
+        return wanted
+    for name in candidates:
+        if name in columns:
+            return name
+    raise DatasetError(
+        f"the CSV has no {what} column (looked for {', '.join(candidates)}); columns found: {columns}",
+        f"name the column with {flag}",
+    )
+
+
+def read_rows(
+    csv_path: Path,
+    *,
+    id_col: str | None = None,
+    lat_col: str | None = None,
+    lon_col: str | None = None,
+    path_col: str | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """Read and validate the CSV; return a frame with columns id, lat, lon, path, extra payload, and the bad-row count."""
+    if not csv_path.is_file():
+        raise DatasetError(f"CSV file not found: {csv_path}", "pass an existing CSV of image ids/paths and coordinates")
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as exc:
+        raise DatasetError(f"{csv_path} is empty", "the CSV needs a header row (e.g. IMG_ID,LAT,LON) and one row per image") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{csv_path} is not a readable CSV: {exc}", "save it as UTF-8 comma-separated text") from exc
+    columns = list(frame.columns)
+    lat = _pick(columns, lat_col, LAT_COLUMNS, "latitude", "--lat-col")
+    lon = _pick(columns, lon_col, LON_COLUMNS, "longitude", "--lon-col")
+    path = None
+    if path_col or any(c in columns for c in PATH_COLUMNS):
+        path = _pick(columns, path_col, PATH_COLUMNS, "image path", "--path-col")
+    ident = _pick(columns, id_col, ID_COLUMNS, "image id", "--id-col") if (id_col or path is None) else (
+        next((c for c in ID_COLUMNS if c in columns), path)
+    )
+    if frame.empty:
+        raise DatasetError(f"{csv_path} has a header ({columns}) but no rows", "add one row per image")
+    out = pd.DataFrame(
+        {
+            "id": frame[ident].astype(str).str.strip(),
+            "lat": pd.to_numeric(frame[lat], errors="coerce"),
+            "lon": pd.to_numeric(frame[lon], errors="coerce"),
+            "path": frame[path if path else ident].astype(str).str.strip(),
+        }
+    )
+    extra = [c for c in columns if c not in {ident, lat, lon, path}]
+    for col in extra:
+        out[f"extra:{col}"] = frame[col]
+    ok = out["lat"].between(-90, 90) & out["lon"].between(-180, 180) & (out["id"] != "")
+    bad = int((~ok).sum())
+    if bad:
+        logger.warning("%d rows of %s have missing or out-of-range coordinates or ids; skipped", bad, csv_path)
+    out = out[ok].drop_duplicates(subset="id")
+    if out.empty:
+        raise DatasetError(f"no row of {csv_path} has valid coordinates in {lat!r}/{lon!r}", "check the columns hold decimal degrees")
+    return out.reset_index(drop=True), bad
+
+
+def ingest_csv(
+    retriever: Any,
+    csv_path: Path,
+    images_dir: Path,
+    *,
+    collection: str | None = None,
+    batch_size: int | None = None,
+    id_col: str | None = None,
+    lat_col: str | None = None,
+    lon_col: str | None = None,
+    path_col: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Embed every image listed in ``csv_path`` (relative paths under ``images_dir``) into ``collection``.
+
+    ``retriever`` is a ``Retriever`` (its image encoder and store are used). ``progress(n)`` is
+    called with the number of rows handled after each batch.
+    """
+    from retrieval_service.images import load_image
+    from retrieval_service.vector_store import point_id
+
+    if not images_dir.is_dir():
+        raise DatasetError(f"images folder not found: {images_dir}", "pass the folder holding the images with --images")
+    frame, bad = read_rows(Path(csv_path), id_col=id_col, lat_col=lat_col, lon_col=lon_col, path_col=path_col)
+    extra_cols = [c for c in frame.columns if c.startswith("extra:")]
+    name = collection or retriever.settings.database_collection
+    batch = batch_size or retriever.settings.batch_size
+    store = retriever.store
+    added = skipped = unreadable = 0
+    with store.write_lock(name):
+        store.create_collection(name, retriever.image_dim)
+        for start in range(0, len(frame), batch):
+            chunk = frame.iloc[start : start + batch]
+            ids = [point_id(i) for i in chunk["id"]]
+            present = store.existing_ids(name, ids)
+            images, keep_ids, payloads = [], [], []
+            for pid, row in zip(ids, chunk.to_dict("records")):
+                if pid in present:
+                    skipped += 1
+                    continue
+                path = Path(row["path"])
+                path = path if path.is_absolute() else images_dir / path
+                try:
+                    images.append(load_image(path))
+                except ImageLoadError as exc:
+                    unreadable += 1
+                    logger.warning("skipping %s: %s", row["id"], exc.message)
+                    continue
+                payload: dict[str, Any] = {
+                    "id": row["id"],
+                    "path": str(path),
+                    "location": {"lat": float(row["lat"]), "lon": float(row["lon"])},
+                }
+                payload.update({col.removeprefix("extra:"): row[col] for col in extra_cols if row[col] != ""})
+                keep_ids.append(pid)
+                payloads.append(payload)
+            if images:
+                vectors = retriever.encode_pil(images)
+                store.upsert(name, keep_ids, vectors, payloads)
+                added += len(images)
+            if progress:
+                progress(len(chunk))
+        store.finish_writes(name)
+        total = store.count(name)
+    report = IngestReport(
+        collection=name, rows=len(frame) + bad, added=added, skipped_existing=skipped, unreadable=unreadable, bad_rows=bad, total_in_collection=total
+    )
+    logger.info("ingested %s", report)
+    return report

@@ -1,0 +1,266 @@
+"""Semantic segmentation of a photo into class shares and short scene hints.
+
+Backends behind one ``Segmenter`` protocol:
+- ``TFLiteSegmenter``: any TFLite segmentation model run with ``ai_edge_litert`` (e.g. the Cityscapes
+  DeepLab model: input 513x513 uint8 RGB, output class ids, labels file one name per line).
+- ``SegFormerSegmenter``: SegFormer ADE20K via ``transformers`` (optional extra ``geoagent[segformer]``;
+  weights come from the model hub on first use).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel
+
+from retrieval_service.errors import ConfigError, GeoAgentError, WeightsNotFoundError
+from retrieval_service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SEGFORMER = "nvidia/segformer-b0-finetuned-ade-512-512"
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """Turns an RGB image into a map of class ids (indices into ``labels``)."""
+
+    name: str
+    labels: list[str]
+
+    def segment(self, image: Image.Image) -> np.ndarray:
+        """(H, W) integer class ids for the image (any resolution the model works at)."""
+        ...
+
+
+class SceneComposition(BaseModel):
+    shares: dict[str, float]
+    hints: list[str]
+    backend: str
+
+
+def read_labels(path: str | Path) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"segmentation labels file not found: {p}",
+            "set GEOAGENT_SEGMENTER_LABELS to a text file with one label per line",
+        )
+    labels = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not labels:
+        raise ConfigError(f"segmentation labels file {p} is empty", "write one class name per line, in class-id order")
+    return labels
+
+
+class TFLiteSegmenter:
+    """A TFLite segmentation model run on CPU with ``ai_edge_litert``; the interpreter is built once."""
+
+    name = "tflite"
+
+    def __init__(self, model_path: str | Path, labels_path: str | Path | None = None, *, num_threads: int = 2) -> None:
+        model = Path(model_path)
+        if not model.is_file():
+            raise WeightsNotFoundError(
+                f"TFLite segmentation model not found: {model}",
+                "set GEOAGENT_SEGMENTER_MODEL to an existing .tflite file",
+            )
+        labels_file = Path(labels_path) if labels_path else model.with_name("labels.txt")
+        self.labels = read_labels(labels_file)
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self._interp = Interpreter(model_path=str(model), num_threads=num_threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise WeightsNotFoundError(
+                f"{model} is not a usable TFLite model: {exc}",
+                "point GEOAGENT_SEGMENTER_MODEL at a TFLite segmentation model",
+            ) from exc
+        inp = self._interp.get_input_details()[0]
+        self._input_index = inp["index"]
+        self._input_dtype = inp["dtype"]
+        _, self.height, self.width, _ = (int(x) for x in inp["shape"])
+        self._output_index = self._interp.get_output_details()[0]["index"]
+        self._lock = threading.Lock()  # a TFLite interpreter is not thread-safe
+
+    def segment(self, image: Image.Image) -> np.ndarray:
+        arr = np.asarray(image.convert("RGB").resize((self.width, self.height), Image.BILINEAR))
+        if self._input_dtype == np.float32:
+            arr = arr.astype(np.float32) / 127.5 - 1.0
+        with self._lock:
+            self._interp.set_tensor(self._input_index, arr[None].astype(self._input_dtype))
+            self._interp.invoke()
+            out = np.array(self._interp.get_tensor(self._output_index))
+        out = out[0] if out.ndim >= 3 else out
+        if out.ndim == 3:  # logits (H, W, C)
+            out = out.argmax(axis=-1)
+        return out.astype(np.int64)
+
+
+class SegFormerSegmenter:
+    """SegFormer (ADE20K, 150 classes) through ``transformers``; model loaded once."""
+
+    name = "segformer"
+
+    def __init__(self, model_id: str = DEFAULT_SEGFORMER, *, device: str = "cpu") -> None:
+        if importlib.util.find_spec("transformers") is None:
+            raise ConfigError(
+                "the SegFormer backend needs the 'transformers' package",
+                "pip install 'geoagent[segformer]', or set GEOAGENT_SEGMENTER=tflite with a .tflite model",
+            )
+        import torch
+        from transformers import AutoImageProcessor, SegformerForSemanticSegmentation
+
+        try:
+            self._processor = AutoImageProcessor.from_pretrained(model_id)
+            self._model = SegformerForSemanticSegmentation.from_pretrained(model_id).eval()
+        except (OSError, ValueError) as exc:
+            raise WeightsNotFoundError(
+                f"SegFormer weights '{model_id}' could not be loaded: {exc}",
+                "check the hub id / network, or set GEOAGENT_SEGMENTER=tflite with a local .tflite model",
+            ) from exc
+        self._device = (
+            "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+        )
+        self._model.to(self._device)
+        id2label = self._model.config.id2label
+        self.labels = [str(id2label[i]).split(",")[0].strip() for i in range(len(id2label))]
+        self._torch = torch
+
+    def segment(self, image: Image.Image) -> np.ndarray:
+        inputs = self._processor(images=image.convert("RGB"), return_tensors="pt").to(self._device)
+        with self._torch.inference_mode():
+            logits = self._model(**inputs).logits
+        return logits.argmax(dim=1)[0].cpu().numpy().astype(np.int64)
+
+
+def make_segmenter(settings: Settings) -> Segmenter:
+    """Build the configured segmenter. Raises ConfigError when segmentation is unavailable."""
+    choice, model = settings.segmenter, settings.segmenter_model
+    if choice == "none":
+        raise ConfigError(
+            "scene segmentation is disabled (GEOAGENT_SEGMENTER=none)",
+            "set GEOAGENT_SEGMENTER=tflite and GEOAGENT_SEGMENTER_MODEL=<model.tflite>, or segformer",
+        )
+    if choice == "tflite" or (choice == "auto" and model and model.endswith(".tflite")):
+        if not model:
+            raise ConfigError(
+                "GEOAGENT_SEGMENTER=tflite needs a model path",
+                "set GEOAGENT_SEGMENTER_MODEL to a .tflite segmentation model",
+            )
+        return TFLiteSegmenter(model, settings.segmenter_labels)
+    if choice == "segformer" or importlib.util.find_spec("transformers") is not None:
+        return SegFormerSegmenter(model or DEFAULT_SEGFORMER, device=settings.device)
+    raise ConfigError(
+        "no segmentation backend is available",
+        "set GEOAGENT_SEGMENTER_MODEL to a .tflite model (e.g. the Cityscapes DeepLab model), "
+        "or pip install 'geoagent[segformer]'",
+    )
+
+
+# label keywords (Cityscapes and ADE20K names) grouped for scene hints
+_GROUPS: dict[str, tuple[str, ...]] = {
+    "road": ("road", "sidewalk", "path", "runway", "crosswalk", "dirt track"),
+    "built": (
+        "building",
+        "wall",
+        "fence",
+        "pole",
+        "traffic light",
+        "traffic sign",
+        "house",
+        "skyscraper",
+        "tower",
+        "bridge",
+        "signboard",
+        "streetlight",
+        "railing",
+        "column",
+        "awning",
+    ),
+    "vegetation": ("vegetation", "terrain", "tree", "grass", "plant", "field", "palm", "flower"),
+    "sky": ("sky",),
+    "water": ("sea", "water", "river", "lake", "waterfall", "swimming pool"),
+    "shore": ("sand", "beach"),
+    "mountain": ("mountain", "hill", "rock"),
+    "snow": ("snow",),
+    "vehicle": ("car", "truck", "bus", "train", "motorcycle", "bicycle", "van", "boat", "ship", "airplane", "minibike"),
+    "people": ("person", "rider"),
+    "indoor": ("floor", "ceiling", "bed", "table", "chair", "cabinet", "sofa", "shelf", "carpet"),
+}
+
+
+def _group_of(label: str) -> str | None:
+    low = label.lower()
+    for group, keys in _GROUPS.items():
+        if low in keys or low.split(",")[0].strip() in keys:
+            return group
+    return None
+
+
+def scene_hints(group_shares: dict[str, float]) -> list[str]:
+    """Short, LMM-readable descriptions of the composition from grouped class shares."""
+    g = {k: group_shares.get(k, 0.0) for k in _GROUPS}
+    hints: list[str] = []
+    if g["indoor"] >= 0.25:
+        hints.append("indoor scene")
+    if g["road"] >= 0.15 and g["built"] >= 0.15:
+        hints.append("urban street")
+    elif g["built"] >= 0.3:
+        hints.append("built-up area")
+    elif g["road"] >= 0.25:
+        hints.append("open road")
+    if g["water"] >= 0.1 and (g["shore"] >= 0.03 or g["sky"] >= 0.2):
+        hints.append("coast")
+    elif g["water"] >= 0.1:
+        hints.append("water body")
+    if g["mountain"] >= 0.1:
+        hints.append("mountains")
+    if g["snow"] >= 0.1:
+        hints.append("snow")
+    if g["vegetation"] >= 0.45:
+        hints.append("vegetation-dominated")
+    elif g["vegetation"] >= 0.2 and g["built"] < 0.1:
+        hints.append("rural / natural landscape")
+    if g["sky"] >= 0.4:
+        hints.append("open view, much sky")
+    if g["vehicle"] >= 0.05:
+        hints.append("traffic")
+    if g["people"] >= 0.05:
+        hints.append("people")
+    return hints
+
+
+def compose(
+    class_map: np.ndarray, labels: list[str], backend: str, *, min_share: float = 0.01, max_classes: int = 8
+) -> SceneComposition:
+    """Class shares (largest first, rounded) and scene hints from a class-id map."""
+    counts = np.bincount(class_map.ravel().clip(0), minlength=len(labels)).astype(float)
+    total = counts.sum()
+    if total == 0:
+        raise GeoAgentError("the segmenter returned an empty class map", "check the image and the segmentation model")
+    fractions = counts / total
+    order = np.argsort(-fractions)
+    shares: dict[str, float] = {}
+    for i in order[:max_classes]:
+        if fractions[i] < min_share:
+            break
+        name = labels[i] if i < len(labels) else f"class {i}"
+        shares[name] = round(float(fractions[i]), 2)
+    groups: dict[str, float] = {}
+    for i, frac in enumerate(fractions):
+        group = _group_of(labels[i]) if i < len(labels) else None
+        if group:
+            groups[group] = groups.get(group, 0.0) + float(frac)
+    return SceneComposition(shares=shares, hints=scene_hints(groups), backend=backend)
+
+
+def describe_scene(segmenter: Segmenter, image: Image.Image) -> SceneComposition:
+    """Segment the image and summarise it."""
+    return compose(segmenter.segment(image), segmenter.labels, segmenter.name)

@@ -1,0 +1,185 @@
+"""Test doubles: a scripted chat model that fails loudly when its script runs out, and a tool set
+of real StructuredTools with the contract's argument names returning canned results."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.tools import StructuredTool
+from pydantic import BaseModel, Field, PrivateAttr
+
+
+class ScriptExhausted(AssertionError):
+    """The model was called more often than the test scripted."""
+
+
+class ScriptedChatModel(GenericFakeChatModel):
+    """Replies from a fixed script (AIMessage, str or an exception to raise), in order, once each."""
+
+    messages: Any = None
+    script: list[Any] = Field(default_factory=list)
+    _position: int = PrivateAttr(default=0)
+    _received: list[list[BaseMessage]] = PrivateAttr(default_factory=list)
+    _bound: list[list[str]] = PrivateAttr(default_factory=list)
+
+    @property
+    def received(self) -> list[list[BaseMessage]]:
+        return self._received
+
+    @property
+    def bound(self) -> list[list[str]]:
+        return self._bound
+
+    @property
+    def remaining(self) -> int:
+        return len(self.script) - self._position
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> "ScriptedChatModel":
+        self._bound.append([t.name for t in tools])
+        return self
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        self._received.append(list(messages))
+        if self._position >= len(self.script):
+            raise ScriptExhausted(f"the script has only {len(self.script)} replies; call {self._position + 1} was unexpected")
+        item = self.script[self._position]
+        self._position += 1
+        if isinstance(item, BaseException):
+            raise item
+        msg = AIMessage(content=item) if isinstance(item, str) else item
+        return ChatResult(generations=[ChatGeneration(message=msg)])
+
+
+def call(name: str, args: dict[str, Any], id: str) -> dict[str, Any]:
+    return {"name": name, "args": args, "id": id, "type": "tool_call"}
+
+
+class ImageArgs(BaseModel):
+    image: str
+
+
+class RetrieveArgs(BaseModel):
+    image: str
+    k: int = 10
+    lat: float | None = None
+    lon: float | None = None
+    radius_km: float | None = None
+    country_code: str | None = None
+    dissimilar: int = 0
+
+
+class Point(BaseModel):
+    lat: float
+    lon: float
+    score: float = 0.0
+
+
+class ClusterArgs(BaseModel):
+    candidates: list[Point]
+    eps_km: float = 50
+    min_samples: int = 2
+
+
+class GeocodeArgs(BaseModel):
+    lat: float
+    lon: float
+
+
+class VerifyArgs(BaseModel):
+    image: str
+    candidates: list[Point]
+
+
+PARIS = (48.8566, 2.3522)
+LYON = (45.764, 4.8357)
+TOKYO = (35.6762, 139.6503)
+
+
+def _retrieve(image: str, k: int = 10, lat: float | None = None, lon: float | None = None,
+              radius_km: float | None = None, country_code: str | None = None, dissimilar: int = 0) -> dict:
+    if lat is not None:  # a zoomed-in search: finer candidates around the point
+        gallery = [{"lat": lat + 0.01 * i, "lon": lon + 0.01 * i, "score": 0.5 - 0.01 * i, "country_code": "FR"} for i in range(4)]
+        return {"gallery": gallery, "database": [], "dissimilar": [],
+                "filter": {"lat": lat, "lon": lon, "radius_km": radius_km}}
+    gallery = ([{"lat": PARIS[0] + 0.02 * i, "lon": PARIS[1] + 0.02 * i, "score": 0.40 - 0.01 * i, "country_code": "FR"} for i in range(5)]
+               + [{"lat": TOKYO[0], "lon": TOKYO[1], "score": 0.41, "country_code": "JP"},
+                  {"lat": LYON[0], "lon": LYON[1], "score": 0.30, "country_code": "FR"}])
+    dis = [{"lat": -33.9 + i, "lon": 18.4 + i, "score": -0.1} for i in range(dissimilar)]
+    return {"gallery": gallery[:k], "database": [], "dissimilar": dis, "filter": None}
+
+
+def _cluster(candidates: list[Point], eps_km: float = 50, min_samples: int = 2) -> dict:
+    from agent.policy import haversine_km
+
+    pts = [c.model_dump() if isinstance(c, BaseModel) else c for c in candidates]
+    groups: list[list[dict]] = []
+    for p in pts:
+        for g in groups:
+            if haversine_km(p["lat"], p["lon"], g[0]["lat"], g[0]["lon"]) <= eps_km:
+                g.append(p)
+                break
+        else:
+            groups.append([p])
+    clusters = sorted(
+        ({"lat": sum(p["lat"] for p in g) / len(g), "lon": sum(p["lon"] for p in g) / len(g), "support": len(g),
+          "score_mass": round(sum(p["score"] for p in g), 3), "radius_km": 5.0} for g in groups if len(g) >= min_samples),
+        key=lambda c: -c["score_mass"])
+    best = {k: clusters[0][k] for k in ("lat", "lon", "support")} if clusters else None
+    return {"clusters": clusters, "best": best, "reranked": [], "noise": sum(len(g) for g in groups if len(g) < min_samples)}
+
+
+def _geocode(lat: float, lon: float) -> dict:
+    from agent.policy import haversine_km
+
+    for name, (plat, plon), cc, country in (("Paris", PARIS, "FR", "France"), ("Lyon", LYON, "FR", "France"),
+                                            ("Tokyo", TOKYO, "JP", "Japan")):
+        d = haversine_km(lat, lon, plat, plon)
+        if d < 300:
+            return {"place": name, "admin1": None, "country": country, "country_code": cc, "distance_km": round(d, 1), "remote": False}
+    return {"place": "Nowhere", "admin1": None, "country": None, "country_code": None, "distance_km": 999.0, "remote": True}
+
+
+def _verify(image: str, candidates: list[Point]) -> dict:
+    from agent.policy import haversine_km
+
+    ranked = []
+    for c in candidates:
+        c = c.model_dump() if isinstance(c, BaseModel) else c
+        ranked.append({"lat": c["lat"], "lon": c["lon"],
+                       "score": round(0.3 - haversine_km(c["lat"], c["lon"], *PARIS) / 20000, 4)})
+    return {"ranked": sorted(ranked, key=lambda r: -r["score"])}
+
+
+def make_fake_tools(*, exif_gps: tuple[float, float] | None = None, overrides: dict[str, Callable] | None = None,
+                    calls: list | None = None) -> list[StructuredTool]:
+    """The seven tools, canned: Paris is right, Tokyo a strong single decoy, Lyon noise."""
+    log = calls if calls is not None else []
+
+    def rec(name: str, fn: Callable) -> Callable:
+        def inner(**kwargs: Any) -> dict:
+            log.append((name, kwargs))
+            return fn(**kwargs)
+        return inner
+
+    def exif(image: str) -> dict:
+        gps = {"lat": exif_gps[0], "lon": exif_gps[1], "altitude_m": None} if exif_gps else None
+        return {"gps": gps, "datetime": None, "camera": None, "note": ""}
+
+    fns: dict[str, tuple[Callable, type[BaseModel]]] = {
+        "read_exif": (exif, ImageArgs),
+        "retrieve": (_retrieve, RetrieveArgs),
+        "cluster_candidates": (_cluster, ClusterArgs),
+        "reverse_geocode": (_geocode, GeocodeArgs),
+        "read_text": (lambda image: {"lines": [{"text": "Rue de Rivoli", "confidence": 0.9}], "scripts": ["Latin"],
+                                     "places": [{"name": "Paris", "country_code": "FR", "lat": PARIS[0], "lon": PARIS[1]}]}, ImageArgs),
+        "segment_scene": (lambda image: {"shares": {"building": 0.5, "sky": 0.3, "road": 0.2}, "hints": ["urban street"],
+                                         "backend": "fake"}, ImageArgs),
+        "verify_locations": (_verify, VerifyArgs),
+    }
+    for name, fn in (overrides or {}).items():
+        fns[name] = (fn, fns[name][1])
+    return [StructuredTool.from_function(func=rec(name, fn), name=name, description=f"fake {name}", args_schema=schema)
+            for name, (fn, schema) in fns.items()]

@@ -1,0 +1,204 @@
+"""The LMM loop driven by a scripted fake chat model: happy path and failure paths."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from PIL import Image
+
+from agent import load_agent
+from tests.agent.fakes import PARIS, ScriptedChatModel, ScriptExhausted, call, make_fake_tools
+
+FINAL = {"lat": 48.86, "lon": 2.35, "confidence": 0.8,
+         "place": {"city": "Paris", "country": "France", "country_code": "FR"},
+         "alternatives": [{"lat": 45.76, "lon": 4.84, "score": 0.1}],
+         "rationale": "Cluster of 5 around Paris; zoomed retrieval agrees; reverse geocode names Paris."}
+
+
+def _agent(settings, script, **kw):
+    model = ScriptedChatModel(script=script)
+    tools_log: list = []
+    agent = load_agent(settings, mode="agent", chat_model=model,
+                       tools=make_fake_tools(calls=tools_log, **kw.pop("tool_kw", {})), retry_backoff_s=0.001, **kw)
+    return agent, model, tools_log
+
+
+def test_scripted_loop_retrieve_cluster_zoom_geocode_answer(agent_settings, photo):
+    script = [
+        AIMessage("", tool_calls=[call("retrieve", {"image": "photo", "k": 5}, "c1")]),
+        AIMessage("", tool_calls=[call("cluster_candidates", {"candidates": [{"lat": PARIS[0], "lon": PARIS[1], "score": 0.4},
+                                                                             {"lat": 48.87, "lon": 2.36, "score": 0.3}]}, "c2")]),
+        AIMessage("", tool_calls=[call("retrieve", {"image": "photo", "lat": PARIS[0], "lon": PARIS[1], "radius_km": 25}, "c3")]),
+        AIMessage("", tool_calls=[call("reverse_geocode", {"lat": 48.86, "lon": 2.35}, "c4")],
+                  usage_metadata={"input_tokens": 100, "output_tokens": 10, "total_tokens": 110}),
+        AIMessage("Final answer:\n```json\n" + json.dumps(FINAL) + "\n```"),
+    ]
+    agent, model, tools_log = _agent(agent_settings, script)
+    pred = agent.invoke({"image": str(photo)})
+    assert model.remaining == 0
+    assert (pred.lat, pred.lon, pred.confidence, pred.source, pred.mode) == (48.86, 2.35, 0.8, "lmm", "agent")
+    assert pred.place.city == "Paris" and pred.place.country_code == "FR"
+    assert pred.rationale.startswith("Cluster of 5")
+    assert [(a.lat, a.lon) for a in pred.alternatives] == [(45.76, 4.84)]
+    tools = [t.tool for t in pred.trace]
+    # observe (exif, retrieve, cluster), then lmm/tool rounds, then lmm answer, then the place lookup
+    assert tools[:3] == ["read_exif", "retrieve", "cluster_candidates"]
+    assert tools[3:12] == ["lmm", "retrieve", "lmm", "cluster_candidates", "lmm", "retrieve", "lmm", "reverse_geocode", "lmm"]
+    assert pred.trace[9].tokens == {"input_tokens": 100, "output_tokens": 10, "total_tokens": 110}
+    zoom = [kw for name, kw in tools_log if name == "retrieve" and kw.get("lat") is not None]
+    assert zoom and zoom[0]["radius_km"] == 25
+    # the image argument was replaced by the real photo for every tool call
+    assert all(kw["image"] == str(photo) for name, kw in tools_log if "image" in kw)
+    # zoomed-in candidates were folded into the state
+    assert any(abs(c.lat - PARIS[0] - 0.01) < 1e-6 for c in pred.candidates)
+    # messages: system, user, 5 AI, 4 tool; no image data anywhere
+    roles = [m["role"] for m in pred.messages]
+    assert roles[:2] == ["system", "human"] and roles.count("ai") == 5 and roles.count("tool") == 4
+    assert "base64" not in json.dumps(pred.messages)
+    # the model saw the photo as an image block in its first user message, every call
+    first_user = [m for m in model.received[0] if isinstance(m, HumanMessage)][0]
+    assert any(isinstance(b, dict) and b.get("type") == "image" for b in first_user.content)
+    assert model.bound and "verify_locations" in model.bound[0]
+
+
+def test_graph_state_holds_reference_not_bytes(agent_settings, photo):
+    agent, _, _ = _agent(agent_settings, [AIMessage(json.dumps(FINAL))])
+    from agent.graph import recursion_limit
+
+    state, ctx, cfg = agent._prepare(photo.read_bytes())
+    assert state["image"].startswith("sha256:") and cfg["recursion_limit"] == recursion_limit(agent_settings.max_steps)
+    out = agent.graph.invoke(state, config=cfg, context=ctx)
+    for msg in out["messages"]:
+        assert "base64" not in json.dumps(msg.content, default=str)
+    assert out["prediction"]["image"] == state["image"]
+
+
+def test_tool_error_reaches_lmm_as_message(agent_settings, photo):
+    def broken(**kw):
+        raise RuntimeError("segmenter exploded")
+
+    script = [AIMessage("", tool_calls=[call("segment_scene", {"image": "photo"}, "s1")]),
+              AIMessage(json.dumps(FINAL))]
+    agent, model, _ = _agent(agent_settings, script, tool_kw={"overrides": {"segment_scene": broken}})
+    pred = agent.invoke(str(photo))
+    tool_msgs = [m for m in model.received[1] if isinstance(m, ToolMessage)]
+    assert len(tool_msgs) == 1 and tool_msgs[0].status == "error" and "segmenter exploded" in tool_msgs[0].content
+    entry = [t for t in pred.trace if t.tool == "segment_scene"][0]
+    assert entry.error and "segmenter exploded" in entry.error
+    assert pred.source == "lmm"
+
+
+def test_unknown_tool_name_is_reported_to_the_lmm(agent_settings, photo):
+    script = [AIMessage("", tool_calls=[call("google_maps", {"q": "eiffel"}, "u1")]), AIMessage(json.dumps(FINAL))]
+    agent, model, _ = _agent(agent_settings, script)
+    pred = agent.invoke(str(photo))
+    msg = [m for m in model.received[1] if isinstance(m, ToolMessage)][0]
+    assert msg.status == "error" and "not a valid tool" in msg.content
+    assert [t for t in pred.trace if t.tool == "google_maps"][0].error
+    assert pred.lat == FINAL["lat"]
+
+
+def test_budget_runs_out_mid_loop(agent_settings, photo):
+    # max_steps=4: four tool rounds run, the fifth request is refused and an answer demanded
+    loop = [AIMessage("", tool_calls=[call("reverse_geocode", {"lat": 48.0 + i, "lon": 2.0}, f"b{i}")]) for i in range(5)]
+    agent, model, tools_log = _agent(agent_settings, [*loop, AIMessage(json.dumps(FINAL))])
+    pred = agent.invoke(str(photo))
+    assert sum(1 for name, _ in tools_log if name == "reverse_geocode") == 4 + 1  # 4 rounds + the final place lookup
+    assert any("budget" in w for w in pred.warnings)
+    last_call = model.received[-1]
+    assert isinstance(last_call[-1], HumanMessage) and "budget" in last_call[-1].content
+    assert any(isinstance(m, ToolMessage) and "budget" in m.content for m in last_call)
+    assert pred.source == "lmm" and model.remaining == 0
+
+
+def test_budget_exhausted_and_no_answer_still_predicts(agent_settings, photo):
+    loop = [AIMessage("", tool_calls=[call("read_text", {"image": "photo"}, f"t{i}")]) for i in range(7)]
+    agent, model, _ = _agent(agent_settings, loop)
+    pred = agent.invoke(str(photo))  # budget demand answered with tool calls twice -> fallback
+    assert pred.source == "fallback" and model.remaining == 0
+    assert abs(pred.lat - PARIS[0]) < 0.1 and abs(pred.lon - PARIS[1]) < 0.1
+
+
+def test_malformed_final_answer_is_repaired(agent_settings, photo):
+    script = [AIMessage('{"lat": 123, "lon": 2.3, "confidence": 0.5, "rationale": "x"}'), AIMessage(json.dumps(FINAL))]
+    agent, model, _ = _agent(agent_settings, script)
+    pred = agent.invoke(str(photo))
+    assert pred.source == "lmm" and pred.lat == FINAL["lat"]
+    repair = model.received[1][-1]
+    assert isinstance(repair, HumanMessage) and "lat" in repair.content and "could not be used" in repair.content
+    assert any("repair" in w for w in pred.warnings)
+
+
+def test_malformed_twice_falls_back_to_best_verified_candidate(agent_settings, photo):
+    agent, model, _ = _agent(agent_settings, ["I think it is France.", "Definitely France!"])
+    pred = agent.invoke(str(photo))
+    assert pred.source == "fallback" and model.remaining == 0
+    assert abs(pred.lat - PARIS[0]) < 0.1  # Paris cluster + verification beat the Tokyo decoy
+    assert any(t.tool == "verify_locations" for t in pred.trace)
+    assert any("after repair" in w for w in pred.warnings)
+
+
+def test_lmm_timeout_retries_then_policy_fallback(agent_settings, photo):
+    agent, model, _ = _agent(agent_settings, [TimeoutError("read timed out")] * 3)
+    pred = agent.invoke(str(photo))
+    lmm = [t for t in pred.trace if t.tool == "lmm"]
+    assert len(lmm) == 3 and all("TimeoutError" in t.error for t in lmm)  # 1 + llm_max_retries=2
+    assert model.remaining == 0
+    assert any("fell back to the no-LMM policy" in w for w in pred.warnings)
+    assert pred.source in ("cluster", "gallery", "ocr") and abs(pred.lat - PARIS[0]) < 0.1
+    assert "LMM failed" in pred.rationale
+    assert {"read_text", "segment_scene", "verify_locations"} <= {t.tool for t in pred.trace}
+
+
+def test_non_retryable_lmm_error_falls_back_at_once(agent_settings, photo):
+    agent, model, _ = _agent(agent_settings, [ValueError("bad request"), AIMessage("unused")])
+    pred = agent.invoke(str(photo))
+    assert model.remaining == 1 and len([t for t in pred.trace if t.tool == "lmm"]) == 1
+    assert any("fell back" in w for w in pred.warnings)
+
+
+def test_scripted_model_fails_loudly_when_script_runs_out():
+    model = ScriptedChatModel(script=["one"])
+    assert model.invoke("hi").content == "one"
+    with pytest.raises(ScriptExhausted):
+        model.invoke("again")
+
+
+def test_image_content_block_is_valid(photo):
+    from agent.images import image_content_block
+
+    block = image_content_block(photo)
+    assert block["type"] == "image" and block["mime_type"] == "image/jpeg"
+    img = Image.open(io.BytesIO(base64.b64decode(block["base64"], validate=True)))
+    assert img.format == "JPEG" and max(img.size) <= 1024 and img.size == (1024, 768)
+    small = Image.new("RGB", (300, 200))
+    img2 = Image.open(io.BytesIO(base64.b64decode(image_content_block(small)["base64"])))
+    assert img2.size == (300, 200)
+
+
+def test_rag_mode_geo_diversification(agent_settings, photo):
+    # 4 prompts (0/5/10/15 neighbours) x 1 sample; one reply unusable
+    script = ['{"lat": 48.85, "lon": 2.34}', "no idea", '{"lat": 35.6, "lon": 139.6}', '{"lat": 48.9, "lon": 2.4}']
+    agent, model, tools_log = _agent(agent_settings, script, tool_kw={})
+    agent.mode = "rag"
+    pred = agent.invoke(str(photo))
+    assert model.remaining == 0 and pred.mode == "rag"
+    texts = [m[0].content[0]["text"] for m in model.received]
+    assert "similar photos" not in texts[0] and "similar photos" in texts[1]
+    assert texts[3].count("[") > texts[1].count("[")  # 15 neighbours listed, more than 5
+    assert any(name == "retrieve" and kw.get("dissimilar") == 15 for name, kw in tools_log)
+    assert abs(pred.lat - PARIS[0]) < 0.1 and pred.source in ("lmm", "gallery")
+    assert sum(1 for c in pred.candidates if c.source == "lmm") == 3
+
+
+def test_agent_mode_without_lmm_is_a_config_error(agent_settings):
+    from retrieval_service.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs an LMM|no LMM"):
+        load_agent(agent_settings, mode="agent", tools=make_fake_tools())
+    with pytest.raises(ConfigError, match="unknown mode"):
+        load_agent(agent_settings, mode="magic", tools=make_fake_tools())

@@ -1,0 +1,106 @@
+"""`geoagent locate` and `geoagent chat` with the fake tool set (plumbing, exit codes, output)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+from tests.agent.fakes import PARIS, make_fake_tools
+
+
+@pytest.fixture()
+def fake_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Route the CLI's load_agent to the fake tools (the real settings loading stays)."""
+    import agent.api as api
+
+    real = api.load_agent
+    monkeypatch.setenv("GEOAGENT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("GEOAGENT_LLM_MODEL", raising=False)
+    monkeypatch.setattr(api, "load_agent", lambda settings=None, **kw: real(settings, tools=make_fake_tools(), **kw))
+    return CliRunner()
+
+
+def test_locate_json_one_line_per_photo_and_failures(fake_cli, photo, tmp_path):
+    missing = tmp_path / "nope.jpg"
+    res = fake_cli.invoke(app, ["locate", str(photo), str(missing), str(photo), "--json"])
+    assert res.exit_code == 1
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+    assert len(rows) == 2
+    for row in rows:
+        assert {"image", "lat", "lon", "candidates", "confidence", "place", "rationale", "trace", "source"} <= set(row)
+        assert abs(row["lat"] - PARIS[0]) < 0.1 and row["mode"] == "policy"
+        assert all(set(c) >= {"lat", "lon", "score"} for c in row["candidates"]) and row["candidates"]
+    assert "nope.jpg" in res.stderr and "image not found" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_locate_text_and_map(fake_cli, photo, tmp_path):
+    out = tmp_path / "m" / "map.html"
+    res = fake_cli.invoke(app, ["locate", str(photo), "--mode", "rerank", "--map", str(out), "--top-k", "5"])
+    assert res.exit_code == 0, res.output
+    assert "answer:" in res.stdout and "Paris" in res.stdout and "why:" in res.stdout
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "answer for photo.jpg" in html and "cluster 1" in html
+
+
+def test_locate_bad_inputs(fake_cli, photo, tmp_path):
+    res = fake_cli.invoke(app, ["locate", str(photo), "--mode", "magic"])
+    assert res.exit_code != 0 and "unknown mode" in str(res.exception or res.output)
+    res = fake_cli.invoke(app, ["locate", str(photo), "--map", str(tmp_path / "map.png")])
+    assert res.exit_code != 0 and ".html" in str(res.exception or res.output)
+    not_image = tmp_path / "notes.jpg"
+    not_image.write_text("hello")
+    res = fake_cli.invoke(app, ["locate", str(not_image)])
+    assert res.exit_code == 1 and "notes.jpg" in res.stderr
+
+
+def test_locate_main_reports_config_errors_without_traceback(fake_cli, photo, capsys):
+    from agent.cli import main
+
+    assert main(["locate", str(photo), "--mode", "agent"]) == 2
+    err = capsys.readouterr().err
+    assert "no LMM is configured" in err and "GEOAGENT_LLM_MODEL" in err and "fix:" in err and "Traceback" not in err
+
+
+def test_chat_without_lmm_answers_from_the_analysis(fake_cli, photo):
+    script = f"where?\n/image {photo}\nwhich country is it?\nhow sure are you?\n/image /no/such.jpg\n/bogus\n/quit\n"
+    res = fake_cli.invoke(app, ["chat"], input=script)
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "No LMM is configured" in out
+    assert "attach one with /image" in out  # question before any photo
+    assert "- retrieve:" in out and "- verify_locations:" in out  # live tool steps
+    assert "near Paris" in out and "Confidence" in out
+    assert "image not found" in out and "unknown command /bogus" in out
+
+
+def test_chat_session_persists_in_sqlite(fake_cli, photo, tmp_path):
+    res = fake_cli.invoke(app, ["chat", "--session", "trip"], input=f"/image {photo}\n")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "data" / "sessions.sqlite").is_file()
+    res = fake_cli.invoke(app, ["chat", "--session", "trip"], input="what are the coordinates?\n")
+    assert "Resumed session 'trip'" in res.stdout and "Coordinates: 48." in res.stdout
+    res = fake_cli.invoke(app, ["chat", "--session", "other"], input="what are the coordinates?\n")
+    assert "attach one with /image" in res.stdout
+
+
+def test_chat_follow_up_with_lmm_sees_the_analysis(agent_settings, photo):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agent import load_agent
+    from agent.chat import ChatSession
+    from tests.agent.fakes import ScriptedChatModel
+
+    agent = load_agent(agent_settings, mode="policy", tools=make_fake_tools())
+    model = ScriptedChatModel(script=["It is Paris, because of the cluster."])
+    sess = ChatSession(agent, checkpointer=InMemorySaver(), thread_id="t", chat_model=model)
+    events: list = []
+    sess.attach(str(photo), on_event=events.append)
+    assert any(e.get("type") == "tool" and e["tool"] == "retrieve" for e in events)
+    assert sess.ask("why Paris?") == "It is Paris, because of the cluster."
+    sent = model.received[0]
+    assert sent[0].type == "system" and "Paris" in sent[0].content
+    assert [m.type for m in sent[1:]] == ["human", "ai", "human"]

@@ -1,0 +1,43 @@
+"""The real agent on 8 IM2GPS3k dev photos with the tiny random encoder (plumbing, not accuracy)."""
+
+import importlib.util
+import json
+
+import pytest
+
+from evals.datasets import load_dataset
+from evals.records import read_rows
+from evals.runner import default_factory, run_eval
+from retrieval_service.settings import load_settings
+
+
+@pytest.fixture()
+def agent_env(request):
+    if importlib.util.find_spec("retrieval_service.retriever") is None:
+        pytest.skip("retrieval_service.retriever is not in this checkout yet")
+    try:  # the prebuilt GPS gallery of tests/conftest.py: building it here takes minutes
+        return request.getfixturevalue("gallery_env")
+    except pytest.FixtureLookupError:
+        pytest.skip("tests/conftest.py has no prebuilt `gallery_env` fixture yet")
+
+
+@pytest.mark.slow
+def test_real_run_on_eight_dev_photos(agent_env, dev_labels, dev_images, tmp_path):
+    settings = load_settings()
+    ds = load_dataset("im2gps3k", dev_labels, dev_images)
+    out = tmp_path / "run"
+    result = run_eval(ds, out, settings=settings, mode="retrieval", factory=default_factory, limit=8,
+                      workers=2, progress=False, argv=["test"])
+    assert result.written == 8
+    rows = read_rows(out / "predictions.jsonl")
+    assert [r["id"] for r in sorted(rows, key=lambda r: r["id"])] == sorted(i.id for i in ds.items[:8])
+    for r in rows:
+        assert r["error"] is None, r["error"]
+        assert r["source"] != "fallback", r["warnings"]
+        assert r["trace"] and r["trace"][0]["tool"] == "retrieve" and not r["trace"][0]["error"]
+        assert r["distance_km"] is not None and r["country_gt"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 8 and summary["failed"] == 0
+    for t, frac in summary["accuracy_km"].items():
+        assert frac == sum(r["hits"][t] for r in rows) / 8
+    assert "| **this run** (retrieval)" in (out / "report.md").read_text()

@@ -1,0 +1,102 @@
+"""Retriever: gallery + database search, geo filters, dissimilar neighbours, caching, verify."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from retrieval_service.errors import ImageLoadError, ModelMismatchError, StoreError
+from retrieval_service.ingest import ingest_csv
+from retrieval_service.retriever import Retriever
+from retrieval_service.schemas import GeoFilter
+from retrieval_service.settings import load_settings
+
+
+@pytest.fixture()
+def photo(dev_images):
+    return sorted(dev_images.iterdir())[0]
+
+
+@pytest.fixture()
+def retriever(gallery_settings):
+    r = Retriever.from_settings(gallery_settings)
+    yield r
+    r.close()
+
+
+def test_from_settings_is_lazy(tiny_settings):
+    r = Retriever.from_settings(tiny_settings)
+    assert "encoder" not in r.__dict__ and r._store is None
+
+
+def test_gallery_search_shapes_and_payload(retriever, photo):
+    res = retriever.search(photo, k_gallery=7, k_database=5)
+    assert len(res.gallery) == 7 and res.database == [] and res.dissimilar == []
+    assert all(c.source == "gallery" and "country_code" in c.payload for c in res.gallery)
+    scores = [c.score for c in res.gallery]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    # scores are the cosine similarity of the image head and the location encoder
+    coords = [(c.lat, c.lon) for c in res.gallery[:3]]
+    assert retriever.verify(photo, coords) == pytest.approx(scores[:3], abs=1e-3)
+
+
+def test_geo_filter_and_dissimilar_from_gallery(retriever, photo):
+    res = retriever.search(photo, k_gallery=5, geo_filter=GeoFilter(country_code="br"), dissimilar=3)
+    assert {c.payload["country_code"] for c in res.gallery} == {"BR"}
+    assert res.geo_filter.country_code == "BR"
+    assert len(res.dissimilar) == 3 and all(c.payload["country_code"] == "BR" for c in res.dissimilar)
+    assert max(c.score for c in res.dissimilar) < min(c.score for c in res.gallery)
+
+
+def test_embeddings_are_cached_per_image(retriever, photo, monkeypatch):
+    calls = []
+    original = retriever.encoder.encode
+    monkeypatch.setattr(retriever.encoder, "encode", lambda imgs: calls.append(len(imgs)) or original(imgs))
+    e1 = retriever.embed_images([photo])
+    retriever.search(photo, k_gallery=3)
+    retriever.verify(photo, [(0.0, 0.0)])
+    assert calls == [1]
+    assert np.allclose(np.linalg.norm(e1, axis=1), 1, atol=1e-5)
+    assert np.allclose(np.linalg.norm(retriever.gps_embed_images([photo, photo.read_bytes()]), axis=1), 1, atol=1e-5)
+    assert calls == [1, 1]  # bytes are a new key, the path is not
+
+
+def test_bad_image_and_bad_arguments(retriever, tmp_path):
+    with pytest.raises(ImageLoadError):
+        retriever.search(tmp_path / "missing.jpg")
+    with pytest.raises(StoreError, match="k_gallery"):
+        retriever.search(b"x", k_gallery=-1)
+    assert retriever.verify(b"anything", []) == []
+
+
+def test_database_search_after_ingest(retriever, dev_images, dev_labels, tmp_path):
+    rows = dev_labels.read_text().splitlines()[:9]
+    csv = tmp_path / "some.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    report = ingest_csv(retriever, csv, dev_images, batch_size=4)
+    assert report.added == 8 and retriever.has_database()
+    first_id, _, lat, lon = rows[1].split(",")
+    res = retriever.search(dev_images / first_id, k_gallery=2, k_database=3, dissimilar=2)
+    top = res.database[0]
+    assert top.source == "database" and top.payload["id"] == first_id and top.score == pytest.approx(1, abs=1e-4)
+    assert (top.lat, top.lon) == pytest.approx((float(lat), float(lon)), abs=1e-5)
+    assert len(res.dissimilar) == 2 and res.dissimilar[0].payload["id"] != first_id
+    near = retriever.search(dev_images / first_id, k_database=8, geo_filter=GeoFilter(lat=float(lat), lon=float(lon), radius_km=1))
+    assert [c.payload["id"] for c in near.database] == [first_id]
+    assert retriever.info()["collections"][retriever.settings.database_collection]["points"] == 8
+
+
+def test_non_768_backbone_cannot_use_the_geoclip_head(gallery_env, tmp_path, monkeypatch, photo):
+    cfg = json.loads(open(gallery_env["GEOAGENT_IMAGE_MODEL"]).read())
+    cfg["embed_dim"] = 512
+    path = tmp_path / "geoagent-tiny-512.json"
+    path.write_text(json.dumps(cfg))
+    monkeypatch.setenv("GEOAGENT_IMAGE_MODEL", str(path))
+    r = Retriever.from_settings(load_settings())
+    assert r.embed_images([photo]).shape == (1, 512)
+    with pytest.raises(ModelMismatchError, match="512-d"):
+        r.search(photo)
+    r.close()

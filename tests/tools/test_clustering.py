@@ -1,0 +1,106 @@
+"""Clustering re-rank on known synthetic layouts (real DBSCAN, no mocks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from retrieval_service.clustering import (
+    GeoPoint,
+    cluster_points,
+    great_circle_km,
+    spherical_mean,
+)
+from retrieval_service.errors import GeoAgentError
+
+
+def _around(lat: float, lon: float, n: int, spread: float, score: float, seed: int) -> list[GeoPoint]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        la = float(np.clip(lat + rng.normal(0, spread), -90, 90))
+        lo = float((lon + rng.normal(0, spread) + 180) % 360 - 180)
+        out.append(GeoPoint(lat=la, lon=lo, score=score))
+    return out
+
+
+def test_two_cities_and_an_outlier():
+    paris = _around(48.8566, 2.3522, 6, 0.05, 0.30, seed=1)
+    tokyo = _around(35.6762, 139.6503, 4, 0.05, 0.25, seed=2)
+    outlier = [GeoPoint(lat=-33.9, lon=18.4, score=0.9)]  # Cape Town, high score but alone
+    res = cluster_points(paris + tokyo + outlier, eps_km=50, min_samples=2)
+    assert len(res.clusters) == 2
+    best, second = res.clusters
+    assert best.support == 6 and second.support == 4
+    assert great_circle_km(48.8566, 2.3522, np.array([best.lat]), np.array([best.lon]))[0] < 10
+    assert great_circle_km(35.6762, 139.6503, np.array([second.lat]), np.array([second.lon]))[0] < 10
+    assert best.score_mass == pytest.approx(1.8)
+    assert 0 < best.radius_km < 50
+    assert res.noise == 1
+    assert res.best_support == 6
+    # re-ranked by distance to the Paris centre: Paris points first, the outlier is not last but
+    # the farthest (Tokyo ~9700 km, Cape Town ~9300 km): Tokyo points come last
+    assert all(abs(p.lat - 48.86) < 1 for p in res.reranked[:6])
+    assert [p.dist_km for p in res.reranked] == sorted(p.dist_km for p in res.reranked)
+
+
+def test_cluster_across_the_antimeridian():
+    pts = [
+        GeoPoint(lat=-17.8, lon=179.9, score=0.5),
+        GeoPoint(lat=-17.8, lon=-179.9, score=0.5),
+        GeoPoint(lat=-17.7, lon=179.95, score=0.5),
+        GeoPoint(lat=10.0, lon=0.0, score=0.5),
+    ]
+    res = cluster_points(pts, eps_km=50, min_samples=2)
+    assert len(res.clusters) == 1
+    c = res.clusters[0]
+    assert c.support == 3
+    assert abs(abs(c.lon) - 180) < 0.2, c.lon  # a naive mean of lons would give ~60
+    assert c.radius_km < 20
+
+
+def test_cluster_near_the_north_pole():
+    pts = [GeoPoint(lat=89.9, lon=lon, score=1.0) for lon in (0, 90, 180, -90)]
+    res = cluster_points(pts, eps_km=50, min_samples=2)
+    assert len(res.clusters) == 1
+    assert res.clusters[0].lat > 89.99
+    assert res.clusters[0].radius_km == pytest.approx(11.1, abs=0.2)
+
+
+def test_no_cluster_gives_the_weighted_centre_of_all():
+    pts = [GeoPoint(lat=0, lon=-10, score=1.0), GeoPoint(lat=0, lon=10, score=3.0)]
+    res = cluster_points(pts, eps_km=50, min_samples=2)
+    assert res.clusters == [] and res.best_support == 0 and res.noise == 2
+    assert res.best_lat == pytest.approx(0, abs=1e-6)
+    assert 0 < res.best_lon < 10  # pulled towards the heavier point
+    assert res.reranked[0].lon == 10
+
+
+def test_similarity_weights_decide_core_points():
+    # two near points with tiny scores next to a far, strong pair: weights (mean 1) matter
+    pts = [
+        GeoPoint(lat=0, lon=0, score=0.05),
+        GeoPoint(lat=0, lon=0.1, score=0.05),
+        GeoPoint(lat=40, lon=40, score=0.9),
+        GeoPoint(lat=40, lon=40.1, score=0.9),
+    ]
+    res = cluster_points(pts, eps_km=50, min_samples=2)
+    assert len(res.clusters) == 1 and res.clusters[0].lat == pytest.approx(40, abs=0.01)
+
+
+def test_spherical_mean_of_antipodes_falls_back_to_heaviest():
+    lat, lon = spherical_mean(np.array([0.0, 0.0]), np.array([0.0, 180.0]), np.array([1.0, 1.0 + 1e-12]))
+    assert (lat, lon) in ((0.0, 0.0), (0.0, 180.0))
+
+
+@pytest.mark.parametrize("kwargs", [{"eps_km": 0}, {"min_samples": 0}])
+def test_bad_parameters(kwargs):
+    with pytest.raises(GeoAgentError):
+        cluster_points([GeoPoint(lat=0, lon=0)], **kwargs)
+
+
+def test_empty_and_nan():
+    with pytest.raises(GeoAgentError, match="no candidates"):
+        cluster_points([])
+    with pytest.raises(GeoAgentError, match="finite"):
+        cluster_points([GeoPoint(lat=0, lon=0, score=float("nan"))])

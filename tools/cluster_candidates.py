@@ -1,0 +1,68 @@
+"""Tool: cluster_candidates: geographic clustering re-rank of candidate coordinates (DualGeo)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, Field
+
+from retrieval_service.clustering import GeoPoint, cluster_points
+from tools.common import build_tool, r
+from tools.services import Services
+
+DESCRIPTION = """Group candidate coordinates (e.g. the "gallery" and "database" lists from retrieve) into
+geographic clusters with similarity-weighted DBSCAN on the sphere, and re-rank them.
+Agreement of many candidates in one area is strong evidence; use "best" as the consensus location.
+Args: candidates [{lat, lon, score}], eps_km (cluster neighbourhood, default 50), min_samples (default 2).
+Weighting: a candidate counts as score / mean score towards min_samples (capped so that one candidate
+never forms a cluster alone).
+Returns {"clusters": [{lat, lon, support, score_mass, radius_km}] strongest first,
+"best": {lat, lon, support} (support 0 = no cluster formed: weighted centre of all candidates),
+"reranked": [{lat, lon, score, dist_km}] nearest to best first (top 10), "noise": candidates in no cluster}."""
+
+MAX_CLUSTERS = 5
+MAX_RERANKED = 10
+
+
+class CandidateArg(BaseModel):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    score: float = Field(default=1.0, description="Similarity of the candidate (higher = better).")
+
+
+class ClusterCandidatesArgs(BaseModel):
+    candidates: list[CandidateArg] = Field(min_length=1, max_length=500, description="Candidates [{lat, lon, score}].")
+    eps_km: float = Field(default=50.0, gt=0, le=5000, description="Neighbourhood radius in km.")
+    min_samples: int = Field(default=2, ge=1, le=100, description="Candidates needed to form a cluster.")
+
+
+def make_cluster_candidates(services: Services) -> BaseTool:
+    del services
+
+    def run(candidates: list[CandidateArg | dict], eps_km: float = 50.0, min_samples: int = 2) -> dict[str, Any]:
+        points = [GeoPoint.model_validate(c.model_dump() if isinstance(c, BaseModel) else c) for c in candidates]
+        res = cluster_points(points, eps_km=eps_km, min_samples=min_samples)
+        out: dict[str, Any] = {
+            "clusters": [
+                {
+                    "lat": r(c.lat, 4),
+                    "lon": r(c.lon, 4),
+                    "support": c.support,
+                    "score_mass": r(c.score_mass),
+                    "radius_km": r(c.radius_km, 1),
+                }
+                for c in res.clusters[:MAX_CLUSTERS]
+            ],
+            "best": {"lat": r(res.best_lat, 4), "lon": r(res.best_lon, 4), "support": res.best_support},
+            "reranked": [
+                {"lat": r(p.lat, 4), "lon": r(p.lon, 4), "score": r(p.score), "dist_km": r(p.dist_km, 1)}
+                for p in res.reranked[:MAX_RERANKED]
+            ],
+            "noise": res.noise,
+        }
+        if len(res.clusters) > MAX_CLUSTERS:
+            out["more_clusters"] = len(res.clusters) - MAX_CLUSTERS
+        return out
+
+    return build_tool("cluster_candidates", run, ClusterCandidatesArgs, DESCRIPTION)

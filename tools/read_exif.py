@@ -1,0 +1,50 @@
+"""Tool: read_exif: GPS, capture time and camera from the photo's EXIF."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, Field
+
+from retrieval_service.exif import read_exif
+from tools.common import IMAGE_DESCRIPTION, build_tool, check_image, is_url, r
+from tools.services import Services
+
+DESCRIPTION = """Read the photo's EXIF metadata. Call this FIRST.
+Returns {"gps": {"lat","lon","altitude_m"} or null, "datetime", "camera", "note"}.
+If "gps" is present the photo's location is known from the camera: that short-circuits the search
+(answer with these coordinates; other tools are only needed to double-check). With "gps": null,
+locate the photo from its content (retrieve, read_text, segment_scene...)."""
+
+
+class ReadExifArgs(BaseModel):
+    image: str = Field(min_length=1, description=IMAGE_DESCRIPTION)
+
+
+def make_read_exif(services: Services) -> BaseTool:
+    del services  # EXIF needs no shared back-end
+
+    def run(image: str) -> dict[str, Any]:
+        ref = check_image(image)
+        if is_url(ref):
+            return {
+                "gps": None,
+                "datetime": None,
+                "camera": None,
+                "note": "EXIF is only read from local files; no GPS known",
+            }
+        info = read_exif(ref)
+        if info.gps is not None:
+            gps = {
+                "lat": r(info.gps.lat, 5),
+                "lon": r(info.gps.lon, 5),
+                "altitude_m": None if info.gps.altitude_m is None else r(info.gps.altitude_m, 1),
+            }
+            note = "GPS found in EXIF: this is where the photo was taken; it short-circuits the search."
+        else:
+            gps = None
+            note = "no GPS in EXIF: locate the photo from its content."
+        return {"gps": gps, "datetime": info.datetime, "camera": info.camera, "note": note}
+
+    return build_tool("read_exif", run, ReadExifArgs, DESCRIPTION)

@@ -1,0 +1,42 @@
+"""Tool: reverse_geocode: nearest GeoNames place, region and country for a coordinate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, Field
+
+from retrieval_service.geocoding import REMOTE_KM
+from tools.common import build_tool, r
+from tools.services import Services
+
+DESCRIPTION = f"""Name the place at a coordinate (offline GeoNames gazetteer of towns with >= 1000 people).
+Use it to turn a candidate (lat, lon) into a town, region and country, e.g. to check it against text,
+language or scenery in the photo.
+Returns {{"place","admin1","country","country_code","distance_km","remote"}}: distance_km is how far
+the nearest town is; "remote" is true when it is more than {REMOTE_KM:.0f} km away (open sea, desert,
+ice, wilderness), so the place name is then only a rough pointer."""
+
+
+class ReverseGeocodeArgs(BaseModel):
+    lat: float = Field(ge=-90, le=90, description="Latitude in decimal degrees.")
+    lon: float = Field(ge=-180, le=180, description="Longitude in decimal degrees.")
+
+
+def make_reverse_geocode(services: Services) -> BaseTool:
+    def run(lat: float, lon: float) -> dict[str, Any]:
+        info = services.geocoder.lookup(lat, lon)
+        out: dict[str, Any] = {
+            "place": info.place,
+            "admin1": info.admin1,
+            "country": info.country,
+            "country_code": info.country_code,
+            "distance_km": r(info.distance_km, 1),
+            "remote": info.remote,
+        }
+        if info.address:
+            out["address"] = info.address
+        return out
+
+    return build_tool("reverse_geocode", run, ReverseGeocodeArgs, DESCRIPTION)

@@ -1,0 +1,33 @@
+"""Tool: segment_scene: scene composition (class shares) and hints from semantic segmentation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, Field
+
+from retrieval_service.segmentation import describe_scene
+from tools.common import IMAGE_DESCRIPTION, build_tool, open_image
+from tools.services import Services
+
+DESCRIPTION = """Describe what the photo is made of with semantic segmentation.
+Use it to judge the kind of place (city street, coast, mountains, countryside) and to check whether a
+candidate location fits the scenery.
+Returns {"shares": {class: fraction of pixels} largest first (e.g. {"sky": 0.31, "vegetation": 0.22}),
+"hints": short scene descriptions (e.g. "urban street", "coast", "mountains", "vegetation-dominated"),
+"backend": the segmentation model used}. The classes depend on the backend (Cityscapes street classes
+or ADE20K's 150 classes)."""
+
+
+class SegmentSceneArgs(BaseModel):
+    image: str = Field(min_length=1, description=IMAGE_DESCRIPTION)
+
+
+def make_segment_scene(services: Services) -> BaseTool:
+    def run(image: str) -> dict[str, Any]:
+        img = open_image(image)
+        scene = describe_scene(services.segmenter, img)
+        return {"shares": scene.shares, "hints": scene.hints, "backend": scene.backend}
+
+    return build_tool("segment_scene", run, SegmentSceneArgs, DESCRIPTION)

@@ -1,0 +1,80 @@
+"""The heavy objects behind the tools, built lazily from the settings on first use and reused."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from retrieval_service.errors import ConfigError
+from retrieval_service.settings import Settings
+
+if TYPE_CHECKING:
+    from retrieval_service.geocoding import ReverseGeocoder
+    from retrieval_service.ocr import TextReader
+    from retrieval_service.segmentation import Segmenter
+
+logger = logging.getLogger(__name__)
+
+
+class Services:
+    """Shared back-ends for the tools. Pass ready objects to override (tests, the HTTP client)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        retriever: Any = None,
+        segmenter: Segmenter | None = None,
+        text_reader: TextReader | None = None,
+        geocoder: ReverseGeocoder | None = None,
+    ) -> None:
+        self.settings = settings
+        self._retriever = retriever
+        self._segmenter = segmenter
+        self._text_reader = text_reader
+        self._geocoder = geocoder
+        self._lock = threading.RLock()
+
+    @property
+    def retriever(self) -> Any:
+        """The ``Retriever`` (image->GPS retrieval, verification)."""
+        with self._lock:
+            if self._retriever is None:
+                try:
+                    from retrieval_service.retriever import Retriever
+                except ImportError as exc:
+                    raise ConfigError(
+                        f"the retriever is not available: {exc}",
+                        "install geoagent completely (retrieval_service.retriever)",
+                    ) from exc
+                self._retriever = Retriever.from_settings(self.settings)
+            return self._retriever
+
+    @property
+    def segmenter(self) -> Segmenter:
+        """The configured segmenter; raises ConfigError when segmentation is unavailable."""
+        with self._lock:
+            if self._segmenter is None:
+                from retrieval_service.segmentation import make_segmenter
+
+                self._segmenter = make_segmenter(self.settings)
+            return self._segmenter
+
+    @property
+    def text_reader(self) -> TextReader:
+        with self._lock:
+            if self._text_reader is None:
+                from retrieval_service.ocr import TextReader
+
+                self._text_reader = TextReader()
+            return self._text_reader
+
+    @property
+    def geocoder(self) -> ReverseGeocoder:
+        with self._lock:
+            if self._geocoder is None:
+                from retrieval_service.geocoding import ReverseGeocoder
+
+                self._geocoder = ReverseGeocoder(self.settings)
+            return self._geocoder
