@@ -45,6 +45,7 @@ STOPWORDS = frozenset(
     opera theatre theater cinema pizza club sport casino palace castle fort bay island cape point
     harbour harbor marina mall house home welcome beer wine food fish coffee tea art arts music
     independence republic national state county federal central city hope paradise eden bethlehem
+    made band sign team home best plus mega super data info
     """.split()
 )
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from retrieval_service.hub import hub_reachable
 from retrieval_service.errors import ConfigError, WeightsNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -73,19 +74,6 @@ def resolve_model_name(image_model: str) -> str:
             "set GEOAGENT_IMAGE_MODEL to one of open_clip.list_models() (e.g. ViT-L-14) or a model config JSON path",
         )
     return image_model
-
-
-def _hub_reachable(timeout_s: float = 3.0) -> bool:
-    import httpx
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    try:
-        httpx.head(constants.ENDPOINT, timeout=timeout_s)
-        return True
-    except httpx.HTTPError:
-        return False
 
 
 def _cached_hub_file(hf_hub: str) -> str | None:
@@ -176,7 +164,7 @@ class ImageEncoder:
                     "image_resize_mode": cfg.get("resize_mode"),
                 }
                 return cached, {k: v for k, v in kwargs.items() if v is not None}
-        if not _hub_reachable():
+        if not hub_reachable():
             raise WeightsNotFoundError(
                 f"weights {self.model_name}/{tag} are not cached and the model hub is unreachable (offline)",
                 self._weights_hint(),

@@ -35,8 +35,18 @@ class TextReading(BaseModel):
 class TextReader:
     """Reads text in photos. The OCR engine and the gazetteer are created once, on first use."""
 
-    def __init__(self, *, min_confidence: float = 0.5, gazetteer: Gazetteer | None = None, max_lines: int = 20) -> None:
+    def __init__(
+        self,
+        *,
+        min_confidence: float = 0.5,
+        place_confidence: float = 0.8,
+        gazetteer: Gazetteer | None = None,
+        max_lines: int = 20,
+    ) -> None:
         self.min_confidence = min_confidence
+        # place names are looked up only in lines read this confidently: OCR noise on textures
+        # otherwise turns into towns ("Made", "Band") that would become candidates
+        self.place_confidence = place_confidence
         self.max_lines = max_lines
         self._gazetteer = gazetteer
         self._engine: Any = None
@@ -78,5 +88,6 @@ class TextReader:
     def read(self, image: Image.Image) -> TextReading:
         lines = self.read_lines(image)
         text = "\n".join(line.text for line in lines)
-        places = self.gazetteer.find(text) if text else []
+        sure = "\n".join(line.text for line in lines if line.confidence >= self.place_confidence)
+        places = self.gazetteer.find(sure) if sure else []
         return TextReading(lines=lines, scripts=detect_scripts(text), places=places)

@@ -85,11 +85,14 @@ class Retriever:
         return self.encoder.dim
 
     def _ensure_gallery(self) -> None:
-        if not self._gallery_checked:
-            from retrieval_service.gallery import ensure_gallery
+        if self._gallery_checked:
+            return
+        with self._lock:  # threads sharing this retriever build the gallery once, not concurrently
+            if not self._gallery_checked:
+                from retrieval_service.gallery import ensure_gallery
 
-            ensure_gallery(self.settings, self.store, self.heads)
-            self._gallery_checked = True
+                ensure_gallery(self.settings, self.store, self.heads)
+                self._gallery_checked = True
 
     # ------------------------------------------------------------------ encoding
     def encode_pil(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -117,9 +117,17 @@ class SegFormerSegmenter:
         import torch
         from transformers import AutoImageProcessor, SegformerForSemanticSegmentation
 
+        from retrieval_service.hub import hub_reachable
+
         try:
-            self._processor = AutoImageProcessor.from_pretrained(model_id)
-            self._model = SegformerForSemanticSegmentation.from_pretrained(model_id).eval()
+            try:  # cached weights (or a local folder) first: no network round trips
+                self._processor = AutoImageProcessor.from_pretrained(model_id, local_files_only=True)
+                self._model = SegformerForSemanticSegmentation.from_pretrained(model_id, local_files_only=True).eval()
+            except OSError:
+                if not hub_reachable():
+                    raise OSError("not cached locally and the model hub is unreachable (offline)") from None
+                self._processor = AutoImageProcessor.from_pretrained(model_id)
+                self._model = SegformerForSemanticSegmentation.from_pretrained(model_id).eval()
         except (OSError, ValueError) as exc:
             raise WeightsNotFoundError(
                 f"SegFormer weights '{model_id}' could not be loaded: {exc}",

@@ -97,7 +97,9 @@ def gallery_data_dir(request: pytest.FixtureRequest) -> Path:
     from retrieval_service.settings import Settings
     from retrieval_service.vector_store import EdgeStore
 
-    data_dir = Path(request.config.cache.mkdir(f"geoagent-gallery-{weights_fingerprint()}"))
+    name = f"geoagent-gallery-{weights_fingerprint()}"
+    cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
+    data_dir = Path(cache.mkdir(name)) if cache is not None else request.getfixturevalue("tmp_path_factory").mktemp(name)
     settings = Settings(data_dir=data_dir, qdrant_url=None)
     store = EdgeStore(settings.embedded_qdrant_path, build_index=False)
     heads = GeoClipHeads(torch.device("cpu"))

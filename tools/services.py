@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from retrieval_service.errors import ConfigError
+from retrieval_service.errors import ConfigError, GeoAgentError
 from retrieval_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class Services:
         self.settings = settings
         self._retriever = retriever
         self._segmenter = segmenter
+        self._segmenter_error: GeoAgentError | None = None
         self._text_reader = text_reader
         self._geocoder = geocoder
         self._lock = threading.RLock()
@@ -56,9 +57,15 @@ class Services:
         """The configured segmenter; raises ConfigError when segmentation is unavailable."""
         with self._lock:
             if self._segmenter is None:
+                if self._segmenter_error is not None:  # do not retry a slow failure on every call
+                    raise self._segmenter_error
                 from retrieval_service.segmentation import make_segmenter
 
-                self._segmenter = make_segmenter(self.settings)
+                try:
+                    self._segmenter = make_segmenter(self.settings)
+                except GeoAgentError as exc:
+                    self._segmenter_error = exc
+                    raise
             return self._segmenter
 
     @property

@@ -66,7 +66,7 @@ def test_unknown_pretrained_tag(tiny_model_config):
 
 
 def test_offline_without_cached_weights_fails_fast_and_says_how_to_fix(monkeypatch, tmp_path):
-    monkeypatch.setattr("retrieval_service.image_encoder._hub_reachable", lambda timeout_s=3.0: False)
+    monkeypatch.setattr("retrieval_service.image_encoder.hub_reachable", lambda timeout_s=3.0: False)
     monkeypatch.setattr("retrieval_service.image_encoder._cached_hub_file", lambda hf_hub: None)
     started = time.perf_counter()
     with pytest.raises(WeightsNotFoundError) as err:
@@ -121,7 +121,7 @@ def test_cached_hub_weights_are_loaded_locally_with_the_tag_settings(monkeypatch
     fake = tmp_path / "open_clip_pytorch_model.bin"
     fake.write_bytes(b"")
     monkeypatch.setattr(image_encoder, "_cached_hub_file", lambda hf_hub: str(fake) if "large_patch14" in hf_hub else None)
-    monkeypatch.setattr(image_encoder, "_hub_reachable", lambda timeout_s=3.0: pytest.fail("the hub was contacted"))
+    monkeypatch.setattr(image_encoder, "hub_reachable", lambda timeout_s=3.0: pytest.fail("the hub was contacted"))
     enc = ImageEncoder.__new__(ImageEncoder)
     enc.model_name, enc.pretrained = "ViT-L-14", "openai"
     path, kwargs = enc._resolve_tag("openai")
