@@ -80,6 +80,12 @@ class GeoAgent:
         return merged
 
     # ------------------------------------------------------------ API
+    def check(self) -> None:
+        """Load the retrieval models and the gallery now; raises a GeoAgentError (e.g. missing CLIP
+        weights) instead of letting every photo fall back to a placeholder answer."""
+        if self.services is not None:
+            self.services.retriever.warm_up()
+
     def run(self, input: Any, config: dict | None = None) -> RunResult:
         """Like :meth:`invoke`, with the per-node and total timings."""
         start = time.perf_counter()

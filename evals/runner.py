@@ -192,6 +192,9 @@ def run_eval(
     if pending:
         gt_countries = dict(zip((it.id for it in pending), country_codes([(it.lat, it.lon) for it in pending])))
         predictor = factory(settings, mode=mode)
+        check = getattr(predictor, "check", None)
+        if callable(check):  # a predictor that cannot work at all stops here, not as N failed rows
+            check()
         bar = tqdm(total=len(items), initial=resumed, desc=f"eval {dataset.name}/{mode}", unit="img",
                    disable=not progress, dynamic_ncols=True)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eval")

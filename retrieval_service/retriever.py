@@ -94,6 +94,13 @@ class Retriever:
                 ensure_gallery(self.settings, self.store, self.heads)
                 self._gallery_checked = True
 
+    def warm_up(self) -> None:
+        """Load the image encoder, the GeoCLIP heads and the gallery now, so that missing weights
+        or an unusable store surface as one clear error before any photo is processed."""
+        _ = self.encoder
+        _ = self.heads
+        self._ensure_gallery()
+
     # ------------------------------------------------------------------ encoding
     def encode_pil(self, images: Sequence[Image.Image]) -> np.ndarray:
         """L2-normalised CLIP features of already-loaded images (no caching)."""

@@ -56,6 +56,7 @@ def locate(
     settings = settings_from(ctx, top_k=top_k)
     debug = bool(getattr(ctx.find_root().obj, "debug", False))
     agent = load_agent(settings, mode=mode)
+    agent.check()
     done: list[Prediction] = []
     failed = 0
     for photo in photos:
