@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from retrieval_service.csv_table import read_csv_table
 from retrieval_service.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -129,16 +130,9 @@ def load_dataset(
         raise DatasetError(f"unknown dataset {name!r}", f"use one of: {', '.join(LAYOUTS)}")
     layout = LAYOUTS[key]
     labels, images = Path(labels).expanduser(), Path(images).expanduser()
-    if not labels.is_file():
-        raise DatasetError(f"labels CSV not found: {labels}", "pass --labels with the path of the benchmark's CSV")
     if not images.is_dir():
         raise DatasetError(f"image folder not found: {images}", "pass --images with the folder that holds the photos")
-    try:
-        frame = pd.read_csv(labels, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError as exc:
-        raise DatasetError(f"{labels} is empty", "use the benchmark's CSV with a header row and one row per image") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{labels} is not a readable CSV: {exc}", "check the file is comma-separated UTF-8 text") from exc
+    frame = read_csv_table(labels, what="labels CSV", missing_hint="pass --labels with the path of the benchmark's CSV")
     columns = [str(c) for c in frame.columns]
     cid = _pick_column(columns, id_col, layout.id_columns, "id", labels)
     clat = _pick_column(columns, lat_col, layout.lat_columns, "lat", labels)

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
+from retrieval_service.csv_table import read_csv_table
 from retrieval_service.errors import DatasetError, ImageLoadError
 
 logger = logging.getLogger(__name__)
@@ -61,14 +62,7 @@ def read_rows(
     path_col: str | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Read and validate the CSV; return a frame with columns id, lat, lon, path, extra payload, and the bad-row count."""
-    if not csv_path.is_file():
-        raise DatasetError(f"CSV file not found: {csv_path}", "pass an existing CSV of image ids/paths and coordinates")
-    try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError as exc:
-        raise DatasetError(f"{csv_path} is empty", "the CSV needs a header row (e.g. IMG_ID,LAT,LON) and one row per image") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{csv_path} is not a readable CSV: {exc}", "save it as UTF-8 comma-separated text") from exc
+    frame = read_csv_table(csv_path, missing_hint="pass an existing CSV of image ids/paths and coordinates")
     columns = list(frame.columns)
     lat = _pick(columns, lat_col, LAT_COLUMNS, "latitude", "--lat-col")
     lon = _pick(columns, lon_col, LON_COLUMNS, "longitude", "--lon-col")

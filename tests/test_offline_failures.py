@@ -82,3 +82,19 @@ def test_place_names_come_only_from_confident_ocr_lines() -> None:
 def test_unknown_segmenter_setting_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="segmenter"):
         load_settings(segmenter="deeplab")
+
+
+def test_console_entry_point_returns_the_commands_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """main() (the console script) must pass on a sub-command's non-zero exit, e.g. a failed photo."""
+    import agent.api as api
+    from agent.cli import main
+    from tests.agent.fakes import make_fake_tools
+
+    real = api.load_agent
+    monkeypatch.setenv("GEOAGENT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("GEOAGENT_LLM_MODEL", raising=False)
+    monkeypatch.setattr(api, "load_agent", lambda settings=None, **kw: real(settings, tools=make_fake_tools(), **kw))
+    photo = tmp_path / "p.jpg"
+    Image.new("RGB", (32, 32), (10, 120, 30)).save(photo)
+    assert main(["locate", str(photo)]) == 0
+    assert main(["locate", str(photo), str(tmp_path / "missing.jpg")]) == 1

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: user errors are one clear message on stderr, no traceback."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        # with standalone_mode=False click returns a command's typer.Exit code instead of raising it
+        code = app(args=argv, standalone_mode=False)
     except GeoAgentError as exc:
         if debug:
             raise
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         typer.echo("  (run again with --debug for the full traceback)", err=True)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
