@@ -21,10 +21,6 @@ from retrieval_service.errors import ImageLoadError
 MAX_SIDE = 1024
 
 
-def _is_url(value: str) -> bool:
-    return value.startswith(("http://", "https://"))
-
-
 def load_pil(src: Any) -> Image.Image:
     """Open any accepted image input as an RGB PIL image (ImageLoadError when it cannot be read)."""
     from retrieval_service.images import load_image
@@ -56,7 +52,9 @@ def resolve_image(src: Any, cache_dir: Path) -> tuple[str, str]:
         text = os.fspath(src)
         if not text.strip():
             raise ImageLoadError("the image path is empty", "pass a photo path or an http(s) URL")
-        if _is_url(text):
+        from retrieval_service.images import is_url
+
+        if is_url(text):
             return text, text
         path = Path(text).expanduser()
         if not path.is_file():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from geopy.distance import great_circle
 from pydantic import BaseModel, Field
 
 SUPPORT_RADIUS_KM = 50.0
@@ -17,10 +18,8 @@ VERIFY_TEMPERATURE = 0.05  # cosine units: a 0.05 lead is worth a factor e in th
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
+    """Great-circle distance in km (geopy's, the same one reverse geocoding reports)."""
+    return float(great_circle((lat1, lon1), (lat2, lon2)).km)
 
 
 class Option(BaseModel):

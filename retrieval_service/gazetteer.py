@@ -21,11 +21,11 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.neighbors import BallTree
 
+from retrieval_service.clustering import EARTH_RADIUS_KM
 from retrieval_service.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
-EARTH_RADIUS_KM = 6371.0088
 SIZE_RADIUS_KM = 30.0
 MAX_PHRASE_WORDS = 4
 MIN_WORD_LEN = 4

@@ -21,7 +21,8 @@ URL_TIMEOUT_S = 20.0
 MAX_URL_BYTES = 50 * 1024 * 1024
 
 
-def _is_url(src: object) -> bool:
+def is_url(src: object) -> bool:
+    """True for an http(s) URL string (any letter case)."""
     return isinstance(src, str) and src.lower().startswith(("http://", "https://"))
 
 
@@ -80,7 +81,7 @@ def load_image(src: ImageInput) -> Image.Image:
         if not data:
             raise ImageLoadError("the image bytes are empty", "pass the encoded contents of an image file")
         return _decode(data, "the image bytes")
-    if _is_url(src):
+    if is_url(src):
         return _decode(_fetch(str(src)), str(src))
     if isinstance(src, (str, os.PathLike)):
         path = Path(src).expanduser()

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from retrieval_service.errors import DatasetError, StoreError
-from retrieval_service.images import ImageInput, _is_url, image_ref, load_image
+from retrieval_service.images import ImageInput, is_url, image_ref, load_image
 from retrieval_service.schemas import Candidate, GeoFilter, RetrievalResult
 from retrieval_service.settings import Settings
 from retrieval_service.vector_store import Hit, VectorStore, make_store
@@ -36,7 +36,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 def _cache_key(src: ImageInput) -> str:
     ref = image_ref(src)
-    if isinstance(src, (str, os.PathLike)) and not _is_url(src):
+    if isinstance(src, (str, os.PathLike)) and not is_url(src):
         try:
             stat = Path(src).expanduser().stat()
             return f"{Path(src).expanduser().resolve()}|{stat.st_size}|{stat.st_mtime_ns}"

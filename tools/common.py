@@ -14,7 +14,7 @@ from PIL import Image
 from pydantic import BaseModel, ValidationError
 
 from retrieval_service.errors import GeoAgentError, ImageLoadError
-from retrieval_service.images import load_image
+from retrieval_service.images import is_url, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,6 @@ def build_tool(
         args_schema=args_schema,
         handle_validation_error=_validation_message(name),  # type: ignore[arg-type]
     )
-
-
-def is_url(ref: str) -> bool:
-    return ref.startswith(("http://", "https://"))
 
 
 def check_image(ref: str) -> str:

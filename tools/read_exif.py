@@ -8,7 +8,8 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
 from retrieval_service.exif import read_exif
-from tools.common import IMAGE_DESCRIPTION, build_tool, check_image, is_url, r
+from retrieval_service.images import is_url
+from tools.common import IMAGE_DESCRIPTION, build_tool, check_image, r
 from tools.services import Services
 
 DESCRIPTION = """Read the photo's EXIF metadata. Call this FIRST.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from geopy.distance import great_circle
 
 import numpy as np
 import pytest
@@ -13,13 +13,6 @@ from retrieval_service.gallery import ensure_gallery, gallery_ready
 from retrieval_service.geoclip_heads import GeoClipHeads, equal_earth_projection, gallery_coordinates
 from retrieval_service.schemas import GeoFilter
 from retrieval_service.vector_store import EdgeStore
-
-
-def haversine_km(lat1, lon1, lat2, lon2) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371.0088 * math.asin(math.sqrt(a))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +48,7 @@ def test_gallery_search_finds_a_point_near_the_city(city, heads, gallery_setting
     store = EdgeStore(gallery_settings.embedded_qdrant_path)
     hits = store.search(gallery_settings.gallery_collection, heads.encode_locations(np.array([[lat, lon]]))[0], 5)
     top = hits[0].payload
-    assert haversine_km(lat, lon, top["location"]["lat"], top["location"]["lon"]) < 100
+    assert great_circle((lat, lon), (top["location"]["lat"], top["location"]["lon"])).km < 100
     assert top["country_code"] == cc
     store.close()
 
