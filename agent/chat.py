@@ -18,9 +18,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 
-from agent.final_answer import message_text
-from agent.llm import LLMFailure, invoke_with_retries
-from agent.prediction import Prediction
+from agent.lmm.answer import message_text
+from agent.lmm.calls import LLMFailure, invoke_with_retries
+from agent.prediction import Place, Prediction
 from agent.prompts import render
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,7 @@ class ChatContext(TypedDict, total=False):
 
 
 def _place(pred: dict[str, Any]) -> str:
-    place = pred.get("place") or {}
-    return ", ".join(p for p in (place.get("city"), place.get("region"), place.get("country")) if p) or "an unnamed place"
+    return Place.model_validate(pred.get("place") or {}).label("an unnamed place")
 
 
 def summary(pred: dict[str, Any]) -> str:

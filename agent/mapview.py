@@ -6,7 +6,7 @@ from html import escape
 from pathlib import Path
 
 from agent.prediction import Prediction
-from retrieval_service.errors import GeoAgentError
+from retrieval_service.core.errors import GeoAgentError
 
 _SOURCE_COLOURS = {"gallery": "#3388ff", "database": "#7b3294", "lmm": "#e66101", "ocr": "#1a9641", "cluster": "#555555"}
 
@@ -29,13 +29,13 @@ def write_map(predictions: list[Prediction], path: str | Path) -> Path:
             folium.CircleMarker([c.lat, c.lon], radius=4, color=_SOURCE_COLOURS.get(c.source, "#3388ff"), fill=True,
                                 tooltip=f"{c.source} candidate {c.lat:.4f}, {c.lon:.4f} (score {c.score:.3f})").add_to(group)
         for i, cl in enumerate(pred.clusters):
-            folium.Circle([cl["lat"], cl["lon"]], radius=max(1000.0, float(cl.get("radius_km") or 1.0) * 1000),
+            folium.Circle([cl.lat, cl.lon], radius=max(1000.0, cl.radius_km * 1000),
                           color="#555555", fill=True, fill_opacity=0.15,
-                          tooltip=f"cluster {i + 1}: {cl.get('support')} candidates").add_to(group)
+                          tooltip=f"cluster {i + 1}: {cl.support} candidates").add_to(group)
         for a in pred.alternatives:
             folium.Marker([a.lat, a.lon], icon=folium.Icon(color="gray", icon="question-sign"),
                           tooltip=f"alternative {a.lat:.4f}, {a.lon:.4f}").add_to(group)
-        place = ", ".join(p for p in (pred.place.city, pred.place.region, pred.place.country) if p)
+        place = pred.place.label()
         popup = (f"<b>{name}</b><br>{pred.lat:.5f}, {pred.lon:.5f}<br>{escape(place)}<br>"
                  f"confidence {pred.confidence:.2f} ({pred.source})<br><small>{escape(pred.rationale)}</small>")
         folium.Marker([pred.lat, pred.lon], icon=folium.Icon(color="red", icon="camera"),

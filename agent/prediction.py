@@ -6,7 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from retrieval_service.schemas import Candidate
+from retrieval_service.core.types import Candidate
+from retrieval_service.evidence.clustering import Cluster
+from retrieval_service.evidence.geocoding import PlaceInfo
 
 PredictionSource = Literal["gallery", "database", "cluster", "lmm", "exif", "ocr", "fallback"]
 
@@ -19,6 +21,18 @@ class Place(BaseModel):
     country: str | None = None
     country_code: str | None = None
     distance_km: float | None = Field(default=None, description="Distance from the coordinates to the named place.")
+
+    @classmethod
+    def from_info(cls, info: PlaceInfo | None) -> Place:
+        """The place reverse geocoding found (an empty Place for None)."""
+        if info is None:
+            return cls()
+        return cls(city=info.place or None, region=info.admin1 or None, country=info.country or None,
+                   country_code=info.country_code or None, distance_km=round(info.distance_km, 1))
+
+    def label(self, default: str = "") -> str:
+        """"City, Region, Country" (the parts that are known), or ``default``."""
+        return ", ".join(p for p in (self.city, self.region, self.country) if p) or default
 
 
 class TraceEntry(BaseModel):
@@ -54,7 +68,7 @@ class Prediction(BaseModel):
     place: Place = Field(default_factory=Place)
     alternatives: list[Candidate] = Field(default_factory=list)
     candidates: list[Candidate] = Field(default_factory=list, description="Retrieval candidates considered.")
-    clusters: list[dict[str, Any]] = Field(default_factory=list)
+    clusters: list[Cluster] = Field(default_factory=list)
     rationale: str = ""
     evidence: list[Evidence] = Field(default_factory=list)
     trace: list[TraceEntry] = Field(default_factory=list)

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from retrieval_service.errors import ConfigError
+from retrieval_service.core.errors import ConfigError
 
 
 @lru_cache(maxsize=None)

@@ -1,57 +1,100 @@
-"""Graph state and run context of the geolocation agent.
+"""What flows between the graph nodes: typed observations, the committed answer, the graph states.
 
 The state carries a reference to the image (path, URL or content hash), never its bytes; the
-image itself travels in the per-run context, which LangGraph does not checkpoint.
+resolved photo travels in the run context (``agent.context.RunContext``), which LangGraph does not
+checkpoint. Lists marked with a reducer accumulate across nodes.
 """
 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
-from langgraph.managed import RemainingSteps
+from pydantic import BaseModel, Field
 
-MODES = ("policy", "agent", "rag", "retrieval", "rerank")
+from agent.prediction import Evidence, Place, Prediction, PredictionSource, TraceEntry
+from retrieval_service.core.types import Candidate, Location, RetrievalResult, Verification
+from retrieval_service.evidence.clustering import ClusteringResult
+from retrieval_service.evidence.exif import ExifInfo
+from retrieval_service.evidence.geocoding import PlaceInfo
+from retrieval_service.evidence.ocr import TextReading
+from retrieval_service.evidence.scene import SceneComposition
 
 
-class AgentState(TypedDict, total=False):
-    """What flows between the nodes. Lists marked with ``operator.add`` accumulate."""
+class Observations(BaseModel):
+    """The latest typed result of each evidence tool in this run (None: not run or failed)."""
 
-    image: str  # the image reference: path, URL or "sha256:<hex>"
+    exif: ExifInfo | None = None
+    retrieval: RetrievalResult | None = None
+    clusters: ClusteringResult | None = None
+    text: TextReading | None = None
+    scene: SceneComposition | None = None
+    verification: Verification | None = None
+    place: PlaceInfo | None = None
+
+
+def merge_observations(old: Observations | None, new: Observations | None) -> Observations:
+    """Reducer: the fields a node set replace the earlier ones; the rest are kept."""
+    if old is None:
+        return new or Observations()
+    if new is None:
+        return old
+    return old.model_copy(update={name: getattr(new, name) for name in new.model_fields_set})
+
+
+def add_candidates(old: list[Candidate] | None, new: list[Candidate] | None) -> list[Candidate]:
+    """Reducer: append the new candidates, except those the state already holds (same source at the
+    same place, to 1e-4 degrees: a zoomed-in search repeating the first one's points)."""
+    held = {(c.source, round(c.lat, 4), round(c.lon, 4)) for c in old or []}
+    return [*(old or []), *(c for c in new or [] if (c.source, round(c.lat, 4), round(c.lon, 4)) not in held)]
+
+
+class Answer(Location):
+    """The location a run commits to, before the place is named and the Prediction is built."""
+
+    confidence: float = Field(ge=0, le=1)
+    source: PredictionSource
+    rationale: str = ""
+    alternatives: list[Candidate] = Field(default_factory=list)
+    place: Place | None = Field(default=None, description="A place the LMM named itself (kept over reverse geocoding).")
+    chosen: Candidate | None = Field(default=None, description="The option the decision picked, with its support and verification.")
+
+
+class RunState(TypedDict, total=False):
+    """The state every graph shares (``messages``: the LMM conversation, empty without an LMM).
+
+    A node sees the keys of the state type it is annotated with, so the shared steps take this one."""
+
+    image: str
     messages: Annotated[list[AnyMessage], add_messages]
-    exif: dict[str, Any] | None
-    candidates: list[dict[str, Any]]  # Candidate dicts (lat, lon, score, source, payload)
-    dissimilar: list[dict[str, Any]]
-    clusters: list[dict[str, Any]]
-    evidence: Annotated[list[dict[str, Any]], operator.add]  # Evidence dicts
-    trace: Annotated[list[dict[str, Any]], operator.add]  # TraceEntry dicts
+    obs: Annotated[Observations, merge_observations]
+    candidates: Annotated[list[Candidate], add_candidates]
+    options: list[Candidate]
+    answer: Answer | None
+    evidence: Annotated[list[Evidence], operator.add]
+    trace: Annotated[list[TraceEntry], operator.add]
     warnings: Annotated[list[str], operator.add]
-    observations: dict[str, Any]  # latest result per evidence tool (geocode, text, scene, verify)
-    steps: int  # LMM rounds used
-    repairs: int  # final-answer repair rounds used
-    budget_exhausted: bool
     llm_failed: bool
-    final: dict[str, Any] | None  # a validated FinalAnswer dict, once there is one
-    prediction: dict[str, Any] | None
-    remaining_steps: RemainingSteps
+    prediction: Prediction | None
 
 
-@dataclass
-class AgentContext:
-    """Per-run context (LangGraph ``context_schema``): settings, tools, chat model, the image."""
+class AgentState(RunState, total=False):
+    """The LMM loop's state: the step budget (``steps`` tool rounds used) and the repair rounds."""
 
-    settings: Any  # retrieval_service.settings.Settings
-    tools: dict[str, Any]  # tool name -> BaseTool
-    mode: str = "policy"
-    chat_model: Any = None  # a langchain-core BaseChatModel or None
-    image_input: Any = None  # what the tools receive as "image" (a path or URL string)
-    retry_backoff_s: float = 1.0
-    rag_samples: int = 1
-    rag_neighbours: tuple[int, ...] = (0, 5, 10, 15)
-    node_ms: dict[str, float] = field(default_factory=dict)  # wall time per node (own + tools + model)
-    node_tool_ms: dict[str, float] = field(default_factory=dict)  # tool and LMM time inside each node
-    tool_ms: float = 0.0  # running total of tool and LMM time in this run
-    cache: dict[str, Any] = field(default_factory=dict)  # per-run memo (the image content block)
+    steps: int
+    repairs: int
+    budget_exhausted: bool
+    wants_fallback: bool
+
+
+class RagState(RunState, total=False):
+    """The G3 recipe's state: the LMM's proposals."""
+
+    proposals: list[Candidate]
+
+
+def observations(state: dict[str, Any]) -> Observations:
+    """The state's observations (empty before the first tool ran)."""
+    return state.get("obs") or Observations()

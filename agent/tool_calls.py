@@ -1,11 +1,19 @@
-"""Calling a tool from a graph node: timing, error capture and a one-line summary for the trace."""
+"""Calling a tool from a graph node: timing, error capture, the typed artifact, and a one-line
+summary of the result for the trace."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
+
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool
+
+from agent.prediction import TraceEntry
+from retrieval_service.evidence.scene import SceneComposition
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +46,7 @@ def summarise(name: str, result: Any) -> str:
             places = [p.get("name") for p in result.get("places") or []][:3]
             return f"text {lines}; places {places}" if lines else "no text found"
         if name == "segment_scene":
-            shares = sorted((result.get("shares") or {}).items(), key=lambda kv: -kv[1])[:3]
-            return ", ".join(f"{k} {v:.0%}" for k, v in shares) or "no segments"
+            return SceneComposition.model_validate(result).describe() or "no segments"
         if name == "verify_locations":
             ranked = result.get("ranked") or []
             return (
@@ -47,34 +54,57 @@ def summarise(name: str, result: Any) -> str:
                 if ranked
                 else "nothing to verify"
             )
-    except (KeyError, TypeError, ValueError, IndexError):
+    except (KeyError, TypeError, ValueError, IndexError):  # pydantic's ValidationError is a ValueError
         pass
     return json.dumps(result, default=str)[:160]
 
 
-def call_tool(tools: dict[str, Any], name: str, args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Invoke a tool by name; return ``(result, trace entry)``. Never raises: failures become
-    ``{"error": ...}`` results, as the tools contract has it."""
-    start = time.perf_counter()
-    tool = tools.get(name)
-    if tool is None:
-        result: dict[str, Any] = {"error": f"tool {name!r} is not available (have: {', '.join(tools)})"}
-    else:
-        try:
-            out = tool.invoke(args)
-            result = out if isinstance(out, dict) else {"result": out}
-        except Exception as exc:  # a tool must not take the graph down
-            log.warning("tool %s failed: %s", name, exc)
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-    latency = (time.perf_counter() - start) * 1000
-    shown = {k: v for k, v in args.items() if k != "candidates"}
+def _shown_args(args: dict[str, Any]) -> dict[str, Any]:
+    """Tool arguments as the trace shows them: no image, candidate lists counted, not copied."""
+    shown = {k: v for k, v in args.items() if k not in ("image", "candidates")}
     if "candidates" in args:
         shown["candidates"] = f"<{len(args['candidates'])} candidates>"
-    entry = {
-        "tool": name,
-        "args": shown,
-        "summary": summarise(name, result),
-        "latency_ms": round(latency, 3),
-        "error": result.get("error") if isinstance(result.get("error"), str) else None,
-    }
-    return result, entry
+    return shown
+
+
+def trace_entry(name: str, args: dict[str, Any], content: Any, latency_ms: float) -> TraceEntry:
+    """The trace entry of one tool call from its arguments and its content."""
+    error = content.get("error") if isinstance(content, dict) else None
+    return TraceEntry(tool=name, args=_shown_args(args), summary=summarise(name, content),
+                      latency_ms=round(latency_ms, 3), error=str(error)[:300] if error is not None else None)
+
+
+def tool_message_content(message: ToolMessage) -> dict[str, Any]:
+    """The content of a tool's ToolMessage as a dict (``{"error": ...}`` for failures)."""
+    try:
+        content = json.loads(message.content) if isinstance(message.content, str) else message.content
+    except json.JSONDecodeError:
+        content = message.content
+    if not isinstance(content, dict):
+        content = {"error": str(content)} if message.status == "error" else {"result": content}
+    if message.status == "error" and "error" not in content:
+        content = {"error": str(message.content)}
+    return content
+
+
+def call_tool(tools: Mapping[str, BaseTool], name: str, args: dict[str, Any]) -> tuple[dict[str, Any], Any, TraceEntry]:
+    """Invoke a tool by name; return ``(content, artifact, trace entry)``. Never raises: failures
+    are ``{"error": ...}`` contents with no artifact, as the tools contract has it."""
+    start = time.perf_counter()
+    tool = tools.get(name)
+    artifact: Any = None
+    if tool is None:
+        content: dict[str, Any] = {"error": f"tool {name!r} is not available (have: {', '.join(tools)})"}
+    else:
+        try:
+            message = tool.invoke({"type": "tool_call", "name": name, "args": args, "id": f"direct-{name}"})
+            if isinstance(message, ToolMessage):
+                content, artifact = tool_message_content(message), message.artifact
+            else:  # a plain tool (no ToolMessage): its output is the content
+                content = message if isinstance(message, dict) else {"result": message}
+        except Exception as exc:  # a tool must not take the graph down
+            log.warning("tool %s failed: %s", name, exc)
+            content = {"error": f"{type(exc).__name__}: {exc}"}
+    if "error" in content:
+        artifact = None
+    return content, artifact, trace_entry(name, args, content, (time.perf_counter() - start) * 1000)

@@ -2,7 +2,7 @@
 image preparation) as a share of the end-to-end time, with a per-node breakdown.
 
     python -m evals.bench_graph PHOTO... [--repeat 3]              # the real tools (GEOAGENT_* settings)
-    python -m evals.bench_graph PHOTO... --fake-tools-ms 50        # canned tools that take 50 ms each
+    python -m evals.bench_graph PHOTO... --fake-tools-ms 50        # the real tools over canned back ends taking 50 ms each
 
 Target: overhead < 5 % of the end-to-end time with the real tools.
 """
@@ -16,22 +16,49 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 
-def _sleepy_tools(ms: float) -> list[Any]:
-    """The test suite's canned tools, each taking ``ms`` milliseconds (a stand-in for model compute)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.agent.fakes import make_fake_tools
+from retrieval_service.core.types import Candidate, RetrievalResult
+from retrieval_service.evidence.ocr import TextLine, TextReading
 
-    tools = make_fake_tools()
-    for t in tools:
-        inner = t.func
 
-        def slow(_inner=inner, **kw: Any) -> dict:
-            time.sleep(ms / 1000)
-            return _inner(**kw)
+class _Canned:
+    """Back ends for the real tools that return fixed results after ``ms`` milliseconds (a stand-in
+    for model compute, so that the agent's own time can be measured without any model)."""
 
-        t.func = slow
-    return tools
+    def __init__(self, ms: float) -> None:
+        self.s = ms / 1000
+        self.name, self.labels = "canned", ["building", "sky", "road"]
+
+    def search(self, image: Any, *, k_gallery: int = 10, k_database: int = 10, geo_filter: Any = None,
+               dissimilar: int = 0) -> RetrievalResult:
+        time.sleep(self.s)
+        gallery = [Candidate(lat=48.85 + 0.02 * i, lon=2.35 + 0.02 * i, score=0.4 - 0.01 * i, source="gallery",
+                             payload={"country_code": "FR"}) for i in range(min(k_gallery, 8))]
+        gallery.append(Candidate(lat=35.68, lon=139.65, score=0.41, source="gallery", payload={"country_code": "JP"}))
+        return RetrievalResult(gallery=gallery, geo_filter=geo_filter)
+
+    def verify(self, image: Any, coords: list[tuple[float, float]]) -> list[float]:
+        time.sleep(self.s)
+        return [0.3 - abs(lat - 48.85) / 100 for lat, _ in coords]
+
+    def warm_up(self) -> None:
+        """Nothing to load."""
+
+    def segment(self, image: Any) -> np.ndarray:
+        time.sleep(self.s)
+        return np.repeat(np.arange(3), 100).reshape(10, 30)
+
+    def read(self, image: Any) -> TextReading:
+        time.sleep(self.s)
+        return TextReading(lines=[TextLine(text="Rue de Rivoli", confidence=0.95)], scripts=["Latin"], places=[])
+
+
+def _canned_tools(settings: Any, ms: float) -> list[Any]:
+    from tools import Services, make_tools
+
+    canned = _Canned(ms)
+    return make_tools(Services(settings, retriever=canned, segmenter=canned, text_reader=canned))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,11 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    from agent import load_agent
-    from retrieval_service.settings import load_settings
+    from agent import load_agent, load_settings
 
     settings = load_settings(args.config)
-    tools = _sleepy_tools(args.fake_tools_ms) if args.fake_tools_ms is not None else None
+    tools = _canned_tools(settings, args.fake_tools_ms) if args.fake_tools_ms is not None else None
     agent = load_agent(settings, mode="policy", tools=tools)
     agent.run({"image": str(args.photos[0])})  # warm-up: model loading, caches
 
@@ -61,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             prepare.append(r.prepare_ms)
             for node, ms in r.node_ms.items():
                 node_wall.setdefault(node, []).append(ms)
-                node_own.setdefault(node, []).append(ms - r.node_tool_ms.get(node, 0.0))
+                node_own.setdefault(node, []).append(r.node_own_ms.get(node, ms))
     n = len(totals)
     total, tools_t = sum(totals) / n, sum(tool_ms) / n
     overhead = total - tools_t

@@ -23,8 +23,8 @@ from typing import Any
 from agent.prediction import Prediction, TraceEntry
 from evals.datasets import Dataset, EvalItem
 from evals.runner import run_eval
-from retrieval_service.schemas import Candidate
-from retrieval_service.settings import Settings, load_settings
+from retrieval_service.core.types import Candidate
+from agent.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 

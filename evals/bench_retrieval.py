@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval_service.vector_store import EdgeStore
+from retrieval_service.retrieval.stores import EdgeStore
 
 logger = logging.getLogger("bench_retrieval")
 BATCH = 4096
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     summary: list[tuple[str, int, dict[str, float]]] = []
 
     if not args.no_gallery:
-        from retrieval_service.geoclip_heads import GeoClipHeads, gallery_coordinates
-        from retrieval_service.image_encoder import resolve_device
+        from retrieval_service.retrieval.geoclip_heads import GeoClipHeads, gallery_coordinates
+        from retrieval_service.retrieval.image_encoder import resolve_device
 
         heads = GeoClipHeads(resolve_device(args.device))
         coords = gallery_coordinates()

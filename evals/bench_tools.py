@@ -23,16 +23,12 @@ from typing import Any
 
 from PIL import Image
 
-from retrieval_service.settings import Settings, load_settings
+from agent.settings import Settings, load_settings
+from retrieval_service.retrieval.tiny_clip import write_tiny_config
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CITYSCAPES = SHARED / "models" / "cityscapes-deeplab" / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
 DEV_IMAGES = SHARED / "data" / "im2gps3k-dev" / "images"
-TINY_CLIP = {
-    "embed_dim": 768,
-    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
-}
 
 
 def _photo(src: Path | None, workdir: Path) -> Path:
@@ -54,8 +50,7 @@ def _settings(tiny: bool, workdir: Path) -> Settings:
     if CITYSCAPES.is_file():
         overrides.update(segmenter="tflite", segmenter_model=str(CITYSCAPES))
     if tiny:
-        cfg = workdir / "geoagent-tiny-vit.json"
-        cfg.write_text(json.dumps(TINY_CLIP))
+        cfg = write_tiny_config(workdir)
         overrides.update(image_model=str(cfg), image_pretrained="none", device="cpu")
     return load_settings(**overrides)
 

@@ -12,8 +12,9 @@ from agent.cli.context import settings_from
 from evals.compare import compare_runs, render_comparison
 from evals.datasets import LAYOUTS, load_dataset
 from evals.report import REPORT_FILE, SUMMARY_FILE, write_reports
-from evals.runner import MODES, default_factory, import_factory, run_eval
-from retrieval_service.errors import ConfigError
+from agent.modes import available_modes, check_mode
+from evals.runner import default_factory, import_factory, run_eval
+from evals.settings import EvalRunSettings
 
 app = typer.Typer(
     help=(
@@ -25,8 +26,8 @@ app = typer.Typer(
 )
 
 
-def _print_summary(run_dir: Path) -> None:
-    summary = write_reports(run_dir)
+def _print_summary(run_dir: Path, settings: EvalRunSettings | None = None) -> None:
+    summary = write_reports(run_dir, settings=settings)
     acc = " ".join(f"{t}km={100 * v:.1f}%" for t, v in summary.accuracy_km.items())
     med = "n/a" if summary.median_km is None else f"{summary.median_km:.1f} km"
     typer.echo(f"{run_dir}: n={summary.n} failed={summary.failed} median={med} {acc} "
@@ -43,9 +44,10 @@ def run_command(
     dataset: Annotated[str, typer.Option("--dataset", help=f"CSV layout: {', '.join(LAYOUTS)}. Columns are found by name, any order.")] = "im2gps3k",
     mode: Annotated[str, typer.Option("--mode", help=(
         "How to predict: policy (tools in a fixed order, no LMM), agent (LMM drives the tools), rag "
-        "(LMM over retrieved candidates), retrieval (top-1 gallery), rerank (cluster re-rank of the gallery)."))] = "policy",
+        f"(LMM over retrieved candidates), retrieval (top-1 gallery), rerank (cluster re-rank of the gallery). "
+        f"Available: {', '.join(available_modes())}."))] = "policy",
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N images that have a file.")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Predictions running at once (threads); one writer keeps the file consistent.")] = 1,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, max=256, help="Predictions running at once (threads; default GEOAGENT_EVAL_WORKERS, 1); one writer keeps the file consistent.")] = None,
     id_col: Annotated[Optional[str], typer.Option("--id-col", help="Name of the image id column (default: IMG_ID, id, image, ...).")] = None,
     lat_col: Annotated[Optional[str], typer.Option("--lat-col", help="Name of the latitude column (default: LAT, latitude, lat).")] = None,
     lon_col: Annotated[Optional[str], typer.Option("--lon-col", help="Name of the longitude column (default: LON, longitude, lon, lng).")] = None,
@@ -56,25 +58,25 @@ def run_command(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
 ) -> None:
     """Evaluate a benchmark: one JSONL row per image, then summary.json, report.md and plots."""
-    if mode not in MODES:
-        raise ConfigError(f"unknown --mode {mode!r}", f"use one of: {', '.join(MODES)}")
-    settings = settings_from(ctx)
+    check_mode(mode)
+    settings = settings_from(ctx, EvalRunSettings)
     data = load_dataset(dataset, labels, images, id_col=id_col, lat_col=lat_col, lon_col=lon_col)
     factory = import_factory(predictor) if predictor else default_factory
     result = run_eval(data, out, settings=settings, mode=mode, factory=factory, predictor_name=predictor,
-                      limit=limit, workers=workers, retry_failed=retry_failed, progress=not no_progress,
+                      limit=limit, workers=workers or settings.eval_workers, retry_failed=retry_failed, progress=not no_progress,
                       argv=sys.argv, report=False)
     typer.echo(f"{result.written} new row(s), {result.resumed} resumed, {result.failed} failed this time, "
                f"{result.missing} missing image(s) excluded")
-    _print_summary(out)
+    _print_summary(out, settings)
 
 
 @app.command("report")
 def report_command(
+    ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `geoagent eval run`.")],
 ) -> None:
     """Rebuild summary.json, report.md and the PNG plots from a run's predictions.jsonl."""
-    _print_summary(run_dir)
+    _print_summary(run_dir, settings_from(ctx, EvalRunSettings))
 
 
 @app.command("compare")

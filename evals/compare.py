@@ -15,7 +15,7 @@ from scipy.stats import binomtest, wilcoxon
 
 from evals.metrics import THRESHOLDS_KM
 from evals.report import load_run, summarise
-from retrieval_service.errors import DatasetError
+from retrieval_service.core.errors import DatasetError
 
 
 class PairedTest(BaseModel):

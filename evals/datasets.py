@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from retrieval_service.csv_table import read_csv_table
-from retrieval_service.errors import DatasetError
+from retrieval_service.core.tables import ID_COLUMNS, LAT_COLUMNS, LON_COLUMNS, find_column, read_csv_table
+from retrieval_service.core.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,9 @@ class DatasetLayout(BaseModel):
     """How one benchmark's CSV names its columns, and its published size."""
 
     name: str
-    id_columns: tuple[str, ...] = ("IMG_ID", "img_id", "image_id", "id", "image", "filename", "path")
-    lat_columns: tuple[str, ...] = ("LAT", "latitude", "lat", "gps_lat")
-    lon_columns: tuple[str, ...] = ("LON", "longitude", "lon", "lng", "long", "gps_lon")
+    id_columns: tuple[str, ...] = (*ID_COLUMNS, "path")
+    lat_columns: tuple[str, ...] = LAT_COLUMNS
+    lon_columns: tuple[str, ...] = LON_COLUMNS
     expected_size: int | None = None
     description: str = ""
 
@@ -68,25 +68,6 @@ class Dataset(BaseModel):
         shown = ", ".join(self.missing[:first])
         more = f" and {len(self.missing) - first} more" if len(self.missing) > first else ""
         return f"{len(self.missing)} image(s) missing from {self.images}: {shown}{more}"
-
-
-def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], role: str, labels: Path) -> str:
-    by_lower = {c.strip().lower(): c for c in columns}
-    if wanted:
-        found = by_lower.get(wanted.strip().lower())
-        if found is None:
-            raise DatasetError(
-                f"{labels}: no column named {wanted!r} for the {role} (columns: {', '.join(columns)})",
-                f"pass --{role}-col with one of the CSV's column names",
-            )
-        return found
-    for name in candidates:
-        if name.lower() in by_lower:
-            return by_lower[name.lower()]
-    raise DatasetError(
-        f"{labels}: no {role} column found (looked for {', '.join(candidates)}; columns: {', '.join(columns)})",
-        f"pass --{role}-col with the name of the CSV column that holds the {role}",
-    )
 
 
 def _image_index(images: Path) -> dict[str, Path]:
@@ -134,9 +115,9 @@ def load_dataset(
         raise DatasetError(f"image folder not found: {images}", "pass --images with the folder that holds the photos")
     frame = read_csv_table(labels, what="labels CSV", missing_hint="pass --labels with the path of the benchmark's CSV")
     columns = [str(c) for c in frame.columns]
-    cid = _pick_column(columns, id_col, layout.id_columns, "id", labels)
-    clat = _pick_column(columns, lat_col, layout.lat_columns, "lat", labels)
-    clon = _pick_column(columns, lon_col, layout.lon_columns, "lon", labels)
+    cid = find_column(columns, "id", layout.id_columns, wanted=id_col, source=labels)
+    clat = find_column(columns, "lat", layout.lat_columns, wanted=lat_col, source=labels)
+    clon = find_column(columns, "lon", layout.lon_columns, wanted=lon_col, source=labels)
     if frame.empty:
         raise DatasetError(f"{labels} has a header but no rows", "use a CSV with one row per image")
 

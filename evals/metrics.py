@@ -11,7 +11,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from geopy.distance import geodesic
+
+from retrieval_service.core.geo import geodesic_km
 
 THRESHOLDS_KM: tuple[int, ...] = (1, 25, 200, 750, 2500)
 THRESHOLD_NAMES: dict[int, str] = {1: "street", 25: "city", 200: "region", 750: "country", 2500: "continent"}
@@ -19,9 +20,8 @@ DISTANCE_METHOD = "geodesic-wgs84"
 GEOSCORE_SCALE_KM = 1492.7
 
 
-def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Geodesic distance in km on WGS-84 between two (lat, lon) points in decimal degrees."""
-    return float(geodesic((lat1, lon1), (lat2, lon2), ellipsoid="WGS-84").km)
+distance_km = geodesic_km
+"""The error of a prediction: geodesic distance in km on WGS-84 (as the papers' evaluation code)."""
 
 
 def geoscore(d_km: float | None) -> float:

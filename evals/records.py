@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from retrieval_service.errors import DatasetError
+from retrieval_service.core.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

@@ -9,15 +9,16 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from evals.countries import country_codes
+from retrieval_service.core.geo import country_codes
 from evals.metrics import DISTANCE_METHOD, THRESHOLD_NAMES, THRESHOLDS_KM, accuracy, bootstrap_ci, geoscore
 from evals.plots import plot_accuracy_curve, plot_error_map
 from evals.published import load_published
 from evals.records import PREDICTIONS_FILE, read_rows
 from evals.run_info import CONFIG_FILE
-from retrieval_service.errors import DatasetError
+from evals.settings import EvalSettings
+from retrieval_service.core.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,8 @@ SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
 ACCURACY_PNG = "accuracy_vs_threshold.png"
 MAP_PNG = "error_map.png"
-BOOTSTRAP_SEED = 0
-BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = EvalSettings.model_fields["eval_bootstrap_seed"].default
+BOOTSTRAP_RESAMPLES = EvalSettings.model_fields["eval_bootstrap_resamples"].default
 
 
 class Summary(BaseModel):
@@ -45,7 +46,7 @@ class Summary(BaseModel):
     country_ci95: tuple[float, float]
     mean_latency_ms: float | None
     distance_method: str = DISTANCE_METHOD
-    bootstrap: dict[str, int] = {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED}
+    bootstrap: dict[str, int] = Field(default_factory=lambda: {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED})
     mode: str | None = None
     dataset: str | None = None
     missing_images: int = 0
@@ -73,7 +74,8 @@ def _fill_countries(rows: list[dict[str, Any]]) -> None:
         r["country_pred"] = cc
 
 
-def summarise(rows: list[dict[str, Any]], config: dict[str, Any] | None = None) -> Summary:
+def summarise(rows: list[dict[str, Any]], config: dict[str, Any] | None = None, *,
+              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Summary:
     """Metrics over all rows: accuracy counts failed rows as misses; median/mean over scored rows."""
     config = config or {}
     _fill_countries(rows)
@@ -82,7 +84,7 @@ def summarise(rows: list[dict[str, Any]], config: dict[str, Any] | None = None) 
     country_hits = [0.0 if (not r.get("error") and r.get("country_gt") and r.get("country_gt") == r.get("country_pred")) else None
                     for r in rows]
     # country accuracy reuses the bootstrap over a 0/inf encoding: a hit is distance 0 < 1
-    country_ci = bootstrap_ci(country_hits, (1,), resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED)["1"]
+    country_ci = bootstrap_ci(country_hits, (1,), resamples=resamples, seed=seed)["1"]
     latencies = [r["latency_ms"] for r in rows if isinstance(r.get("latency_ms"), (int, float))]
     return Summary(
         n=len(rows),
@@ -92,7 +94,7 @@ def summarise(rows: list[dict[str, Any]], config: dict[str, Any] | None = None) 
         median_km=statistics.median(scored) if scored else None,
         mean_km=statistics.fmean(scored) if scored else None,
         accuracy_km=accuracy(distances),
-        accuracy_ci95=bootstrap_ci(distances, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED),
+        accuracy_ci95=bootstrap_ci(distances, resamples=resamples, seed=seed),
         geoscore=statistics.fmean(geoscore(d) for d in distances) if rows else 0.0,
         country_accuracy=(sum(1 for c in country_hits if c is not None) / len(rows)) if rows else 0.0,
         country_ci95=country_ci,
@@ -166,11 +168,17 @@ def render_markdown(summary: Summary, config: dict[str, Any], run_name: str) -> 
     return "\n".join(lines) + "\n"
 
 
-def write_reports(run_dir: str | Path, *, plots: bool = True) -> Summary:
-    """(Re)write summary.json, report.md and the PNG plots of a run directory."""
+def write_reports(run_dir: str | Path, *, plots: bool = True, settings: EvalSettings | None = None) -> Summary:
+    """(Re)write summary.json, report.md and the PNG plots of a run directory (bootstrap settings
+    from ``settings``, else the defaults)."""
     run_dir = Path(run_dir)
     rows, config = load_run(run_dir)
-    summary = summarise(rows, config)
+    if settings is None:
+        summary = summarise(rows, config)
+    else:
+        summary = summarise(rows, config, resamples=settings.eval_bootstrap_resamples, seed=settings.eval_bootstrap_seed)
+    summary.bootstrap = {"resamples": settings.eval_bootstrap_resamples if settings else BOOTSTRAP_RESAMPLES,
+                         "seed": settings.eval_bootstrap_seed if settings else BOOTSTRAP_SEED}
     (run_dir / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2), encoding="utf-8")
     (run_dir / REPORT_FILE).write_text(render_markdown(summary, config, run_dir.name), encoding="utf-8")
     if plots:

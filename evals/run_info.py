@@ -12,8 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from retrieval_service.errors import ConfigError
-from retrieval_service.settings import Settings
+from retrieval_service.core.errors import ConfigError
+from agent.settings import Settings
 
 CONFIG_FILE = "config.json"
 SECRET_MARKERS = ("key", "token", "secret", "password")

@@ -19,17 +19,17 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 from tqdm import tqdm
 
-from evals.countries import country_code, country_codes
+from retrieval_service.core.geo import country_code, country_codes
 from evals.datasets import Dataset, EvalItem
 from evals.metrics import DISTANCE_METHOD, THRESHOLDS_KM, distance_km, hits
 from evals.records import PREDICTIONS_FILE, RowWriter, read_rows, repair, rewrite
 from evals.run_info import build_config, check_resumable, write_config
-from retrieval_service.errors import ConfigError
-from retrieval_service.settings import Settings
+from retrieval_service.core.errors import ConfigError
+from agent.modes import available_modes, check_mode
+from agent.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MODES = ("policy", "agent", "rag", "retrieval", "rerank")
 TOP_K_KEPT = 10
 
 
@@ -150,8 +150,7 @@ def run_eval(
     report: bool = True,
 ) -> RunResult:
     """Evaluate ``dataset`` into ``run_dir``, skipping ids already there (resume)."""
-    if mode not in MODES:
-        raise ConfigError(f"unknown mode {mode!r}", f"use one of: {', '.join(MODES)}")
+    check_mode(mode)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}", "pass --workers 1 or more")
     if limit is not None and limit < 1:
@@ -238,5 +237,5 @@ def run_eval(
     return result
 
 
-__all__ = ["MODES", "THRESHOLDS_KM", "Predictor", "PredictorFactory", "RunResult", "build_row", "default_factory",
+__all__ = ["THRESHOLDS_KM", "available_modes", "Predictor", "PredictorFactory", "RunResult", "build_row", "default_factory",
            "import_factory", "run_eval"]

@@ -3,19 +3,12 @@ temporary data dir, and the real assets in ../shared (tests that need them skip 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-
-TINY_CLIP_CONFIG = {
-    "embed_dim": 768,
-    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
-}
 
 
 def shared_path(*parts: str) -> Path:
@@ -29,9 +22,9 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An open_clip model config JSON for a tiny ViT whose output is 768-d (GeoCLIP's head input)."""
-    path = tmp_path_factory.mktemp("models") / "geoagent-tiny-vit.json"
-    path.write_text(json.dumps(TINY_CLIP_CONFIG))
-    return path
+    from retrieval_service.retrieval.tiny_clip import write_tiny_config
+
+    return write_tiny_config(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture()
@@ -52,7 +45,7 @@ def tiny_env(tiny_model_config: Path, tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest.fixture()
 def tiny_settings(tiny_env: dict[str, str]):
-    from retrieval_service.settings import load_settings
+    from agent.settings import load_settings
 
     return load_settings()
 
@@ -91,11 +84,11 @@ def gallery_data_dir(request: pytest.FixtureRequest) -> Path:
 
     import torch
 
-    from retrieval_service.errors import StoreError
-    from retrieval_service.gallery import ensure_gallery, gallery_ready, weights_fingerprint
-    from retrieval_service.geoclip_heads import GeoClipHeads
-    from retrieval_service.settings import Settings
-    from retrieval_service.vector_store import EdgeStore
+    from retrieval_service.core.errors import StoreError
+    from retrieval_service.retrieval.gallery import ensure_gallery, gallery_ready, weights_fingerprint
+    from retrieval_service.retrieval.geoclip_heads import GeoClipHeads
+    from agent.settings import Settings
+    from retrieval_service.retrieval.stores import EdgeStore
 
     name = f"geoagent-gallery-{weights_fingerprint()}"
     cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
@@ -124,7 +117,7 @@ def gallery_env(gallery_data_dir: Path, tiny_env: dict[str, str], tmp_path: Path
     """Like ``tiny_env`` (tiny random image model, cpu) but with a fresh per-test data dir that
     already holds the built GPS gallery (linked read-only from ``gallery_data_dir``), so search
     works at once and anything a test writes (an image database, sessions) stays in that test."""
-    from retrieval_service.settings import Settings
+    from agent.settings import Settings
 
     shared = Settings(data_dir=gallery_data_dir, qdrant_url=None)
     data_dir = tmp_path / "gallery-env-data"
@@ -139,6 +132,6 @@ def gallery_env(gallery_data_dir: Path, tiny_env: dict[str, str], tmp_path: Path
 
 @pytest.fixture()
 def gallery_settings(gallery_env: dict[str, str]):
-    from retrieval_service.settings import load_settings
+    from agent.settings import load_settings
 
     return load_settings()

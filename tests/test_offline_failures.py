@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from retrieval_service.errors import ConfigError, WeightsNotFoundError
-from retrieval_service.settings import load_settings
+from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
+from agent.settings import load_settings
 
 
 def test_locate_without_cached_weights_exits_2_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,7 +37,7 @@ def test_locate_without_cached_weights_exits_2_with_the_fix(tmp_path: Path, monk
 
 
 def test_segmenter_failure_is_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
-    import retrieval_service.segmentation as segmentation
+    import retrieval_service.evidence.segmentation as segmentation
     from tools.services import Services
 
     calls = []
@@ -56,8 +56,8 @@ def test_segmenter_failure_is_remembered(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_segformer_offline_fails_fast_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("transformers")
-    import retrieval_service.hub as hub
-    from retrieval_service.segmentation import SegFormerSegmenter
+    import retrieval_service.core.hub as hub
+    from retrieval_service.evidence.segmentation import SegFormerSegmenter
 
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout_s=3.0: False)
     with pytest.raises(WeightsNotFoundError, match="unreachable"):
@@ -65,7 +65,7 @@ def test_segformer_offline_fails_fast_without_network(monkeypatch: pytest.Monkey
 
 
 def test_place_names_come_only_from_confident_ocr_lines() -> None:
-    from retrieval_service.ocr import TextLine, TextReader
+    from retrieval_service.evidence.ocr import TextLine, TextReader
 
     reader = TextReader(place_confidence=0.8)
     reader.read_lines = lambda image: [  # type: ignore[method-assign]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from retrieval_service.errors import ConfigError
-from retrieval_service.settings import load_settings
+from retrieval_service.core.errors import ConfigError
+from agent.settings import load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -74,3 +74,27 @@ def test_missing_and_broken_config_files(tmp_path: Path) -> None:
     bad.write_text("this is = = not toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(bad)
+
+
+def test_each_layer_owns_its_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LMM settings live in the agent's section, not in the retrieval layer; one object has all."""
+    from agent.settings import AgentSettings, Settings
+    from evals.settings import EvalRunSettings, EvalSettings
+    from retrieval_service.core.settings import load_section
+    from retrieval_service.evidence.settings import EvidenceSettings
+    from retrieval_service.retrieval.settings import RetrievalSettings
+
+    assert not any(f.startswith("llm_") or f == "max_steps" for f in RetrievalSettings.model_fields)
+    assert not any(f.startswith("llm_") for f in EvidenceSettings.model_fields)
+    assert "segmenter" not in RetrievalSettings.model_fields and "top_k" not in EvidenceSettings.model_fields
+    assert {"llm_model", "max_steps"} <= set(AgentSettings.model_fields)
+    monkeypatch.setenv("GEOAGENT_LLM_MODEL", "m")
+    monkeypatch.setenv("GEOAGENT_TOP_K", "7")
+    monkeypatch.setenv("GEOAGENT_EVAL_WORKERS", "3")
+    s = load_settings()
+    assert isinstance(s, (RetrievalSettings, EvidenceSettings, AgentSettings)) and (s.llm_model, s.top_k) == ("m", 7)
+    assert not isinstance(s, EvalSettings)
+    e = load_section(EvalRunSettings)
+    assert isinstance(e, Settings) and (e.eval_workers, e.top_k, e.llm_model) == (3, 7, "m")
+    r = load_section(RetrievalSettings)  # a layer can load just its section, from the same variables
+    assert r.top_k == 7 and not hasattr(r, "llm_model")

@@ -10,7 +10,7 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from tools.services import Services
+from tools.services import Services, ToolSettings
 
 TOOL_NAMES = (
     "read_exif",
@@ -54,11 +54,11 @@ def __getattr__(name: str) -> Any:
     global _ALL_TOOLS
     if name == "ALL_TOOLS":
         if _ALL_TOOLS is None:
-            from retrieval_service.settings import load_settings
+            from retrieval_service.core.settings import load_section
 
-            _ALL_TOOLS = make_tools(Services(load_settings()))
+            _ALL_TOOLS = make_tools(Services(load_section(ToolSettings)))
         return _ALL_TOOLS
     raise AttributeError(f"module 'tools' has no attribute {name!r}")
 
 
-__all__ = ["ALL_TOOLS", "TOOL_NAMES", "Services", "make_tools"]
+__all__ = ["ALL_TOOLS", "TOOL_NAMES", "Services", "ToolSettings", "make_tools"]

@@ -7,8 +7,9 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from retrieval_service.clustering import GeoPoint, cluster_points
-from tools.common import build_tool, r
+from retrieval_service.core.types import Candidate
+from retrieval_service.evidence.clustering import cluster_points
+from tools.common import ToolOutput, build_tool, r
 from tools.services import Services
 
 DESCRIPTION = """Group candidate coordinates (e.g. the "gallery" and "database" lists from retrieve) into
@@ -25,9 +26,9 @@ MAX_CLUSTERS = 5
 MAX_RERANKED = 10
 
 
-class CandidateArg(BaseModel):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+class CandidateArg(Candidate):
+    """A candidate as a caller passes it: lat, lon and score (source and payload are optional)."""
+
     score: float = Field(default=1.0, description="Similarity of the candidate (higher = better).")
 
 
@@ -40,8 +41,8 @@ class ClusterCandidatesArgs(BaseModel):
 def make_cluster_candidates(services: Services) -> BaseTool:
     del services
 
-    def run(candidates: list[CandidateArg | dict], eps_km: float = 50.0, min_samples: int = 2) -> dict[str, Any]:
-        points = [GeoPoint.model_validate(c.model_dump() if isinstance(c, BaseModel) else c) for c in candidates]
+    def run(candidates: list[Candidate | dict], eps_km: float = 50.0, min_samples: int = 2) -> ToolOutput:
+        points = [c if isinstance(c, Candidate) else CandidateArg.model_validate(c) for c in candidates]
         res = cluster_points(points, eps_km=eps_km, min_samples=min_samples)
         out: dict[str, Any] = {
             "clusters": [
@@ -54,15 +55,16 @@ def make_cluster_candidates(services: Services) -> BaseTool:
                 }
                 for c in res.clusters[:MAX_CLUSTERS]
             ],
-            "best": {"lat": r(res.best_lat, 4), "lon": r(res.best_lon, 4), "support": res.best_support},
+            "best": {"lat": r(res.best.lat, 4), "lon": r(res.best.lon, 4), "support": res.best_support},
             "reranked": [
-                {"lat": r(p.lat, 4), "lon": r(p.lon, 4), "score": r(p.score), "dist_km": r(p.dist_km, 1)}
-                for p in res.reranked[:MAX_RERANKED]
+                {"lat": r(points[i].lat, 4), "lon": r(points[i].lon, 4), "score": r(points[i].score),
+                 "dist_km": r(res.distance_km[i], 1)}
+                for i in res.reranked[:MAX_RERANKED]
             ],
             "noise": res.noise,
         }
         if len(res.clusters) > MAX_CLUSTERS:
             out["more_clusters"] = len(res.clusters) - MAX_CLUSTERS
-        return out
+        return out, res
 
     return build_tool("cluster_candidates", run, ClusterCandidatesArgs, DESCRIPTION)

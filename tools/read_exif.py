@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from retrieval_service.exif import read_exif
-from retrieval_service.images import is_url
-from tools.common import IMAGE_DESCRIPTION, build_tool, check_image, r
+from retrieval_service.core.media import is_url
+from retrieval_service.evidence.exif import ExifInfo, read_exif
+from tools.common import IMAGE_DESCRIPTION, ToolOutput, build_tool, r
 from tools.services import Services
 
 DESCRIPTION = """Read the photo's EXIF metadata. Call this FIRST.
@@ -26,16 +24,11 @@ class ReadExifArgs(BaseModel):
 def make_read_exif(services: Services) -> BaseTool:
     del services  # EXIF needs no shared back-end
 
-    def run(image: str) -> dict[str, Any]:
-        ref = check_image(image)
-        if is_url(ref):
-            return {
-                "gps": None,
-                "datetime": None,
-                "camera": None,
-                "note": "EXIF is only read from local files; no GPS known",
-            }
-        info = read_exif(ref)
+    def run(image: str) -> ToolOutput:
+        if is_url(image.strip()):
+            note = "EXIF is only read from local files; no GPS known"
+            return {"gps": None, "datetime": None, "camera": None, "note": note}, ExifInfo()
+        info = read_exif(image)
         if info.gps is not None:
             gps = {
                 "lat": r(info.gps.lat, 5),
@@ -46,6 +39,6 @@ def make_read_exif(services: Services) -> BaseTool:
         else:
             gps = None
             note = "no GPS in EXIF: locate the photo from its content."
-        return {"gps": gps, "datetime": info.datetime, "camera": info.camera, "note": note}
+        return {"gps": gps, "datetime": info.datetime, "camera": info.camera, "note": note}, info
 
     return build_tool("read_exif", run, ReadExifArgs, DESCRIPTION)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from retrieval_service.scripts import SCRIPT_REGIONS
-from tools.common import IMAGE_DESCRIPTION, build_tool, open_image, r
+from retrieval_service.evidence.scripts import SCRIPT_REGIONS
+from retrieval_service.core.media import open_image
+from tools.common import IMAGE_DESCRIPTION, ToolOutput, build_tool, r
 from tools.services import Services
 
 DESCRIPTION = """Read the text visible in the photo (signs, shop fronts, plates, captions) with OCR.
@@ -25,7 +24,7 @@ class ReadTextArgs(BaseModel):
 
 
 def make_read_text(services: Services) -> BaseTool:
-    def run(image: str) -> dict[str, Any]:
+    def run(image: str) -> ToolOutput:
         reading = services.text_reader.read(open_image(image))
         return {
             "lines": [{"text": line.text[:200], "confidence": r(line.confidence, 2)} for line in reading.lines],
@@ -41,6 +40,6 @@ def make_read_text(services: Services) -> BaseTool:
                 }
                 for p in reading.places
             ],
-        }
+        }, reading
 
     return build_tool("read_text", run, ReadTextArgs, DESCRIPTION)

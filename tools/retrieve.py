@@ -7,9 +7,10 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, ValidationError
 
-from retrieval_service.errors import GeoAgentError
-from retrieval_service.schemas import Candidate, GeoFilter
-from tools.common import IMAGE_DESCRIPTION, build_tool, check_image, r
+from retrieval_service.core.errors import GeoAgentError
+from retrieval_service.core.types import Candidate, GeoFilter
+from retrieval_service.core.media import local_or_url
+from tools.common import IMAGE_DESCRIPTION, ToolOutput, build_tool, r
 from tools.services import Services
 
 DESCRIPTION = """Find candidate locations for the photo by embedding retrieval.
@@ -38,14 +39,10 @@ class RetrieveArgs(BaseModel):
 _FILTER_FIELDS = ("lat", "lon", "radius_km", "min_lat", "max_lat", "min_lon", "max_lon", "country_code")
 
 
-def _payload(c: Candidate, key: str) -> Any:
-    return (c.payload or {}).get(key)
-
-
 def _db(c: Candidate) -> dict[str, Any]:
-    row = {"lat": r(c.lat, 4), "lon": r(c.lon, 4), "score": r(c.score, 4), "id": _payload(c, "id")}
+    row = {"lat": r(c.lat, 4), "lon": r(c.lon, 4), "score": r(c.score, 4), "id": c.get("id")}
     if c.source == "gallery":  # dissimilar points come from the gallery when there is no database
-        row = {k: v for k, v in row.items() if k != "id"} | {"country_code": _payload(c, "country_code")}
+        row = {k: v for k, v in row.items() if k != "id"} | {"country_code": c.get("country_code")}
     return row
 
 
@@ -61,8 +58,8 @@ def _geo_filter(given: dict[str, Any]) -> GeoFilter:
 
 
 def make_retrieve(services: Services) -> BaseTool:
-    def run(image: str, k: int = 10, dissimilar: int = 0, **filter_args: Any) -> dict[str, Any]:
-        ref = check_image(image)
+    def run(image: str, k: int = 10, dissimilar: int = 0, **filter_args: Any) -> ToolOutput:
+        ref = local_or_url(image)
         given = {key: filter_args.get(key) for key in _FILTER_FIELDS if filter_args.get(key) is not None}
         geo_filter = _geo_filter(given) if given else None
         result = services.retriever.search(ref, k_gallery=k, k_database=k, geo_filter=geo_filter, dissimilar=dissimilar)
@@ -73,13 +70,13 @@ def make_retrieve(services: Services) -> BaseTool:
                     "lat": r(c.lat, 4),
                     "lon": r(c.lon, 4),
                     "score": r(c.score, 4),
-                    "country_code": _payload(c, "country_code"),
+                    "country_code": c.get("country_code"),
                 }
                 for c in result.gallery[:k]
             ],
             "database": [_db(c) for c in result.database[:k]],
             "dissimilar": [_db(c) for c in result.dissimilar[:dissimilar]] if dissimilar else [],
             "filter": used.model_dump(exclude_none=True) if used is not None else None,
-        }
+        }, result
 
     return build_tool("retrieve", run, RetrieveArgs, DESCRIPTION)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, Field
 
-from retrieval_service.geocoding import REMOTE_KM
-from tools.common import build_tool, r
+from retrieval_service.core.types import Location
+from retrieval_service.evidence.geocoding import REMOTE_KM
+from tools.common import ToolOutput, build_tool, r
 from tools.services import Services
 
 DESCRIPTION = f"""Name the place at a coordinate (offline GeoNames gazetteer of towns with >= 1000 people).
@@ -19,13 +19,12 @@ the nearest town is; "remote" is true when it is more than {REMOTE_KM:.0f} km aw
 ice, wilderness), so the place name is then only a rough pointer."""
 
 
-class ReverseGeocodeArgs(BaseModel):
-    lat: float = Field(ge=-90, le=90, description="Latitude in decimal degrees.")
-    lon: float = Field(ge=-180, le=180, description="Longitude in decimal degrees.")
+class ReverseGeocodeArgs(Location):
+    """The coordinate to name."""
 
 
 def make_reverse_geocode(services: Services) -> BaseTool:
-    def run(lat: float, lon: float) -> dict[str, Any]:
+    def run(lat: float, lon: float) -> ToolOutput:
         info = services.geocoder.lookup(lat, lon)
         out: dict[str, Any] = {
             "place": info.place,
@@ -37,6 +36,6 @@ def make_reverse_geocode(services: Services) -> BaseTool:
         }
         if info.address:
             out["address"] = info.address
-        return out
+        return out, info
 
     return build_tool("reverse_geocode", run, ReverseGeocodeArgs, DESCRIPTION)

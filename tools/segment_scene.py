@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from retrieval_service.segmentation import describe_scene
-from tools.common import IMAGE_DESCRIPTION, build_tool, open_image
+from retrieval_service.core.media import open_image
+from retrieval_service.evidence.scene import describe_scene
+from tools.common import IMAGE_DESCRIPTION, ToolOutput, build_tool
 from tools.services import Services
 
 DESCRIPTION = """Describe what the photo is made of with semantic segmentation.
@@ -25,9 +24,8 @@ class SegmentSceneArgs(BaseModel):
 
 
 def make_segment_scene(services: Services) -> BaseTool:
-    def run(image: str) -> dict[str, Any]:
-        img = open_image(image)
-        scene = describe_scene(services.segmenter, img)
-        return {"shares": scene.shares, "hints": scene.hints, "backend": scene.backend}
+    def run(image: str) -> ToolOutput:
+        scene = describe_scene(services.segmenter, open_image(image))
+        return {"shares": scene.shares, "hints": scene.hints, "backend": scene.backend}, scene
 
     return build_tool("segment_scene", run, SegmentSceneArgs, DESCRIPTION)

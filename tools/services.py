@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from retrieval_service.errors import ConfigError, GeoAgentError
-from retrieval_service.settings import Settings
+from retrieval_service.core.errors import ConfigError, GeoAgentError
+from retrieval_service.evidence.settings import EvidenceSettings
+from retrieval_service.retrieval.settings import RetrievalSettings
 
 if TYPE_CHECKING:
-    from retrieval_service.geocoding import ReverseGeocoder
-    from retrieval_service.ocr import TextReader
-    from retrieval_service.segmentation import Segmenter
+    from retrieval_service.evidence.geocoding import ReverseGeocoder
+    from retrieval_service.evidence.ocr import TextReader
+    from retrieval_service.evidence.segmentation import Segmenter
+    from retrieval_service.retrieval.retriever import Retriever
 
 logger = logging.getLogger(__name__)
+
+
+class ToolSettings(RetrievalSettings, EvidenceSettings):
+    """The settings the tools' back ends read (retrieval and evidence sections); the agent's
+    ``Settings`` is one."""
 
 
 class Services:
@@ -22,14 +29,14 @@ class Services:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ToolSettings,
         *,
-        retriever: Any = None,
+        retriever: Retriever | None = None,
         segmenter: Segmenter | None = None,
         text_reader: TextReader | None = None,
         geocoder: ReverseGeocoder | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings: ToolSettings = settings
         self._retriever = retriever
         self._segmenter = segmenter
         self._segmenter_error: GeoAgentError | None = None
@@ -38,16 +45,16 @@ class Services:
         self._lock = threading.RLock()
 
     @property
-    def retriever(self) -> Any:
+    def retriever(self) -> Retriever:
         """The ``Retriever`` (image->GPS retrieval, verification)."""
         with self._lock:
             if self._retriever is None:
                 try:
-                    from retrieval_service.retriever import Retriever
+                    from retrieval_service.retrieval.retriever import Retriever
                 except ImportError as exc:
                     raise ConfigError(
                         f"the retriever is not available: {exc}",
-                        "install geoagent completely (retrieval_service.retriever)",
+                        "install geoagent completely (retrieval_service.retrieval.retriever)",
                     ) from exc
                 self._retriever = Retriever.from_settings(self.settings)
             return self._retriever
@@ -59,7 +66,7 @@ class Services:
             if self._segmenter is None:
                 if self._segmenter_error is not None:  # do not retry a slow failure on every call
                     raise self._segmenter_error
-                from retrieval_service.segmentation import make_segmenter
+                from retrieval_service.evidence.segmentation import make_segmenter
 
                 try:
                     self._segmenter = make_segmenter(self.settings)
@@ -72,7 +79,7 @@ class Services:
     def text_reader(self) -> TextReader:
         with self._lock:
             if self._text_reader is None:
-                from retrieval_service.ocr import TextReader
+                from retrieval_service.evidence.ocr import TextReader
 
                 self._text_reader = TextReader()
             return self._text_reader
@@ -81,7 +88,7 @@ class Services:
     def geocoder(self) -> ReverseGeocoder:
         with self._lock:
             if self._geocoder is None:
-                from retrieval_service.geocoding import ReverseGeocoder
+                from retrieval_service.evidence.geocoding import ReverseGeocoder
 
                 self._geocoder = ReverseGeocoder(self.settings)
             return self._geocoder

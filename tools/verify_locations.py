@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from tools.common import IMAGE_DESCRIPTION, build_tool, check_image, r
+from retrieval_service.core.media import local_or_url
+from retrieval_service.core.types import Candidate, Location, Verification
+from tools.common import IMAGE_DESCRIPTION, ToolOutput, build_tool, error_output, r
 from tools.services import Services
 
 DESCRIPTION = """Check candidate locations against the photo: each (lat, lon) is scored by the similarity
@@ -17,26 +17,27 @@ Returns {"ranked": [{lat, lon, score}]} best first; scores are cosine similariti
 each other, not with a fixed threshold."""
 
 
-class LocationArg(BaseModel):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-
-
 class VerifyLocationsArgs(BaseModel):
     image: str = Field(min_length=1, description=IMAGE_DESCRIPTION)
-    candidates: list[LocationArg] = Field(min_length=1, max_length=50, description="Locations to score [{lat, lon}].")
+    candidates: list[Location] = Field(min_length=1, max_length=50, description="Locations to score [{lat, lon}].")
+
+
+def _source(point: Location) -> str:
+    return point.source if isinstance(point, Candidate) else "lmm"
 
 
 def make_verify_locations(services: Services) -> BaseTool:
-    def run(image: str, candidates: list[LocationArg | dict]) -> dict[str, Any]:
-        ref = check_image(image)
-        coords = [
-            (c.lat, c.lon) if isinstance(c, LocationArg) else (float(c["lat"]), float(c["lon"])) for c in candidates
-        ]
-        scores = list(services.retriever.verify(ref, coords))
-        if len(scores) != len(coords):
-            return {"error": f"verification returned {len(scores)} scores for {len(coords)} candidates"}
-        ranked = sorted(zip(coords, scores, strict=True), key=lambda cs: cs[1], reverse=True)
-        return {"ranked": [{"lat": r(lat, 4), "lon": r(lon, 4), "score": r(s, 4)} for (lat, lon), s in ranked]}
+    def run(image: str, candidates: list[Location | dict]) -> ToolOutput:
+        points = [c if isinstance(c, Location) else Location.model_validate(c) for c in candidates]
+        scores = list(services.retriever.verify(local_or_url(image), [(p.lat, p.lon) for p in points]))
+        if len(scores) != len(points):
+            return error_output(f"verification returned {len(scores)} scores for {len(points)} candidates")
+        ranked = sorted(
+            (Candidate(lat=p.lat, lon=p.lon, score=s, source=_source(p)) for p, s in zip(points, scores, strict=True)),
+            key=lambda c: c.score,
+            reverse=True,
+        )
+        content = {"ranked": [{"lat": r(c.lat, 4), "lon": r(c.lon, 4), "score": r(c.score, 4)} for c in ranked]}
+        return content, Verification(ranked=ranked)
 
     return build_tool("verify_locations", run, VerifyLocationsArgs, DESCRIPTION)

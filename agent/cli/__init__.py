@@ -17,7 +17,7 @@ import typer
 
 from agent.cli import chat, index, locate
 from agent.cli.context import CliState
-from retrieval_service.errors import GeoAgentError
+from retrieval_service.core.errors import GeoAgentError
 
 app = typer.Typer(
     name="geoagent",

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from agent.cli.context import settings_from
-from retrieval_service.errors import GeoAgentError
+from retrieval_service.core.errors import GeoAgentError
 
 HELP = "Commands: /image PATH (attach a photo), /help, /quit. Anything else is a question about the photos."
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 
-from retrieval_service.settings import Settings, load_settings
+from agent.settings import Settings
+from retrieval_service.core.settings import load_section
+
+
+S = TypeVar("S", bound=Settings)
 
 
 @dataclass
@@ -17,7 +21,7 @@ class CliState:
     debug: bool = False
 
 
-def settings_from(ctx: typer.Context, **overrides: Any) -> Settings:
-    """Settings for a command: --config file, environment, then the command's own overrides."""
+def settings_from(ctx: typer.Context, cls: type[S] = Settings, **overrides: Any) -> S:  # type: ignore[assignment]
+    """Settings (of class ``cls``) for a command: --config file, environment, then the command's own overrides."""
     state = ctx.find_root().obj if ctx.find_root().obj else CliState()
-    return load_settings(state.config, **overrides)
+    return load_section(cls, state.config, **overrides)

@@ -33,8 +33,8 @@ def build(
     unreadable images are logged and counted, not fatal."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from retrieval_service.ingest import ingest_csv, read_rows
-    from retrieval_service.retriever import Retriever
+    from retrieval_service.retrieval.ingest import ingest_csv, read_rows
+    from retrieval_service.retrieval.retriever import Retriever
 
     settings = settings_from(ctx)
     frame, _ = read_rows(csv_file, id_col=id_col, lat_col=lat_col, lon_col=lon_col, path_col=path_col)  # fail fast, before models load
@@ -65,7 +65,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show the data dir, the vector store, each collection's size and the configured models."""
-    from retrieval_service.retriever import Retriever
+    from retrieval_service.retrieval.retriever import Retriever
 
     retriever = Retriever.from_settings(settings_from(ctx))
     try:

@@ -12,8 +12,8 @@ import typer
 
 from agent.cli.context import settings_from
 from agent.prediction import Prediction
-from agent.state import MODES
-from retrieval_service.errors import GeoAgentError
+from agent.modes import available_modes, check_mode
+from retrieval_service.core.errors import GeoAgentError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def prediction_json(pred: Prediction) -> dict:
 
 
 def format_text(pred: Prediction, n_alternatives: int) -> str:
-    place = ", ".join(p for p in (pred.place.city, pred.place.region, pred.place.country) if p) or "unknown place"
+    place = pred.place.label("unknown place")
     lines = [f"{pred.image}",
              f"  answer:      {pred.lat:.5f}, {pred.lon:.5f}  ({place})",
              f"  confidence:  {pred.confidence:.2f}  source: {pred.source}  mode: {pred.mode}"]
@@ -40,7 +40,7 @@ def format_text(pred: Prediction, n_alternatives: int) -> str:
 def locate(
     ctx: typer.Context,
     photos: Annotated[list[str], typer.Argument(help="Photo files or http(s) URLs.")],
-    mode: Annotated[Optional[str], typer.Option("--mode", help=f"One of {', '.join(MODES)}; default: agent with an LMM configured, else policy.")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help=f"One of {', '.join(available_modes())}; default: agent with an LMM configured, else policy.")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=1000, help="Retrieval candidates per photo.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo per line.")] = False,
     map_file: Annotated[Optional[Path], typer.Option("--map", help="Write a self-contained HTML map here.")] = None,
@@ -49,8 +49,8 @@ def locate(
     """Geolocate photos: the answer, place, confidence, alternatives and the rationale."""
     from agent.api import load_agent
 
-    if mode is not None and mode not in MODES:
-        raise GeoAgentError(f"unknown mode {mode!r}", f"use one of: {', '.join(MODES)}")
+    if mode is not None:
+        check_mode(mode)
     if map_file is not None and map_file.suffix.lower() not in (".html", ".htm"):
         raise GeoAgentError(f"the map file {map_file} does not end in .html", "pass e.g. --map out.html")
     settings = settings_from(ctx, top_k=top_k)

@@ -18,6 +18,6 @@ def photo(tmp_path: Path) -> Path:
 def agent_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     for key in ("GEOAGENT_LLM_MODEL", "GEOAGENT_CONFIG", "GEOAGENT_QDRANT_URL"):
         monkeypatch.delenv(key, raising=False)
-    from retrieval_service.settings import load_settings
+    from agent.settings import load_settings
 
     return load_settings(data_dir=tmp_path / "data", max_steps=4, llm_max_retries=2, top_k=10)

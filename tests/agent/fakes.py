@@ -11,6 +11,14 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field, PrivateAttr
 
+from retrieval_service.core.types import Candidate, GeoFilter, Location, RetrievalResult, Verification
+from retrieval_service.evidence.clustering import Cluster, ClusteringResult
+from retrieval_service.evidence.exif import ExifInfo, GpsFix
+from retrieval_service.evidence.gazetteer import PlaceMatch
+from retrieval_service.evidence.geocoding import PlaceInfo
+from retrieval_service.evidence.ocr import TextLine, TextReading
+from retrieval_service.evidence.scene import SceneComposition
+
 
 class ScriptExhausted(AssertionError):
     """The model was called more often than the test scripted."""
@@ -112,7 +120,7 @@ def _retrieve(image: str, k: int = 10, lat: float | None = None, lon: float | No
 
 
 def _cluster(candidates: list[Point], eps_km: float = 50, min_samples: int = 2) -> dict:
-    from agent.policy import haversine_km
+    from retrieval_service.core.geo import distance_km as haversine_km
 
     pts = [c.model_dump() if isinstance(c, BaseModel) else c for c in candidates]
     groups: list[list[dict]] = []
@@ -132,7 +140,7 @@ def _cluster(candidates: list[Point], eps_km: float = 50, min_samples: int = 2) 
 
 
 def _geocode(lat: float, lon: float) -> dict:
-    from agent.policy import haversine_km
+    from retrieval_service.core.geo import distance_km as haversine_km
 
     for name, (plat, plon), cc, country in (("Paris", PARIS, "FR", "France"), ("Lyon", LYON, "FR", "France"),
                                             ("Tokyo", TOKYO, "JP", "Japan")):
@@ -143,7 +151,7 @@ def _geocode(lat: float, lon: float) -> dict:
 
 
 def _verify(image: str, candidates: list[Point]) -> dict:
-    from agent.policy import haversine_km
+    from retrieval_service.core.geo import distance_km as haversine_km
 
     ranked = []
     for c in candidates:
@@ -153,15 +161,59 @@ def _verify(image: str, candidates: list[Point]) -> dict:
     return {"ranked": sorted(ranked, key=lambda r: -r["score"])}
 
 
+def _artifact(name: str, content: dict) -> Any:
+    """The typed result the real tool would return with this content (None for an error)."""
+    if not isinstance(content, dict) or "error" in content:
+        return None
+    if name == "read_exif":
+        gps = content.get("gps")
+        return ExifInfo(gps=GpsFix(lat=gps["lat"], lon=gps["lon"]) if gps else None, datetime=content.get("datetime"),
+                        camera=content.get("camera"))
+    if name == "retrieve":
+        def cands(rows: list[dict], source: str) -> list[Candidate]:
+            return [Candidate(lat=r["lat"], lon=r["lon"], score=r.get("score", 0.0), source=source,
+                              payload={k: v for k, v in r.items() if k not in ("lat", "lon", "score")} or None) for r in rows]
+        filt = content.get("filter")
+        return RetrievalResult(gallery=cands(content.get("gallery") or [], "gallery"),
+                               database=cands(content.get("database") or [], "database"),
+                               dissimilar=cands(content.get("dissimilar") or [], "gallery"),
+                               geo_filter=GeoFilter(**{k: v for k, v in filt.items() if v is not None}) if filt else None)
+    if name == "cluster_candidates":
+        best = content.get("best") or {"lat": 0.0, "lon": 0.0, "support": 0}
+        return ClusteringResult(clusters=[Cluster(members=[], **c) for c in content["clusters"]],
+                                best=Location(lat=best["lat"], lon=best["lon"]), best_support=best["support"],
+                                reranked=[], distance_km=[], noise=content.get("noise", 0))
+    if name == "reverse_geocode":
+        return PlaceInfo(lat=content["_lat"], lon=content["_lon"], place=content["place"] or "", admin1=content["admin1"] or "",
+                         country=content["country"] or "", country_code=content["country_code"] or "",
+                         distance_km=content["distance_km"], remote=content["remote"], place_lat=content["_lat"],
+                         place_lon=content["_lon"])
+    if name == "read_text":
+        return TextReading(lines=[TextLine(**ln) for ln in content.get("lines") or []], scripts=content.get("scripts") or [],
+                           places=[PlaceMatch(name=p["name"], admin1="", country_code=p["country_code"], lat=p["lat"],
+                                              lon=p["lon"], exact=True, words=1, size=1) for p in content.get("places") or []])
+    if name == "segment_scene":
+        return SceneComposition(**content)
+    if name == "verify_locations":
+        return Verification(ranked=[Candidate(lat=r["lat"], lon=r["lon"], score=r["score"], source="lmm") for r in content["ranked"]])
+    return None
+
+
 def make_fake_tools(*, exif_gps: tuple[float, float] | None = None, overrides: dict[str, Callable] | None = None,
                     calls: list | None = None) -> list[StructuredTool]:
-    """The seven tools, canned: Paris is right, Tokyo a strong single decoy, Lyon noise."""
+    """The seven tools, canned: Paris is right, Tokyo a strong single decoy, Lyon noise. Like the real
+    tools they answer with content (what the LMM reads) and a typed artifact (what the graph keeps)."""
     log = calls if calls is not None else []
 
     def rec(name: str, fn: Callable) -> Callable:
-        def inner(**kwargs: Any) -> dict:
+        def inner(**kwargs: Any) -> tuple[dict, Any]:
             log.append((name, kwargs))
-            return fn(**kwargs)
+            content = fn(**kwargs)
+            if name == "reverse_geocode" and "error" not in content:  # the artifact knows the queried point
+                artifact = _artifact(name, {**content, "_lat": kwargs["lat"], "_lon": kwargs["lon"]})
+            else:
+                artifact = _artifact(name, content)
+            return content, artifact
         return inner
 
     def exif(image: str) -> dict:
@@ -181,5 +233,6 @@ def make_fake_tools(*, exif_gps: tuple[float, float] | None = None, overrides: d
     }
     for name, fn in (overrides or {}).items():
         fns[name] = (fn, fns[name][1])
-    return [StructuredTool.from_function(func=rec(name, fn), name=name, description=f"fake {name}", args_schema=schema)
+    return [StructuredTool.from_function(func=rec(name, fn), name=name, description=f"fake {name}", args_schema=schema,
+                                         response_format="content_and_artifact")
             for name, (fn, schema) in fns.items()]

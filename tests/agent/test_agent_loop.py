@@ -19,10 +19,10 @@ FINAL = {"lat": 48.86, "lon": 2.35, "confidence": 0.8,
          "rationale": "Cluster of 5 around Paris; zoomed retrieval agrees; reverse geocode names Paris."}
 
 
-def _agent(settings, script, **kw):
+def _agent(settings, script, mode="agent", **kw):
     model = ScriptedChatModel(script=script)
     tools_log: list = []
-    agent = load_agent(settings, mode="agent", chat_model=model,
+    agent = load_agent(settings, mode=mode, chat_model=model,
                        tools=make_fake_tools(calls=tools_log, **kw.pop("tool_kw", {})), retry_backoff_s=0.001, **kw)
     return agent, model, tools_log
 
@@ -67,14 +67,14 @@ def test_scripted_loop_retrieve_cluster_zoom_geocode_answer(agent_settings, phot
 
 def test_graph_state_holds_reference_not_bytes(agent_settings, photo):
     agent, _, _ = _agent(agent_settings, [AIMessage(json.dumps(FINAL))])
-    from agent.graph import recursion_limit
+    from agent.graphs.llm_loop import recursion_limit
 
     state, ctx, cfg = agent._prepare(photo.read_bytes())
     assert state["image"].startswith("sha256:") and cfg["recursion_limit"] == recursion_limit(agent_settings.max_steps)
     out = agent.graph.invoke(state, config=cfg, context=ctx)
     for msg in out["messages"]:
         assert "base64" not in json.dumps(msg.content, default=str)
-    assert out["prediction"]["image"] == state["image"]
+    assert out["prediction"].image == state["image"]
 
 
 def test_tool_error_reaches_lmm_as_message(agent_settings, photo):
@@ -168,23 +168,22 @@ def test_scripted_model_fails_loudly_when_script_runs_out():
         model.invoke("again")
 
 
-def test_image_content_block_is_valid(photo):
-    from agent.images import image_content_block
+def test_image_content_block_is_valid(photo, tmp_path):
+    from agent.lmm.images import image_content_block
 
-    block = image_content_block(photo)
+    block = image_content_block(str(photo))
     assert block["type"] == "image" and block["mime_type"] == "image/jpeg"
     img = Image.open(io.BytesIO(base64.b64decode(block["base64"], validate=True)))
     assert img.format == "JPEG" and max(img.size) <= 1024 and img.size == (1024, 768)
-    small = Image.new("RGB", (300, 200))
-    img2 = Image.open(io.BytesIO(base64.b64decode(image_content_block(small)["base64"])))
+    Image.new("RGB", (300, 200)).save(tmp_path / "small.png")
+    img2 = Image.open(io.BytesIO(base64.b64decode(image_content_block(str(tmp_path / "small.png"))["base64"])))
     assert img2.size == (300, 200)
 
 
 def test_rag_mode_geo_diversification(agent_settings, photo):
     # 4 prompts (0/5/10/15 neighbours) x 1 sample; one reply unusable
     script = ['{"lat": 48.85, "lon": 2.34}', "no idea", '{"lat": 35.6, "lon": 139.6}', '{"lat": 48.9, "lon": 2.4}']
-    agent, model, tools_log = _agent(agent_settings, script, tool_kw={})
-    agent.mode = "rag"
+    agent, model, tools_log = _agent(agent_settings, script, mode="rag", tool_kw={})
     pred = agent.invoke(str(photo))
     assert model.remaining == 0 and pred.mode == "rag"
     texts = [m[0].content[0]["text"] for m in model.received]
@@ -196,7 +195,7 @@ def test_rag_mode_geo_diversification(agent_settings, photo):
 
 
 def test_agent_mode_without_lmm_is_a_config_error(agent_settings):
-    from retrieval_service.errors import ConfigError
+    from retrieval_service.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="needs an LMM|no LMM"):
         load_agent(agent_settings, mode="agent", tools=make_fake_tools())

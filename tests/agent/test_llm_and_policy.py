@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from agent import policy
-from agent.final_answer import MalformedAnswer, parse_coordinates, parse_final_answer
-from agent.llm import LLMFailure, invoke_with_retries, make_chat_model
-from retrieval_service.errors import ConfigError
+from agent.decision import rules
+from agent.lmm.answer import MalformedAnswer, parse_coordinates, parse_final_answer
+from agent.lmm.calls import LLMFailure, invoke_with_retries
+from agent.lmm.factory import make_chat_model
+from retrieval_service.core.types import Candidate, Verification
+from retrieval_service.evidence.clustering import Cluster
+from retrieval_service.core.errors import ConfigError
 from tests.agent.fakes import ScriptedChatModel
 
 
@@ -41,7 +44,7 @@ def test_retries_with_backoff_then_success_records_every_attempt():
 
     model = ScriptedChatModel(script=[openai.APITimeoutError(request=None), ConnectionError("reset"), "ok"])
     reply, entries = invoke_with_retries(model, ["hi"], retries=2, backoff_s=0.001)
-    assert reply.content == "ok" and [e.get("error") is None for e in entries] == [False, False, True]
+    assert reply.content == "ok" and [e.error is None for e in entries] == [False, False, True]
     model = ScriptedChatModel(script=[TimeoutError("t")] * 2)
     with pytest.raises(LLMFailure) as info:
         invoke_with_retries(model, ["hi"], retries=1, backoff_s=0.001)
@@ -68,23 +71,23 @@ def test_prompts_load_and_render():
         load_prompt("no_such_prompt")
 
 
+def _verified(options: list[Candidate], score) -> list[Candidate]:
+    return rules.attach_verification(options, Verification(ranked=[
+        Candidate(lat=o.lat, lon=o.lon, score=score(o), source="lmm") for o in options]))
+
+
 def test_policy_prefers_cluster_support_and_verification():
-    cands = ([{"lat": 48.85 + 0.01 * i, "lon": 2.35, "score": 0.3, "source": "gallery"} for i in range(4)]
-             + [{"lat": 35.7, "lon": 139.7, "score": 0.5, "source": "gallery"}])
-    clusters = [{"lat": 48.865, "lon": 2.35, "support": 4, "score_mass": 1.2, "radius_km": 3}]
-    options = policy.build_options(cands, clusters)
-    policy.attach_verification(options, {"ranked": [{"lat": o.lat, "lon": o.lon, "score": 0.2} for o in options]})
-    d = policy.decide(options, cands)
-    assert d.source == "cluster" and abs(d.lat - 48.865) < 1e-9 and 0.5 < d.confidence <= 0.95
+    cands = ([Candidate(lat=48.85 + 0.01 * i, lon=2.35, score=0.3, source="gallery") for i in range(4)]
+             + [Candidate(lat=35.7, lon=139.7, score=0.5, source="gallery")])
+    clusters = [Cluster(lat=48.865, lon=2.35, support=4, score_mass=1.2, radius_km=3, members=[0, 1, 2, 3])]
+    options = rules.build_options(cands, clusters)
+    d = rules.choose(_verified(options, lambda o: 0.2), cands)
+    assert d.chosen.source == "cluster" and abs(d.chosen.lat - 48.865) < 1e-9 and 0.5 < d.confidence <= 0.95
     assert any(abs(a.lat - 35.7) < 1e-9 for a in d.alternatives)
     # a small verification lead does not overturn cluster support ...
-    ranked = [{"lat": o.lat, "lon": o.lon, "score": 0.21 if o.lat == 35.7 else 0.20} for o in options]
-    policy.attach_verification(options, {"ranked": ranked})
-    assert policy.decide(options, cands).lat == 48.865
+    assert rules.choose(_verified(options, lambda o: 0.21 if o.lat == 35.7 else 0.20), cands).chosen.lat == 48.865
     # ... a large one does (0.6 * 0.29 + 0.4 > 0.6 * 0.71), and the confidence stays low
-    ranked = [{"lat": o.lat, "lon": o.lon, "score": 0.6 if o.lat == 35.7 else 0.1} for o in options]
-    policy.attach_verification(options, {"ranked": ranked})
-    d2 = policy.decide(options, cands)
-    assert d2.lat == 35.7 and d2.confidence < 0.3
-    assert policy.decide([], cands) is None
-    assert policy.support_share(0, 0, []) == 0.0
+    d2 = rules.choose(_verified(options, lambda o: 0.6 if o.lat == 35.7 else 0.1), cands)
+    assert d2.chosen.lat == 35.7 and d2.confidence < 0.3
+    assert rules.choose([], cands) is None
+    assert rules.support_share(0, 0, []) == 0.0

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.prediction import Prediction, TraceEntry
-from retrieval_service.errors import ImageLoadError
-from retrieval_service.schemas import Candidate
+from retrieval_service.core.errors import ImageLoadError
+from retrieval_service.core.types import Candidate
 
 
 def fake_location(image: str) -> tuple[float, float]:

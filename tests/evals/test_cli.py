@@ -11,7 +11,7 @@ import pytest
 from agent.cli import main
 from evals.compare import compare_runs
 from evals.records import read_rows
-from retrieval_service.errors import DatasetError
+from retrieval_service.core.errors import DatasetError
 
 REPO = Path(__file__).resolve().parents[2]
 GEOAGENT = [sys.executable, "-c", "import sys; from agent.cli import main; sys.exit(main())"]
@@ -42,7 +42,7 @@ def test_help_explains_every_option(capsys):
 def test_cli_errors_are_clear(small_bench, tmp_path, capsys):
     assert main(_run_args(small_bench, tmp_path / "r", "--mode", "magic")) == 2
     err = capsys.readouterr().err
-    assert "unknown --mode 'magic'" in err and "fix:" in err
+    assert "unknown mode 'magic'" in err and "fix:" in err
     assert main(["eval", "report", str(tmp_path / "nothing")]) == 2
     assert "holds no predictions.jsonl" in capsys.readouterr().err
 

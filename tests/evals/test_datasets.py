@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from evals.datasets import load_dataset
-from retrieval_service.errors import DatasetError
+from retrieval_service.core.errors import DatasetError
 
 
 def _images(folder: Path, names: list[str]) -> Path:

@@ -1,6 +1,5 @@
 """The real agent on 8 IM2GPS3k dev photos with the tiny random encoder (plumbing, not accuracy)."""
 
-import importlib.util
 import json
 
 import pytest
@@ -8,17 +7,13 @@ import pytest
 from evals.datasets import load_dataset
 from evals.records import read_rows
 from evals.runner import default_factory, run_eval
-from retrieval_service.settings import load_settings
+from agent.settings import load_settings
 
 
 @pytest.fixture()
-def agent_env(request):
-    if importlib.util.find_spec("retrieval_service.retriever") is None:
-        pytest.skip("retrieval_service.retriever is not in this checkout yet")
-    try:  # the prebuilt GPS gallery of tests/conftest.py: building it here takes minutes
-        return request.getfixturevalue("gallery_env")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/conftest.py has no prebuilt `gallery_env` fixture yet")
+def agent_env(gallery_env):
+    """The prebuilt GPS gallery of tests/conftest.py (building it here would take minutes)."""
+    return gallery_env
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ from evals.metrics import distance_km
 from evals.records import read_rows
 from evals.report import write_reports
 from evals.runner import import_factory, run_eval
-from retrieval_service.errors import ConfigError
-from retrieval_service.settings import Settings
+from retrieval_service.core.errors import ConfigError
+from agent.settings import Settings
 from tests.evals.fakes import FakePredictor, fake_location
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval_service.errors import ModelMismatchError
-from retrieval_service.gallery import ensure_gallery, gallery_ready
-from retrieval_service.geoclip_heads import GeoClipHeads, equal_earth_projection, gallery_coordinates
-from retrieval_service.schemas import GeoFilter
-from retrieval_service.vector_store import EdgeStore
+from retrieval_service.core.errors import ModelMismatchError
+from retrieval_service.retrieval.gallery import ensure_gallery, gallery_ready
+from retrieval_service.retrieval.geoclip_heads import GeoClipHeads, equal_earth_projection, gallery_coordinates
+from retrieval_service.core.types import GeoFilter
+from retrieval_service.retrieval.stores import EdgeStore
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,8 @@ def test_second_start_does_not_reencode(gallery_settings, monkeypatch):
 
 def test_incomplete_gallery_is_rebuilt(tmp_path, monkeypatch, heads):
     """A gallery without its completion marker is rebuilt (here with a 300-point gallery to keep it fast)."""
-    from retrieval_service import gallery
-    from retrieval_service.settings import Settings
+    from retrieval_service.retrieval import gallery
+    from agent.settings import Settings
 
     small = gallery_coordinates()[:300]
     monkeypatch.setattr(gallery, "gallery_coordinates", lambda: small)

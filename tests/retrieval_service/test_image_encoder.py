@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval_service.errors import ConfigError, WeightsNotFoundError
-from retrieval_service.image_encoder import ImageEncoder, resolve_device
+from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
+from retrieval_service.retrieval.image_encoder import ImageEncoder, resolve_device
 
 
 def _images(n: int) -> list[Image.Image]:
@@ -34,7 +34,7 @@ def test_random_init_is_identical_across_processes(tiny_model_config, tmp_path):
     img = tmp_path / "x.png"
     _images(1)[0].save(img)
     code = (
-        "import sys; from PIL import Image; from retrieval_service.image_encoder import ImageEncoder; "
+        "import sys; from PIL import Image; from retrieval_service.retrieval.image_encoder import ImageEncoder; "
         "e = ImageEncoder(sys.argv[1], 'none', 'cpu'); print(e.encode([Image.open(sys.argv[2]).convert('RGB')])[0][:8].tolist())"
     )
     procs = [
@@ -66,8 +66,8 @@ def test_unknown_pretrained_tag(tiny_model_config):
 
 
 def test_offline_without_cached_weights_fails_fast_and_says_how_to_fix(monkeypatch, tmp_path):
-    monkeypatch.setattr("retrieval_service.image_encoder.hub_reachable", lambda timeout_s=3.0: False)
-    monkeypatch.setattr("retrieval_service.image_encoder._cached_hub_file", lambda hf_hub: None)
+    monkeypatch.setattr("retrieval_service.retrieval.image_encoder.hub_reachable", lambda timeout_s=3.0: False)
+    monkeypatch.setattr("retrieval_service.retrieval.image_encoder._cached_hub_file", lambda hf_hub: None)
     started = time.perf_counter()
     with pytest.raises(WeightsNotFoundError) as err:
         ImageEncoder("ViT-B-32", "laion2b_s34b_b79k", "cpu")
@@ -116,7 +116,7 @@ def test_resolve_device():
 def test_cached_hub_weights_are_loaded_locally_with_the_tag_settings(monkeypatch, tmp_path):
     """A cached hub file is used as a local checkpoint (no network round-trips), keeping the tag's
     QuickGELU and preprocessing settings that a bare checkpoint path would lose."""
-    from retrieval_service import image_encoder
+    from retrieval_service.retrieval import image_encoder
 
     fake = tmp_path / "open_clip_pytorch_model.bin"
     fake.write_bytes(b"")

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from retrieval_service.errors import ImageLoadError
-from retrieval_service.images import image_ref, load_image
+from retrieval_service.core.errors import ImageLoadError
+from retrieval_service.core.media import image_ref, load_image
 
 
 def _jpeg(size=(64, 48), color=(200, 30, 30), exif_orientation: int | None = None) -> bytes:

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app, main
-from retrieval_service.errors import DatasetError
-from retrieval_service.ingest import ingest_csv, read_rows
-from retrieval_service.retriever import Retriever
+from retrieval_service.core.errors import DatasetError
+from retrieval_service.retrieval.ingest import ingest_csv, read_rows
+from retrieval_service.retrieval.retriever import Retriever
 
 
 @pytest.fixture()
@@ -67,7 +67,7 @@ def test_csv_without_coordinate_columns_names_what_it_found(tmp_path):
     csv.write_text("IMG_ID,AUTHOR\na.jpg,me\n")
     with pytest.raises(DatasetError) as err:
         read_rows(csv)
-    assert "['IMG_ID', 'AUTHOR']" in err.value.message and "--lat-col" in err.value.hint
+    assert "columns: IMG_ID, AUTHOR" in err.value.message and "--lat-col" in err.value.hint
     with pytest.raises(DatasetError, match="--lon-col"):
         read_rows(csv, lat_col="AUTHOR")
 
@@ -94,7 +94,7 @@ def test_cli_bad_csv_is_a_clear_error(tiny_env, tmp_path, capsys):
     csv.write_text("name,value\nx,1\n")
     assert main(["index", "build", str(csv), "--images", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "error: the CSV has no latitude column" in err and "fix: name the column with --lat-col" in err
+    assert "no latitude column found" in err and "fix: pass --lat-col" in err
     assert "Traceback" not in err
 
 

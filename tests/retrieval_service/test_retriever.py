@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
-from retrieval_service.errors import ImageLoadError, ModelMismatchError, StoreError
-from retrieval_service.ingest import ingest_csv
-from retrieval_service.retriever import Retriever
-from retrieval_service.schemas import GeoFilter
-from retrieval_service.settings import load_settings
+from retrieval_service.core.errors import ImageLoadError, ModelMismatchError, StoreError
+from retrieval_service.retrieval.ingest import ingest_csv
+from retrieval_service.retrieval.retriever import Retriever
+from retrieval_service.core.types import GeoFilter
+from agent.settings import load_settings
 
 
 @pytest.fixture()

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from retrieval_service.errors import StoreError
-from retrieval_service.schemas import GeoFilter
-from retrieval_service.vector_store import EdgeStore, ServerStore, make_store, point_id
+from retrieval_service.core.errors import StoreError
+from retrieval_service.core.types import GeoFilter
+from retrieval_service.retrieval.stores import EdgeStore, ServerStore, make_store, point_id
 
 # (name, lat, lon, country)
 PLACES = [
@@ -97,7 +97,7 @@ def test_point_ids_are_stable():
 
 
 def test_make_store_follows_settings(tmp_path):
-    from retrieval_service.settings import Settings
+    from agent.settings import Settings
 
     assert isinstance(make_store(Settings(data_dir=tmp_path)), EdgeStore)
     assert isinstance(make_store(Settings(data_dir=tmp_path, qdrant_url=":memory:")), ServerStore)
@@ -109,7 +109,7 @@ def test_embedded_store_is_readable_from_another_process_while_open(filled, tmp_
         pytest.skip("cross-process access is an embedded-store concern")
     store.search("places", vecs[0], 1)  # keep the shard open here
     code = (
-        "import numpy as np, sys; from retrieval_service.vector_store import EdgeStore; "
+        "import numpy as np, sys; from retrieval_service.retrieval.stores import EdgeStore; "
         f"s = EdgeStore(sys.argv[1]); print(s.count('places'), s.search('places', np.array({vecs[2].tolist()}), 1)[0].payload['id'])"
     )
     out = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, timeout=60)

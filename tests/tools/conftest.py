@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from retrieval_service.images import load_image
-from retrieval_service.schemas import Candidate, GeoFilter, RetrievalResult
+from retrieval_service.core.media import load_image
+from retrieval_service.core.types import Candidate, GeoFilter, RetrievalResult
 from tests.conftest import shared_path
 
 PARIS = (48.8566, 2.3522)
@@ -90,7 +90,7 @@ def cityscapes_model() -> Path:
 
 @pytest.fixture(scope="session")
 def tool_settings(tmp_path_factory: pytest.TempPathFactory, cityscapes_model: Path):
-    from retrieval_service.settings import Settings
+    from agent.settings import Settings
 
     return Settings(
         data_dir=tmp_path_factory.mktemp("data"),

@@ -5,29 +5,27 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval_service.clustering import (
-    GeoPoint,
-    cluster_points,
-    great_circle_km,
-    spherical_mean,
-)
-from retrieval_service.errors import GeoAgentError
+from retrieval_service.core.geo import distances_km as great_circle_km
+from retrieval_service.core.geo import spherical_mean
+from retrieval_service.core.types import Candidate
+from retrieval_service.evidence.clustering import cluster_points
+from retrieval_service.core.errors import GeoAgentError
 
 
-def _around(lat: float, lon: float, n: int, spread: float, score: float, seed: int) -> list[GeoPoint]:
+def _around(lat: float, lon: float, n: int, spread: float, score: float, seed: int) -> list[Candidate]:
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
         la = float(np.clip(lat + rng.normal(0, spread), -90, 90))
         lo = float((lon + rng.normal(0, spread) + 180) % 360 - 180)
-        out.append(GeoPoint(lat=la, lon=lo, score=score))
+        out.append(Candidate(lat=la, lon=lo, score=score))
     return out
 
 
 def test_two_cities_and_an_outlier():
     paris = _around(48.8566, 2.3522, 6, 0.05, 0.30, seed=1)
     tokyo = _around(35.6762, 139.6503, 4, 0.05, 0.25, seed=2)
-    outlier = [GeoPoint(lat=-33.9, lon=18.4, score=0.9)]  # Cape Town, high score but alone
+    outlier = [Candidate(lat=-33.9, lon=18.4, score=0.9)]  # Cape Town, high score but alone
     res = cluster_points(paris + tokyo + outlier, eps_km=50, min_samples=2)
     assert len(res.clusters) == 2
     best, second = res.clusters
@@ -40,16 +38,17 @@ def test_two_cities_and_an_outlier():
     assert res.best_support == 6
     # re-ranked by distance to the Paris centre: Paris points first, the outlier is not last but
     # the farthest (Tokyo ~9700 km, Cape Town ~9300 km): Tokyo points come last
-    assert all(abs(p.lat - 48.86) < 1 for p in res.reranked[:6])
-    assert [p.dist_km for p in res.reranked] == sorted(p.dist_km for p in res.reranked)
+    pts = paris + tokyo + outlier
+    assert all(abs(pts[i].lat - 48.86) < 1 for i in res.reranked[:6])
+    assert [res.distance_km[i] for i in res.reranked] == sorted(res.distance_km)
 
 
 def test_cluster_across_the_antimeridian():
     pts = [
-        GeoPoint(lat=-17.8, lon=179.9, score=0.5),
-        GeoPoint(lat=-17.8, lon=-179.9, score=0.5),
-        GeoPoint(lat=-17.7, lon=179.95, score=0.5),
-        GeoPoint(lat=10.0, lon=0.0, score=0.5),
+        Candidate(lat=-17.8, lon=179.9, score=0.5),
+        Candidate(lat=-17.8, lon=-179.9, score=0.5),
+        Candidate(lat=-17.7, lon=179.95, score=0.5),
+        Candidate(lat=10.0, lon=0.0, score=0.5),
     ]
     res = cluster_points(pts, eps_km=50, min_samples=2)
     assert len(res.clusters) == 1
@@ -60,7 +59,7 @@ def test_cluster_across_the_antimeridian():
 
 
 def test_cluster_near_the_north_pole():
-    pts = [GeoPoint(lat=89.9, lon=lon, score=1.0) for lon in (0, 90, 180, -90)]
+    pts = [Candidate(lat=89.9, lon=lon, score=1.0) for lon in (0, 90, 180, -90)]
     res = cluster_points(pts, eps_km=50, min_samples=2)
     assert len(res.clusters) == 1
     assert res.clusters[0].lat > 89.99
@@ -68,21 +67,21 @@ def test_cluster_near_the_north_pole():
 
 
 def test_no_cluster_gives_the_weighted_centre_of_all():
-    pts = [GeoPoint(lat=0, lon=-10, score=1.0), GeoPoint(lat=0, lon=10, score=3.0)]
+    pts = [Candidate(lat=0, lon=-10, score=1.0), Candidate(lat=0, lon=10, score=3.0)]
     res = cluster_points(pts, eps_km=50, min_samples=2)
     assert res.clusters == [] and res.best_support == 0 and res.noise == 2
-    assert res.best_lat == pytest.approx(0, abs=1e-6)
-    assert 0 < res.best_lon < 10  # pulled towards the heavier point
-    assert res.reranked[0].lon == 10
+    assert res.best.lat == pytest.approx(0, abs=1e-6)
+    assert 0 < res.best.lon < 10  # pulled towards the heavier point
+    assert pts[res.reranked[0]].lon == 10
 
 
 def test_similarity_weights_decide_core_points():
     # two near points with tiny scores next to a far, strong pair: weights (mean 1) matter
     pts = [
-        GeoPoint(lat=0, lon=0, score=0.05),
-        GeoPoint(lat=0, lon=0.1, score=0.05),
-        GeoPoint(lat=40, lon=40, score=0.9),
-        GeoPoint(lat=40, lon=40.1, score=0.9),
+        Candidate(lat=0, lon=0, score=0.05),
+        Candidate(lat=0, lon=0.1, score=0.05),
+        Candidate(lat=40, lon=40, score=0.9),
+        Candidate(lat=40, lon=40.1, score=0.9),
     ]
     res = cluster_points(pts, eps_km=50, min_samples=2)
     assert len(res.clusters) == 1 and res.clusters[0].lat == pytest.approx(40, abs=0.01)
@@ -96,11 +95,11 @@ def test_spherical_mean_of_antipodes_falls_back_to_heaviest():
 @pytest.mark.parametrize("kwargs", [{"eps_km": 0}, {"min_samples": 0}])
 def test_bad_parameters(kwargs):
     with pytest.raises(GeoAgentError):
-        cluster_points([GeoPoint(lat=0, lon=0)], **kwargs)
+        cluster_points([Candidate(lat=0, lon=0)], **kwargs)
 
 
 def test_empty_and_nan():
     with pytest.raises(GeoAgentError, match="no candidates"):
         cluster_points([])
     with pytest.raises(GeoAgentError, match="finite"):
-        cluster_points([GeoPoint(lat=0, lon=0, score=float("nan"))])
+        cluster_points([Candidate(lat=0, lon=0, score=float("nan"))])

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from retrieval_service.errors import ImageLoadError
-from retrieval_service.exif import read_exif
+from retrieval_service.core.errors import ImageLoadError
+from retrieval_service.evidence.exif import read_exif
 
 EXPECTED = {
     "FujiFilm_FinePixS1Pro_1_.jpg": (54.9897, -1.9142),

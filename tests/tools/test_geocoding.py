@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval_service.errors import GeoAgentError
-from retrieval_service.geocoding import REMOTE_KM, ReverseGeocoder, country_name
+from retrieval_service.core.errors import GeoAgentError
+from retrieval_service.evidence.geocoding import REMOTE_KM, ReverseGeocoder, country_name
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,6 @@ from tools import Services, make_tools
 
 @pytest.mark.slow
 def test_retrieve_and_verify_with_the_real_retriever(gallery_settings, dev_photo: Path):
-    pytest.importorskip(
-        "retrieval_service.retriever", reason="retrieval_service/retriever.py (issue 2) is not available yet"
-    )
     by_name = {t.name: t for t in make_tools(Services(gallery_settings))}
 
     res = by_name["retrieve"].invoke({"image": str(dev_photo), "k": 3})

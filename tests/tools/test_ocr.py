@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from retrieval_service.gazetteer import Gazetteer
-from retrieval_service.ocr import TextReader
-from retrieval_service.scripts import detect_scripts
+from retrieval_service.evidence.gazetteer import Gazetteer
+from retrieval_service.evidence.ocr import TextReader
+from retrieval_service.evidence.scripts import detect_scripts
 from tests.tools.conftest import draw_text
 
 

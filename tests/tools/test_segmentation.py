@@ -8,14 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval_service.errors import ConfigError, WeightsNotFoundError
-from retrieval_service.segmentation import (
-    TFLiteSegmenter,
-    compose,
-    make_segmenter,
-    scene_hints,
-)
-from retrieval_service.settings import Settings
+from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
+from agent.settings import Settings
+from retrieval_service.evidence.scene import compose, scene_hints
+from retrieval_service.evidence.segmentation import TFLiteSegmenter, make_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +74,7 @@ def test_segformer_backend_with_a_local_tiny_model(tmp_path: Path, dev_photo: Pa
     pytest.importorskip("transformers", reason="the segformer extra is not installed")
     from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
 
-    from retrieval_service.segmentation import SegFormerSegmenter
+    from retrieval_service.evidence.segmentation import SegFormerSegmenter
 
     labels = {0: "sky", 1: "sea", 2: "sand, beach"}
     config = SegformerConfig(
@@ -103,7 +99,7 @@ def test_segformer_backend_with_a_local_tiny_model(tmp_path: Path, dev_photo: Pa
 
 def test_segformer_without_weights(tmp_path: Path):
     pytest.importorskip("transformers", reason="the segformer extra is not installed")
-    from retrieval_service.segmentation import SegFormerSegmenter
+    from retrieval_service.evidence.segmentation import SegFormerSegmenter
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsNotFoundError, match="could not be loaded"):

@@ -1,0 +1,31 @@
+"""The run context (LangGraph ``context_schema``): what a run needs and never changes during it.
+
+It is immutable; per-run measurements (node timings) are collected by a callback handler
+(``agent.timing.NodeTimer``) and the trace, not written into the context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.tools import BaseTool
+
+from agent.settings import Settings
+from retrieval_service.core.media import ResolvedImage
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Settings, tools (by name), the chat model, the resolved photo and the mode's options."""
+
+    settings: Settings
+    tools: Mapping[str, BaseTool]
+    image: ResolvedImage
+    mode: str = "policy"
+    chat_model: Any = None  # a langchain-core BaseChatModel, or None without an LMM
+    retry_backoff_s: float = 1.0
+    rag_samples: int = 1
+    rag_neighbours: tuple[int, ...] = (0, 5, 10, 15)
+    extra: Mapping[str, Any] = field(default_factory=dict)

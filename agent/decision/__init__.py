@@ -1,0 +1,1 @@
+"""How a run commits to an answer without an LMM (the policy's rules) and explains it."""

@@ -1,0 +1,69 @@
+"""The last node of every graph: turn the state into a Prediction. It calls no tool; the answer was
+chosen and its place named by the steps before it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from agent.context import RunContext
+from agent.decision import rules
+from agent.decision.rationale import describe
+from agent.lmm.answer import message_text
+from agent.prediction import Evidence, Place, Prediction
+from agent.state import RunState, observations
+from retrieval_service.core.geo import distance_km
+
+
+def conversation(messages: list[Any]) -> list[dict[str, Any]]:
+    """The LMM conversation as the Prediction reports it: role, text, tool calls (no image data)."""
+    out = []
+    for m in messages:
+        row: dict[str, Any] = {"role": m.type, "text": message_text(m.content)}
+        if getattr(m, "tool_calls", None):
+            row["tool_calls"] = [{"name": c["name"], "args": {k: v for k, v in c["args"].items() if k != "image"}}
+                                 for c in m.tool_calls]
+        if m.type == "tool":
+            row["tool"] = m.name
+        out.append(row)
+    return out
+
+
+def decide(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    obs = observations(state)
+    answer = state.get("answer")
+    candidates = state.get("candidates") or []
+    evidence: list[Evidence] = []
+    warnings: list[str] = []
+    if answer is None:
+        warnings.append("no candidate locations at all (retrieval returned nothing); the answer 0, 0 is a placeholder "
+                        "with confidence 0 - check the retrieval service")
+        lat, lon, confidence, source = 0.0, 0.0, 0.0, "fallback"
+        rationale = "No tool produced a candidate location, so there is no evidence for any place."
+        place, alternatives = Place(), []
+    else:
+        lat, lon, confidence, source = answer.lat, answer.lon, answer.confidence, answer.source
+        alternatives = answer.alternatives
+        named = obs.place if obs.place and distance_km(lat, lon, obs.place.lat, obs.place.lon) <= rules.SAME_PLACE_KM else None
+        place = Place.from_info(named)
+        if answer.place is not None:  # what the LMM named itself wins, reverse geocoding fills the gaps
+            given = answer.place
+            place = Place(city=given.city or place.city, region=given.region or place.region,
+                          country=given.country or place.country,
+                          country_code=given.country_code or place.country_code, distance_km=place.distance_km)
+        rationale = answer.rationale or describe(answer, candidates=candidates, obs=obs, place_text=place.label() or None)
+        if state.get("llm_failed") and answer.source not in ("lmm", "exif"):
+            rationale = "The LMM failed, so the no-LMM policy decided. " + rationale
+        if place.label():
+            evidence.append(Evidence(kind="place", detail=f"Reverse geocoding names {place.label()} "
+                                     f"({place.distance_km} km from the answer).", lat=lat, lon=lon))
+    prediction = Prediction(
+        image=state.get("image", ""), lat=lat, lon=lon, confidence=max(0.0, min(1.0, float(confidence))),
+        source=source, mode=ctx.mode, place=place, alternatives=alternatives, candidates=candidates,
+        clusters=obs.clusters.clusters if obs.clusters else [], rationale=rationale,
+        evidence=[*(state.get("evidence") or []), *evidence], trace=list(state.get("trace") or []),
+        messages=conversation(state.get("messages") or []), warnings=[*(state.get("warnings") or []), *warnings],
+    )
+    return {"evidence": evidence, "warnings": warnings, "prediction": prediction}

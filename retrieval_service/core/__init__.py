@@ -1,0 +1,1 @@
+"""The core every layer shares: settings machinery, errors, types, geo math, media, tables."""

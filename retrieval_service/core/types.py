@@ -1,0 +1,111 @@
+"""The shared types: a location, THE candidate type, geo filters and what retrieval returns.
+
+``Candidate`` is the one lat/lon-with-evidence type of geoagent: the retriever returns it, the tools
+carry it (as their typed artifact), the agent state holds it and the Prediction reports it. Tool
+argument schemas derive from ``Location``/``Candidate``; no layer redefines them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, Field, model_validator
+
+CandidateSource = Literal["gallery", "database", "lmm", "exif", "ocr", "cluster"]
+CANDIDATE_SOURCES: tuple[str, ...] = get_args(CandidateSource)
+
+
+class Location(BaseModel):
+    """A point on the Earth in decimal degrees."""
+
+    lat: float = Field(ge=-90, le=90, description="Latitude in decimal degrees.")
+    lon: float = Field(ge=-180, le=180, description="Longitude in decimal degrees.")
+
+
+class Candidate(Location):
+    """A candidate location for a photo: where it comes from and how strongly it is supported.
+
+    ``score`` is the source's own number (a cosine similarity for retrieval and verification);
+    ``payload`` holds what the source knows about it (database id, country code, place name...).
+    """
+
+    score: float = 0.0
+    source: CandidateSource = "gallery"
+    payload: dict[str, Any] | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A payload value (``default`` when absent)."""
+        return (self.payload or {}).get(key, default)
+
+
+class GeoFilter(BaseModel):
+    """Restrict a search: a circle (lat, lon, radius_km), a bounding box, or a country code.
+
+    Exactly one of the three forms must be given.
+    """
+
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    radius_km: float | None = Field(default=None, gt=0, le=20_038)
+    min_lat: float | None = Field(default=None, ge=-90, le=90)
+    max_lat: float | None = Field(default=None, ge=-90, le=90)
+    min_lon: float | None = Field(default=None, ge=-180, le=180)
+    max_lon: float | None = Field(default=None, ge=-180, le=180)
+    country_code: str | None = Field(default=None, min_length=2, max_length=2)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "GeoFilter":
+        circle = [self.lat, self.lon, self.radius_km]
+        box = [self.min_lat, self.max_lat, self.min_lon, self.max_lon]
+        forms = [
+            any(v is not None for v in circle),
+            any(v is not None for v in box),
+            self.country_code is not None,
+        ]
+        if sum(forms) != 1:
+            raise ValueError(
+                "give exactly one geo filter: lat+lon+radius_km, or min_lat+max_lat+min_lon+max_lon, "
+                "or country_code"
+            )
+        if forms[0] and any(v is None for v in circle):
+            raise ValueError("a circle filter needs lat, lon and radius_km")
+        if forms[1]:
+            if any(v is None for v in box):
+                raise ValueError("a bounding box needs min_lat, max_lat, min_lon and max_lon")
+            if self.min_lat > self.max_lat:  # type: ignore[operator]
+                raise ValueError("min_lat must be <= max_lat")
+        if self.country_code is not None:
+            self.country_code = self.country_code.upper()
+        return self
+
+    @property
+    def kind(self) -> Literal["circle", "box", "country"]:
+        if self.radius_km is not None:
+            return "circle"
+        if self.min_lat is not None:
+            return "box"
+        return "country"
+
+
+class RetrievalResult(BaseModel):
+    """What one retrieval returns: gallery candidates, database neighbours, dissimilar neighbours."""
+
+    gallery: list[Candidate] = Field(default_factory=list)
+    database: list[Candidate] = Field(default_factory=list)
+    dissimilar: list[Candidate] = Field(default_factory=list)
+    geo_filter: GeoFilter | None = None
+
+
+class Verification(BaseModel):
+    """Locations scored against a photo (cosine of the image and location embeddings), best first."""
+
+    ranked: list[Candidate] = Field(default_factory=list)
+
+    def score_near(self, lat: float, lon: float, within_km: float = 1.0) -> float | None:
+        """The score of the ranked location nearest to (lat, lon), if one lies within ``within_km``."""
+        from retrieval_service.core.geo import distance_km
+
+        best = min(self.ranked, key=lambda c: distance_km(lat, lon, c.lat, c.lon), default=None)
+        if best is None or distance_km(lat, lon, best.lat, best.lon) > within_km:
+            return None
+        return best.score

@@ -1,0 +1,2 @@
+"""The back ends of the evidence tools: EXIF, OCR (gazetteer, scripts), segmentation and scene
+composition, reverse geocoding, geographic clustering."""

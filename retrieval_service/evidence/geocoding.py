@@ -1,0 +1,89 @@
+"""Reverse geocoding: offline GeoNames (``reverse_geocoder``, single-process mode) with the distance
+to the matched place, and optionally OpenStreetMap Nominatim through geopy (online, off by default)."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from retrieval_service.core.errors import ConfigError, GeoAgentError
+from retrieval_service.core.geo import country_name, distance_km, nearest_places
+from retrieval_service.evidence.settings import EvidenceSettings
+
+logger = logging.getLogger(__name__)
+
+REMOTE_KM = 100.0
+"""A point whose nearest GeoNames place (population >= 1000) is farther than this is 'remote'."""
+
+
+class PlaceInfo(BaseModel):
+    """The place nearest to a coordinate (``lat``, ``lon``: the coordinate that was looked up)."""
+
+    lat: float
+    lon: float
+    place: str
+    admin1: str
+    country: str
+    country_code: str
+    distance_km: float
+    remote: bool
+    place_lat: float
+    place_lon: float
+    address: str | None = None  # Nominatim display name, when enabled
+
+
+class ReverseGeocoder:
+    """Nearest-place lookup. The GeoNames K-D tree is built once on first use and reused."""
+
+    def __init__(self, settings: EvidenceSettings | None = None, *, remote_km: float = REMOTE_KM) -> None:
+        self.use_nominatim = bool(settings and settings.nominatim)
+        self.user_agent = settings.nominatim_user_agent if settings else "geoagent"
+        self.remote_km = remote_km
+        self._nominatim: Any = None
+
+    def lookup(self, lat: float, lon: float) -> PlaceInfo:
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise GeoAgentError(
+                f"coordinates out of range: ({lat}, {lon})", "lat must be in [-90, 90], lon in [-180, 180]"
+            )
+        row = nearest_places([(lat, lon)])[0]
+        p_lat, p_lon = float(row["lat"]), float(row["lon"])
+        dist = distance_km(lat, lon, p_lat, p_lon)
+        cc = str(row.get("cc", "")).upper()
+        info = PlaceInfo(
+            lat=lat,
+            lon=lon,
+            place=row.get("name", ""),
+            admin1=row.get("admin1", ""),
+            country=country_name(cc),
+            country_code=cc,
+            distance_km=dist,
+            remote=dist > self.remote_km,
+            place_lat=p_lat,
+            place_lon=p_lon,
+        )
+        if self.use_nominatim:
+            info.address = self._nominatim_address(round(lat, 4), round(lon, 4))
+        return info
+
+    @lru_cache(maxsize=1024)  # noqa: B019 - one geocoder per Services; the cache is the point
+    def _nominatim_address(self, lat: float, lon: float) -> str | None:
+        try:
+            if self._nominatim is None:
+                from geopy.extra.rate_limiter import RateLimiter
+                from geopy.geocoders import Nominatim
+
+                if not self.user_agent:
+                    raise ConfigError("Nominatim needs a user agent", "set GEOAGENT_NOMINATIM_USER_AGENT")
+                geocoder = Nominatim(user_agent=self.user_agent, timeout=10)
+                self._nominatim = RateLimiter(geocoder.reverse, min_delay_seconds=1.0, max_retries=1)
+            loc = self._nominatim((lat, lon), language="en", zoom=14)
+            return loc.address if loc is not None else None
+        except ConfigError:
+            raise
+        except Exception as exc:  # online lookup is best-effort; offline result stands
+            logger.warning("Nominatim reverse geocoding failed for (%s, %s): %s", lat, lon, exc)
+            return None

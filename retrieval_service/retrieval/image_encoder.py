@@ -1,0 +1,194 @@
+"""The CLIP image encoder on open_clip.
+
+``image_model`` is an open_clip model name (``ViT-L-14``) or the path of an open_clip model config
+JSON (registered with ``open_clip.add_model_config``; its file stem becomes the model name).
+``image_pretrained`` is an open_clip tag (``openai``), a local checkpoint path, or ``none``
+(random weights with a fixed seed, so that two processes build identical models; plumbing only).
+
+Preprocessing: for ``ViT-L-14``/``openai`` open_clip's eval transform is Resize(224, shortest side,
+bicubic) -> CenterCrop(224) -> ToTensor -> Normalize(OpenAI CLIP mean/std). That is exactly what
+GeoCLIP's HF ``CLIPImageProcessor`` for ``openai/clip-vit-large-patch14`` does (shortest edge 224,
+bicubic, centre crop 224, rescale 1/255, same mean/std), and ``encode_image(normalize=False)``
+returns the same projected 768-d features as HF ``CLIPModel.get_image_features``, which is what
+GeoCLIP's image MLP head was trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from retrieval_service.core.hub import hub_reachable
+from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
+
+logger = logging.getLogger(__name__)
+
+RANDOM_INIT_SEED = 1234
+_HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+_registry_lock = threading.Lock()
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda if available, else mps, else cpu; anything else is validated by torch."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}", "use auto, cpu, cuda, cuda:N or mps (GEOAGENT_DEVICE)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available", "set GEOAGENT_DEVICE=cpu or auto")
+    return dev
+
+
+def resolve_model_name(image_model: str) -> str:
+    """Register a config-JSON path with open_clip and return the model name to create."""
+    import open_clip
+
+    if image_model.startswith("hf-hub:"):
+        return image_model
+    if image_model.endswith(".json") or os.path.sep in image_model:
+        path = Path(image_model).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"image model config {path} does not exist",
+                "set GEOAGENT_IMAGE_MODEL to an open_clip model name (e.g. ViT-L-14) or an existing config JSON",
+            )
+        with _registry_lock:
+            open_clip.add_model_config(path)
+        return path.stem
+    if image_model not in open_clip.list_models():
+        raise ConfigError(
+            f"unknown open_clip model {image_model!r}",
+            "set GEOAGENT_IMAGE_MODEL to one of open_clip.list_models() (e.g. ViT-L-14) or a model config JSON path",
+        )
+    return image_model
+
+
+def _cached_hub_file(hf_hub: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    repo_id = hf_hub.rstrip("/")
+    for filename in _HF_WEIGHT_FILES:
+        found = try_to_load_from_cache(repo_id, filename)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+class ImageEncoder:
+    """Batched CLIP image features with open_clip, under ``torch.inference_mode``."""
+
+    def __init__(self, image_model: str, image_pretrained: str, device: str = "auto", batch_size: int = 32) -> None:
+        import open_clip
+
+        self.model_spec = image_model
+        self.pretrained = image_pretrained
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.model_name = resolve_model_name(image_model)
+        kwargs: dict = {}
+        pretrained: str | None = image_pretrained
+        if image_pretrained.lower() == "none":
+            logger.warning(
+                "IMAGE ENCODER %s HAS RANDOM WEIGHTS (pretrained=none): results are meaningless, for plumbing only",
+                self.model_name,
+            )
+            pretrained = None
+        elif Path(image_pretrained).expanduser().is_file():
+            pretrained = str(Path(image_pretrained).expanduser())
+        elif os.path.sep in image_pretrained or image_pretrained.endswith((".pt", ".bin", ".safetensors", ".pth")):
+            raise WeightsNotFoundError(
+                f"checkpoint file {image_pretrained} does not exist",
+                "set GEOAGENT_IMAGE_PRETRAINED to an existing local checkpoint, an open_clip tag, or none",
+            )
+        else:
+            pretrained, kwargs = self._resolve_tag(image_pretrained)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            try:
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    self.model_name, pretrained=pretrained, device=self.device, **kwargs
+                )
+            except RuntimeError as exc:
+                if "download" in str(exc).lower() or "Failed to" in str(exc):
+                    raise WeightsNotFoundError(
+                        f"weights {self.model_name}/{image_pretrained} could not be loaded: {exc}",
+                        self._weights_hint(),
+                    ) from exc
+                raise
+        model.eval()
+        self.model = model
+        self.preprocess = preprocess
+        self.dim = self._output_dim()
+        logger.info("image encoder %s/%s on %s, %d-d", self.model_name, image_pretrained, self.device, self.dim)
+
+    def _weights_hint(self) -> str:
+        return (
+            "download the checkpoint on a connected machine and set GEOAGENT_IMAGE_PRETRAINED=/path/to/checkpoint, "
+            "or pre-populate the Hugging Face cache (HF_HOME) by running open_clip.create_model_and_transforms("
+            f"'{self.model_name}', pretrained='{self.pretrained}') once online"
+        )
+
+    def _resolve_tag(self, tag: str) -> tuple[str, dict]:
+        """Fail fast offline: use the cached hub file directly, else check the hub answers at all."""
+        import open_clip
+
+        cfg = open_clip.get_pretrained_cfg(self.model_name, tag)
+        if not cfg:
+            tags = open_clip.list_pretrained_tags_by_model(self.model_name)
+            raise WeightsNotFoundError(
+                f"open_clip has no pretrained weights {tag!r} for {self.model_name}",
+                f"use one of {tags or ['none']} or a local checkpoint path in GEOAGENT_IMAGE_PRETRAINED",
+            )
+        hf_hub = cfg.get("hf_hub")
+        if hf_hub:
+            cached = _cached_hub_file(hf_hub)
+            if cached:
+                kwargs = {
+                    "force_quick_gelu": bool(cfg.get("quick_gelu", False)),
+                    "image_mean": cfg.get("mean"),
+                    "image_std": cfg.get("std"),
+                    "image_interpolation": cfg.get("interpolation"),
+                    "image_resize_mode": cfg.get("resize_mode"),
+                }
+                return cached, {k: v for k, v in kwargs.items() if v is not None}
+        if not hub_reachable():
+            raise WeightsNotFoundError(
+                f"weights {self.model_name}/{tag} are not cached and the model hub is unreachable (offline)",
+                self._weights_hint(),
+            )
+        return tag, {}
+
+    def _output_dim(self) -> int:
+        visual = self.model.visual
+        dim = getattr(visual, "output_dim", None)
+        if isinstance(dim, int):
+            return dim
+        size = getattr(visual, "image_size", (224, 224))
+        size = size if isinstance(size, (tuple, list)) else (size, size)
+        with torch.inference_mode():
+            return int(self.model.encode_image(torch.zeros(1, 3, *size, device=self.device)).shape[-1])
+
+    def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Raw (un-normalised) projected CLIP features, shape (n, dim), float32."""
+        out: list[np.ndarray] = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                batch = torch.stack([self.preprocess(img) for img in images[start : start + self.batch_size]])
+                feats = self.model.encode_image(batch.to(self.device), normalize=False)
+                out.append(feats.float().cpu().numpy())
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)

@@ -1,0 +1,157 @@
+"""``index build``: ingest a CSV of images + coordinates into the image-database collection.
+
+Batched, resumable (ids already stored are skipped), unreadable images logged and counted.
+Column names are configurable; the MP-16 layout (``IMG_ID``/``LAT``/``LON``, also lower-case
+``id``/``lat``/``lon`` and ``latitude``/``longitude``) and the IM2GPS3k layout
+(``IMG_ID,AUTHOR,LAT,LON``) are recognised without flags.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from retrieval_service.core.errors import DatasetError, ImageLoadError
+from retrieval_service.core.tables import (
+    ID_COLUMNS,
+    LAT_COLUMNS,
+    LON_COLUMNS,
+    PATH_COLUMNS,
+    find_column,
+    has_column,
+    read_csv_table,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class IngestReport(BaseModel):
+    """What an ingestion did."""
+
+    collection: str
+    rows: int
+    added: int
+    skipped_existing: int
+    unreadable: int
+    bad_rows: int
+    total_in_collection: int
+
+
+def read_rows(
+    csv_path: Path,
+    *,
+    id_col: str | None = None,
+    lat_col: str | None = None,
+    lon_col: str | None = None,
+    path_col: str | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """Read and validate the CSV; return a frame with columns id, lat, lon, path, extra payload, and the bad-row count."""
+    frame = read_csv_table(csv_path, missing_hint="pass an existing CSV of image ids/paths and coordinates")
+    columns = list(frame.columns)
+    where = str(csv_path)
+    lat = find_column(columns, "latitude", LAT_COLUMNS, wanted=lat_col, flag="--lat-col", source=where)
+    lon = find_column(columns, "longitude", LON_COLUMNS, wanted=lon_col, flag="--lon-col", source=where)
+    path = None
+    if path_col or has_column(columns, PATH_COLUMNS):
+        path = find_column(columns, "image path", PATH_COLUMNS, wanted=path_col, flag="--path-col", source=where)
+    if id_col or path is None:
+        ident = find_column(columns, "image id", ID_COLUMNS, wanted=id_col, flag="--id-col", source=where)
+    else:
+        ident = find_column(columns, "image id", ID_COLUMNS, source=where) if has_column(columns, ID_COLUMNS) else path
+    if frame.empty:
+        raise DatasetError(f"{csv_path} has a header ({columns}) but no rows", "add one row per image")
+    out = pd.DataFrame(
+        {
+            "id": frame[ident].astype(str).str.strip(),
+            "lat": pd.to_numeric(frame[lat], errors="coerce"),
+            "lon": pd.to_numeric(frame[lon], errors="coerce"),
+            "path": frame[path if path else ident].astype(str).str.strip(),
+        }
+    )
+    extra = [c for c in columns if c not in {ident, lat, lon, path}]
+    for col in extra:
+        out[f"extra:{col}"] = frame[col]
+    ok = out["lat"].between(-90, 90) & out["lon"].between(-180, 180) & (out["id"] != "")
+    bad = int((~ok).sum())
+    if bad:
+        logger.warning("%d rows of %s have missing or out-of-range coordinates or ids; skipped", bad, csv_path)
+    out = out[ok].drop_duplicates(subset="id")
+    if out.empty:
+        raise DatasetError(f"no row of {csv_path} has valid coordinates in {lat!r}/{lon!r}", "check the columns hold decimal degrees")
+    return out.reset_index(drop=True), bad
+
+
+def ingest_csv(
+    retriever: Any,
+    csv_path: Path,
+    images_dir: Path,
+    *,
+    collection: str | None = None,
+    batch_size: int | None = None,
+    id_col: str | None = None,
+    lat_col: str | None = None,
+    lon_col: str | None = None,
+    path_col: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Embed every image listed in ``csv_path`` (relative paths under ``images_dir``) into ``collection``.
+
+    ``retriever`` is a ``Retriever`` (its image encoder and store are used). ``progress(n)`` is
+    called with the number of rows handled after each batch.
+    """
+    from retrieval_service.core.media import load_image
+    from retrieval_service.retrieval.stores import point_id
+
+    if not images_dir.is_dir():
+        raise DatasetError(f"images folder not found: {images_dir}", "pass the folder holding the images with --images")
+    frame, bad = read_rows(Path(csv_path), id_col=id_col, lat_col=lat_col, lon_col=lon_col, path_col=path_col)
+    extra_cols = [c for c in frame.columns if c.startswith("extra:")]
+    name = collection or retriever.settings.database_collection
+    batch = batch_size or retriever.settings.batch_size
+    store = retriever.store
+    added = skipped = unreadable = 0
+    with store.write_lock(name):
+        store.create_collection(name, retriever.image_dim)
+        for start in range(0, len(frame), batch):
+            chunk = frame.iloc[start : start + batch]
+            ids = [point_id(i) for i in chunk["id"]]
+            present = store.existing_ids(name, ids)
+            images, keep_ids, payloads = [], [], []
+            for pid, row in zip(ids, chunk.to_dict("records")):
+                if pid in present:
+                    skipped += 1
+                    continue
+                path = Path(row["path"])
+                path = path if path.is_absolute() else images_dir / path
+                try:
+                    images.append(load_image(path))
+                except ImageLoadError as exc:
+                    unreadable += 1
+                    logger.warning("skipping %s: %s", row["id"], exc.message)
+                    continue
+                payload: dict[str, Any] = {
+                    "id": row["id"],
+                    "path": str(path),
+                    "location": {"lat": float(row["lat"]), "lon": float(row["lon"])},
+                }
+                payload.update({col.removeprefix("extra:"): row[col] for col in extra_cols if row[col] != ""})
+                keep_ids.append(pid)
+                payloads.append(payload)
+            if images:
+                vectors = retriever.encode_pil(images)
+                store.upsert(name, keep_ids, vectors, payloads)
+                added += len(images)
+            if progress:
+                progress(len(chunk))
+        store.finish_writes(name)
+        total = store.count(name)
+    report = IngestReport(
+        collection=name, rows=len(frame) + bad, added=added, skipped_existing=skipped, unreadable=unreadable, bad_rows=bad, total_in_collection=total
+    )
+    logger.info("ingested %s", report)
+    return report

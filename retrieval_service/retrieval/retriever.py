@@ -1,0 +1,239 @@
+"""``Retriever``: photo -> GPS-gallery candidates and image-database neighbours.
+
+Models and stores load lazily on first use. CLIP features of each image are cached (LRU keyed by
+``image_ref`` plus, for files, size and mtime) so that search + verify on one photo encode it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from retrieval_service.core.errors import DatasetError, StoreError
+from retrieval_service.core.media import ImageInput, is_url, image_ref, load_image
+from retrieval_service.core.types import Candidate, GeoFilter, RetrievalResult
+from retrieval_service.retrieval.settings import RetrievalSettings
+from retrieval_service.retrieval.stores import Hit, VectorStore, make_store
+
+logger = logging.getLogger(__name__)
+
+CACHE_SIZE = 64
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _cache_key(src: ImageInput) -> str:
+    ref = image_ref(src)
+    if isinstance(src, (str, os.PathLike)) and not is_url(src):
+        try:
+            stat = Path(src).expanduser().stat()
+            return f"{Path(src).expanduser().resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        except OSError:
+            return ref
+    return ref
+
+
+class Retriever:
+    """Image -> GPS retrieval over the GeoCLIP gallery and an optional image database."""
+
+    def __init__(self, settings: RetrievalSettings, *, store: VectorStore | None = None) -> None:
+        self.settings = settings
+        self._store = store
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.RLock()
+        self._gallery_checked = False
+
+    @classmethod
+    def from_settings(cls, settings: RetrievalSettings) -> "Retriever":
+        return cls(settings)
+
+    # ------------------------------------------------------------------ lazy parts
+    @property
+    def store(self) -> VectorStore:
+        with self._lock:
+            if self._store is None:
+                self._store = make_store(self.settings)
+            return self._store
+
+    @cached_property
+    def encoder(self):  # -> ImageEncoder
+        from retrieval_service.retrieval.image_encoder import ImageEncoder
+
+        return ImageEncoder(self.settings.image_model, self.settings.image_pretrained, self.settings.device, self.settings.batch_size)
+
+    @cached_property
+    def heads(self):  # -> GeoClipHeads
+        from retrieval_service.retrieval.geoclip_heads import GeoClipHeads
+        from retrieval_service.retrieval.image_encoder import resolve_device
+
+        return GeoClipHeads(resolve_device(self.settings.device))
+
+    @property
+    def image_dim(self) -> int:
+        return self.encoder.dim
+
+    def _ensure_gallery(self) -> None:
+        if self._gallery_checked:
+            return
+        with self._lock:  # threads sharing this retriever build the gallery once, not concurrently
+            if not self._gallery_checked:
+                from retrieval_service.retrieval.gallery import ensure_gallery
+
+                ensure_gallery(self.settings, self.store, self.heads)
+                self._gallery_checked = True
+
+    def warm_up(self) -> None:
+        """Load the image encoder, the GeoCLIP heads and the gallery now, so that missing weights
+        or an unusable store surface as one clear error before any photo is processed."""
+        _ = self.encoder
+        _ = self.heads
+        self._ensure_gallery()
+
+    # ------------------------------------------------------------------ encoding
+    def encode_pil(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """L2-normalised CLIP features of already-loaded images (no caching)."""
+        return _normalise(self.encoder.encode(list(images)))
+
+    def _raw_features(self, images: Sequence[ImageInput]) -> np.ndarray:
+        keys = [_cache_key(src) for src in images]
+        with self._lock:
+            missing = [i for i, key in enumerate(keys) if key not in self._cache]
+        if missing:
+            loaded = [load_image(images[i]) for i in missing]
+            feats = self.encoder.encode(loaded)
+            with self._lock:
+                for i, feat in zip(missing, feats):
+                    self._cache[keys[i]] = feat
+                    self._cache.move_to_end(keys[i])
+                    while len(self._cache) > CACHE_SIZE:
+                        self._cache.popitem(last=False)
+                fresh = {keys[i]: feat for i, feat in zip(missing, feats)}
+        else:
+            fresh = {}
+        with self._lock:
+            rows = [fresh.get(key) if key in fresh else self._cache[key] for key in keys]
+        if not rows:
+            return np.zeros((0, self.image_dim), dtype=np.float32)
+        return np.stack(rows).astype(np.float32)
+
+    def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """(n, D) L2-normalised CLIP features."""
+        return _normalise(self._raw_features(images))
+
+    def gps_embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """(n, 512) GeoCLIP image-head embeddings, L2-normalised. ModelMismatchError for a non-768-d backbone."""
+        return self.heads.embed_clip_features(self._raw_features(images))
+
+    def encode_locations(self, coords: Sequence[tuple[float, float]]) -> np.ndarray:
+        """(n, 512) L2-normalised location embeddings; coordinates are validated."""
+        arr = np.asarray(list(coords), dtype=np.float64).reshape(-1, 2)
+        if len(arr) and (np.abs(arr[:, 0]).max() > 90 or np.abs(arr[:, 1]).max() > 180 or not np.isfinite(arr).all()):
+            raise DatasetError("coordinates out of range", "give (lat, lon) pairs with -90 <= lat <= 90 and -180 <= lon <= 180")
+        return self.heads.encode_locations(arr.astype(np.float32))
+
+    # ------------------------------------------------------------------ search
+    def has_database(self) -> bool:
+        name = self.settings.database_collection
+        return self.store.has_collection(name) and self.store.count(name) > 0
+
+    @staticmethod
+    def _candidates(hits: list[Hit], source: str, *, negate: bool = False) -> list[Candidate]:
+        out = []
+        for hit in hits:
+            loc = hit.payload.get("location") or {}
+            if "lat" not in loc or "lon" not in loc:
+                continue
+            payload = {k: v for k, v in hit.payload.items() if k != "location"}
+            out.append(
+                Candidate(lat=loc["lat"], lon=loc["lon"], score=-hit.score if negate else hit.score, source=source, payload=payload)  # type: ignore[arg-type]
+            )
+        return out
+
+    def search(
+        self,
+        image: ImageInput,
+        *,
+        k_gallery: int = 10,
+        k_database: int = 10,
+        geo_filter: GeoFilter | None = None,
+        dissimilar: int = 0,
+    ) -> RetrievalResult:
+        """Top-k gallery candidates and database neighbours for one photo, optionally geo-filtered.
+
+        ``dissimilar`` > 0 also returns the least similar database images (searched with the negated
+        query, as G3/Img2Loc use them as negative context); without a database they come from the
+        gallery. Their score is the cosine similarity to the photo (negative, lowest first).
+        """
+        for name, value in (("k_gallery", k_gallery), ("k_database", k_database), ("dissimilar", dissimilar)):
+            if not 0 <= value <= 1000:
+                raise StoreError(f"{name}={value} is out of range", f"pass 0 <= {name} <= 1000")
+        result = RetrievalResult(geo_filter=geo_filter)
+        if k_gallery or (dissimilar and not self.has_database()):
+            self._ensure_gallery()
+            gps = self.gps_embed_images([image])[0]
+            if k_gallery:
+                hits = self.store.search(self.settings.gallery_collection, gps, k_gallery, geo_filter)
+                result.gallery = self._candidates(hits, "gallery")
+        has_db = (k_database or dissimilar) and self.has_database()
+        if has_db:
+            clip = self.embed_images([image])[0]
+            name = self.settings.database_collection
+            if self.store.dim(name) != clip.shape[0]:
+                raise StoreError(
+                    f"the image database holds {self.store.dim(name)}-d vectors but the image model gives {clip.shape[0]}-d",
+                    "use the image model the database was built with, or rebuild it (geoagent index build)",
+                )
+            if k_database:
+                result.database = self._candidates(self.store.search(name, clip, k_database, geo_filter), "database")
+            if dissimilar:
+                result.dissimilar = self._candidates(self.store.search(name, -clip, dissimilar, geo_filter), "database", negate=True)
+        elif dissimilar:
+            gps = self.gps_embed_images([image])[0]
+            hits = self.store.search(self.settings.gallery_collection, -gps, dissimilar, geo_filter)
+            result.dissimilar = self._candidates(hits, "gallery", negate=True)
+        return result
+
+    def verify(self, image: ImageInput, coords: Sequence[tuple[float, float]]) -> list[float]:
+        """Cosine similarity between the photo's GeoCLIP embedding and each coordinate's location embedding."""
+        if not coords:
+            return []
+        gps = self.gps_embed_images([image])[0]
+        return [float(s) for s in self.encode_locations(coords) @ gps]
+
+    def info(self) -> dict[str, Any]:
+        """Collections, counts, model names, device (loads nothing heavy)."""
+        from retrieval_service.retrieval.gallery import gallery_ready
+        from retrieval_service.retrieval.image_encoder import resolve_device
+
+        store = self.store
+        collections: dict[str, Any] = {}
+        for name in (self.settings.gallery_collection, self.settings.database_collection):
+            if store.has_collection(name):
+                collections[name] = {"points": store.count(name), "dim": store.dim(name)}
+            else:
+                collections[name] = None
+        return {
+            "data_dir": str(self.settings.data_dir),
+            "store": store.info(),
+            "collections": collections,
+            "gallery_ready": gallery_ready(self.settings, store),
+            "image_model": self.settings.image_model,
+            "image_pretrained": self.settings.image_pretrained,
+            "device": str(resolve_device(self.settings.device)),
+        }
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

@@ -1,0 +1,19 @@
+"""Vector stores behind one interface: embedded Qdrant (``EdgeStore``) or a Qdrant server or cluster
+(``ServerStore``), picked by ``make_store`` from the settings."""
+
+from __future__ import annotations
+
+from retrieval_service.retrieval.settings import RetrievalSettings
+from retrieval_service.retrieval.stores.base import Hit, PointId, VectorStore, point_id
+from retrieval_service.retrieval.stores.edge import EdgeStore
+from retrieval_service.retrieval.stores.server import ServerStore
+
+
+def make_store(settings: RetrievalSettings) -> VectorStore:
+    """The store the settings ask for: a server when ``qdrant_url`` is set, else embedded under the data dir."""
+    if settings.qdrant_url:
+        return ServerStore(settings.qdrant_url, settings.qdrant_api_key)
+    return EdgeStore(settings.embedded_qdrant_path)
+
+
+__all__ = ["EdgeStore", "Hit", "PointId", "ServerStore", "VectorStore", "make_store", "point_id"]

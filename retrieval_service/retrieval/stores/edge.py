@@ -1,0 +1,198 @@
+"""``EdgeStore``: embedded Qdrant (``qdrant-edge-py``), one shard directory per collection.
+
+Shards are created without a write-ahead log, so several processes can open the same collection for
+reading at once (the WAL would hold an exclusive lock); writes are made durable by ``flush()`` and
+serialised across processes by an advisory ``fcntl`` lock file (``write_lock``). A reader sees points
+written by another process after it reopens the collection (``refresh``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval_service.core.errors import StoreError
+from retrieval_service.core.types import GeoFilter
+from retrieval_service.retrieval.stores.base import (
+    DEFAULT_HNSW_EF,
+    HNSW_EF_CONSTRUCT,
+    HNSW_M,
+    Hit,
+    PointId,
+    VectorStore,
+    check_vectors,
+)
+
+class EdgeStore(VectorStore):
+    """Embedded Qdrant under ``root`` (one shard per collection)."""
+
+    def __init__(self, root: Path, hnsw_ef: int = DEFAULT_HNSW_EF, build_index: bool = True) -> None:
+        """``build_index=False`` skips the HNSW build after bulk loads (searches then scan exactly;
+        the tests use it to build the 100K gallery in seconds instead of a minute)."""
+        self.root = Path(root)
+        self.hnsw_ef = hnsw_ef
+        self.build_index = build_index
+        self._shards: dict[str, Any] = {}
+        self._locks: dict[str, Any] = {}
+
+    def _dir(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise StoreError(f"invalid collection name {name!r}", "use letters, digits, '-' and '_'")
+        return self.root / name
+
+    def has_collection(self, name: str) -> bool:
+        return (self._dir(name) / "edge_config.json").is_file()
+
+    def _shard(self, name: str) -> Any:
+        import qdrant_edge as qe
+
+        shard = self._shards.get(name)
+        if shard is None:
+            self._require(name)
+            try:
+                shard = qe.EdgeShard.load(str(self._dir(name)))
+            except Exception as exc:  # the Rust side raises a bare Exception
+                raise StoreError(
+                    f"cannot open embedded Qdrant collection {name!r} at {self._dir(name)}: {exc}",
+                    "close other geoagent processes using this data dir, or set GEOAGENT_DATA_DIR to another folder",
+                ) from exc
+            self._shards[name] = shard
+        return shard
+
+    def create_collection(self, name: str, dim: int) -> None:
+        import qdrant_edge as qe
+
+        if self.has_collection(name):
+            if self.dim(name) != dim:
+                raise StoreError(
+                    f"collection {name!r} holds {self.dim(name)}-d vectors, not {dim}-d",
+                    f"use another collection name or delete {self._dir(name)} and rebuild",
+                )
+            return
+        path = self._dir(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        config = qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+            hnsw_config=qe.HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=10_000),
+            wal_enabled=False,
+        )
+        try:
+            shard = qe.EdgeShard.create(str(path), config)
+            shard.update(qe.UpdateOperation.create_field_index("location", qe.PayloadSchemaType.Geo))
+            shard.update(qe.UpdateOperation.create_field_index("country_code", qe.PayloadSchemaType.Keyword))
+            shard.flush()
+        except Exception as exc:
+            raise StoreError(f"cannot create collection {name!r} at {path}: {exc}", "check the data dir is writable") from exc
+        self._shards[name] = shard
+
+    def delete_collection(self, name: str) -> None:
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.close()
+        shutil.rmtree(self._dir(name), ignore_errors=True)
+
+    def dim(self, name: str) -> int:
+        self._require(name)
+        config = json.loads((self._dir(name) / "edge_config.json").read_text())
+        vectors = config.get("vectors") or config.get("vector_data") or {}
+        for params in vectors.values():
+            return int(params["size"])
+        raise StoreError(f"collection {name!r} has no dense vector config", f"delete {self._dir(name)} and rebuild")
+
+    def count(self, name: str) -> int:
+        return int(self._shard(name).info().points_count)
+
+    def upsert(self, name: str, ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
+        import qdrant_edge as qe
+
+        vectors = check_vectors(vectors, len(ids))
+        points = [qe.Point(pid, vec.tolist(), payload) for pid, vec, payload in zip(ids, vectors, payloads)]
+        shard = self._shard(name)
+        shard.update(qe.UpdateOperation.upsert_points(points))
+        shard.flush()
+
+    def existing_ids(self, name: str, ids: Sequence[PointId]) -> set[PointId]:
+        if not ids:
+            return set()
+        records = self._shard(name).retrieve(list(ids), with_payload=False, with_vector=False)
+        return {r.id if not isinstance(r.id, uuid.UUID) else str(r.id) for r in records}
+
+    def _filter(self, geo_filter: GeoFilter | None) -> Any:
+        import qdrant_edge as qe
+
+        if geo_filter is None:
+            return None
+        if geo_filter.kind == "circle":
+            cond = qe.FieldCondition(
+                key="location",
+                geo_radius=qe.GeoRadius(qe.GeoPoint(lon=geo_filter.lon, lat=geo_filter.lat), geo_filter.radius_km * 1000.0),
+            )
+        elif geo_filter.kind == "box":
+            cond = qe.FieldCondition(
+                key="location",
+                geo_bounding_box=qe.GeoBoundingBox(
+                    top_left=qe.GeoPoint(lon=geo_filter.min_lon, lat=geo_filter.max_lat),
+                    bottom_right=qe.GeoPoint(lon=geo_filter.max_lon, lat=geo_filter.min_lat),
+                ),
+            )
+        else:
+            cond = qe.FieldCondition(key="country_code", match=qe.MatchValue(geo_filter.country_code))
+        return qe.Filter(must=[cond])
+
+    def search(self, name: str, vector: np.ndarray, k: int, geo_filter: GeoFilter | None = None) -> list[Hit]:
+        import qdrant_edge as qe
+
+        request = qe.QueryRequest(
+            limit=k,
+            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).ravel().tolist()),
+            with_payload=True,
+            filter=self._filter(geo_filter),
+            params=qe.SearchParams(hnsw_ef=max(self.hnsw_ef, k)),
+        )
+        points = self._shard(name).query(request)
+        return [Hit(id=p.id if not isinstance(p.id, uuid.UUID) else str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+
+    def finish_writes(self, name: str) -> None:
+        shard = self._shard(name)
+        if self.build_index:
+            shard.optimize()
+        shard.flush()
+
+    @contextlib.contextmanager
+    def write_lock(self, name: str) -> Iterator[None]:
+        path = self._dir(name).with_suffix(".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise StoreError(
+                    f"another process is writing collection {name!r} ({path} is locked)",
+                    "wait for the other geoagent index/gallery build to finish, or use another GEOAGENT_DATA_DIR",
+                ) from exc
+            try:
+                self.refresh(name)
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def refresh(self, name: str) -> None:
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.close()
+
+    def close(self) -> None:
+        for shard in self._shards.values():
+            shard.close()
+        self._shards.clear()
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": "embedded", "path": str(self.root), "hnsw_ef": self.hnsw_ef}
