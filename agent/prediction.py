@@ -56,6 +56,31 @@ class Evidence(BaseModel):
     weight: float | None = None
 
 
+THRESHOLDS_KM: tuple[int, ...] = (1, 25, 200, 750, 2500)
+"""The error thresholds of the papers' tables (street, city, region, country, continent)."""
+AREA_LEVELS: tuple[int, ...] = (50, 90)
+"""The probability mass of the reported search areas, in percent."""
+
+
+class Usage(BaseModel):
+    """What the LMM cost for one photo (zeros when no LMM ran)."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+
+
+class ProbabilitySurface(BaseModel):
+    """The probability over the Earth behind the answer, for maps."""
+
+    heat: list[tuple[float, float, float]] = Field(
+        default_factory=list, description="(lat, lon, density relative to the densest point, in (0, 1]) samples of the surface.")
+    regions: dict[str, list[list[tuple[float, float]]]] = Field(
+        default_factory=dict, description='The smallest regions holding 50% and 90% of the mass ("50", "90"): '
+        "polygons as closed rings of (lat, lon).")
+
+
 class Prediction(BaseModel):
     """Where the photo was taken, how sure we are, and why."""
 
@@ -63,6 +88,12 @@ class Prediction(BaseModel):
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     confidence: float = Field(ge=0, le=1)
+    probabilities: dict[str, float] = Field(
+        default_factory=dict, description='P(error <= t km) for t in "1", "25", "200", "750", "2500".')
+    search_area_km2: dict[str, float] = Field(
+        default_factory=dict, description='Area of the smallest region holding 50% ("50") and 90% ("90") of the probability.')
+    calibrated: bool = Field(default=False, description="Whether confidence comes from a calibration fitted on labelled runs.")
+    surface: ProbabilitySurface | None = None
     source: PredictionSource
     mode: str = "policy"
     place: Place = Field(default_factory=Place)
@@ -76,3 +107,4 @@ class Prediction(BaseModel):
         default_factory=list, description="LMM conversation (role, text, tool calls), image data left out."
     )
     warnings: list[str] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
