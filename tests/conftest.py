@@ -90,7 +90,7 @@ def gallery_data_dir(request: pytest.FixtureRequest) -> Path:
     from agent.settings import Settings
     from retrieval_service.retrieval.stores import EdgeStore
 
-    name = f"geoagent-gallery-{weights_fingerprint()}"
+    name = f"geoagent-gallery-v2-{weights_fingerprint()}"
     cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
     data_dir = Path(cache.mkdir(name)) if cache is not None else request.getfixturevalue("tmp_path_factory").mktemp(name)
     settings = Settings(data_dir=data_dir, qdrant_url=None)
@@ -118,13 +118,13 @@ def gallery_env(gallery_data_dir: Path, tiny_env: dict[str, str], tmp_path: Path
     already holds the built GPS gallery (linked read-only from ``gallery_data_dir``), so search
     works at once and anything a test writes (an image database, sessions) stays in that test."""
     from agent.settings import Settings
+    from retrieval_service.retrieval.gallery import gallery_name
 
     shared = Settings(data_dir=gallery_data_dir, qdrant_url=None)
     data_dir = tmp_path / "gallery-env-data"
     (data_dir / "qdrant").mkdir(parents=True)
-    (data_dir / "qdrant" / shared.gallery_collection).symlink_to(shared.embedded_qdrant_path / shared.gallery_collection)
-    marker = f"{shared.gallery_collection}.built.json"
-    (data_dir / marker).write_text((gallery_data_dir / marker).read_text())
+    name = gallery_name(shared)  # complete, as its own metadata records
+    (data_dir / "qdrant" / name).symlink_to(shared.embedded_qdrant_path / name)
     env = dict(tiny_env, GEOAGENT_DATA_DIR=str(data_dir))
     monkeypatch.setenv("GEOAGENT_DATA_DIR", str(data_dir))
     return env

@@ -1,21 +1,19 @@
 """The GPS gallery collection: GeoCLIP's 100K coordinates, encoded once by the location encoder.
 
-A second start finds the collection complete (point count and a marker file naming the GeoCLIP
-weights it was built from) and does not re-encode.
+The collection is named by the fingerprint of the GeoCLIP weights and records its completion in
+its own metadata (``readiness``), so every client of one Qdrant server or cluster builds it at
+most once between them, and a second start does not re-encode.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import time
 from functools import lru_cache
 
-
-from retrieval_service.core.errors import StoreError
 from retrieval_service.retrieval.geoclip_heads import GPS_DIM, GeoClipHeads, gallery_coordinates, geoclip_files
 from retrieval_service.core.geo import country_codes
+from retrieval_service.retrieval.readiness import ensure_built, is_complete
 from retrieval_service.retrieval.settings import RetrievalSettings
 from retrieval_service.retrieval.stores import VectorStore
 
@@ -35,37 +33,22 @@ def weights_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def _marker_path(settings: RetrievalSettings):
-    return settings.data_dir / f"{settings.gallery_collection}.built.json"
+def gallery_name(settings: RetrievalSettings) -> str:
+    """The gallery's collection: the configured name and the fingerprint of the weights it is built from."""
+    return f"{settings.gallery_collection}-{weights_fingerprint()}"
 
 
 def gallery_ready(settings: RetrievalSettings, store: VectorStore) -> bool:
-    """True when the gallery collection is complete for the installed GeoCLIP weights."""
-    marker = _marker_path(settings)
-    if not marker.is_file() or not store.has_collection(settings.gallery_collection):
-        return False
-    try:
-        meta = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    expected = len(gallery_coordinates())
-    return meta.get("fingerprint") == weights_fingerprint() and meta.get("count") == expected == store.count(settings.gallery_collection)
+    """True when the store holds a complete gallery for the installed GeoCLIP weights."""
+    return is_complete(store.describe(gallery_name(settings)), weights_fingerprint())
 
 
 def ensure_gallery(settings: RetrievalSettings, store: VectorStore, heads: GeoClipHeads) -> int:
-    """Build the gallery collection if it is missing or incomplete; return its point count."""
-    name = settings.gallery_collection
-    if gallery_ready(settings, store):
-        return store.count(name)
+    """Build the gallery collection unless the store already holds it complete (or another client is
+    building it: then wait for that build); return its point count."""
     coords = gallery_coordinates()
-    with store.write_lock(name):
-        if gallery_ready(settings, store):  # another process finished it while we waited
-            return store.count(name)
-        logger.warning("building the GPS gallery (%d points, once; later starts reuse it)", len(coords))
-        started = time.perf_counter()
-        if store.has_collection(name):
-            store.delete_collection(name)
-        store.create_collection(name, GPS_DIM)
+
+    def fill(name: str) -> None:
         codes = country_codes([(float(a), float(b)) for a, b in coords])
         for start in range(0, len(coords), UPSERT_BATCH):
             chunk = coords[start : start + UPSERT_BATCH]
@@ -76,11 +59,6 @@ def ensure_gallery(settings: RetrievalSettings, store: VectorStore, heads: GeoCl
                 for i, (lat, lon) in enumerate(chunk)
             ]
             store.upsert(name, ids, vectors, payloads)
-        store.finish_writes(name)
-        count = store.count(name)
-        if count != len(coords):
-            raise StoreError(f"gallery has {count} points after the build, expected {len(coords)}", "delete the data dir's qdrant folder and retry")
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        _marker_path(settings).write_text(json.dumps({"fingerprint": weights_fingerprint(), "count": count}))
-        logger.warning("GPS gallery built in %.1f s", time.perf_counter() - started)
-    return count
+
+    return ensure_built(store, gallery_name(settings), dim=GPS_DIM, fingerprint=weights_fingerprint(), expected=len(coords),
+                        fill=fill, stall_s=settings.gallery_build_stall_s)

@@ -22,7 +22,7 @@ from retrieval_service.core.errors import DatasetError, StoreError
 from retrieval_service.core.media import ImageInput, is_url, image_ref, load_image
 from retrieval_service.core.types import Candidate, GeoFilter, RetrievalResult
 from retrieval_service.retrieval.settings import RetrievalSettings
-from retrieval_service.retrieval.stores import Hit, VectorStore, make_store
+from retrieval_service.retrieval.stores import Hit, Query, VectorStore, make_store
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,13 @@ class Retriever:
                 ensure_gallery(self.settings, self.store, self.heads)
                 self._gallery_checked = True
 
+    @property
+    def gallery_collection(self) -> str:
+        """The store's name of the gallery collection (fingerprinted by the GeoCLIP weights)."""
+        from retrieval_service.retrieval.gallery import gallery_name
+
+        return gallery_name(self.settings)
+
     def warm_up(self) -> None:
         """Load the image encoder, the GeoCLIP heads and the gallery now, so that missing weights
         or an unusable store surface as one clear error before any photo is processed."""
@@ -145,8 +152,9 @@ class Retriever:
 
     # ------------------------------------------------------------------ search
     def has_database(self) -> bool:
-        name = self.settings.database_collection
-        return self.store.has_collection(name) and self.store.count(name) > 0
+        """Whether the image database holds points (one cached description on a server)."""
+        info = self.store.describe(self.settings.database_collection)
+        return info is not None and info.points > 0
 
     @staticmethod
     def _candidates(hits: list[Hit], source: str, *, negate: bool = False) -> list[Candidate]:
@@ -180,13 +188,16 @@ class Retriever:
             if not 0 <= value <= 1000:
                 raise StoreError(f"{name}={value} is out of range", f"pass 0 <= {name} <= 1000")
         result = RetrievalResult(geo_filter=geo_filter)
-        if k_gallery or (dissimilar and not self.has_database()):
+        has_db = bool(k_database or dissimilar) and self.has_database()
+        gallery: list[tuple[str, Query]] = []  # (role, query): one batch request per collection
+        if k_gallery or (dissimilar and not has_db):
             self._ensure_gallery()
             gps = self.gps_embed_images([image])[0]
             if k_gallery:
-                hits = self.store.search(self.settings.gallery_collection, gps, k_gallery, geo_filter)
-                result.gallery = self._candidates(hits, "gallery")
-        has_db = (k_database or dissimilar) and self.has_database()
+                gallery.append(("gallery", Query(gps, k_gallery, geo_filter)))
+            if dissimilar and not has_db:
+                gallery.append(("dissimilar", Query(-gps, dissimilar, geo_filter)))
+        database: list[tuple[str, Query]] = []
         if has_db:
             clip = self.embed_images([image])[0]
             name = self.settings.database_collection
@@ -196,13 +207,16 @@ class Retriever:
                     "use the image model the database was built with, or rebuild it (geoagent index build)",
                 )
             if k_database:
-                result.database = self._candidates(self.store.search(name, clip, k_database, geo_filter), "database")
+                database.append(("database", Query(clip, k_database, geo_filter)))
             if dissimilar:
-                result.dissimilar = self._candidates(self.store.search(name, -clip, dissimilar, geo_filter), "database", negate=True)
-        elif dissimilar:
-            gps = self.gps_embed_images([image])[0]
-            hits = self.store.search(self.settings.gallery_collection, -gps, dissimilar, geo_filter)
-            result.dissimilar = self._candidates(hits, "gallery", negate=True)
+                database.append(("dissimilar", Query(-clip, dissimilar, geo_filter)))
+        for collection, source, batch in ((self.gallery_collection, "gallery", gallery),
+                                          (self.settings.database_collection, "database", database)):
+            if not batch:
+                continue
+            hits = self.store.search_batch(collection, [q for _, q in batch])
+            for (role, _), found in zip(batch, hits):
+                setattr(result, role, self._candidates(found, source, negate=role == "dissimilar"))
         return result
 
     def verify(self, image: ImageInput, coords: Sequence[tuple[float, float]]) -> list[float]:
@@ -219,11 +233,9 @@ class Retriever:
 
         store = self.store
         collections: dict[str, Any] = {}
-        for name in (self.settings.gallery_collection, self.settings.database_collection):
-            if store.has_collection(name):
-                collections[name] = {"points": store.count(name), "dim": store.dim(name)}
-            else:
-                collections[name] = None
+        for name in (self.gallery_collection, self.settings.database_collection):
+            info = store.describe(name, fresh=True)
+            collections[name] = None if info is None else {"points": store.count(name), "dim": info.dim}
         return {
             "data_dir": str(self.settings.data_dir),
             "store": store.info(),

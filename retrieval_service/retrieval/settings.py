@@ -16,6 +16,13 @@ class RetrievalSettings(CoreSettings):
 
     qdrant_url: str | None = Field(default=None, description="Qdrant server/cluster URL; unset = embedded Qdrant under data_dir.")
     qdrant_api_key: str | None = None
+    qdrant_shard_number: int | None = Field(default=None, ge=1, le=1000, description="Shards of the collections geoagent creates on a server (unset = the server's default).")
+    qdrant_replication_factor: int | None = Field(default=None, ge=1, le=100, description="Copies of each shard on a cluster (unset = the server's default).")
+    qdrant_metadata_ttl_s: float = Field(default=10.0, ge=0, description="How long a client caches a collection's size and metadata.")
+    gallery_build_stall_s: float = Field(default=120.0, gt=0, description="A gallery build without progress for this long is taken over by a waiting client.")
+    retrieval_url: str | None = Field(default=None, description="A geoagent retrieval service (geoagent serve); set = the tools retrieve over HTTP.")
+    retrieval_api_key: str | None = None
+    retrieval_timeout_s: float = Field(default=120.0, gt=0, description="Per request to the retrieval service.")
     gallery_collection: str = "geoclip_gallery"
     database_collection: str = "image_database"
     image_model: str = Field(default="ViT-L-14", description="open_clip model name, or a path to an open_clip model config JSON.")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from retrieval_service.core.errors import ModelMismatchError
-from retrieval_service.retrieval.gallery import ensure_gallery, gallery_ready
+from retrieval_service.retrieval.gallery import ensure_gallery, gallery_name, gallery_ready
 from retrieval_service.retrieval.geoclip_heads import GeoClipHeads, equal_earth_projection, gallery_coordinates
 from retrieval_service.core.types import GeoFilter
 from retrieval_service.retrieval.stores import EdgeStore
@@ -46,7 +46,7 @@ def test_location_embeddings_are_normalised_and_local(heads):
 def test_gallery_search_finds_a_point_near_the_city(city, heads, gallery_settings):
     lat, lon, cc = CITIES[city]
     store = EdgeStore(gallery_settings.embedded_qdrant_path)
-    hits = store.search(gallery_settings.gallery_collection, heads.encode_locations(np.array([[lat, lon]]))[0], 5)
+    hits = store.search(gallery_name(gallery_settings), heads.encode_locations(np.array([[lat, lon]]))[0], 5)
     top = hits[0].payload
     assert great_circle((lat, lon), (top["location"]["lat"], top["location"]["lon"])).km < 100
     assert top["country_code"] == cc
@@ -56,10 +56,10 @@ def test_gallery_search_finds_a_point_near_the_city(city, heads, gallery_setting
 def test_gallery_geo_filter_and_country_payload(heads, gallery_settings):
     store = EdgeStore(gallery_settings.embedded_qdrant_path)
     q = heads.encode_locations(np.array([[48.8566, 2.3522]]))[0]  # Paris, but restricted to Japan
-    hits = store.search(gallery_settings.gallery_collection, q, 10, GeoFilter(country_code="JP"))
+    hits = store.search(gallery_name(gallery_settings), q, 10, GeoFilter(country_code="JP"))
     assert len(hits) == 10 and {h.payload["country_code"] for h in hits} == {"JP"}
     box = GeoFilter(min_lat=40, max_lat=45, min_lon=-80, max_lon=-70)
-    for h in store.search(gallery_settings.gallery_collection, q, 10, box):
+    for h in store.search(gallery_name(gallery_settings), q, 10, box):
         assert 40 <= h.payload["location"]["lat"] <= 45 and -80 <= h.payload["location"]["lon"] <= -70
     store.close()
 
@@ -76,19 +76,25 @@ def test_second_start_does_not_reencode(gallery_settings, monkeypatch):
     store.close()
 
 
-def test_incomplete_gallery_is_rebuilt(tmp_path, monkeypatch, heads):
-    """A gallery without its completion marker is rebuilt (here with a 300-point gallery to keep it fast)."""
+def test_an_abandoned_build_is_completed_not_deleted(tmp_path, monkeypatch, heads):
+    """A gallery left half-built by a process that died (no completion record, no progress) is
+    completed by the next start, which never deletes a collection it did not create (here with a
+    300-point gallery to keep it fast)."""
     from retrieval_service.retrieval import gallery
     from agent.settings import Settings
 
     small = gallery_coordinates()[:300]
     monkeypatch.setattr(gallery, "gallery_coordinates", lambda: small)
-    settings = Settings(data_dir=tmp_path)
+    settings = Settings(data_dir=tmp_path, gallery_build_stall_s=0.2)
     store = EdgeStore(settings.embedded_qdrant_path, build_index=False)
-    store.create_collection(settings.gallery_collection, 512)  # a half-built leftover
+    name = gallery_name(settings)
+    assert store.create_collection(name, 512)  # the dead process's leftover: 10 of 300 points
+    store.upsert(name, list(range(10)), heads.encode_locations(small[:10]), [{"location": {"lat": 0, "lon": 0}}] * 10)
     assert not gallery_ready(settings, store)
+    deleted = []
+    monkeypatch.setattr(store, "delete_collection", deleted.append)
     assert ensure_gallery(settings, store, heads) == 300
-    assert gallery_ready(settings, store)
+    assert gallery_ready(settings, store) and deleted == []
     calls = []
     monkeypatch.setattr(heads, "encode_locations", lambda c: calls.append(1))
     assert ensure_gallery(settings, store, heads) == 300 and not calls

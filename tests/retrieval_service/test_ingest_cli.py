@@ -84,7 +84,10 @@ def test_cli_build_and_info(tiny_env, small_set):
     info = runner.invoke(app, ["index", "info", "--json"])
     data = json.loads(info.stdout)
     assert data["collections"]["image_database"] == {"points": 6, "dim": 768}
-    assert data["collections"]["geoclip_gallery"] is None and data["gallery_ready"] is False
+    from agent.settings import load_settings
+    from retrieval_service.retrieval.gallery import gallery_name
+
+    assert data["collections"][gallery_name(load_settings())] is None and data["gallery_ready"] is False
     text = runner.invoke(app, ["index", "info"])
     assert "image_database: 6 points" in text.stdout
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from retrieval_service.retrieval.settings import RetrievalSettings
-from retrieval_service.retrieval.stores.base import Hit, PointId, VectorStore, point_id
+from retrieval_service.retrieval.stores.base import CollectionInfo, Hit, PointId, Query, VectorStore, point_id
 from retrieval_service.retrieval.stores.edge import EdgeStore
 from retrieval_service.retrieval.stores.server import ServerStore
 
@@ -12,8 +12,9 @@ from retrieval_service.retrieval.stores.server import ServerStore
 def make_store(settings: RetrievalSettings) -> VectorStore:
     """The store the settings ask for: a server when ``qdrant_url`` is set, else embedded under the data dir."""
     if settings.qdrant_url:
-        return ServerStore(settings.qdrant_url, settings.qdrant_api_key)
+        return ServerStore(settings.qdrant_url, settings.qdrant_api_key, shard_number=settings.qdrant_shard_number,
+                           replication_factor=settings.qdrant_replication_factor, metadata_ttl_s=settings.qdrant_metadata_ttl_s)
     return EdgeStore(settings.embedded_qdrant_path)
 
 
-__all__ = ["EdgeStore", "Hit", "PointId", "ServerStore", "VectorStore", "make_store", "point_id"]
+__all__ = ["CollectionInfo", "EdgeStore", "Hit", "Query", "PointId", "ServerStore", "VectorStore", "make_store", "point_id"]

@@ -10,6 +10,11 @@ Two real backends implement it:
   reopens the collection (``refresh``).
 * ``ServerStore``: ``qdrant-client`` for a Qdrant server/cluster URL (or ``":memory:"`` in tests).
 
+``create_collection`` reports whether *this call* created the collection (atomically at the store),
+``describe`` gives a collection's size and metadata in one call (servers cache it per store), and
+``search_batch`` sends several queries on one collection as one request. Collection metadata is
+where builds record that they are complete (``retrieval_service.retrieval.readiness``).
+
 Every point carries ``location: {lat, lon}`` (geo index); cosine distance; ``country_code`` has a
 keyword index.
 """
@@ -21,10 +26,11 @@ import logging
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from retrieval_service.core.errors import StoreError
 from retrieval_service.core.types import GeoFilter
@@ -53,6 +59,24 @@ class Hit(BaseModel):
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Query:
+    """One nearest-neighbour query of a batch: ``k`` points nearest to ``vector`` (optionally filtered)."""
+
+    vector: np.ndarray
+    k: int
+    geo_filter: GeoFilter | None = None
+
+
+class CollectionInfo(BaseModel):
+    """What one call tells about a collection: vector size, (approximate) point count, metadata."""
+
+    name: str
+    dim: int
+    points: int
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
 def check_vectors(vectors: np.ndarray, n: int) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(vectors) != n:
@@ -67,8 +91,19 @@ class VectorStore(ABC):
     def has_collection(self, name: str) -> bool: ...
 
     @abstractmethod
-    def create_collection(self, name: str, dim: int) -> None:
-        """Create ``name`` for ``dim``-d vectors with the geo and country indexes (no-op if it exists with that dim)."""
+    def create_collection(self, name: str, dim: int) -> bool:
+        """Create ``name`` for ``dim``-d vectors with the geo and country indexes. True when this call
+        created it; False when it already existed with that dim (atomic: of concurrent callers, across
+        processes and hosts sharing the store, exactly one gets True)."""
+
+    @abstractmethod
+    def describe(self, name: str, *, fresh: bool = False) -> CollectionInfo | None:
+        """Size and metadata of ``name`` (None when absent); ``fresh`` bypasses any cache and sees
+        writes made by other processes."""
+
+    @abstractmethod
+    def set_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        """Store ``metadata`` with the collection itself (replacing the previous one)."""
 
     @abstractmethod
     def delete_collection(self, name: str) -> None: ...
@@ -88,6 +123,10 @@ class VectorStore(ABC):
 
     @abstractmethod
     def search(self, name: str, vector: np.ndarray, k: int, geo_filter: GeoFilter | None = None) -> list[Hit]: ...
+
+    def search_batch(self, name: str, queries: Sequence[Query]) -> list[list[Hit]]:
+        """The hits of each query, in order; stores with a network hop send them as one request."""
+        return [self.search(name, q.vector, q.k, q.geo_filter) for q in queries]
 
     def finish_writes(self, name: str) -> None:
         """Called after a bulk load: build indexes, make data durable."""

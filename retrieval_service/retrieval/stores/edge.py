@@ -3,7 +3,8 @@
 Shards are created without a write-ahead log, so several processes can open the same collection for
 reading at once (the WAL would hold an exclusive lock); writes are made durable by ``flush()`` and
 serialised across processes by an advisory ``fcntl`` lock file (``write_lock``). A reader sees points
-written by another process after it reopens the collection (``refresh``).
+written by another process after it reopens the collection (``refresh``). Creation claims the collection's folder atomically
+(``mkdir``), and collection metadata lives in the collection's own folder (``geoagent_meta.json``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -25,11 +27,15 @@ from retrieval_service.retrieval.stores.base import (
     DEFAULT_HNSW_EF,
     HNSW_EF_CONSTRUCT,
     HNSW_M,
+    CollectionInfo,
     Hit,
     PointId,
     VectorStore,
     check_vectors,
 )
+
+META_FILE = "geoagent_meta.json"
+
 
 class EdgeStore(VectorStore):
     """Embedded Qdrant under ``root`` (one shard per collection)."""
@@ -67,7 +73,7 @@ class EdgeStore(VectorStore):
             self._shards[name] = shard
         return shard
 
-    def create_collection(self, name: str, dim: int) -> None:
+    def create_collection(self, name: str, dim: int) -> bool:
         import qdrant_edge as qe
 
         if self.has_collection(name):
@@ -76,9 +82,13 @@ class EdgeStore(VectorStore):
                     f"collection {name!r} holds {self.dim(name)}-d vectors, not {dim}-d",
                     f"use another collection name or delete {self._dir(name)} and rebuild",
                 )
-            return
+            return False
         path = self._dir(name)
         path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()  # the atomic claim: of concurrent creators exactly one succeeds
+        except FileExistsError:
+            return False  # another process is creating it right now
         config = qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
             hnsw_config=qe.HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=10_000),
@@ -90,8 +100,29 @@ class EdgeStore(VectorStore):
             shard.update(qe.UpdateOperation.create_field_index("country_code", qe.PayloadSchemaType.Keyword))
             shard.flush()
         except Exception as exc:
+            shutil.rmtree(path, ignore_errors=True)  # ours: claimed by this call
             raise StoreError(f"cannot create collection {name!r} at {path}: {exc}", "check the data dir is writable") from exc
         self._shards[name] = shard
+        return True
+
+    def describe(self, name: str, *, fresh: bool = False) -> CollectionInfo | None:
+        if not self.has_collection(name):
+            return None
+        if fresh:
+            self.refresh(name)
+        meta_path = self._dir(name) / META_FILE
+        try:
+            metadata = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        except (OSError, json.JSONDecodeError):
+            metadata = {}
+        return CollectionInfo(name=name, dim=self.dim(name), points=self.count(name), metadata=metadata)
+
+    def set_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        self._require(name)
+        path = self._dir(name) / META_FILE
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(metadata))
+        tmp.replace(path)
 
     def delete_collection(self, name: str) -> None:
         shard = self._shards.pop(name, None)
