@@ -46,8 +46,13 @@ class Services:
 
     @property
     def retriever(self) -> Retriever:
-        """The ``Retriever`` (image->GPS retrieval, verification)."""
+        """The ``Retriever`` (image->GPS retrieval, verification); with ``GEOAGENT_RETRIEVAL_URL`` set,
+        a ``RetrievalClient`` with the same interface that asks that service over HTTP."""
         with self._lock:
+            if self._retriever is None and self.settings.retrieval_url:
+                from retrieval_service.service.client import RetrievalClient
+
+                self._retriever = RetrievalClient(self.settings)  # type: ignore[assignment]
             if self._retriever is None:
                 try:
                     from retrieval_service.retrieval.retriever import Retriever

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import ipaddress
 import logging
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel
@@ -32,6 +35,23 @@ MAX_URL_BYTES = 50 * 1024 * 1024
 def is_url(src: object) -> bool:
     """True for an http(s) URL string (any letter case)."""
     return isinstance(src, str) and src.lower().startswith(("http://", "https://"))
+
+
+def check_url_target(url: str) -> None:
+    """Refuse a URL whose host is, or resolves to, a loopback, private, link-local, multicast or
+    reserved address (ImageLoadError), so a service cannot be made to fetch from its own network."""
+    host = urlsplit(url).hostname
+    if not is_url(url) or not host:
+        raise ImageLoadError(f"not an http(s) URL: {url!r}", "give an http:// or https:// URL")
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ImageLoadError(f"cannot resolve the host of {url}: {exc}", "check the URL") from exc
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global or ip.is_multicast:
+            raise ImageLoadError(f"{url} points to a non-public address ({ip})",
+                                 "give a public URL, or upload the photo itself")
 
 
 def _fetch(url: str) -> bytes:

@@ -1,0 +1,71 @@
+"""Fixtures for the HTTP service: one in-process Retriever over the real 100K gallery (tiny random
+CLIP), served by the retrieval app on a loopback port for the whole module, and a client of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def linked_gallery_dir(gallery_data_dir: Path, target: Path) -> Path:
+    """A fresh data dir whose qdrant folder links the prebuilt (complete) gallery collection."""
+    from agent.settings import Settings
+    from retrieval_service.retrieval.gallery import gallery_name
+
+    shared = Settings(data_dir=gallery_data_dir, qdrant_url=None)
+    (target / "qdrant").mkdir(parents=True)
+    name = gallery_name(shared)
+    (target / "qdrant" / name).symlink_to(shared.embedded_qdrant_path / name)
+    return target
+
+
+@pytest.fixture(scope="module")
+def module_settings(gallery_data_dir: Path, tiny_model_config: Path, tmp_path_factory: pytest.TempPathFactory):
+    from agent.settings import Settings
+
+    data_dir = linked_gallery_dir(gallery_data_dir, tmp_path_factory.mktemp("service") / "data")
+    return Settings(data_dir=data_dir, qdrant_url=None, image_model=str(tiny_model_config), image_pretrained="none",
+                    device="cpu", retrieval_url=None, llm_model=None)
+
+
+@pytest.fixture(scope="module")
+def inprocess(module_settings):
+    from retrieval_service.retrieval.retriever import Retriever
+
+    retriever = Retriever(module_settings)
+    retriever.warm_up()
+    yield retriever
+    retriever.close()
+
+
+def make_service_settings(**overrides):
+    from retrieval_service.service.settings import ServiceSettings
+
+    return ServiceSettings(**{"service_max_concurrency": 4, "service_timeout_s": 120, **overrides})
+
+
+@pytest.fixture(scope="module")
+def served(inprocess) -> Iterator[str]:
+    from retrieval_service.service.app import create_retrieval_app
+    from retrieval_service.service.server import BackgroundServer
+
+    app = create_retrieval_app(inprocess, make_service_settings(), warm_up=False)
+    with BackgroundServer(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def remote(module_settings, served):
+    from retrieval_service.service.client import RetrievalClient
+
+    client = RetrievalClient(module_settings.model_copy(update={"retrieval_url": served}))
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=["inprocess", "http"])
+def any_retriever(request, inprocess, remote):
+    """The same behavioural suite runs against the in-process Retriever and the HTTP client."""
+    return inprocess if request.param == "inprocess" else remote
