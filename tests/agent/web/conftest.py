@@ -1,0 +1,52 @@
+"""Fixtures for ``geoagent serve``: the real policy agent (tiny random CLIP over the real 100K
+gallery, no segmenter) behind the whole app on a loopback port, shared by the module."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.retrieval_service.service.conftest import linked_gallery_dir
+
+
+def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def web_settings(gallery_data_dir: Path, tiny_model_config: Path, tmp_path_factory: pytest.TempPathFactory):
+    from agent.settings import Settings
+
+    data_dir = linked_gallery_dir(gallery_data_dir, tmp_path_factory.mktemp("web") / "data")
+    return Settings(data_dir=data_dir, qdrant_url=None, image_model=str(tiny_model_config), image_pretrained="none",
+                    device="cpu", retrieval_url=None, llm_model=None, segmenter="none")
+
+
+@pytest.fixture(scope="module")
+def web_agent(web_settings):
+    from agent.api import load_agent
+
+    agent = load_agent(web_settings, mode="policy")
+    agent.check()
+    return agent
+
+
+def serve_app(agent, **service_overrides):
+    from agent.web.app import create_app
+    from retrieval_service.service.server import BackgroundServer
+    from retrieval_service.service.settings import ServiceSettings
+
+    settings = ServiceSettings(**{"service_max_concurrency": 4, "service_timeout_s": 120, **service_overrides})
+    return BackgroundServer(create_app(agent, settings, warm_up=False))
+
+
+@pytest.fixture(scope="module")
+def web_url(web_agent) -> Iterator[str]:
+    with serve_app(web_agent) as url:
+        yield url

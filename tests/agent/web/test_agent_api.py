@@ -1,0 +1,175 @@
+"""The agent over HTTP: /v1/locate (uploads, URLs, bad inputs), 32 concurrent clients, the SSE
+stream's event order, conversations with follow-up questions, the API key, `geoagent serve --help`."""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.agent.web.conftest import jpeg, serve_app
+
+pytestmark = pytest.mark.slow
+
+
+def test_locate_upload_answers_the_prediction_the_agent_gives(web_url, web_agent):
+    from agent.prediction import Prediction
+
+    photo = jpeg((40, 120, 200))
+    resp = httpx.post(f"{web_url}/v1/locate", files={"image": ("sky.jpg", photo, "image/jpeg")}, timeout=120)
+    assert resp.status_code == 200, resp.text
+    pred = Prediction.model_validate(resp.json())
+    direct = web_agent.invoke({"image": photo})
+    assert (pred.lat, pred.lon) == pytest.approx((direct.lat, direct.lon), abs=1e-6)
+    assert pred.candidates and pred.trace and pred.mode == "policy"
+
+
+@pytest.mark.parametrize(("files", "status", "code"), [
+    ({"image": ("notes.txt", b"just some text, not a photo", "image/jpeg")}, 422, "image_invalid"),
+    ({"image": ("cut.jpg", jpeg((200, 30, 30))[:700], "image/jpeg")}, 422, "image_invalid"),
+    ({"image": ("doc.pdf", jpeg((1, 2, 3)), "application/pdf")}, 415, "unsupported_media_type"),
+    ({"photo": ("a.jpg", jpeg((1, 2, 3)), "image/jpeg")}, 422, "missing_image"),
+])
+def test_bad_uploads_are_4xx_with_a_fix(web_url, files, status, code):
+    resp = httpx.post(f"{web_url}/v1/locate", files=files, timeout=60)
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert err["code"] == code and err["message"] and err["fix"]
+
+
+def test_oversize_wrong_type_and_private_url_are_refused(web_agent):
+    with serve_app(web_agent, service_max_upload_mb=0.05) as url:
+        big = jpeg((9, 9, 9), (1500, 1500)) + b"\0" * 60_000
+        resp = httpx.post(f"{url}/v1/locate", files={"image": ("big.jpg", big, "image/jpeg")}, timeout=60)
+        assert resp.status_code == 413 and "GEOAGENT_SERVICE_MAX_UPLOAD_MB" in resp.json()["error"]["fix"]
+        resp = httpx.post(f"{url}/v1/locate", content=b"x=1", headers={"content-type": "text/plain"}, timeout=60)
+        assert resp.status_code == 415 and "multipart" in resp.json()["error"]["fix"]
+        for target in ("http://127.0.0.1:9/p.jpg", "http://10.1.2.3/p.jpg", "http://169.254.169.254/latest", "http://[::1]/x.jpg"):
+            resp = httpx.post(f"{url}/v1/locate", json={"url": target}, timeout=60)
+            assert resp.status_code == 400, (target, resp.text)
+            assert resp.json()["error"]["code"] == "url_not_allowed"
+        resp = httpx.post(f"{url}/v1/locate/stream", json={"url": "http://192.168.0.1/a.jpg"}, timeout=60)
+        assert resp.status_code == 400 and resp.json()["error"]["code"] == "url_not_allowed"
+
+
+def test_url_input_when_private_targets_are_allowed(web_agent, web_url):
+    """A JSON {"url"} photo: served by this same server under /static (loopback, so allowed explicitly)."""
+    with serve_app(web_agent, service_allow_private_urls=True) as url:
+        photo_url = f"{web_url}/static/vendor/leaflet-1.9.4/images/layers-2x.png"
+        resp = httpx.post(f"{url}/v1/locate", json={"url": photo_url}, timeout=120)
+        assert resp.status_code == 200, resp.text
+        # the server fetched it under its URL policy and ran the agent on those bytes (no second fetch)
+        assert resp.json()["image"] == "sha256:" + hashlib.sha256(httpx.get(photo_url).content).hexdigest()
+
+
+def test_32_concurrent_clients_are_all_answered_with_their_own_photo(web_url, web_agent):
+    colors = [(8 * i, 255 - 8 * i, (40 * i) % 256) for i in range(32)]
+    photos = [jpeg(c, (96, 72)) for c in colors]
+    expected = {}
+    for i in range(0, 32, 8):  # the answers in-process, for 4 distinct photos (the rest repeat them)
+        expected[i] = web_agent.invoke({"image": photos[i]})
+
+    def call(i: int) -> tuple[int, dict]:
+        photo = photos[(i // 8) * 8]
+        r = httpx.post(f"{web_url}/v1/locate", files={"image": (f"p{i}.jpg", photo, "image/jpeg")}, timeout=300)
+        return r.status_code, r.json()
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(call, range(32)))
+    for i, (status, body) in enumerate(results):
+        assert status == 200, body
+        want = expected[(i // 8) * 8]
+        assert body["image"] == want.image
+        assert (body["lat"], body["lon"]) == pytest.approx((want.lat, want.lon), abs=1e-6)
+
+
+def test_stream_events_come_in_order_and_start_a_conversation(web_url):
+    from agent.web.events import parse_sse
+
+    resp = httpx.post(f"{web_url}/v1/locate/stream", files={"image": ("street.jpg", jpeg((90, 90, 60)), "image/jpeg")}, timeout=120)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+    events = parse_sse(resp.text)
+    names = [n for n, _ in events]
+    assert names[0] == "thread" and names[-2:] == ["prediction", "done"]
+    assert "error" not in names
+    starts = [d["tool"] for n, d in events if n == "step_start"]
+    ends = [d["tool"] for n, d in events if n == "step_end"]
+    assert starts and starts == ends
+    for tool in starts:  # every step ends after it starts
+        assert names.index("step_start") < names.index("step_end")
+    open_steps = 0
+    for name, _ in events:
+        open_steps += {"step_start": 1, "step_end": -1}.get(name, 0)
+        assert open_steps in (0, 1)
+    pred = events[-2][1]["prediction"]
+    tid = events[0][1]["thread_id"]
+    thread = httpx.get(f"{web_url}/v1/threads/{tid}", timeout=30).json()
+    assert [m["role"] for m in thread["items"]] == ["user", "assistant"]
+    assert thread["items"][1]["prediction"]["lat"] == pred["lat"] and thread["title"] == "street.jpg"
+    assert tid in [t["id"] for t in httpx.get(f"{web_url}/v1/threads", timeout=30).json()]
+
+    reply = httpx.post(f"{web_url}/v1/threads/{tid}/messages", json={"text": "What are the coordinates?"}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    assert f"{pred['lat']:.5f}" in reply.json()["reply"]
+    thread = httpx.get(f"{web_url}/v1/threads/{tid}", timeout=30).json()
+    assert [m["role"] for m in thread["items"]] == ["user", "assistant", "user", "assistant"]
+    missing = httpx.post(f"{web_url}/v1/threads/nope/messages", json={"text": "hi"}, timeout=30)
+    assert missing.status_code == 404 and missing.json()["error"]["fix"]
+
+
+def test_stream_maps_tokens_and_failures_to_events(web_agent):
+    """LMM tokens (an agent that streams them) become token events; a failing run ends with an error event."""
+    from agent.web.events import parse_sse
+    from retrieval_service.core.errors import StoreError
+
+    class Scripted:
+        settings, services, mode, chat_model = web_agent.settings, web_agent.services, "agent", None
+
+        def __init__(self, fail: bool) -> None:
+            self.fail = fail
+
+        def stream(self, input, config=None):
+            yield {"type": "tool_start", "tool": "lmm"}
+            yield {"type": "token", "node": "reason", "text": "Looks like "}
+            yield {"type": "token", "node": "reason", "text": "Kauai."}
+            yield {"type": "tool", "tool": "lmm", "summary": "answer", "latency_ms": 5.0, "error": None, "args": {}}
+            if self.fail:
+                raise StoreError("the store went away", "start Qdrant again")
+            yield {"type": "prediction", "prediction": web_agent.invoke(input)}
+
+    for fail in (False, True):
+        with serve_app(Scripted(fail)) as url:
+            resp = httpx.post(f"{url}/v1/locate/stream", files={"image": ("a.jpg", jpeg((5, 6, 7)), "image/jpeg")}, timeout=120)
+        events = parse_sse(resp.text)
+        names = [n for n, _ in events]
+        assert names[:5] == ["thread", "step_start", "token", "token", "step_end"]
+        assert "".join(d["text"] for n, d in events if n == "token") == "Looks like Kauai."
+        if fail:
+            assert names[-1] == "error" and events[-1][1]["error"]["code"] == "store_unavailable"
+        else:
+            assert names[-2:] == ["prediction", "done"]
+
+
+def test_api_key_is_required_when_set(web_agent):
+    with serve_app(web_agent, service_api_key="s3cret") as url:
+        photo = {"image": ("a.jpg", jpeg((1, 2, 3)), "image/jpeg")}
+        assert httpx.post(f"{url}/v1/locate", files=photo, timeout=60).status_code == 401
+        assert httpx.get(f"{url}/v1/threads", timeout=30).status_code == 401
+        ok = httpx.post(f"{url}/v1/locate", files=photo, headers={"X-API-Key": "s3cret"}, timeout=120)
+        assert ok.status_code == 200
+        assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200  # probes need no key
+        page = httpx.get(f"{url}/", timeout=30)
+        assert page.status_code == 200 and "leaflet" in page.text and "unpkg" not in page.text
+
+
+def test_serve_command_is_registered_with_help():
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    out = CliRunner().invoke(app, ["serve", "--help"])
+    assert out.exit_code == 0
+    for word in ("--host", "--port", "/v1/locate", "--api-key"):
+        assert word in out.output
