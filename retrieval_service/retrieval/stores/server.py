@@ -55,7 +55,8 @@ class ServerStore(VectorStore):
         self.hnsw_ef = hnsw_ef
         self.shard_number = shard_number
         self.replication_factor = replication_factor
-        self.local = url == ":memory:"  # qdrant-client's local mode (also when ``client`` is one)
+        # qdrant-client's local mode (also when ``client`` is one)
+        self.local = url == ":memory:" or type(getattr(client, "_client", None)).__name__ == "QdrantLocal"
         self._owns_client = client is None
         if client is not None:
             self.client = client
