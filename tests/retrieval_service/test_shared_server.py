@@ -103,6 +103,7 @@ def test_two_clients_with_different_data_dirs_build_the_gallery_once(tmp_path, s
     assert server.count(gallery_name(late), exact=True).count == POINTS and server.deleted == []
 
 
+@pytest.mark.filterwarnings("ignore:Payload indexes")
 def test_collections_are_created_with_the_settings_sharding(tmp_path, server, monkeypatch):
     """make_store(settings) connects to the settings' server URL and creates collections with their
     shard number and replication factor (the compose file's cluster profile sets them)."""

@@ -1,0 +1,126 @@
+"""The deployment files: docker-compose.yml (validated by ``docker compose config`` or Debian's
+``docker-compose``, and checked for what it promises), the Dockerfile, and langgraph.json; the
+settings the compose file sets reach qdrant-client (server URL, shard number, replication factor)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def compose_command() -> list[str] | None:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+@pytest.mark.parametrize("profile", [None, "ollama", "cluster"])
+def test_compose_file_is_valid_for_every_profile(profile, tmp_path):
+    cmd = compose_command()
+    if cmd is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed (.ci/run installs docker-compose)")
+    args = [*cmd, "-f", str(COMPOSE), *(["--profile", profile] if profile else []), "config"]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    resolved = yaml.safe_load(out.stdout)
+    assert {"qdrant", "geoagent"} <= set(resolved["services"])
+
+
+def test_compose_services_volumes_health_and_profiles(compose):
+    services = compose["services"]
+    assert set(services) >= {"qdrant", "geoagent", "ollama", "qdrant-node1", "qdrant-node2", "qdrant-node3", "geoagent-cluster"}
+    for name in ("qdrant", "geoagent", "ollama", "qdrant-node1", "geoagent-cluster"):
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
+    assert services["geoagent"]["build"] == "." and (ROOT / "Dockerfile").is_file()
+    assert services["geoagent"]["environment"]["GEOAGENT_QDRANT_URL"] == "http://qdrant:6333"
+    assert services["geoagent"]["depends_on"]["qdrant"]["condition"] == "service_healthy"
+    mounts = {m.split(":")[1] for m in services["geoagent"]["volumes"]}
+    assert mounts == {"/data", "/models"} and any(v.endswith("/qdrant/storage") for v in services["qdrant"]["volumes"])
+    assert services["ollama"]["profiles"] == ["ollama"] and "profiles" not in services["qdrant"]
+    for name in ("qdrant-node1", "qdrant-node2", "qdrant-node3", "geoagent-cluster"):
+        assert services[name]["profiles"] == ["cluster"]
+    for n in (1, 2, 3):
+        node = services[f"qdrant-node{n}"]
+        assert node["environment"]["QDRANT__CLUSTER__ENABLED"] == "true"
+        assert node["image"].startswith("qdrant/qdrant:v") and node["volumes"] != services["qdrant"]["volumes"]
+        command = node["command"]
+        assert command[command.index("--uri") + 1] == f"http://qdrant-node{n}:6335"
+        if n > 1:
+            assert command[command.index("--bootstrap") + 1] == "http://qdrant-node1:6335"
+    assert set(compose["volumes"]) >= {"qdrant-storage", "model-cache", "geoagent-data", "qdrant-node1"}
+
+
+def _defaults(env: dict[str, str]) -> dict[str, str]:
+    """The compose file's ${VAR:-default} values, as the container would see them with nothing set."""
+    out = {}
+    for key, value in env.items():
+        value = str(value)
+        if value.startswith("${") and ":-" in value:
+            value = value[value.index(":-") + 2 : -1]
+        if value:
+            out[key] = value
+    return out
+
+
+def test_cluster_settings_reach_qdrant_client(compose, monkeypatch, tmp_path):
+    """The geoagent-cluster service's environment gives a ServerStore on node 1 that creates
+    collections with 3 shards and 2 replicas (checked on the qdrant-client call)."""
+    import qdrant_client
+
+    from agent.settings import Settings
+    from retrieval_service.retrieval.stores import ServerStore, make_store
+
+    env = _defaults(compose["services"]["geoagent-cluster"]["environment"])
+    for key in list(env):
+        assert key.startswith("GEOAGENT_") and key.removeprefix("GEOAGENT_").lower() in Settings.model_fields, key
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(data_dir=tmp_path)
+    assert (settings.qdrant_url, settings.qdrant_shard_number, settings.qdrant_replication_factor) == ("http://qdrant-node1:6333", 3, 2)
+    local = qdrant_client.QdrantClient(location=":memory:")
+    seen: list[dict] = []
+    monkeypatch.setattr(qdrant_client, "QdrantClient", lambda **kw: seen.append(kw) or local)
+    sent: list[dict] = []
+    real = local.create_collection
+    monkeypatch.setattr(local, "create_collection", lambda name, **kw: sent.append(kw) or real(name, **kw))
+    store = make_store(settings)
+    assert isinstance(store, ServerStore) and seen[0]["url"] == "http://qdrant-node1:6333"
+    with pytest.warns(UserWarning):  # local mode has no payload indexes; a server does
+        assert store.create_collection("gallery", 16)
+    assert sent[0]["shard_number"] == 3 and sent[0]["replication_factor"] == 2
+
+
+def test_dockerfile_serves_the_package(compose):
+    text = (ROOT / "Dockerfile").read_text()
+    for path in [line.split()[1] for line in text.splitlines() if line.startswith("COPY ")]:
+        assert (ROOT / path).exists(), f"the Dockerfile copies {path}, which is not in the repository"
+    assert 'CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]' in text and "HEALTHCHECK" in text and "EXPOSE 8000" in text
+    assert compose["services"]["geoagent"]["ports"] == ["8000:8000"]
+
+
+def test_langgraph_json_names_a_compiled_graph():
+    import importlib
+
+    config = json.loads((ROOT / "langgraph.json").read_text())
+    assert config["dependencies"] == ["."]
+    path, attr = config["graphs"]["geoagent"].split(":")
+    module = importlib.import_module(path.removeprefix("./").removesuffix(".py").replace("/", "."))
+    graph = getattr(module, attr)
+    assert hasattr(graph, "invoke") and hasattr(graph, "stream")
+    assert set(graph.get_input_jsonschema()["properties"]) == {"image"}
+    assert set(graph.get_output_jsonschema()["properties"]) == {"prediction"}
