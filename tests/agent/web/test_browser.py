@@ -1,0 +1,85 @@
+"""The web chat in a real headless Chromium (Debian's chromium + chromium-driver through selenium),
+with no route beyond loopback: upload a dev photo, wait for the answer, check the coordinates and
+the map's markers against the server's prediction, ask a follow-up, save a screenshot."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import shared_path
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and DRIVER):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1400",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-default-apps", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                "--proxy-server=direct://", "--proxy-bypass-list=*"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(options=opts, service=Service(DRIVER))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def test_upload_answer_map_and_follow_up(browser, web_url, tmp_path: Path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    images = shared_path("data", "im2gps3k-dev", "images")
+    photo = sorted(images.glob("*.jpg"))[0]
+    browser.get(f"{web_url}/")
+    wait = WebDriverWait(browser, 180)
+    # the bundled basemap (Natural Earth countries) draws without any network beyond loopback
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".leaflet-overlay-pane path")) > 100)
+
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    wait.until(lambda d: d.find_element(By.ID, "status").text in ("done",) or "error" in d.find_element(By.ID, "status").text)
+    assert browser.find_element(By.ID, "status").text == "done", browser.find_element(By.ID, "status").text
+
+    threads = httpx.get(f"{web_url}/v1/threads", timeout=30).json()
+    assert threads[0]["title"] == photo.name
+    pred = httpx.get(f"{web_url}/v1/threads/{threads[0]['id']}", timeout=30).json()["items"][1]["prediction"]
+    assert browser.find_element(By.ID, "answer-coords").text == f"{pred['lat']:.5f}, {pred['lon']:.5f}"
+    assert browser.find_element(By.ID, "answer-confidence").text == f"{pred['confidence']:.2f}"
+    assert browser.find_element(By.ID, "answer-rationale").text.strip() == pred["rationale"].strip()
+    steps = browser.find_elements(By.CSS_SELECTOR, "#steps li.done")
+    assert [s.text.split(" ")[0] for s in steps] == [t["tool"] for t in pred["trace"]]
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".leaflet-marker-pane .leaflet-marker-icon")) == 1  # the answer
+    assert len(browser.find_elements(By.CSS_SELECTOR, "path.candidate")) == len(pred["candidates"]) > 0
+    assert len(browser.find_elements(By.CSS_SELECTOR, "path.cluster")) == len(pred["clusters"])
+    listed = browser.find_elements(By.CSS_SELECTOR, "#threads li")
+    assert listed and listed[0].text.startswith(photo.name)
+
+    question = browser.find_element(By.ID, "question")
+    question.send_keys("What are the coordinates?")
+    browser.find_element(By.ID, "ask").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#messages .assistant")) >= 2)
+    reply = browser.find_elements(By.CSS_SELECTOR, "#messages .assistant")[-1].text
+    assert f"{pred['lat']:.5f}" in reply and f"{pred['lon']:.5f}" in reply
+    shot = tmp_path / "chat.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+
+    # the conversation is listed and reopens with its answer and follow-up
+    browser.find_element(By.ID, "new-chat").click()
+    assert browser.find_element(By.ID, "answer").get_attribute("hidden") is not None
+    browser.find_element(By.CSS_SELECTOR, "#threads li").click()
+    wait.until(lambda d: d.find_element(By.ID, "answer-coords").text == f"{pred['lat']:.5f}, {pred['lon']:.5f}")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#messages .msg")) == 4
