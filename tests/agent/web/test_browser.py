@@ -83,3 +83,37 @@ def test_upload_answer_map_and_follow_up(browser, web_url, tmp_path: Path):
     browser.find_element(By.CSS_SELECTOR, "#threads li").click()
     wait.until(lambda d: d.find_element(By.ID, "answer-coords").text == f"{pred['lat']:.5f}, {pred['lon']:.5f}")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#messages .msg")) == 4
+
+
+def test_map_draws_the_heatmap_and_search_area(browser, web_url, web_agent):
+    """A conversation whose prediction carries a probability surface (as the decision core's do):
+    the page draws the 50%/90% regions, the heatmap, and shows the probabilities and areas."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from agent.prediction import Prediction, ProbabilitySurface
+    from agent.web.threads import ThreadStore
+    from tests.agent.web.conftest import jpeg
+
+    base = web_agent.invoke({"image": jpeg((120, 60, 30))})
+    ring = lambda d: [(base.lat - d, base.lon - d), (base.lat - d, base.lon + d), (base.lat + d, base.lon + d),  # noqa: E731
+                      (base.lat + d, base.lon - d), (base.lat - d, base.lon - d)]
+    pred = Prediction.model_validate({
+        **base.model_dump(), "probabilities": {"1": 0.01, "25": 0.2, "200": 0.5, "750": 0.8, "2500": 0.95},
+        "search_area_km2": {"50": 41000.0, "90": 390000.0},
+        "surface": ProbabilitySurface(heat=[(base.lat, base.lon, 1.0), (base.lat + 1, base.lon + 1, 0.5)],
+                                      regions={"50": [ring(1.0)], "90": [ring(3.0), ring(0.5)]}),
+    })
+    store = ThreadStore(web_agent.settings.data_dir / "web" / "threads.sqlite")
+    tid = store.create("surface.jpg")
+    store.add(tid, "user", "Where was this photo taken? (surface.jpg)")
+    store.add(tid, "assistant", "an answer with a surface", pred)
+
+    browser.get(f"{web_url}/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: any(li.get_attribute("data-id") == tid for li in d.find_elements(By.CSS_SELECTOR, "#threads li")))
+    next(li for li in browser.find_elements(By.CSS_SELECTOR, "#threads li") if li.get_attribute("data-id") == tid).click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "path.search-area")) == 3)
+    assert browser.find_elements(By.CSS_SELECTOR, "canvas.leaflet-heatmap-layer")
+    assert "≤25: 20%" in browser.find_element(By.ID, "answer-probs").text
+    assert "50%: 41,000 km²" in browser.find_element(By.ID, "answer-area").text
