@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -85,9 +86,13 @@ def test_cluster_settings_reach_qdrant_client(compose, monkeypatch, tmp_path):
     from agent.settings import Settings
     from retrieval_service.retrieval.stores import ServerStore, make_store
 
-    env = _defaults(compose["services"]["geoagent-cluster"]["environment"])
-    for key in list(env):
-        assert key.startswith("GEOAGENT_") and key.removeprefix("GEOAGENT_").lower() in Settings.model_fields, key
+    from retrieval_service.service.settings import ServiceSettings
+
+    raw = compose["services"]["geoagent-cluster"]["environment"]
+    known = set(Settings.model_fields) | set(ServiceSettings.model_fields)
+    for key in raw:  # every variable the compose file sets is a setting geoagent reads
+        assert key.startswith("GEOAGENT_") and key.removeprefix("GEOAGENT_").lower() in known, key
+    env = _defaults(raw)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings(data_dir=tmp_path)
@@ -100,7 +105,8 @@ def test_cluster_settings_reach_qdrant_client(compose, monkeypatch, tmp_path):
     monkeypatch.setattr(local, "create_collection", lambda name, **kw: sent.append(kw) or real(name, **kw))
     store = make_store(settings)
     assert isinstance(store, ServerStore) and seen[0]["url"] == "http://qdrant-node1:6333"
-    with pytest.warns(UserWarning):  # local mode has no payload indexes; a server does
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # local mode has no payload indexes; a server does
         assert store.create_collection("gallery", 16)
     assert sent[0]["shard_number"] == 3 and sent[0]["replication_factor"] == 2
 
