@@ -6,7 +6,8 @@ endpoints and the web chat page.
   conversation (a thread) that follow-up questions continue;
 * ``GET /v1/threads``, ``GET|DELETE /v1/threads/{id}``, ``POST /v1/threads/{id}/messages``
   ``{"text"}``: earlier conversations and follow-up questions;
-* ``GET /``: the chat page (static files under ``agent/web/static``, Leaflet vendored, no CDN).
+* ``GET /``: the chat page (static files under ``agent/web/static``; Leaflet, leaflet.heat and the
+  land basemap from ``agent/assets`` at ``/assets``, the same vendored files the map pages inline; no CDN).
 
 Every /v1 endpoint has the retrieval API's limits (body size, content type, image validation,
 concurrency gate and deadline, optional API key) and structured errors.
@@ -23,6 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from agent.basemap import asset_path
 from agent.prediction import Prediction
 from agent.web.events import PING, sse, wire_event
 from agent.web.threads import Thread, ThreadNotFound, ThreadStore, ThreadSummary, answer_follow_up
@@ -169,6 +171,7 @@ def create_app(predictor: Any, service_settings: ServiceSettings, *, retriever: 
 
     app.include_router(api)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/assets", StaticFiles(directory=asset_path("")), name="assets")  # Leaflet, leaflet.heat, the land basemap
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -1,4 +1,4 @@
-// The chat's map: a bundled world basemap (Natural Earth 1:110m countries, no tiles, no network),
+// The chat's map: the bundled land basemap (agent/assets/world/land.geojson, no tiles, no network),
 // then per answer: candidates, clusters, the answer, the probability heatmap and the search area.
 "use strict";
 window.GeoMap = (function () {
@@ -7,10 +7,9 @@ window.GeoMap = (function () {
 
   function init(el) {
     map = L.map(el, { worldCopyJump: true, minZoom: 1, maxZoom: 12 }).setView([20, 0], 2);
-    map.attributionControl.addAttribution("Basemap: Natural Earth (world-atlas 2.0.2)");
-    fetch("/static/vendor/world-atlas-2.0.2/countries-110m.json").then(r => r.json()).then(topo => {
-      const land = topojson.feature(topo, topo.objects.countries);
-      L.geoJSON(land, { interactive: false, style: { color: "#8c9aa8", weight: 0.6, fillColor: "#f4f1e8", fillOpacity: 1 } })
+    map.attributionControl.addAttribution("land: global-land-mask / NOAA GLOBE");
+    fetch("/assets/world/land.geojson").then(r => r.json()).then(land => {
+      L.geoJSON(land, { interactive: false, style: { color: "#b8b09a", weight: 0.6, fillColor: "#ece6d4", fillOpacity: 1, className: "land" } })
         .addTo(map).bringToBack();
     }).catch(err => console.warn("basemap unavailable", err));
     const legend = L.control({ position: "bottomleft" });

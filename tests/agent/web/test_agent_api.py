@@ -57,7 +57,7 @@ def test_oversize_wrong_type_and_private_url_are_refused(web_agent):
 def test_url_input_when_private_targets_are_allowed(web_agent, web_url):
     """A JSON {"url"} photo: served by this same server under /static (loopback, so allowed explicitly)."""
     with serve_app(web_agent, service_allow_private_urls=True) as url:
-        photo_url = f"{web_url}/static/vendor/leaflet-1.9.4/images/layers-2x.png"
+        photo_url = f"{web_url}/assets/leaflet/images/layers-2x.png"
         resp = httpx.post(f"{url}/v1/locate", json={"url": photo_url}, timeout=120)
         assert resp.status_code == 200, resp.text
         # the server fetched it under its URL policy and ran the agent on those bytes (no second fetch)

@@ -46,8 +46,8 @@ def test_upload_answer_map_and_follow_up(browser, web_url, tmp_path: Path):
     photo = sorted(images.glob("*.jpg"))[0]
     browser.get(f"{web_url}/")
     wait = WebDriverWait(browser, 180)
-    # the bundled basemap (Natural Earth countries) draws without any network beyond loopback
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".leaflet-overlay-pane path")) > 100)
+    # the bundled land basemap draws without any network beyond loopback
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".leaflet-overlay-pane path.land"))
 
     browser.find_element(By.ID, "file").send_keys(str(photo))
     wait.until(lambda d: d.find_element(By.ID, "status").text in ("done",) or "error" in d.find_element(By.ID, "status").text)
