@@ -45,12 +45,11 @@ def chat(
         raise GeoAgentError("the session name is empty", "pass --session NAME with a non-empty name")
     console = Console(highlight=False, soft_wrap=True)
     settings = settings_from(ctx)
-    agent = load_agent(settings, mode=mode)
     with ExitStack() as stack:
-        sess = ChatSession(agent, checkpointer=_checkpointer(stack, settings, session), thread_id=session or "default",
-                           chat_model=agent.chat_model)
+        agent = load_agent(settings, mode=mode, checkpointer=_checkpointer(stack, settings, session))
+        sess = ChatSession(agent, session=session or "default")
         console.print(f"geoagent chat ({agent.mode} mode). {HELP}")
-        if agent.chat_model is None:
+        if not sess.can_follow_up:
             console.print("No LMM is configured: each photo runs the no-LMM policy and follow-up questions are "
                           "answered from its analysis.")
         if session and (old := sess.history()):

@@ -87,20 +87,30 @@ def test_chat_session_persists_in_sqlite(fake_cli, photo, tmp_path):
     assert "attach one with /image" in res.stdout
 
 
-def test_chat_follow_up_with_lmm_sees_the_analysis(agent_settings, photo):
+def test_chat_follow_up_with_lmm_runs_the_tools_on_the_photos_thread(agent_settings, photo):
+    from langchain_core.messages import AIMessage, ToolMessage
     from langgraph.checkpoint.memory import InMemorySaver
 
     from agent import load_agent
     from agent.chat import ChatSession
-    from tests.agent.fakes import ScriptedChatModel
+    from tests.agent.fakes import ScriptedChatModel, call, submit
 
-    agent = load_agent(agent_settings, mode="policy", tools=make_fake_tools())
-    model = ScriptedChatModel(script=["It is Paris, because of the cluster."])
-    sess = ChatSession(agent, checkpointer=InMemorySaver(), thread_id="t", chat_model=model)
+    final = {"lat": 48.86, "lon": 2.35, "confidence": 0.7, "rationale": "the Paris cluster"}
+    model = ScriptedChatModel(script=[
+        submit(final, "a1"),  # the analysis
+        AIMessage("", tool_calls=[call("verify_locations", {"candidates": [{"lat": 50.85, "lon": 4.35}]}, "v1")]),
+        AIMessage("Belgium scores lower than Paris, so it stays Paris."),  # the follow-up's reply
+    ])
+    agent = load_agent(agent_settings, mode="agent", chat_model=model, tools=make_fake_tools(), checkpointer=InMemorySaver())
+    sess = ChatSession(agent, session="t")
     events: list = []
     sess.attach(str(photo), on_event=events.append)
     assert any(e.get("type") == "tool" and e["tool"] == "retrieve" for e in events)
-    assert sess.ask("why Paris?") == "It is Paris, because of the cluster."
-    sent = model.received[0]
-    assert sent[0].type == "system" and "Paris" in sent[0].content
-    assert [m.type for m in sent[1:]] == ["human", "ai", "human"]
+    assert sess.ask("could it be Belgium instead?", on_event=events.append) == "Belgium scores lower than Paris, so it stays Paris."
+    assert model.remaining == 0
+    follow = model.received[1]  # the question continues the photo's own conversation, with the tools
+    assert [m.type for m in follow[:2]] == ["system", "human"] and follow[-1].type == "human"
+    assert "Belgium" in follow[-1].content and any(isinstance(m, ToolMessage) and m.tool_call_id == "a1" for m in follow)
+    assert "verify_locations" in model.bound[1]
+    assert any(e.get("type") == "tool" and e["tool"] == "verify_locations" for e in events)
+    assert [m.type for m in sess.history()] == ["human", "ai", "human", "ai"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.decision import rules
-from agent.lmm.answer import MalformedAnswer, parse_coordinates, parse_final_answer
-from agent.lmm.calls import LLMFailure, invoke_with_retries
+from agent.lmm.answer import FinalAnswer, InvalidAnswer, submit_answer_tool, validate_args
+from agent.lmm.calls import CallPolicy, LLMFailure, call_lmm
 from agent.lmm.factory import make_chat_model
 from retrieval_service.core.types import Candidate, Verification
 from retrieval_service.evidence.clustering import Cluster
@@ -43,29 +43,32 @@ def test_retries_with_backoff_then_success_records_every_attempt():
     import openai
 
     model = ScriptedChatModel(script=[openai.APITimeoutError(request=None), ConnectionError("reset"), "ok"])
-    reply, entries = invoke_with_retries(model, ["hi"], retries=2, backoff_s=0.001)
-    assert reply.content == "ok" and [e.error is None for e in entries] == [False, False, True]
+    result = call_lmm(model, ["hi"], CallPolicy(retries=2, initial_s=0.001, max_wait_s=0.01))
+    assert result.reply.content == "ok" and [e.error is None for e in result.entries] == [False, False, True]
+    assert result.usage.calls == 3
     model = ScriptedChatModel(script=[TimeoutError("t")] * 2)
     with pytest.raises(LLMFailure) as info:
-        invoke_with_retries(model, ["hi"], retries=1, backoff_s=0.001)
-    assert len(info.value.entries) == 2
+        call_lmm(model, ["hi"], CallPolicy(retries=1, initial_s=0.001, max_wait_s=0.01))
+    assert len(info.value.entries) == 2 and info.value.usage.calls == 2
 
 
-def test_final_answer_parsing():
-    ok = parse_final_answer('blah {"lat": 1, "lon": 2, "confidence": 0.5, "rationale": "r"} tail')
+def test_final_answer_schema_names_each_problem():
+    ok = validate_args(FinalAnswer, {"lat": 1, "lon": 2, "confidence": 0.5, "rationale": "r"})
     assert (ok.lat, ok.lon, ok.confidence) == (1, 2, 0.5)
-    for bad, why in (("no json here", "no JSON"), ('{"lat": 91, "lon": 0, "confidence": 1, "rationale": "r"}', "lat"),
-                     ('{"lat": 1, "lon": 2, "confidence": 0.5}', "rationale"), ('{"lat": "x"', "no JSON")):
-        with pytest.raises(MalformedAnswer, match=why):
-            parse_final_answer(bad)
-    assert parse_coordinates('{"lat": 10, "lon": 20} and {"lat": 100, "lon": 0}') == [(10.0, 20.0)]
+    for bad, why in (({"lat": 91, "lon": 0, "confidence": 1, "rationale": "r"}, "lat"),
+                     ({"lat": 1, "lon": 2, "confidence": 0.5}, "rationale"), ({"lat": "x"}, "lat")):
+        with pytest.raises(InvalidAnswer, match=why):
+            validate_args(FinalAnswer, bad)
+    params = submit_answer_tool().tool_call_schema.model_json_schema()["properties"]
+    assert {"lat", "lon", "confidence", "place", "alternatives", "rationale"} <= set(params)
 
 
 def test_prompts_load_and_render():
     from agent.prompts import load_prompt, render
 
-    assert "verify_locations" in render("system", max_steps=7) and "7 tool-calling rounds" in render("system", max_steps=7)
-    assert '"lat"' in render("final_answer")
+    system = render("system", max_steps=7, photo_note="")
+    assert "verify_locations" in system and "7 tool-calling rounds" in system and "submit_answer" in system
+    assert "submit_answer" in render("final_answer")
     assert "dissimilar" in render("rag_neighbours", similar="[[1,2]]", dissimilar="[[3,4]]")
     with pytest.raises(ConfigError, match="missing"):
         load_prompt("no_such_prompt")
