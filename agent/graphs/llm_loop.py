@@ -92,7 +92,8 @@ def reason(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     offered = [submit_answer_tool()] if must_answer else [*ctx.tools.values(), submit_answer_tool()]
     model = ctx.chat_model.bind_tools(offered)
     block = image_content_block(ctx.image.path, max_side=ctx.settings.llm_image_max_side)
-    sent = with_photo([*(state.get("messages") or []), *pre], block, resend=ctx.settings.llm_resend_photo)
+    sent = with_photo([*(state.get("messages") or []), *pre], block, resend=ctx.settings.llm_resend_photo,
+                      new_turn=follow and steps == 0 and repairs == 0)
     try:
         result = call_lmm(model, sent, ctx.policy, spent=state.get("usage"))
     except LLMFailure as exc:
@@ -168,9 +169,10 @@ def _answer_calls(reply: AIMessage, must_answer: bool) -> tuple[list[ToolMessage
     others = [c for c in calls if c["name"] != SUBMIT_ANSWER]
     if final is not None:
         return [*answers, *(tool_reply(c["id"], c["name"], "not run: the answer was submitted") for c in others)], final, None
-    if others and must_answer:
+    if must_answer:  # only submit_answer may come now: anything else is a failed answer
         answers += [tool_reply(c["id"], c["name"], "not run: the step budget is used up; call submit_answer now") for c in others]
-        problem = problem or "tools were called after the step budget was used up"
+        if others or reply.invalid_tool_calls:
+            problem = problem or "tools were called after the step budget was used up"
     return answers, None, problem
 
 

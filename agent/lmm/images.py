@@ -53,12 +53,13 @@ def _text(content: Any) -> str:
     return "\n".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
 
 
-def with_photo(messages: list[Any], block: dict[str, Any], *, resend: bool = False) -> list[Any]:
+def with_photo(messages: list[Any], block: dict[str, Any], *, resend: bool = False, new_turn: bool = False) -> list[Any]:
     """The conversation as sent to the model: the photo in the first user message on the first
-    request (no model reply yet), or on every request with ``resend``; the note in its place otherwise.
-    The stored messages are not changed (the state never holds image bytes)."""
+    request (no model reply yet), on the first request of a follow-up turn (``new_turn``), or on
+    every request with ``resend``; the note in its place otherwise. The stored messages are not
+    changed (the state never holds image bytes)."""
     first_request = not any(isinstance(m, AIMessage) for m in messages)
-    attach = first_request or resend
+    attach = first_request or resend or new_turn
     out, done = [], False
     for msg in messages:
         if not done and isinstance(msg, HumanMessage):

@@ -112,5 +112,30 @@ def test_chat_follow_up_with_lmm_runs_the_tools_on_the_photos_thread(agent_setti
     assert [m.type for m in follow[:2]] == ["system", "human"] and follow[-1].type == "human"
     assert "Belgium" in follow[-1].content and any(isinstance(m, ToolMessage) and m.tool_call_id == "a1" for m in follow)
     assert "verify_locations" in model.bound[1]
+    def has_photo(request):
+        return any(isinstance(m.content, list) and any(b.get("type") == "image" for b in m.content if isinstance(b, dict))
+                   for m in request)
+    assert [has_photo(r) for r in model.received] == [True, True, False]  # again on the follow-up's first request
     assert any(e.get("type") == "tool" and e["tool"] == "verify_locations" for e in events)
     assert [m.type for m in sess.history()] == ["human", "ai", "human", "ai"]
+
+
+def test_locate_with_an_lmm_shows_usage_and_rag_samples(fake_cli, photo, monkeypatch):
+    from evals.fake_llm_server import FakeOpenAI, Reply
+
+    final = {"lat": 48.86, "lon": 2.35, "confidence": 0.7, "rationale": "the Paris cluster"}
+    script = [Reply(calls=[("submit_answer", final)], usage=(1500, 50))]
+    script += [Reply(calls=[("propose_location", {"lat": 48.85 + i / 100, "lon": 2.35})], usage=(100, 10)) for i in range(8)]
+    with FakeOpenAI(script) as server:
+        for key, value in {"GEOAGENT_LLM_MODEL": "fake-vl", "GEOAGENT_LLM_BASE_URL": server.base_url,
+                           "GEOAGENT_LLM_PRICE_INPUT_PER_MTOK": "2", "GEOAGENT_LLM_PRICE_OUTPUT_PER_MTOK": "10"}.items():
+            monkeypatch.setenv(key, value)
+        res = fake_cli.invoke(app, ["locate", str(photo)])
+        assert res.exit_code == 0, res.output
+        assert "lmm usage:   1 LMM requests, 1500 input + 50 output tokens" in res.stdout and "cost 0.0035" in res.stdout
+        res = fake_cli.invoke(app, ["locate", str(photo), "--mode", "rag", "--rag-samples", "2", "--json"])
+        assert res.exit_code == 0, res.output
+    assert server.violations == [] and len(server.requests) == 1 + 8  # 4 prompts x 2 samples
+    row = json.loads(res.stdout.splitlines()[0])
+    assert row["usage"]["calls"] == 8 and row["usage"]["input_tokens"] == 800
+    assert all(r.body.get("temperature") == 0.7 for r in server.requests[1:])
