@@ -1,8 +1,8 @@
 """The LMM loop: the model calls the tools itself until it submits its answer.
 
-observe -> brief -> reason <-> tools -> gather -> reason ... -> name_place -> decide
+observe -> brief -> reason <-> tools -> gather -> reason ... -> check_answer -> name_place -> decide
 a follow-up question on the thread: START -> follow_up -> reason <-> tools ... -> END (a text reply),
-or -> name_place -> decide when the model submits a new answer.
+or -> check_answer -> name_place -> decide when the model submits a new answer.
 
 * Protocol: every tool call of an assistant message is answered by exactly one tool message: the
   tool's result (``tools``, one task per call), or an error ``reason`` writes itself: arguments that
@@ -28,6 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
+from agent.graphs.answer_check import check_answer
 from agent.graphs.conversation import (FOLLOW_UP, follow_up, gather, make_tool_node, photo_note, route_start,
                                        send_tool_calls, tool_reply)
 from agent.graphs.policy import add_ending, add_policy_steps
@@ -185,7 +186,7 @@ def parse_problem(bad: dict[str, Any]) -> str:
     return error.splitlines()[0][:200] if error.strip() else "unparseable"
 
 
-NEXT = {"answer": "name_place", "fallback": "options", "failed": "inspect", "gather": "gather", "reason": "reason", "end": END}
+NEXT = {"answer": "check_answer", "fallback": "options", "failed": "inspect", "gather": "gather", "reason": "reason", "end": END}
 
 
 def route_after_reason(state: AgentState) -> Any:
@@ -202,6 +203,8 @@ def add_loop(graph: StateGraph, tools: list[Any]) -> None:
     graph.add_node("tools", make_tool_node(tools))
     graph.add_node("gather", gather)
     graph.add_node(FOLLOW_UP, follow_up)
+    graph.add_node("check_answer", check_answer)
+    graph.add_edge("check_answer", "name_place")
     graph.add_conditional_edges("reason", route_after_reason, ["tools", *NEXT.values()])
     graph.add_edge("tools", "gather")
     graph.add_edge("gather", "reason")
