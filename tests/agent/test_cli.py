@@ -139,3 +139,28 @@ def test_locate_with_an_lmm_shows_usage_and_rag_samples(fake_cli, photo, monkeyp
     row = json.loads(res.stdout.splitlines()[0])
     assert row["usage"]["calls"] == 8 and row["usage"]["input_tokens"] == 800
     assert all(r.body.get("temperature") == 0.7 for r in server.requests[1:])
+
+
+def test_chat_with_an_lmm_streams_tools_and_commands(fake_cli, photo, tmp_path, monkeypatch):
+    from evals.fake_llm_server import FakeOpenAI, Reply
+
+    final = {"lat": 48.86, "lon": 2.35, "confidence": 0.7, "rationale": "the Paris cluster"}
+    script = [Reply(text="Stone facades and a wide boulevard.", calls=[("submit_answer", final)]),
+              Reply(calls=[("verify_locations", {"candidates": [{"lat": 50.85, "lon": 4.35}]})]),
+              Reply(text="Brussels scores lower than Paris, so I keep Paris.")]
+    map_file = tmp_path / "chat.html"
+    lines = [f"/image {photo}", "/image", "could it be Belgium instead?", "/history", f"/map {map_file}", "/map out.txt",
+             "/image /no/such.jpg", "/quit", "never read"]
+    with FakeOpenAI(script) as server:
+        monkeypatch.setenv("GEOAGENT_LLM_MODEL", "fake-vl")
+        monkeypatch.setenv("GEOAGENT_LLM_BASE_URL", server.base_url)
+        res = fake_cli.invoke(app, ["chat"], input="\n".join(lines) + "\n")
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert server.violations == [] and len(server.requests) == 3
+    assert "Stone facades and a wide boulevard." in out  # the LMM's text, streamed
+    assert "- LMM request:" in out and "- verify_locations:" in out  # live steps of the follow-up too
+    assert out.count("Brussels scores lower than Paris, so I keep Paris.") == 2  # streamed once, then in /history
+    assert "you: could it be Belgium instead?" in out and "usage: /image PATH" in out
+    assert map_file.is_file() and "does not end in .html" in out and "image not found" in out
+    assert "never read" not in out
