@@ -94,3 +94,47 @@ def test_policy_prefers_cluster_support_and_verification():
     assert d2.chosen.lat == 35.7 and d2.confidence < 0.3
     assert rules.choose([], cands) is None
     assert rules.support_share(0, 0, []) == 0.0
+
+
+def test_breaker_opens_after_n_failures_and_half_opens_after_reset():
+    from agent.lmm.breaker import CircuitBreaker
+
+    now = [0.0]
+    breaker = CircuitBreaker(failures=2, reset_s=10.0, clock=lambda: now[0])
+    breaker.failure("a")
+    assert breaker.allow() and breaker.state == "closed"
+    breaker.failure("b")
+    assert breaker.state == "open" and not breaker.allow() and "2 consecutive" in breaker.describe()
+    now[0] = 10.5
+    assert breaker.allow() and not breaker.allow()  # one trial request at a time
+    breaker.failure("c")
+    assert breaker.state == "open" and breaker.trips == 2
+    now[0] = 21.0
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state == "closed" and breaker.allow()
+
+
+def test_per_photo_call_limit_stops_the_lmm(agent_settings, photo):
+    from langchain_core.messages import AIMessage
+
+    from agent import load_agent
+    from tests.agent.fakes import call, make_fake_tools
+
+    settings = agent_settings.model_copy(update={"llm_max_calls_per_photo": 2, "max_steps": 10})
+    model = ScriptedChatModel(script=[AIMessage("", tool_calls=[call("read_text", {}, f"t{i}")]) for i in range(5)])
+    agent = load_agent(settings, mode="agent", chat_model=model, tools=make_fake_tools(), retry_backoff_s=0.001)
+    pred = agent.invoke(str(photo))
+    assert len(model.received) == 2 and pred.usage.calls == 2 and pred.source != "lmm"
+    assert any("limit of 2 LMM requests" in w and "fell back" in w for w in pred.warnings)
+    assert agent.breaker.state == "closed"  # a limit is not an endpoint failure
+
+
+def test_rag_vote_groups_proposals_by_place():
+    from agent.graphs.rag import vote
+
+    proposals = [Candidate(lat=48.85 + d, lon=2.35, score=0.0, source="lmm") for d in (0.0, 0.05, 0.1)]
+    proposals.append(Candidate(lat=35.68, lon=139.65, score=0.0, source="lmm"))
+    voted = vote(proposals)
+    assert [v.get("votes") for v in voted] == [3, 1] and voted[0].score == 0.75 and abs(voted[0].lat - 48.9) < 0.1
+    assert vote([]) == []
