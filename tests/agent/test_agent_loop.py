@@ -237,3 +237,13 @@ def test_an_answer_every_tool_contradicts_gets_a_warning_and_less_confidence(age
     pred = agent.invoke(str(photo))  # the Paris answer agrees with the cluster and verification
     assert pred.confidence == FINAL["confidence"] and not any("contradicted" in w for w in pred.warnings)
     assert not any(e.kind == "answer_check" for e in pred.evidence)
+
+
+def test_a_large_jpeg_is_decoded_scaled_and_upright(tmp_path):
+    from agent.lmm.images import image_content_block
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the photo is upright when turned 90 degrees
+    Image.new("RGB", (4000, 3000), (10, 200, 30)).save(tmp_path / "big.jpg", exif=exif)
+    img = Image.open(io.BytesIO(base64.b64decode(image_content_block(str(tmp_path / "big.jpg"))["base64"])))
+    assert img.size == (768, 1024)

@@ -138,3 +138,18 @@ def test_rag_vote_groups_proposals_by_place():
     voted = vote(proposals)
     assert [v.get("votes") for v in voted] == [3, 1] and voted[0].score == 0.75 and abs(voted[0].lat - 48.9) < 0.1
     assert vote([]) == []
+
+
+def test_factory_provider_prefix_and_missing_packages(agent_settings):
+    import importlib.util
+
+    from agent.lmm.factory import split_model_name
+
+    assert split_model_name("anthropic:claude-x", "openai") == ("anthropic", "claude-x")
+    assert split_model_name("qwen2.5-vl:7b", "openai") == ("openai", "qwen2.5-vl:7b")  # not a provider prefix
+    with pytest.raises(ConfigError, match="unknown LMM provider"):
+        make_chat_model(agent_settings.model_copy(update={"llm_model": "m", "llm_provider": "acme"}))
+    if importlib.util.find_spec("langchain_anthropic") is None:
+        with pytest.raises(ConfigError, match="langchain-anthropic") as info:
+            make_chat_model(agent_settings.model_copy(update={"llm_model": "anthropic:claude-x"}))
+        assert "pip install langchain-anthropic" in info.value.hint
