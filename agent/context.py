@@ -1,7 +1,8 @@
 """The run context (LangGraph ``context_schema``): what a run needs and never changes during it.
 
 It is immutable; per-run measurements (node timings) are collected by a callback handler
-(``agent.timing.NodeTimer``) and the trace, not written into the context.
+(``agent.timing.NodeTimer``) and the trace, not written into the context. ``policy`` holds the
+circuit breaker shared by every photo of the agent (a run or a batch) and the per-photo limits.
 """
 
 from __future__ import annotations
@@ -12,20 +13,21 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
+from agent.lmm.calls import CallPolicy
 from agent.settings import Settings
 from retrieval_service.core.media import ResolvedImage
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """Settings, tools (by name), the chat model, the resolved photo and the mode's options."""
+    """Settings, tools (by name), the chat model and how it is called, the resolved photo and the mode's options."""
 
     settings: Settings
     tools: Mapping[str, BaseTool]
     image: ResolvedImage
     mode: str = "policy"
     chat_model: Any = None  # a langchain-core BaseChatModel, or None without an LMM
-    retry_backoff_s: float = 1.0
+    policy: CallPolicy = field(default_factory=CallPolicy)
     rag_samples: int = 1
     rag_neighbours: tuple[int, ...] = (0, 5, 10, 15)
     extra: Mapping[str, Any] = field(default_factory=dict)

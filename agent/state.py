@@ -14,7 +14,8 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
 
-from agent.prediction import Evidence, Place, Prediction, PredictionSource, TraceEntry
+from agent.lmm.calls import add_usage
+from agent.prediction import Evidence, Place, Prediction, PredictionSource, TraceEntry, Usage
 from retrieval_service.core.types import Candidate, Location, RetrievalResult, Verification
 from retrieval_service.evidence.clustering import ClusteringResult
 from retrieval_service.evidence.exif import ExifInfo
@@ -65,9 +66,12 @@ class Answer(Location):
 class RunState(TypedDict, total=False):
     """The state every graph shares (``messages``: the LMM conversation, empty without an LMM).
 
-    A node sees the keys of the state type it is annotated with, so the shared steps take this one."""
+    A node sees the keys of the state type it is annotated with, so the shared steps take this one.
+    ``image`` is the photo's reference (path, URL or content hash) and ``image_path`` where the tools
+    read it (a local path or URL): references, never bytes. ``usage`` adds up the LMM's requests."""
 
     image: str
+    image_path: str
     messages: Annotated[list[AnyMessage], add_messages]
     obs: Annotated[Observations, merge_observations]
     candidates: Annotated[list[Candidate], add_candidates]
@@ -77,20 +81,26 @@ class RunState(TypedDict, total=False):
     trace: Annotated[list[TraceEntry], operator.add]
     warnings: Annotated[list[str], operator.add]
     llm_failed: bool
+    usage: Annotated[Usage, add_usage]
     prediction: Prediction | None
 
 
 class AgentState(RunState, total=False):
-    """The LMM loop's state: the step budget (``steps`` tool rounds used) and the repair rounds."""
+    """The LMM loop's state: the step budget (``steps`` tool rounds used, invalid calls included),
+    the repair rounds, where the loop goes next (``loop_next``, set by ``reason``) and the turn: the
+    photo's ``analysis`` or a ``follow_up`` question on the same thread."""
 
     steps: int
     repairs: int
     budget_exhausted: bool
     wants_fallback: bool
+    loop_next: str
+    turn: str
+    reply_error: str | None
 
 
-class RagState(RunState, total=False):
-    """The G3 recipe's state: the LMM's proposals."""
+class RagState(AgentState, total=False):
+    """The G3 recipe's state: the LMM's proposals (follow-up questions use the LMM loop's keys)."""
 
     proposals: list[Candidate]
 

@@ -17,6 +17,7 @@ from evals.plots import plot_accuracy_curve, plot_error_map
 from evals.published import load_published
 from evals.records import PREDICTIONS_FILE, read_rows
 from evals.run_info import CONFIG_FILE
+from evals.usage import UsageSummary, summarise_usage, usage_markdown
 from evals.settings import EvalSettings
 from retrieval_service.core.errors import DatasetError
 
@@ -50,6 +51,7 @@ class Summary(BaseModel):
     mode: str | None = None
     dataset: str | None = None
     missing_images: int = 0
+    usage: UsageSummary | None = None
 
 
 def load_run(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -102,6 +104,7 @@ def summarise(rows: list[dict[str, Any]], config: dict[str, Any] | None = None, 
         mode=config.get("mode"),
         dataset=(config.get("dataset") or {}).get("name"),
         missing_images=(config.get("dataset") or {}).get("missing_images", 0),
+        usage=summarise_usage(rows, config.get("settings")),
     )
 
 
@@ -156,6 +159,7 @@ def render_markdown(summary: Summary, config: dict[str, Any], run_name: str) -> 
         f"| country accuracy (%) | {_pct(summary.country_accuracy)} ({_pct(summary.country_ci95[0])}–{_pct(summary.country_ci95[1])}) |",
         f"| mean latency (ms) | {'' if summary.mean_latency_ms is None else f'{summary.mean_latency_ms:.0f}'} |",
         "",
+        *usage_markdown(summary.usage),
         f"![accuracy vs threshold]({ACCURACY_PNG})",
         "",
         f"![error map]({MAP_PNG})",

@@ -24,6 +24,7 @@ from evals.datasets import Dataset, EvalItem
 from evals.metrics import DISTANCE_METHOD, THRESHOLDS_KM, distance_km, hits
 from evals.records import PREDICTIONS_FILE, RowWriter, read_rows, repair, rewrite
 from evals.run_info import build_config, check_resumable, write_config
+from evals.usage import row_usage
 from retrieval_service.core.errors import ConfigError
 from agent.modes import available_modes, check_mode
 from agent.settings import Settings
@@ -96,6 +97,7 @@ def build_row(item: EvalItem, prediction: Any, error: BaseException | None, late
         row.update(
             pred=None, top_k=[], distance_km=None, hits=hits(None), country_pred=None, country_match=False,
             confidence=None, source=None, place=None, rationale="", trace=[], messages=[], warnings=[],
+            usage=row_usage(None),
             error=f"{type(error).__name__}: {error}" if error is not None else "predictor returned nothing",
             error_type=type(error).__name__ if error is not None else None,
         )
@@ -118,6 +120,7 @@ def build_row(item: EvalItem, prediction: Any, error: BaseException | None, late
         trace=[_jsonable(t) for t in getattr(prediction, "trace", [])],
         messages=[_jsonable(m) for m in getattr(prediction, "messages", [])],
         warnings=list(getattr(prediction, "warnings", [])),
+        usage=row_usage(prediction),
         error=None,
         error_type=None,
     )

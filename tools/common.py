@@ -8,7 +8,8 @@ Every tool answers twice (LangChain's ``response_format="content_and_artifact"``
   ``PlaceInfo``, ``TextReading``, ``SceneComposition``, ``Verification``, ``ExifInfo``), or ``None``
   when it failed.
 
-``tool.invoke(args)`` returns the content; invoked with a tool call (as ``ToolNode`` and the
+The photo is an injected argument (``image: Photo``): it is not in ``tool.tool_call_schema``, so a
+model never sees or fills it. ``tool.invoke(args)`` returns the content; invoked with a tool call (as ``ToolNode`` and the
 graph's own steps do) it returns a ``ToolMessage`` carrying both.
 """
 
@@ -17,9 +18,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.prebuilt import InjectedState
 from pydantic import BaseModel, ValidationError
 
 from retrieval_service.core.errors import GeoAgentError
@@ -27,6 +29,13 @@ from retrieval_service.core.errors import GeoAgentError
 logger = logging.getLogger(__name__)
 
 IMAGE_DESCRIPTION = "Path (or http(s) URL) of the photo being geolocated."
+
+PHOTO_STATE_KEY = "image_path"
+Photo = Annotated[str, InjectedState(PHOTO_STATE_KEY)]
+"""The type of a tool's ``image`` argument: the photo's path or URL, injected by LangGraph's ToolNode
+from the graph state's ``image_path`` (a value the model sends for it is dropped) and therefore absent
+from the schema the LMM sees (``tool.tool_call_schema``); ``tool.invoke({"image": path, ...})``
+still passes it directly."""
 
 ToolOutput = tuple[dict[str, Any], BaseModel | None]
 

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from retrieval_service.core.media import is_url
 from retrieval_service.evidence.exif import ExifInfo, read_exif
-from tools.common import IMAGE_DESCRIPTION, ToolOutput, build_tool, r
+from tools.common import IMAGE_DESCRIPTION, Photo, ToolOutput, build_tool, r
 from tools.services import Services
 
 DESCRIPTION = """Read the photo's EXIF metadata. Call this FIRST.
@@ -18,7 +18,7 @@ locate the photo from its content (retrieve, read_text, segment_scene...)."""
 
 
 class ReadExifArgs(BaseModel):
-    image: str = Field(min_length=1, description=IMAGE_DESCRIPTION)
+    image: Photo = Field(min_length=1, description=IMAGE_DESCRIPTION)
 
 
 def make_read_exif(services: Services) -> BaseTool:

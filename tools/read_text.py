@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from retrieval_service.evidence.scripts import SCRIPT_REGIONS
 from retrieval_service.core.media import open_image
-from tools.common import IMAGE_DESCRIPTION, ToolOutput, build_tool, r
+from tools.common import IMAGE_DESCRIPTION, Photo, ToolOutput, build_tool, r
 from tools.services import Services
 
 DESCRIPTION = """Read the text visible in the photo (signs, shop fronts, plates, captions) with OCR.
@@ -20,7 +20,7 @@ The OCR model reads Latin and Chinese characters best; empty lines = no readable
 
 
 class ReadTextArgs(BaseModel):
-    image: str = Field(min_length=1, description=IMAGE_DESCRIPTION)
+    image: Photo = Field(min_length=1, description=IMAGE_DESCRIPTION)
 
 
 def make_read_text(services: Services) -> BaseTool:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 from retrieval_service.core.errors import GeoAgentError
 from retrieval_service.core.types import Candidate, GeoFilter
 from retrieval_service.core.media import local_or_url
-from tools.common import IMAGE_DESCRIPTION, ToolOutput, build_tool, r
+from tools.common import IMAGE_DESCRIPTION, Photo, ToolOutput, build_tool, r
 from tools.services import Services
 
 DESCRIPTION = """Find candidate locations for the photo by embedding retrieval.
@@ -23,7 +23,7 @@ lat+lon+radius_km (e.g. 300 km around a guess), or min_lat+max_lat+min_lon+max_l
 
 
 class RetrieveArgs(BaseModel):
-    image: str = Field(min_length=1, description=IMAGE_DESCRIPTION)
+    image: Photo = Field(min_length=1, description=IMAGE_DESCRIPTION)
     k: int = Field(default=10, ge=1, le=50, description="Candidates per list.")
     lat: float | None = Field(default=None, ge=-90, le=90, description="Circle filter centre latitude.")
     lon: float | None = Field(default=None, ge=-180, le=180, description="Circle filter centre longitude.")

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from retrieval_service.core.media import open_image
 from retrieval_service.evidence.scene import describe_scene
-from tools.common import IMAGE_DESCRIPTION, ToolOutput, build_tool
+from tools.common import IMAGE_DESCRIPTION, Photo, ToolOutput, build_tool
 from tools.services import Services
 
 DESCRIPTION = """Describe what the photo is made of with semantic segmentation.
@@ -20,7 +20,7 @@ or ADE20K's 150 classes)."""
 
 
 class SegmentSceneArgs(BaseModel):
-    image: str = Field(min_length=1, description=IMAGE_DESCRIPTION)
+    image: Photo = Field(min_length=1, description=IMAGE_DESCRIPTION)
 
 
 def make_segment_scene(services: Services) -> BaseTool:

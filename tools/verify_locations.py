@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from retrieval_service.core.media import local_or_url
 from retrieval_service.core.types import Candidate, Location, Verification
-from tools.common import IMAGE_DESCRIPTION, ToolOutput, build_tool, error_output, r
+from tools.common import IMAGE_DESCRIPTION, Photo, ToolOutput, build_tool, error_output, r
 from tools.services import Services
 
 DESCRIPTION = """Check candidate locations against the photo: each (lat, lon) is scored by the similarity
@@ -18,7 +18,7 @@ each other, not with a fixed threshold."""
 
 
 class VerifyLocationsArgs(BaseModel):
-    image: str = Field(min_length=1, description=IMAGE_DESCRIPTION)
+    image: Photo = Field(min_length=1, description=IMAGE_DESCRIPTION)
     candidates: list[Location] = Field(min_length=1, max_length=50, description="Locations to score [{lat, lon}].")
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from agent.cli.context import settings_from
-from agent.prediction import Prediction
+from agent.prediction import Prediction, Usage
 from agent.modes import available_modes, check_mode
 from retrieval_service.core.errors import GeoAgentError
 
@@ -25,7 +25,14 @@ def prediction_json(pred: Prediction) -> dict:
     return row
 
 
-def format_text(pred: Prediction, n_alternatives: int) -> str:
+def usage_text(usage: Usage, cost: float | None = None) -> str:
+    """LMM usage in one line: requests, tokens, seconds (and money when prices are configured)."""
+    money = f", cost {cost:.4f}" if cost is not None else ""
+    return (f"{usage.calls} LMM requests, {usage.input_tokens} input + {usage.output_tokens} output tokens, "
+            f"{usage.seconds:.1f} s{money}")
+
+
+def format_text(pred: Prediction, n_alternatives: int, cost: float | None = None) -> str:
     place = pred.place.label("unknown place")
     lines = [f"{pred.image}",
              f"  answer:      {pred.lat:.5f}, {pred.lon:.5f}  ({place})",
@@ -33,6 +40,8 @@ def format_text(pred: Prediction, n_alternatives: int) -> str:
     for i, a in enumerate(pred.alternatives[:n_alternatives], 1):
         lines.append(f"  alternative {i}: {a.lat:.4f}, {a.lon:.4f}  ({a.source}, score {a.score:.3f})")
     lines.append(f"  why: {pred.rationale}")
+    if pred.usage.calls:
+        lines.append(f"  lmm usage:   {usage_text(pred.usage, cost)}")
     lines += [f"  warning: {w}" for w in pred.warnings]
     return "\n".join(lines)
 
@@ -45,6 +54,8 @@ def locate(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo per line.")] = False,
     map_file: Annotated[Optional[Path], typer.Option("--map", help="Write a self-contained HTML map here.")] = None,
     alternatives: Annotated[int, typer.Option("--alternatives", min=0, max=20, help="Alternatives shown per photo.")] = 3,
+    rag_samples: Annotated[Optional[int], typer.Option("--rag-samples", min=1, max=20, help=(
+        "Mode rag: replies sampled per prompt (at GEOAGENT_RAG_TEMPERATURE), voted on before verification."))] = None,
 ) -> None:
     """Geolocate photos: the answer, place, confidence, alternatives and the rationale."""
     from agent.api import load_agent
@@ -53,7 +64,7 @@ def locate(
         check_mode(mode)
     if map_file is not None and map_file.suffix.lower() not in (".html", ".htm"):
         raise GeoAgentError(f"the map file {map_file} does not end in .html", "pass e.g. --map out.html")
-    settings = settings_from(ctx, top_k=top_k)
+    settings = settings_from(ctx, top_k=top_k, rag_samples=rag_samples)
     debug = bool(getattr(ctx.find_root().obj, "debug", False))
     agent = load_agent(settings, mode=mode)
     agent.check()
@@ -76,12 +87,17 @@ def locate(
             sys.stdout.write(json.dumps(prediction_json(pred), ensure_ascii=False) + "\n")
             sys.stdout.flush()
         else:
-            typer.echo(format_text(pred, alternatives) + "\n")
+            cost = settings.lmm_cost(pred.usage.input_tokens, pred.usage.output_tokens) if pred.usage.calls else None
+            typer.echo(format_text(pred, alternatives, cost) + "\n")
     if map_file is not None and done:
         from agent.mapview import write_map
 
         out = write_map(done, map_file)
         typer.echo(f"map written to {out}", err=True)
+    total = Usage(**{k: sum(getattr(p.usage, k) for p in done) for k in ("calls", "input_tokens", "output_tokens", "seconds")})
+    if total.calls and len(done) > 1:
+        typer.echo(f"total over {len(done)} photos: "
+                   f"{usage_text(total, settings.lmm_cost(total.input_tokens, total.output_tokens))}", err=True)
     if failed:
         typer.echo(f"{failed} of {len(photos)} photos failed", err=True)
         raise typer.Exit(1)

@@ -22,5 +22,5 @@ def build_graph(mode: str, tools: list[Any], checkpointer: Any = None) -> Any:
     if mode == "rag":
         from agent.graphs.rag import build_rag_graph
 
-        return build_rag_graph(checkpointer)
+        return build_rag_graph(tools, checkpointer)
     raise ConfigError(f"no graph for mode {mode!r}", f"use one of: {', '.join(GRAPH_MODES)}")

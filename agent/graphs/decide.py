@@ -11,7 +11,7 @@ from agent.context import RunContext
 from agent.decision import rules
 from agent.decision.rationale import describe
 from agent.lmm.answer import message_text
-from agent.prediction import Evidence, Place, Prediction
+from agent.prediction import Evidence, Place, Prediction, Usage
 from agent.state import RunState, observations
 from retrieval_service.core.geo import distance_km
 
@@ -65,5 +65,6 @@ def decide(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         clusters=obs.clusters.clusters if obs.clusters else [], rationale=rationale,
         evidence=[*(state.get("evidence") or []), *evidence], trace=list(state.get("trace") or []),
         messages=conversation(state.get("messages") or []), warnings=[*(state.get("warnings") or []), *warnings],
+        usage=state.get("usage") or Usage(),
     )
     return {"evidence": evidence, "warnings": warnings, "prediction": prediction}

@@ -1,37 +1,44 @@
-"""The LMM loop: the model calls the tools itself until it commits to an answer.
+"""The LMM loop: the model calls the tools itself until it submits its answer.
 
-observe -> brief -> reason <-> tools -> gather -> reason ... -> name_place -> decide
+observe -> brief -> reason <-> tools -> gather -> reason ... -> check_answer -> name_place -> decide
+a follow-up question on the thread: START -> follow_up -> reason <-> tools ... -> END (a text reply),
+or -> check_answer -> name_place -> decide when the model submits a new answer.
 
-* The step budget is one counter, ``steps`` (tool rounds); when it is used up the model is asked to
-  answer with the evidence so far. The recursion limit (``recursion_limit``) is a safety net sized
-  so that the counter always ends the loop first.
-* When the LMM fails for good the policy's steps decide (inspect -> options -> verify -> choose);
-  when its answer stays malformed after one repair, options -> verify -> choose decide.
+* Protocol: every tool call of an assistant message is answered by exactly one tool message: the
+  tool's result (``tools``, one task per call), or an error ``reason`` writes itself: arguments that
+  are not valid JSON (the parse problem named), a ``submit_answer`` whose arguments do not validate
+  (the problems named), calls that cannot run (the budget is used up, the answer was submitted).
+* The answer is structured: the ``submit_answer`` tool's arguments, validated by pydantic.
+* Budget: ``steps`` counts the replies with tool calls (invalid ones included). Once it reaches
+  ``max_steps`` only ``submit_answer`` is offered. A reply that should answer and does not (text only,
+  an invalid ``submit_answer``, other calls when the answer is due) gets one repair round; the next
+  such reply sends the run to the fallback (options -> verify -> choose). So a run that never answers
+  makes at most max_steps + 2 requests. An LMM failure (retries spent, the circuit breaker open, the
+  photo's limits used up) takes the policy's steps (inspect -> options -> verify -> choose).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
-from langgraph.graph import START, StateGraph
-from langgraph.prebuilt import ToolNode
+from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
+from agent.graphs.answer_check import check_answer
+from agent.graphs.conversation import (FOLLOW_UP, follow_up, gather, make_tool_node, photo_note, route_start,
+                                       send_tool_calls, tool_reply)
 from agent.graphs.policy import add_ending, add_policy_steps
-from agent.graphs.steps import absorb, emit, make_observe, route_after_observe
-from agent.lmm.answer import MalformedAnswer, parse_final_answer
-from agent.lmm.calls import LLMFailure, invoke_with_retries
-from agent.lmm.images import image_content_block
+from agent.graphs.steps import emit, make_observe, route_after_observe
+from agent.lmm.answer import SUBMIT_ANSWER, FinalAnswer, InvalidAnswer, submit_answer_tool, validate_args
+from agent.lmm.calls import LLMFailure, call_lmm
+from agent.lmm.images import image_content_block, with_photo
 from agent.prediction import Evidence
 from agent.prompts import render
-from agent.state import AgentState, Answer, merge_observations, observations
-from agent.tool_calls import tool_message_content, trace_entry
+from agent.state import AgentState, Answer, observations
 
 log = logging.getLogger(__name__)
 
@@ -60,147 +67,158 @@ def brief(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                   candidates=_compact([[c.lat, c.lon, round(c.score, 3)] for c in candidates[:10]]),
                   clusters=_compact([[round(c.lat, 4), round(c.lon, 4), c.support, round(c.score_mass, 3), round(c.radius_km, 1)]
                                      for c in clusters[:5]]))
-    return {"steps": 0, "repairs": 0, "messages": [
-        SystemMessage(render("system", max_steps=ctx.settings.max_steps)),
-        HumanMessage(text + "\n\nWhen you are done, reply with your final answer:\n" + render("final_answer")),
+    return {"steps": 0, "repairs": 0, "turn": "analysis", "messages": [
+        SystemMessage(render("system", max_steps=ctx.settings.max_steps, photo_note=photo_note(ctx))),
+        HumanMessage(text + "\n\n" + render("final_answer")),
     ]}
 
 
-def _model_input(state: AgentState, ctx: RunContext) -> list[Any]:
-    """The conversation with the photo attached to the first user message (never stored in state)."""
-    block = image_content_block(ctx.image.path)
-    out, attached = [], False
-    for msg in state.get("messages") or []:
-        if not attached and isinstance(msg, HumanMessage):
-            out.append(HumanMessage(content=[{"type": "text", "text": msg.content}, block], id=msg.id))
-            attached = True
-        else:
-            out.append(msg)
-    return out
-
-
-def _unrun(calls: list[dict], why: str) -> list[ToolMessage]:
-    return [ToolMessage(content=json.dumps({"error": why}), tool_call_id=c["id"], name=c["name"], status="error")
-            for c in calls]
+def _failure_warning(exc: LLMFailure) -> str:
+    if exc.kind == "breaker":
+        return f"the LMM was skipped ({exc}); fell back to the no-LMM policy"
+    if exc.kind == "limit":
+        return f"{exc}; fell back to the no-LMM policy"
+    return f"the LMM failed ({exc}); fell back to the no-LMM policy"
 
 
 def reason(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """One LMM request, and what its reply means: tools to run, an answer, a repair or a fallback."""
     ctx = runtime.context
-    must_answer = bool(state.get("budget_exhausted")) or state.get("repairs", 0) > 0
-    model = ctx.chat_model if must_answer else ctx.chat_model.bind_tools(list(ctx.tools.values()))
+    follow = state.get("turn") == FOLLOW_UP
+    steps, repairs = state.get("steps", 0), state.get("repairs", 0)
+    must_answer = steps >= ctx.settings.max_steps
+    pre: list[Any] = []
+    if must_answer and not state.get("budget_exhausted"):
+        pre = [HumanMessage(render("budget_exhausted_follow_up" if follow else "budget_exhausted"))]
+    offered = [submit_answer_tool()] if must_answer else [*ctx.tools.values(), submit_answer_tool()]
+    model = ctx.chat_model.bind_tools(offered)
+    block = image_content_block(ctx.image.path, max_side=ctx.settings.llm_image_max_side)
+    sent = with_photo([*(state.get("messages") or []), *pre], block, resend=ctx.settings.llm_resend_photo,
+                      new_turn=follow and steps == 0 and repairs == 0)
     try:
-        reply, entries = invoke_with_retries(model, _model_input(state, ctx), retries=ctx.settings.llm_max_retries,
-                                             backoff_s=ctx.retry_backoff_s)
+        result = call_lmm(model, sent, ctx.policy, spent=state.get("usage"))
     except LLMFailure as exc:
-        msg = f"the LMM failed ({exc}); fell back to the no-LMM policy"
-        log.warning(msg)
-        return {"llm_failed": True, "trace": getattr(exc, "entries", []), "warnings": [msg]}
-    for e in entries:
+        for e in exc.entries:
+            emit(runtime, {"type": "tool", **e.model_dump()})
+        update: dict[str, Any] = {"trace": exc.entries, "usage": exc.usage}
+        if follow:
+            return {**update, "loop_next": "end", "reply_error": str(exc)}
+        log.warning(_failure_warning(exc))
+        return {**update, "llm_failed": True, "loop_next": "failed", "warnings": [_failure_warning(exc)]}
+    for e in result.entries:
         emit(runtime, {"type": "tool", **e.model_dump()})
-    update: dict[str, Any] = {"messages": [reply], "trace": entries}
-    calls = reply.tool_calls or []
-    if calls and not must_answer:
-        steps = state.get("steps", 0) + 1
-        update["steps"] = steps
-        if steps <= ctx.settings.max_steps:
-            return update
+    reply: AIMessage = result.reply
+    update = {"trace": result.entries, "usage": result.usage}
+    if pre:
         update["budget_exhausted"] = True
-        update["warnings"] = [f"step budget of {ctx.settings.max_steps} tool rounds used up; answering with the evidence so far"]
-        update["messages"] = [reply, *_unrun(calls, "not run: the step budget is used up"),
-                              HumanMessage(render("budget_exhausted") + "\n" + render("final_answer"))]
-        return update
-    if calls:  # tool calls where an answer was demanded
-        update["messages"] = [reply, *_unrun(calls, "not run: no more tool calls, answer now")]
-    try:
-        final = parse_final_answer(reply.content)
-    except MalformedAnswer as exc:
-        if state.get("repairs", 0) < MAX_REPAIRS:
-            update["repairs"] = state.get("repairs", 0) + 1
-            update["messages"] = [*update["messages"], HumanMessage(render("repair", problem=str(exc)) + "\n" + render("final_answer"))]
-            update["warnings"] = [f"malformed final answer ({exc}); asked the LMM to repair it"]
-        else:
-            update["warnings"] = [f"malformed final answer after repair ({exc}); using the best verified candidate"]
-            update["wants_fallback"] = True
-        return update
-    alternatives = [a.model_copy(update={"source": "lmm"}) for a in final.alternatives]
-    update["answer"] = Answer(lat=final.lat, lon=final.lon, confidence=final.confidence, source="lmm",
-                              rationale=final.rationale, alternatives=alternatives, place=final.place)
-    update["evidence"] = [Evidence(kind="lmm", detail=final.rationale, lat=final.lat, lon=final.lon, weight=final.confidence)]
-    return update
+    answers, final, problem = _answer_calls(reply, must_answer)
+    calls, invalid = reply.tool_calls or [], reply.invalid_tool_calls or []
+    if calls or invalid:
+        update["steps"] = steps + 1
+    messages: list[Any] = [*pre, reply, *answers]
+    if final is not None:
+        alternatives = final.alternative_candidates()
+        update["answer"] = Answer(lat=final.lat, lon=final.lon, confidence=final.confidence, source="lmm",
+                                  rationale=final.rationale, alternatives=alternatives, place=final.named_place())
+        update["evidence"] = [Evidence(kind="lmm", detail=final.rationale, lat=final.lat, lon=final.lon, weight=final.confidence)]
+        return {**update, "messages": messages, "loop_next": "answer"}
+    unanswered = len(calls) + len(invalid) - len(answers)
+    if follow and not calls and not invalid:
+        return {**update, "messages": messages, "loop_next": "end"}  # the text reply to the question
+    if problem is None and not calls and not invalid:
+        problem = "the reply did not call submit_answer"
+    if problem is None:
+        return {**update, "messages": messages, "loop_next": "tools" if unanswered else "gather"}
+    if repairs >= MAX_REPAIRS:  # the repair round is spent: whatever is still pending does not run
+        ai_calls = {a.tool_call_id for a in answers}
+        messages += [tool_reply(c["id"], c["name"], "not run: the loop ended without a valid answer")
+                     for c in calls if c["id"] not in ai_calls]
+        if follow:
+            return {**update, "messages": messages, "loop_next": "end", "reply_error": f"no valid answer ({problem})"}
+        return {**update, "messages": messages, "repairs": repairs + 1, "wants_fallback": True, "loop_next": "fallback",
+                "warnings": [f"malformed final answer after repair ({problem}); using the best verified candidate"]}
+    update["repairs"] = repairs + 1
+    update["warnings"] = [f"malformed final answer ({problem}); asked the LMM to repair it"]
+    if not calls and not invalid:  # a text reply: ask again in a user message
+        return {**update, "messages": [*messages, HumanMessage(render("repair", problem=problem))], "loop_next": "reason"}
+    return {**update, "messages": messages, "loop_next": "tools" if unanswered else "gather"}
 
 
-def route_after_reason(state: AgentState) -> str:
-    if state.get("llm_failed"):
-        return "inspect"
-    if state.get("answer") is not None:
-        return "name_place"
-    if state.get("wants_fallback"):
-        return "options"
-    last = (state.get("messages") or [None])[-1]
-    if isinstance(last, AIMessage) and last.tool_calls:
-        return "tools"
-    if isinstance(last, HumanMessage):  # a repair or budget request
-        return "reason"
-    return "options"
-
-
-def _inject_image(request: Any, execute: Callable[[Any], Any]) -> Any:
-    """ToolNode interceptor: hand the tools the real photo and time the call."""
-    ctx: RunContext | None = getattr(request.runtime, "context", None)
-    call = request.tool_call
-    if request.tool is not None and ctx is not None and "image" in (request.tool.args or {}):
-        request = request.override(tool_call={**call, "args": {**call["args"], "image": ctx.image.path}})
-    start = time.perf_counter()
-    out = execute(request)
-    if isinstance(out, ToolMessage):
-        out.response_metadata = {**(out.response_metadata or {}), "latency_ms": (time.perf_counter() - start) * 1000}
-    return out
-
-
-def gather(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """Fold the latest tool results into the candidates, the observations and the trace."""
-    messages = state.get("messages") or []
-    calls: dict[str, dict] = {}
-    new: list[ToolMessage] = []
-    for msg in reversed(messages):
-        if isinstance(msg, ToolMessage):
-            new.append(msg)
-        elif isinstance(msg, AIMessage):
-            calls = {c["id"]: c for c in msg.tool_calls or []}
-            break
-    trace, candidates, obs = [], [], None
-    for msg in reversed(new):
-        call = calls.get(msg.tool_call_id, {"name": msg.name or "?", "args": {}})
-        content = tool_message_content(msg)
-        entry = trace_entry(call["name"], call.get("args") or {}, content,
-                            float((msg.response_metadata or {}).get("latency_ms", 0.0)))
-        trace.append(entry)
-        emit(runtime, {"type": "tool", **entry.model_dump()})
-        if "error" in content:
+def _answer_calls(reply: AIMessage, must_answer: bool) -> tuple[list[ToolMessage], FinalAnswer | None, str | None]:
+    """The tool messages ``reason`` writes itself for ``reply``'s calls, the valid final answer if
+    one was submitted, and the problem of a failed answer (None when there is none)."""
+    answers: list[ToolMessage] = []
+    final: FinalAnswer | None = None
+    problem: str | None = None
+    for bad in reply.invalid_tool_calls or []:
+        why = (f"the arguments of {bad.get('name') or 'this call'} are not valid JSON ({parse_problem(bad)}); "
+               "call it again with a JSON object")
+        answers.append(tool_reply(bad.get("id") or "", bad.get("name") or "invalid", why))
+        if bad.get("name") == SUBMIT_ANSWER:
+            problem = why
+    calls = reply.tool_calls or []
+    for call in (c for c in calls if c["name"] == SUBMIT_ANSWER):
+        if final is not None:
+            answers.append(tool_reply(call["id"], SUBMIT_ANSWER, "ignored: an answer was already submitted in this reply"))
             continue
-        update = absorb(call["name"], msg.artifact)
-        candidates += update.get("candidates", [])
-        if "obs" in update:
-            obs = merge_observations(obs, update["obs"])
-    out: dict[str, Any] = {"trace": trace, "candidates": candidates}
-    if obs is not None:
-        out["obs"] = obs
-    return out
+        try:
+            final = validate_args(FinalAnswer, call["args"])
+            answers.append(tool_reply(call["id"], SUBMIT_ANSWER, "answer received", error=False))
+        except InvalidAnswer as exc:
+            problem = f"invalid submit_answer arguments: {exc}"
+            answers.append(tool_reply(call["id"], SUBMIT_ANSWER, f"{problem}. Call submit_answer again with corrected arguments."))
+    others = [c for c in calls if c["name"] != SUBMIT_ANSWER]
+    if final is not None:
+        return [*answers, *(tool_reply(c["id"], c["name"], "not run: the answer was submitted") for c in others)], final, None
+    if must_answer:  # only submit_answer may come now: anything else is a failed answer
+        answers += [tool_reply(c["id"], c["name"], "not run: the step budget is used up; call submit_answer now") for c in others]
+        if others or reply.invalid_tool_calls:
+            problem = problem or "tools were called after the step budget was used up"
+    return answers, None, problem
+
+
+def parse_problem(bad: dict[str, Any]) -> str:
+    """What was wrong with an invalid call's arguments, in one line (the JSON parser's message)."""
+    error = str(bad.get("error") or "unparseable")
+    for line in error.splitlines():
+        if "JSONDecodeError" in line or "Expecting" in line:
+            return line.strip().removeprefix("Received ")[:200]
+    return error.splitlines()[0][:200] if error.strip() else "unparseable"
+
+
+NEXT = {"answer": "check_answer", "fallback": "options", "failed": "inspect", "gather": "gather", "reason": "reason", "end": END}
+
+
+def route_after_reason(state: AgentState) -> Any:
+    nxt = state.get("loop_next") or "fallback"
+    if nxt == "tools":
+        return send_tool_calls(state)
+    return NEXT[nxt]
+
+
+def add_loop(graph: StateGraph, tools: list[Any]) -> None:
+    """The LMM loop's nodes (reason, tools, gather) and the follow-up entry, on ``graph`` that already
+    has the policy's steps and the ending."""
+    graph.add_node("reason", reason)
+    graph.add_node("tools", make_tool_node(tools))
+    graph.add_node("gather", gather)
+    graph.add_node(FOLLOW_UP, follow_up)
+    graph.add_node("check_answer", check_answer)
+    graph.add_edge("check_answer", "name_place")
+    graph.add_conditional_edges("reason", route_after_reason, ["tools", *NEXT.values()])
+    graph.add_edge("tools", "gather")
+    graph.add_edge("gather", "reason")
+    graph.add_edge(FOLLOW_UP, "reason")
 
 
 def build_agent_graph(tools: list[Any], checkpointer: Any = None) -> Any:
     graph = StateGraph(AgentState, context_schema=RunContext)
     graph.add_node("observe", make_observe())
     graph.add_node("brief", brief)
-    graph.add_node("reason", reason)
-    graph.add_node("tools", ToolNode(list(tools), handle_tool_errors=True, wrap_tool_call=_inject_image))
-    graph.add_node("gather", gather)
     add_policy_steps(graph)
     add_ending(graph)
-    graph.add_edge(START, "observe")
+    add_loop(graph, tools)
+    graph.add_conditional_edges(START, route_start("observe"), ["observe", FOLLOW_UP])
     graph.add_conditional_edges("observe", route_after_observe("brief", needs_candidates=False), ["brief", "name_place"])
     graph.add_edge("brief", "reason")
-    graph.add_conditional_edges("reason", route_after_reason, ["inspect", "name_place", "options", "tools", "reason"])
-    graph.add_edge("tools", "gather")
-    graph.add_edge("gather", "reason")
     return graph.compile(checkpointer=checkpointer, name="geoagent-agent")

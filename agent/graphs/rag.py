@@ -1,9 +1,14 @@
 """The G3 recipe (geo-diversified retrieval-augmented prompting): the LMM proposes coordinates from
-prompts with 0/5/10/15 similar and dissimilar neighbours, and image-to-GPS verification picks among
-the proposals and the top retrieval candidates. No tool calls by the model.
+prompts with 0/5/10/15 similar and dissimilar neighbours (``rag_samples`` replies each, sampled at
+``rag_temperature``), the proposals are clustered and voted on, and image-to-GPS verification picks
+among the voted groups and the top retrieval candidates.
 
-observe (with dissimilar neighbours) -> propose -> verify -> choose_verified -> name_place -> decide
-(every prompt failing -> the policy's steps decide.)
+observe (with dissimilar neighbours) -> propose -> verify_proposals -> choose_verified -> name_place -> decide
+(no usable reply at all -> the policy's steps decide; a follow-up question on the thread -> the LMM loop.)
+
+Each reply is a ``propose_location`` tool call validated by pydantic; a reply without a valid one
+is counted as unparseable in the warnings. Voting is one function, :func:`vote`, so that the
+decision core's probability model can replace it.
 """
 
 from __future__ import annotations
@@ -17,58 +22,114 @@ from langgraph.runtime import Runtime
 
 from agent.context import RunContext
 from agent.decision import rules
+from agent.graphs.conversation import FOLLOW_UP, route_start, tool_reply
+from agent.graphs.llm_loop import add_loop, parse_problem
 from agent.graphs.policy import add_ending, add_policy_steps
-from agent.graphs.steps import make_observe, route_after_observe, verify
-from agent.lmm.answer import parse_coordinates
-from agent.lmm.calls import LLMFailure, invoke_with_retries
+from agent.graphs.steps import emit, make_observe, route_after_observe, verify
+from agent.lmm.answer import PROPOSE_LOCATION, InvalidAnswer, LocationProposal, propose_location_tool, validate_args
+from agent.lmm.calls import LLMFailure, add_usage, call_lmm
 from agent.lmm.images import image_content_block
-from agent.prediction import Evidence, TraceEntry
+from agent.prediction import Evidence, TraceEntry, Usage
 from agent.prompts import render
 from agent.state import Answer, RagState, observations
 from retrieval_service.core.types import Candidate
+from retrieval_service.evidence.clustering import cluster_points
 
 NEIGHBOURS = (0, 5, 10, 15)
 VERIFIED_SIMILAR = 5
+VERIFIED_VOTES = 5
+VOTE_EPS_KM = 50.0
 
 
 def _points(candidates: list[Candidate]) -> str:
     return json.dumps([[round(c.lat, 4), round(c.lon, 4)] for c in candidates], separators=(",", ":")) if candidates else "none"
 
 
+def vote(proposals: list[Candidate], eps_km: float = VOTE_EPS_KM) -> list[Candidate]:
+    """The proposals grouped by place (DBSCAN on the sphere, every proposal in a group), one
+    candidate per group at its centre, scored by its share of the votes, most votes first."""
+    if not proposals:
+        return []
+    grouped = cluster_points([p.model_copy(update={"score": 1.0}) for p in proposals], eps_km=eps_km, min_samples=1)
+    total = len(proposals)
+    groups = sorted(grouped.clusters, key=lambda c: -c.support)
+    return [Candidate(lat=c.lat, lon=c.lon, score=c.support / total, source="lmm",
+                      payload={"label": "LMM vote", "votes": c.support, "proposals": total, "radius_km": round(c.radius_km, 1)})
+            for c in groups]
+
+
+def _proposal(reply: Any, neighbours: int) -> tuple[Candidate | None, str | None]:
+    """The reply's proposal, or why there is none."""
+    for bad in reply.invalid_tool_calls or []:
+        return None, f"arguments that are not valid JSON ({parse_problem(bad)})"
+    calls = [c for c in reply.tool_calls or [] if c["name"] == PROPOSE_LOCATION]
+    if not calls:
+        return None, "no propose_location call"
+    try:
+        point = validate_args(LocationProposal, calls[0]["args"])
+    except InvalidAnswer as exc:
+        return None, f"invalid propose_location arguments ({exc})"
+    return Candidate(lat=point.lat, lon=point.lon, score=0.0, source="lmm", payload={"neighbours": neighbours}), None
+
+
 def propose(state: RagState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """One prompt per neighbour count (``rag_samples`` replies each); the first coordinates of each
-    reply become a proposal."""
+    """``rag_samples`` replies to each prompt (0/5/10/15 neighbours); the valid proposals are voted on."""
     ctx = runtime.context
     similar = rules.retrieval_candidates(state.get("candidates") or [])
     retrieval = observations(state).retrieval
     dissimilar = retrieval.dissimilar if retrieval else []
-    block = image_content_block(ctx.image.path)
+    block = image_content_block(ctx.image.path, max_side=ctx.settings.llm_image_max_side)
+    model = ctx.chat_model.bind_tools([propose_location_tool()]).bind(temperature=ctx.settings.rag_temperature)
     trace: list[TraceEntry] = []
     messages: list[Any] = []
     proposals: list[Candidate] = []
-    failures = total = 0
+    usage, spent = Usage(), state.get("usage")
+    replies = failures = total = 0
+    unparseable: list[str] = []
+    stopped: LLMFailure | None = None
     for n in NEIGHBOURS:
         neighbours = render("rag_neighbours", similar=_points(similar[:n]), dissimilar=_points(dissimilar[:n])) if n else ""
         text = render("rag_candidates", neighbours=neighbours)
         for _ in range(ctx.rag_samples):
             total += 1
+            if stopped is not None:  # the breaker is open or the photo's limits are used up
+                failures += 1
+                continue
             try:
-                reply, entries = invoke_with_retries(ctx.chat_model, [HumanMessage(content=[{"type": "text", "text": text}, block])],
-                                                     retries=ctx.settings.llm_max_retries, backoff_s=ctx.retry_backoff_s)
+                result = call_lmm(model, [HumanMessage(content=[{"type": "text", "text": text}, block])], ctx.policy,
+                                  spent=add_usage(spent, usage))
             except LLMFailure as exc:
                 failures += 1
-                trace += getattr(exc, "entries", [])
+                trace += exc.entries
+                usage = add_usage(usage, exc.usage)
+                stopped = exc if exc.kind in ("breaker", "limit") else None
                 continue
-            trace += entries
-            messages += [HumanMessage(text), reply]
-            for lat, lon in parse_coordinates(reply.content)[:1]:
-                proposals.append(Candidate(lat=lat, lon=lon, score=0.0, source="lmm", payload={"neighbours": n}))
-    if failures == total:
-        return {"llm_failed": True, "trace": trace, "warnings": ["every RAG prompt failed; fell back to the no-LMM policy"]}
-    options = [c.model_copy() for c in [*proposals, *similar[:VERIFIED_SIMILAR]]]
-    warnings = [f"{failures} of {total} RAG prompts failed"] if failures else []
+            replies += 1
+            trace += result.entries
+            usage = add_usage(usage, result.usage)
+            reply = result.reply
+            answered = [tool_reply(c["id"], c["name"], "recorded", error=False) for c in reply.tool_calls or []]
+            answered += [tool_reply(c.get("id") or "", c.get("name") or "invalid", "unparseable") for c in reply.invalid_tool_calls or []]
+            messages += [HumanMessage(text), reply, *answered]
+            proposal, why = _proposal(reply, n)
+            if proposal is None:
+                unparseable.append(why or "unparseable")
+            else:
+                proposals.append(proposal)
+    for e in trace:
+        emit(runtime, {"type": "tool", **e.model_dump()})
+    if not replies:
+        why = f" ({stopped})" if stopped is not None else ""
+        return {"llm_failed": True, "trace": trace, "usage": usage,
+                "warnings": [f"every RAG prompt failed{why}; fell back to the no-LMM policy"]}
+    warnings = [f"{failures} of {total} RAG prompts failed" + (f" ({stopped})" if stopped else "")] if failures else []
+    if unparseable:
+        kinds = sorted(set(unparseable))
+        warnings.append(f"{len(unparseable)} of {replies} RAG replies were unparseable: {'; '.join(kinds)[:300]}")
+    voted = vote(proposals)
+    options = [c.model_copy() for c in [*voted[:VERIFIED_VOTES], *similar[:VERIFIED_SIMILAR]]]
     return {"candidates": proposals, "proposals": proposals, "options": options, "messages": messages, "trace": trace,
-            "warnings": warnings}
+            "usage": usage, "warnings": warnings}
 
 
 def route_after_propose(state: RagState) -> str:
@@ -77,6 +138,7 @@ def route_after_propose(state: RagState) -> str:
 
 def choose_verified(state: RagState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """The option the photo verifies best; confidence from its retrieval support."""
+    ctx = runtime.context
     opts = state.get("options") or []
     if not opts:
         return {}
@@ -85,19 +147,22 @@ def choose_verified(state: RagState, runtime: Runtime[RunContext]) -> dict[str, 
     similar = rules.retrieval_candidates(state.get("candidates") or [])
     support = rules.support_share(best.lat, best.lon, similar)
     proposals = state.get("proposals") or []
+    groups = [o for o in opts if o.get("votes") is not None]
     score = best.get("verify")
-    rationale = (f"{len(proposals)} LMM proposals from prompts with {', '.join(str(n) for n in NEIGHBOURS)} neighbours, "
+    votes = f", {best.get('votes')} of {best.get('proposals')} votes" if best.get("votes") is not None else ""
+    rationale = (f"{len(proposals)} LMM proposals ({ctx.rag_samples} per prompt at temperature {ctx.settings.rag_temperature:g}, "
+                 f"prompts with {', '.join(str(n) for n in NEIGHBOURS)} neighbours) voted into {len(groups)} places, "
                  f"verified against the photo with {len(similar[:VERIFIED_SIMILAR])} retrieval candidates; the best "
-                 f"verification score ({score if score is not None else float('nan'):.3f}) is a {best.source} candidate.")
+                 f"verification score ({score if score is not None else float('nan'):.3f}) is a {best.source} candidate{votes}.")
     alternatives = [Candidate(lat=o.lat, lon=o.lon, score=o.get("verify") or 0.0, source=o.source) for o in ranked[1:6]]
     answer = Answer(lat=best.lat, lon=best.lon, confidence=round(max(0.02, min(0.95, support)), 4), source=best.source,
                     rationale=rationale, alternatives=alternatives, chosen=best)
-    evidence = Evidence(kind="verification", detail=f"Best verified location scored {score}.", lat=best.lat, lon=best.lon,
+    evidence = Evidence(kind="verification", detail=f"Best verified location scored {score}{votes}.", lat=best.lat, lon=best.lon,
                         weight=score)
     return {"answer": answer, "evidence": [evidence]}
 
 
-def build_rag_graph(checkpointer: Any = None) -> Any:
+def build_rag_graph(tools: list[Any], checkpointer: Any = None) -> Any:
     graph = StateGraph(RagState, context_schema=RunContext)
     graph.add_node("observe", make_observe(dissimilar=max(NEIGHBOURS)))
     graph.add_node("propose", propose)
@@ -105,7 +170,8 @@ def build_rag_graph(checkpointer: Any = None) -> Any:
     graph.add_node("choose_verified", choose_verified)
     add_policy_steps(graph)
     add_ending(graph)
-    graph.add_edge(START, "observe")
+    add_loop(graph, tools)
+    graph.add_conditional_edges(START, route_start("observe"), ["observe", FOLLOW_UP])
     graph.add_conditional_edges("observe", route_after_observe("propose"), ["propose", "name_place", "decide"])
     graph.add_conditional_edges("propose", route_after_propose, ["inspect", "verify_proposals"])
     graph.add_edge("verify_proposals", "choose_verified")

@@ -1,33 +1,95 @@
-"""The LMM's structured final answer: the schema, and extraction from a chat reply."""
+"""The LMM's structured answers: the ``submit_answer`` tool (the agent's final answer) and the
+``propose_location`` tool (a RAG proposal), their pydantic schemas, and their validation.
+
+The model answers by calling a tool whose arguments are validated by pydantic; nothing is scanned
+out of free text. A call that fails validation gets an error naming each problem (sent back to the
+model as that call's tool message: the repair path of every invalid call).
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pydantic import Field, ValidationError
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel, Field, ValidationError
 
 from agent.prediction import Place
-from retrieval_service.core.types import Candidate, CandidateSource, Location
+from retrieval_service.core.types import Candidate, Location
+
+SUBMIT_ANSWER = "submit_answer"
+PROPOSE_LOCATION = "propose_location"
 
 
-class Proposal(Candidate):
-    """A location the LMM proposes (source "lmm")."""
+class AnswerPlace(BaseModel):
+    """The place the model names (each part optional)."""
 
-    source: CandidateSource = "lmm"
+    city: str | None = None
+    region: str | None = None
+    country: str | None = None
+    country_code: str | None = Field(default=None, description="ISO 3166-1 alpha-2, e.g. FR.")
+
+
+class AnswerAlternative(Location):
+    """Another location the model considers possible."""
+
+    score: float = Field(default=0.0, ge=0, le=1, description="How likely, 0..1.")
 
 
 class FinalAnswer(Location):
-    """What the model must commit to (the final-answer prompt shows this shape)."""
+    """Where the photo was taken: the final answer (the arguments of ``submit_answer``)."""
 
-    confidence: float = Field(ge=0, le=1)
-    place: Place = Field(default_factory=Place)
-    alternatives: list[Proposal] = Field(default_factory=list, max_length=10)
-    rationale: str = Field(min_length=1)
+    confidence: float = Field(ge=0, le=1, description="How sure, 0..1.")
+    place: AnswerPlace = Field(default_factory=AnswerPlace)
+    alternatives: list[AnswerAlternative] = Field(default_factory=list, max_length=10)
+    rationale: str = Field(min_length=1, description="The evidence that decided it, naming only checks a tool actually did.")
+
+    def named_place(self) -> Place | None:
+        """The place the model named, as the Prediction's Place (None when it named none)."""
+        given = self.place.model_dump(exclude_none=True)
+        return Place(**given) if given else None
+
+    def alternative_candidates(self) -> list[Candidate]:
+        return [Candidate(lat=a.lat, lon=a.lon, score=a.score, source="lmm") for a in self.alternatives]
 
 
-class MalformedAnswer(ValueError):
-    """The reply holds no valid final answer; the message says what is wrong (sent back to the LMM)."""
+class LocationProposal(Location):
+    """A RAG proposal: where the photo was most likely taken (the arguments of ``propose_location``)."""
+
+
+class InvalidAnswer(ValueError):
+    """A structured answer that does not validate; the message names each problem."""
+
+
+def problems(exc: ValidationError) -> str:
+    """A validation error as "field: problem; ..." (what the model is told)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors())
+
+
+def validate_args(schema: type[BaseModel], args: Any) -> Any:
+    """``schema`` validated from a tool call's arguments; InvalidAnswer naming the problems otherwise."""
+    try:
+        return schema.model_validate(args)
+    except ValidationError as exc:
+        raise InvalidAnswer(problems(exc)) from exc
+
+
+def _received(**_: Any) -> str:
+    return "received"
+
+
+def submit_answer_tool() -> BaseTool:
+    """The tool the agent commits its final answer with (the graph handles its calls itself)."""
+    return StructuredTool.from_function(
+        func=_received, name=SUBMIT_ANSWER, args_schema=FinalAnswer,
+        description=("Submit your final answer: where the photo was taken, how sure you are, the place, "
+                     "alternatives and the rationale. Call it once, when the evidence is in."))
+
+
+def propose_location_tool() -> BaseTool:
+    """The tool a RAG prompt answers with: the coordinates the model proposes."""
+    return StructuredTool.from_function(
+        func=_received, name=PROPOSE_LOCATION, args_schema=LocationProposal,
+        description="Give the coordinates where the photo was most likely taken.")
 
 
 def message_text(content: Any) -> str:
@@ -41,49 +103,3 @@ def message_text(content: Any) -> str:
         elif isinstance(block, dict) and block.get("type") == "text":
             parts.append(str(block.get("text", "")))
     return "\n".join(parts)
-
-
-def _json_objects(text: str) -> list[dict[str, Any]]:
-    decoder = json.JSONDecoder()
-    found = []
-    i = text.find("{")
-    while i != -1:
-        try:
-            obj, end = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:
-            i = text.find("{", i + 1)
-            continue
-        if isinstance(obj, dict):
-            found.append(obj)
-        i = text.find("{", end)
-    return found
-
-
-def parse_final_answer(content: Any) -> FinalAnswer:
-    """The last JSON object in the reply that validates as a FinalAnswer; MalformedAnswer otherwise."""
-    text = message_text(content)
-    objects = _json_objects(text)
-    if not objects:
-        raise MalformedAnswer("the reply contains no JSON object")
-    last_error: ValidationError | None = None
-    for obj in reversed(objects):
-        try:
-            return FinalAnswer.model_validate(obj)
-        except ValidationError as exc:
-            last_error = exc
-    assert last_error is not None
-    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in last_error.errors())
-    raise MalformedAnswer(f"the JSON answer is invalid: {problems}")
-
-
-def parse_coordinates(content: Any) -> list[tuple[float, float]]:
-    """Every valid {"lat", "lon"} object in a reply (the RAG mode's candidate answers)."""
-    coords = []
-    for obj in _json_objects(message_text(content)):
-        try:
-            lat, lon = float(obj["lat"]), float(obj["lon"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if -90 <= lat <= 90 and -180 <= lon <= 180:
-            coords.append((lat, lon))
-    return coords

@@ -1,7 +1,11 @@
-"""The photo as the LMM sees it: a langchain-core image content block (downscaled JPEG, base64).
+"""The photo as the LMM sees it: a langchain-core image content block (downscaled JPEG, base64),
+attached to a conversation once.
 
-Blocks are cached per file (path, size and modification time) so that a run that calls the model
-many times encodes the photo once.
+Blocks are cached per file (path, size and modification time, size limit) so that a run that
+calls the model many times encodes the photo once. Chat Completions APIs are stateless, so
+"once" means: the photo goes with the first request of a conversation only; later requests carry
+a note in its place (the system prompt asks the model to write down what it sees first).
+``llm_resend_photo`` attaches it to every request instead, for models that need to look again.
 """
 
 from __future__ import annotations
@@ -12,17 +16,32 @@ import os
 from functools import lru_cache
 from typing import Any
 
-from PIL import Image
+from langchain_core.messages import AIMessage, HumanMessage
+from PIL import Image, ImageOps
 
 from retrieval_service.core.media import is_url, load_image
 
 MAX_SIDE = 1024
-JPEG_QUALITY = 90
+JPEG_QUALITY = 85
+PHOTO_NOTE = "[The photo was attached here in the first request of this conversation; it is not sent again.]"
+
+
+def _load_scaled(src: str, max_side: int) -> Image.Image:
+    """The photo, RGB and upright; a large local JPEG is decoded at a reduced scale (PIL's draft
+    mode: 1/2, 1/4 or 1/8, never below ``max_side`` on the longest side), much faster than in full."""
+    if is_url(src):
+        return load_image(src)
+    with Image.open(src) as im:
+        w, h = im.size
+        if im.format == "JPEG" and max(w, h) > 2 * max_side:
+            scale = max_side / max(w, h)
+            im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
+        return ImageOps.exif_transpose(im).convert("RGB")
 
 
 @lru_cache(maxsize=16)
 def _encoded(src: str, _stamp: tuple[int, int] | None, max_side: int, quality: int) -> str:
-    img = load_image(src)
+    img = _load_scaled(src, max_side)
     if max(img.size) > max_side:
         img = img.copy()
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
@@ -39,3 +58,28 @@ def image_content_block(src: str, max_side: int = MAX_SIDE, quality: int = JPEG_
         st = os.stat(src)
         stamp = (st.st_size, st.st_mtime_ns)
     return {"type": "image", "base64": _encoded(src, stamp, max_side, quality), "mime_type": "image/jpeg"}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+
+
+def with_photo(messages: list[Any], block: dict[str, Any], *, resend: bool = False, new_turn: bool = False) -> list[Any]:
+    """The conversation as sent to the model: the photo in the first user message on the first
+    request (no model reply yet), on the first request of a follow-up turn (``new_turn``), or on
+    every request with ``resend``; the note in its place otherwise. The stored messages are not
+    changed (the state never holds image bytes)."""
+    first_request = not any(isinstance(m, AIMessage) for m in messages)
+    attach = first_request or resend or new_turn
+    out, done = [], False
+    for msg in messages:
+        if not done and isinstance(msg, HumanMessage):
+            text = _text(msg.content)
+            content: Any = [{"type": "text", "text": text}, block] if attach else f"{text}\n\n{PHOTO_NOTE}"
+            out.append(HumanMessage(content=content, id=msg.id))
+            done = True
+        else:
+            out.append(msg)
+    return out

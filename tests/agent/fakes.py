@@ -3,11 +3,13 @@ of real StructuredTools with the contract's argument names returning canned resu
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any, Callable
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field, PrivateAttr
 
@@ -18,6 +20,7 @@ from retrieval_service.evidence.gazetteer import PlaceMatch
 from retrieval_service.evidence.geocoding import PlaceInfo
 from retrieval_service.evidence.ocr import TextLine, TextReading
 from retrieval_service.evidence.scene import SceneComposition
+from tools.common import Photo
 
 
 class ScriptExhausted(AssertionError):
@@ -25,13 +28,17 @@ class ScriptExhausted(AssertionError):
 
 
 class ScriptedChatModel(GenericFakeChatModel):
-    """Replies from a fixed script (AIMessage, str or an exception to raise), in order, once each."""
+    """Replies from a fixed script (AIMessage, str or an exception to raise), in order, once each.
+
+    Streamed (as LangGraph's ``messages`` stream mode asks), a reply comes as its words, then one
+    chunk with its tool calls and usage, so that streaming keeps both."""
 
     messages: Any = None
     script: list[Any] = Field(default_factory=list)
     _position: int = PrivateAttr(default=0)
     _received: list[list[BaseMessage]] = PrivateAttr(default_factory=list)
     _bound: list[list[str]] = PrivateAttr(default_factory=list)
+    _schemas: list[list[dict[str, Any]]] = PrivateAttr(default_factory=list)
 
     @property
     def received(self) -> list[list[BaseMessage]]:
@@ -42,11 +49,19 @@ class ScriptedChatModel(GenericFakeChatModel):
         return self._bound
 
     @property
+    def schemas(self) -> list[list[dict[str, Any]]]:
+        """The OpenAI function schemas of every ``bind_tools`` call (what a real model is sent)."""
+        return self._schemas
+
+    @property
     def remaining(self) -> int:
         return len(self.script) - self._position
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> "ScriptedChatModel":
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
         self._bound.append([t.name for t in tools])
+        self._schemas.append([convert_to_openai_tool(t) for t in tools])
         return self
 
     def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
@@ -60,17 +75,42 @@ class ScriptedChatModel(GenericFakeChatModel):
         msg = AIMessage(content=item) if isinstance(item, str) else item
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
+    def _stream(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        msg = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs).generations[0].message
+        text = msg.content if isinstance(msg.content, str) else ""
+        for word in text.split(" ") if text else []:
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word + " ", id=msg.id))
+            if run_manager:
+                run_manager.on_llm_new_token(word + " ", chunk=chunk)
+            yield chunk
+        tail = AIMessageChunk(content="", id=msg.id, usage_metadata=msg.usage_metadata, chunk_position="last",
+                              tool_call_chunks=[{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"],
+                                                 "index": i, "type": "tool_call_chunk"} for i, c in enumerate(msg.tool_calls)]
+                              + [{"name": c.get("name"), "args": c.get("args"), "id": c.get("id"), "index": len(msg.tool_calls) + i,
+                                  "type": "tool_call_chunk"} for i, c in enumerate(msg.invalid_tool_calls)])
+        yield ChatGenerationChunk(message=tail)
+
 
 def call(name: str, args: dict[str, Any], id: str) -> dict[str, Any]:
     return {"name": name, "args": args, "id": id, "type": "tool_call"}
 
 
+def submit(answer: dict[str, Any], id: str = "answer", text: str = "", **kw: Any) -> AIMessage:
+    """An assistant reply that submits ``answer`` through the submit_answer tool."""
+    return AIMessage(text, tool_calls=[call("submit_answer", answer, id)], **kw)
+
+
+def propose(lat: float, lon: float, id: str = "p") -> AIMessage:
+    """A RAG reply proposing (lat, lon) through the propose_location tool."""
+    return AIMessage("", tool_calls=[call("propose_location", {"lat": lat, "lon": lon}, id)])
+
+
 class ImageArgs(BaseModel):
-    image: str
+    image: Photo
 
 
 class RetrieveArgs(BaseModel):
-    image: str
+    image: Photo
     k: int = 10
     lat: float | None = None
     lon: float | None = None
@@ -97,7 +137,7 @@ class GeocodeArgs(BaseModel):
 
 
 class VerifyArgs(BaseModel):
-    image: str
+    image: Photo
     candidates: list[Point]
 
 

@@ -11,7 +11,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from PIL import Image
 
 from agent import load_agent
-from tests.agent.fakes import PARIS, ScriptedChatModel, ScriptExhausted, call, make_fake_tools
+from tests.agent.fakes import PARIS, ScriptedChatModel, ScriptExhausted, call, make_fake_tools, propose, submit
 
 FINAL = {"lat": 48.86, "lon": 2.35, "confidence": 0.8,
          "place": {"city": "Paris", "country": "France", "country_code": "FR"},
@@ -35,7 +35,7 @@ def test_scripted_loop_retrieve_cluster_zoom_geocode_answer(agent_settings, phot
         AIMessage("", tool_calls=[call("retrieve", {"image": "photo", "lat": PARIS[0], "lon": PARIS[1], "radius_km": 25}, "c3")]),
         AIMessage("", tool_calls=[call("reverse_geocode", {"lat": 48.86, "lon": 2.35}, "c4")],
                   usage_metadata={"input_tokens": 100, "output_tokens": 10, "total_tokens": 110}),
-        AIMessage("Final answer:\n```json\n" + json.dumps(FINAL) + "\n```"),
+        submit(FINAL),
     ]
     agent, model, tools_log = _agent(agent_settings, script)
     pred = agent.invoke({"image": str(photo)})
@@ -55,18 +55,20 @@ def test_scripted_loop_retrieve_cluster_zoom_geocode_answer(agent_settings, phot
     assert all(kw["image"] == str(photo) for name, kw in tools_log if "image" in kw)
     # zoomed-in candidates were folded into the state
     assert any(abs(c.lat - PARIS[0] - 0.01) < 1e-6 for c in pred.candidates)
-    # messages: system, user, 5 AI, 4 tool; no image data anywhere
+    # messages: system, user, 5 AI, 5 tool (the answer's receipt too); no image data anywhere
     roles = [m["role"] for m in pred.messages]
-    assert roles[:2] == ["system", "human"] and roles.count("ai") == 5 and roles.count("tool") == 4
+    assert roles[:2] == ["system", "human"] and roles.count("ai") == 5 and roles.count("tool") == 5
     assert "base64" not in json.dumps(pred.messages)
-    # the model saw the photo as an image block in its first user message, every call
-    first_user = [m for m in model.received[0] if isinstance(m, HumanMessage)][0]
-    assert any(isinstance(b, dict) and b.get("type") == "image" for b in first_user.content)
-    assert model.bound and "verify_locations" in model.bound[0]
+    # the model saw the photo as an image block in the first request only (the default)
+    def images(request):
+        first_user = [m for m in request if isinstance(m, HumanMessage)][0]
+        return [b for b in first_user.content if isinstance(b, dict) and b.get("type") == "image"] if isinstance(first_user.content, list) else []
+    assert len(images(model.received[0])) == 1 and all(not images(r) for r in model.received[1:])
+    assert model.bound and "verify_locations" in model.bound[0] and "submit_answer" in model.bound[0]
 
 
 def test_graph_state_holds_reference_not_bytes(agent_settings, photo):
-    agent, _, _ = _agent(agent_settings, [AIMessage(json.dumps(FINAL))])
+    agent, _, _ = _agent(agent_settings, [submit(FINAL)])
     from agent.graphs.llm_loop import recursion_limit
 
     state, ctx, cfg = agent._prepare(photo.read_bytes())
@@ -82,7 +84,7 @@ def test_tool_error_reaches_lmm_as_message(agent_settings, photo):
         raise RuntimeError("segmenter exploded")
 
     script = [AIMessage("", tool_calls=[call("segment_scene", {"image": "photo"}, "s1")]),
-              AIMessage(json.dumps(FINAL))]
+              submit(FINAL)]
     agent, model, _ = _agent(agent_settings, script, tool_kw={"overrides": {"segment_scene": broken}})
     pred = agent.invoke(str(photo))
     tool_msgs = [m for m in model.received[1] if isinstance(m, ToolMessage)]
@@ -93,7 +95,7 @@ def test_tool_error_reaches_lmm_as_message(agent_settings, photo):
 
 
 def test_unknown_tool_name_is_reported_to_the_lmm(agent_settings, photo):
-    script = [AIMessage("", tool_calls=[call("google_maps", {"q": "eiffel"}, "u1")]), AIMessage(json.dumps(FINAL))]
+    script = [AIMessage("", tool_calls=[call("google_maps", {"q": "eiffel"}, "u1")]), submit(FINAL)]
     agent, model, _ = _agent(agent_settings, script)
     pred = agent.invoke(str(photo))
     msg = [m for m in model.received[1] if isinstance(m, ToolMessage)][0]
@@ -103,34 +105,50 @@ def test_unknown_tool_name_is_reported_to_the_lmm(agent_settings, photo):
 
 
 def test_budget_runs_out_mid_loop(agent_settings, photo):
-    # max_steps=4: four tool rounds run, the fifth request is refused and an answer demanded
+    # max_steps=4: four tool rounds run; then only submit_answer is offered, a fifth round is answered
+    # "not run" (one repair round) and the answer comes
     loop = [AIMessage("", tool_calls=[call("reverse_geocode", {"lat": 48.0 + i, "lon": 2.0}, f"b{i}")]) for i in range(5)]
-    agent, model, tools_log = _agent(agent_settings, [*loop, AIMessage(json.dumps(FINAL))])
+    agent, model, tools_log = _agent(agent_settings, [*loop, submit(FINAL)])
     pred = agent.invoke(str(photo))
     assert sum(1 for name, _ in tools_log if name == "reverse_geocode") == 4 + 1  # 4 rounds + the final place lookup
     assert any("budget" in w for w in pred.warnings)
+    assert model.bound[4] == ["submit_answer"] and model.bound[5] == ["submit_answer"]
     last_call = model.received[-1]
-    assert isinstance(last_call[-1], HumanMessage) and "budget" in last_call[-1].content
-    assert any(isinstance(m, ToolMessage) and "budget" in m.content for m in last_call)
+    assert any(isinstance(m, HumanMessage) and "budget" in m.content for m in last_call)
+    not_run = [m for m in last_call if isinstance(m, ToolMessage) and m.tool_call_id == "b4"]
+    assert len(not_run) == 1 and "budget" in not_run[0].content
     assert pred.source == "lmm" and model.remaining == 0
 
 
-def test_budget_exhausted_and_no_answer_still_predicts(agent_settings, photo):
-    loop = [AIMessage("", tool_calls=[call("read_text", {"image": "photo"}, f"t{i}")]) for i in range(7)]
+def test_a_run_that_never_answers_makes_at_most_max_steps_plus_two_requests(agent_settings, photo):
+    loop = [AIMessage("", tool_calls=[call("read_text", {}, f"t{i}")]) for i in range(10)]
     agent, model, _ = _agent(agent_settings, loop)
     pred = agent.invoke(str(photo))  # budget demand answered with tool calls twice -> fallback
-    assert pred.source == "fallback" and model.remaining == 0
+    assert len(model.received) == agent_settings.max_steps + 2 and model.remaining == 10 - (agent_settings.max_steps + 2)
+    assert pred.source == "fallback"
     assert abs(pred.lat - PARIS[0]) < 0.1 and abs(pred.lon - PARIS[1]) < 0.1
+    assert pred.usage.calls == agent_settings.max_steps + 2
 
 
-def test_malformed_final_answer_is_repaired(agent_settings, photo):
-    script = [AIMessage('{"lat": 123, "lon": 2.3, "confidence": 0.5, "rationale": "x"}'), AIMessage(json.dumps(FINAL))]
-    agent, model, _ = _agent(agent_settings, script)
+def test_malformed_final_answer_is_repaired_through_its_tool_message(agent_settings, photo):
+    bad = {**FINAL, "lat": 123}
+    agent, model, _ = _agent(agent_settings, [submit(bad, "a1"), submit(FINAL, "a2")])
     pred = agent.invoke(str(photo))
     assert pred.source == "lmm" and pred.lat == FINAL["lat"]
     repair = model.received[1][-1]
-    assert isinstance(repair, HumanMessage) and "lat" in repair.content and "could not be used" in repair.content
+    assert isinstance(repair, ToolMessage) and repair.tool_call_id == "a1" and repair.status == "error"
+    assert "lat" in repair.content and "submit_answer again" in repair.content
     assert any("repair" in w for w in pred.warnings)
+
+
+def test_a_text_answer_is_not_scanned_for_json(agent_settings, photo):
+    # the old loop took JSON out of free text; now only submit_answer answers, so text gets a repair
+    script = [AIMessage(json.dumps(FINAL)), submit({**FINAL, "lat": 40.0})]
+    agent, model, _ = _agent(agent_settings, script)
+    pred = agent.invoke(str(photo))
+    assert pred.lat == 40.0 and pred.source == "lmm"
+    repair = model.received[1][-1]
+    assert isinstance(repair, HumanMessage) and "submit_answer" in repair.content
 
 
 def test_malformed_twice_falls_back_to_best_verified_candidate(agent_settings, photo):
@@ -182,7 +200,7 @@ def test_image_content_block_is_valid(photo, tmp_path):
 
 def test_rag_mode_geo_diversification(agent_settings, photo):
     # 4 prompts (0/5/10/15 neighbours) x 1 sample; one reply unusable
-    script = ['{"lat": 48.85, "lon": 2.34}', "no idea", '{"lat": 35.6, "lon": 139.6}', '{"lat": 48.9, "lon": 2.4}']
+    script = [propose(48.85, 2.34), "no idea", propose(35.6, 139.6), propose(48.9, 2.4)]
     agent, model, tools_log = _agent(agent_settings, script, mode="rag", tool_kw={})
     pred = agent.invoke(str(photo))
     assert model.remaining == 0 and pred.mode == "rag"
@@ -192,6 +210,8 @@ def test_rag_mode_geo_diversification(agent_settings, photo):
     assert any(name == "retrieve" and kw.get("dissimilar") == 15 for name, kw in tools_log)
     assert abs(pred.lat - PARIS[0]) < 0.1 and pred.source in ("lmm", "gallery")
     assert sum(1 for c in pred.candidates if c.source == "lmm") == 3
+    assert any("1 of 4 RAG replies were unparseable" in w for w in pred.warnings)
+    assert pred.usage.calls == 4
 
 
 def test_agent_mode_without_lmm_is_a_config_error(agent_settings):
@@ -201,3 +221,29 @@ def test_agent_mode_without_lmm_is_a_config_error(agent_settings):
         load_agent(agent_settings, mode="agent", tools=make_fake_tools())
     with pytest.raises(ConfigError, match="unknown mode"):
         load_agent(agent_settings, mode="magic", tools=make_fake_tools())
+
+
+def test_an_answer_every_tool_contradicts_gets_a_warning_and_less_confidence(agent_settings, photo):
+    far = {**FINAL, "lat": -34.6, "lon": -58.4, "place": {"city": "Buenos Aires"}, "confidence": 0.9}
+    agent, _, _ = _agent(agent_settings, [submit(far)])
+    pred = agent.invoke(str(photo))
+    # before: accepted without a word at confidence 0.9
+    assert (pred.lat, pred.lon, pred.source) == (-34.6, -58.4, "lmm")
+    warning = [w for w in pred.warnings if "contradicted by the evidence" in w]
+    assert len(warning) == 1 and "no retrieval candidate lies within 200 km" in warning[0] and "worst" in warning[0]
+    assert pred.confidence <= 0.45 + 1e-9
+    assert any(e.kind == "answer_check" for e in pred.evidence)
+    agent, _, _ = _agent(agent_settings, [submit(FINAL)])
+    pred = agent.invoke(str(photo))  # the Paris answer agrees with the cluster and verification
+    assert pred.confidence == FINAL["confidence"] and not any("contradicted" in w for w in pred.warnings)
+    assert not any(e.kind == "answer_check" for e in pred.evidence)
+
+
+def test_a_large_jpeg_is_decoded_scaled_and_upright(tmp_path):
+    from agent.lmm.images import image_content_block
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the photo is upright when turned 90 degrees
+    Image.new("RGB", (4000, 3000), (10, 200, 30)).save(tmp_path / "big.jpg", exif=exif)
+    img = Image.open(io.BytesIO(base64.b64decode(image_content_block(str(tmp_path / "big.jpg"))["base64"])))
+    assert img.size == (768, 1024)

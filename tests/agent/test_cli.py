@@ -88,20 +88,80 @@ def test_chat_session_persists_in_sqlite(fake_cli, photo, tmp_path):
     assert "attach one with /image" in res.stdout
 
 
-def test_chat_follow_up_with_lmm_sees_the_analysis(agent_settings, photo):
+def test_chat_follow_up_with_lmm_runs_the_tools_on_the_photos_thread(agent_settings, photo):
+    from langchain_core.messages import AIMessage, ToolMessage
     from langgraph.checkpoint.memory import InMemorySaver
 
     from agent import load_agent
     from agent.chat import ChatSession
-    from tests.agent.fakes import ScriptedChatModel
+    from tests.agent.fakes import ScriptedChatModel, call, submit
 
-    agent = load_agent(agent_settings, mode="policy", tools=make_fake_tools())
-    model = ScriptedChatModel(script=["It is Paris, because of the cluster."])
-    sess = ChatSession(agent, checkpointer=InMemorySaver(), thread_id="t", chat_model=model)
+    final = {"lat": 48.86, "lon": 2.35, "confidence": 0.7, "rationale": "the Paris cluster"}
+    model = ScriptedChatModel(script=[
+        submit(final, "a1"),  # the analysis
+        AIMessage("", tool_calls=[call("verify_locations", {"candidates": [{"lat": 50.85, "lon": 4.35}]}, "v1")]),
+        AIMessage("Belgium scores lower than Paris, so it stays Paris."),  # the follow-up's reply
+    ])
+    agent = load_agent(agent_settings, mode="agent", chat_model=model, tools=make_fake_tools(), checkpointer=InMemorySaver())
+    sess = ChatSession(agent, session="t")
     events: list = []
     sess.attach(str(photo), on_event=events.append)
     assert any(e.get("type") == "tool" and e["tool"] == "retrieve" for e in events)
-    assert sess.ask("why Paris?") == "It is Paris, because of the cluster."
-    sent = model.received[0]
-    assert sent[0].type == "system" and "Paris" in sent[0].content
-    assert [m.type for m in sent[1:]] == ["human", "ai", "human"]
+    assert sess.ask("could it be Belgium instead?", on_event=events.append) == "Belgium scores lower than Paris, so it stays Paris."
+    assert model.remaining == 0
+    follow = model.received[1]  # the question continues the photo's own conversation, with the tools
+    assert [m.type for m in follow[:2]] == ["system", "human"] and follow[-1].type == "human"
+    assert "Belgium" in follow[-1].content and any(isinstance(m, ToolMessage) and m.tool_call_id == "a1" for m in follow)
+    assert "verify_locations" in model.bound[1]
+    def has_photo(request):
+        return any(isinstance(m.content, list) and any(b.get("type") == "image" for b in m.content if isinstance(b, dict))
+                   for m in request)
+    assert [has_photo(r) for r in model.received] == [True, True, False]  # again on the follow-up's first request
+    assert any(e.get("type") == "tool" and e["tool"] == "verify_locations" for e in events)
+    assert [m.type for m in sess.history()] == ["human", "ai", "human", "ai"]
+
+
+def test_locate_with_an_lmm_shows_usage_and_rag_samples(fake_cli, photo, monkeypatch):
+    from evals.fake_llm_server import FakeOpenAI, Reply
+
+    final = {"lat": 48.86, "lon": 2.35, "confidence": 0.7, "rationale": "the Paris cluster"}
+    script = [Reply(calls=[("submit_answer", final)], usage=(1500, 50))]
+    script += [Reply(calls=[("propose_location", {"lat": 48.85 + i / 100, "lon": 2.35})], usage=(100, 10)) for i in range(8)]
+    with FakeOpenAI(script) as server:
+        for key, value in {"GEOAGENT_LLM_MODEL": "fake-vl", "GEOAGENT_LLM_BASE_URL": server.base_url,
+                           "GEOAGENT_LLM_PRICE_INPUT_PER_MTOK": "2", "GEOAGENT_LLM_PRICE_OUTPUT_PER_MTOK": "10"}.items():
+            monkeypatch.setenv(key, value)
+        res = fake_cli.invoke(app, ["locate", str(photo)])
+        assert res.exit_code == 0, res.output
+        assert "lmm usage:   1 LMM requests, 1500 input + 50 output tokens" in res.stdout and "cost 0.0035" in res.stdout
+        res = fake_cli.invoke(app, ["locate", str(photo), "--mode", "rag", "--rag-samples", "2", "--json"])
+        assert res.exit_code == 0, res.output
+    assert server.violations == [] and len(server.requests) == 1 + 8  # 4 prompts x 2 samples
+    row = json.loads(res.stdout.splitlines()[0])
+    assert row["usage"]["calls"] == 8 and row["usage"]["input_tokens"] == 800
+    assert all(r.body.get("temperature") == 0.7 for r in server.requests[1:])
+
+
+def test_chat_with_an_lmm_streams_tools_and_commands(fake_cli, photo, tmp_path, monkeypatch):
+    from evals.fake_llm_server import FakeOpenAI, Reply
+
+    final = {"lat": 48.86, "lon": 2.35, "confidence": 0.7, "rationale": "the Paris cluster"}
+    script = [Reply(text="Stone facades and a wide boulevard.", calls=[("submit_answer", final)]),
+              Reply(calls=[("verify_locations", {"candidates": [{"lat": 50.85, "lon": 4.35}]})]),
+              Reply(text="Brussels scores lower than Paris, so I keep Paris.")]
+    map_file = tmp_path / "chat.html"
+    lines = [f"/image {photo}", "/image", "could it be Belgium instead?", "/history", f"/map {map_file}", "/map out.txt",
+             "/image /no/such.jpg", "/quit", "never read"]
+    with FakeOpenAI(script) as server:
+        monkeypatch.setenv("GEOAGENT_LLM_MODEL", "fake-vl")
+        monkeypatch.setenv("GEOAGENT_LLM_BASE_URL", server.base_url)
+        res = fake_cli.invoke(app, ["chat"], input="\n".join(lines) + "\n")
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert server.violations == [] and len(server.requests) == 3
+    assert "Stone facades and a wide boulevard." in out  # the LMM's text, streamed
+    assert "- LMM request:" in out and "- verify_locations:" in out  # live steps of the follow-up too
+    assert out.count("Brussels scores lower than Paris, so I keep Paris.") == 2  # streamed once, then in /history
+    assert "you: could it be Belgium instead?" in out and "usage: /image PATH" in out
+    assert map_file.is_file() and "does not end in .html" in out and "image not found" in out
+    assert "never read" not in out

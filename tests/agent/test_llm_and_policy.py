@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.decision import rules
-from agent.lmm.answer import MalformedAnswer, parse_coordinates, parse_final_answer
-from agent.lmm.calls import LLMFailure, invoke_with_retries
+from agent.lmm.answer import FinalAnswer, InvalidAnswer, submit_answer_tool, validate_args
+from agent.lmm.calls import CallPolicy, LLMFailure, call_lmm
 from agent.lmm.factory import make_chat_model
 from retrieval_service.core.types import Candidate, Verification
 from retrieval_service.evidence.clustering import Cluster
@@ -43,29 +43,32 @@ def test_retries_with_backoff_then_success_records_every_attempt():
     import openai
 
     model = ScriptedChatModel(script=[openai.APITimeoutError(request=None), ConnectionError("reset"), "ok"])
-    reply, entries = invoke_with_retries(model, ["hi"], retries=2, backoff_s=0.001)
-    assert reply.content == "ok" and [e.error is None for e in entries] == [False, False, True]
+    result = call_lmm(model, ["hi"], CallPolicy(retries=2, initial_s=0.001, max_wait_s=0.01))
+    assert result.reply.content == "ok" and [e.error is None for e in result.entries] == [False, False, True]
+    assert result.usage.calls == 3
     model = ScriptedChatModel(script=[TimeoutError("t")] * 2)
     with pytest.raises(LLMFailure) as info:
-        invoke_with_retries(model, ["hi"], retries=1, backoff_s=0.001)
-    assert len(info.value.entries) == 2
+        call_lmm(model, ["hi"], CallPolicy(retries=1, initial_s=0.001, max_wait_s=0.01))
+    assert len(info.value.entries) == 2 and info.value.usage.calls == 2
 
 
-def test_final_answer_parsing():
-    ok = parse_final_answer('blah {"lat": 1, "lon": 2, "confidence": 0.5, "rationale": "r"} tail')
+def test_final_answer_schema_names_each_problem():
+    ok = validate_args(FinalAnswer, {"lat": 1, "lon": 2, "confidence": 0.5, "rationale": "r"})
     assert (ok.lat, ok.lon, ok.confidence) == (1, 2, 0.5)
-    for bad, why in (("no json here", "no JSON"), ('{"lat": 91, "lon": 0, "confidence": 1, "rationale": "r"}', "lat"),
-                     ('{"lat": 1, "lon": 2, "confidence": 0.5}', "rationale"), ('{"lat": "x"', "no JSON")):
-        with pytest.raises(MalformedAnswer, match=why):
-            parse_final_answer(bad)
-    assert parse_coordinates('{"lat": 10, "lon": 20} and {"lat": 100, "lon": 0}') == [(10.0, 20.0)]
+    for bad, why in (({"lat": 91, "lon": 0, "confidence": 1, "rationale": "r"}, "lat"),
+                     ({"lat": 1, "lon": 2, "confidence": 0.5}, "rationale"), ({"lat": "x"}, "lat")):
+        with pytest.raises(InvalidAnswer, match=why):
+            validate_args(FinalAnswer, bad)
+    params = submit_answer_tool().tool_call_schema.model_json_schema()["properties"]
+    assert {"lat", "lon", "confidence", "place", "alternatives", "rationale"} <= set(params)
 
 
 def test_prompts_load_and_render():
     from agent.prompts import load_prompt, render
 
-    assert "verify_locations" in render("system", max_steps=7) and "7 tool-calling rounds" in render("system", max_steps=7)
-    assert '"lat"' in render("final_answer")
+    system = render("system", max_steps=7, photo_note="")
+    assert "verify_locations" in system and "7 tool-calling rounds" in system and "submit_answer" in system
+    assert "submit_answer" in render("final_answer")
     assert "dissimilar" in render("rag_neighbours", similar="[[1,2]]", dissimilar="[[3,4]]")
     with pytest.raises(ConfigError, match="missing"):
         load_prompt("no_such_prompt")
@@ -91,3 +94,62 @@ def test_policy_prefers_cluster_support_and_verification():
     assert d2.chosen.lat == 35.7 and d2.confidence < 0.3
     assert rules.choose([], cands) is None
     assert rules.support_share(0, 0, []) == 0.0
+
+
+def test_breaker_opens_after_n_failures_and_half_opens_after_reset():
+    from agent.lmm.breaker import CircuitBreaker
+
+    now = [0.0]
+    breaker = CircuitBreaker(failures=2, reset_s=10.0, clock=lambda: now[0])
+    breaker.failure("a")
+    assert breaker.allow() and breaker.state == "closed"
+    breaker.failure("b")
+    assert breaker.state == "open" and not breaker.allow() and "2 consecutive" in breaker.describe()
+    now[0] = 10.5
+    assert breaker.allow() and not breaker.allow()  # one trial request at a time
+    breaker.failure("c")
+    assert breaker.state == "open" and breaker.trips == 2
+    now[0] = 21.0
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state == "closed" and breaker.allow()
+
+
+def test_per_photo_call_limit_stops_the_lmm(agent_settings, photo):
+    from langchain_core.messages import AIMessage
+
+    from agent import load_agent
+    from tests.agent.fakes import call, make_fake_tools
+
+    settings = agent_settings.model_copy(update={"llm_max_calls_per_photo": 2, "max_steps": 10})
+    model = ScriptedChatModel(script=[AIMessage("", tool_calls=[call("read_text", {}, f"t{i}")]) for i in range(5)])
+    agent = load_agent(settings, mode="agent", chat_model=model, tools=make_fake_tools(), retry_backoff_s=0.001)
+    pred = agent.invoke(str(photo))
+    assert len(model.received) == 2 and pred.usage.calls == 2 and pred.source != "lmm"
+    assert any("limit of 2 LMM requests" in w and "fell back" in w for w in pred.warnings)
+    assert agent.breaker.state == "closed"  # a limit is not an endpoint failure
+
+
+def test_rag_vote_groups_proposals_by_place():
+    from agent.graphs.rag import vote
+
+    proposals = [Candidate(lat=48.85 + d, lon=2.35, score=0.0, source="lmm") for d in (0.0, 0.05, 0.1)]
+    proposals.append(Candidate(lat=35.68, lon=139.65, score=0.0, source="lmm"))
+    voted = vote(proposals)
+    assert [v.get("votes") for v in voted] == [3, 1] and voted[0].score == 0.75 and abs(voted[0].lat - 48.9) < 0.1
+    assert vote([]) == []
+
+
+def test_factory_provider_prefix_and_missing_packages(agent_settings):
+    import importlib.util
+
+    from agent.lmm.factory import split_model_name
+
+    assert split_model_name("anthropic:claude-x", "openai") == ("anthropic", "claude-x")
+    assert split_model_name("qwen2.5-vl:7b", "openai") == ("openai", "qwen2.5-vl:7b")  # not a provider prefix
+    with pytest.raises(ConfigError, match="unknown LMM provider"):
+        make_chat_model(agent_settings.model_copy(update={"llm_model": "m", "llm_provider": "acme"}))
+    if importlib.util.find_spec("langchain_anthropic") is None:
+        with pytest.raises(ConfigError, match="langchain-anthropic") as info:
+            make_chat_model(agent_settings.model_copy(update={"llm_model": "anthropic:claude-x"}))
+        assert "pip install langchain-anthropic" in info.value.hint

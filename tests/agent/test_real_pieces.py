@@ -95,14 +95,14 @@ def test_scripted_lmm_drives_the_real_tools(dev_images, real_settings):
 
     from langchain_core.messages import AIMessage, ToolMessage
 
-    from tests.agent.fakes import ScriptedChatModel, call
+    from tests.agent.fakes import ScriptedChatModel, call, submit
 
     final = {"lat": 45.0, "lon": 7.0, "confidence": 0.3, "rationale": "zoomed retrieval and verification"}
     model = ScriptedChatModel(script=[
         AIMessage("", tool_calls=[call("retrieve", {"image": "photo", "k": 5, "lat": 45.0, "lon": 7.0, "radius_km": 300}, "r1"),
                                   call("verify_locations", {"image": "photo", "candidates": [{"lat": 45.0, "lon": 7.0}]}, "v1")]),
         AIMessage("", tool_calls=[call("retrieve", {"image": "photo", "radius_km": -5}, "r2")]),
-        AIMessage(json.dumps(final)),
+        submit(final),
     ])
     agent = load_agent(real_settings, mode="agent", chat_model=model, retry_backoff_s=0.001)
     photo = sorted(dev_images.glob("*.jpg"))[0]
@@ -115,3 +115,7 @@ def test_scripted_lmm_drives_the_real_tools(dev_images, real_settings):
     bad = [m for m in model.received[2] if isinstance(m, ToolMessage)][-1]
     assert "error" in bad.content.lower() and [t for t in pred.trace if t.tool == "retrieve"][-1].error
     assert pred.place.country  # reverse geocoded
+    # the real tools' schemas as the model saw them carry no image parameter; the photo was injected
+    for schema in model.schemas[0]:
+        assert "image" not in schema["function"]["parameters"].get("properties", {}), schema["function"]["name"]
+    assert all(t.args.get("image") in (None, str(photo)) for t in pred.trace if t.tool in ("retrieve", "verify_locations"))

@@ -112,3 +112,32 @@ def test_report_regenerates_from_rows(small_bench, tmp_path, settings):
     summary = write_reports(out, plots=False)
     assert summary.n == 6 and summary.failed == 1
     assert 0 <= summary.country_accuracy <= 5 / 6 and summary.geoscore < 5000
+
+
+def test_rows_and_report_carry_lmm_usage_and_cost(small_bench, tmp_path):
+    from agent.prediction import Usage
+
+    class CostlyPredictor(FakePredictor):
+        def invoke(self, input, config=None):
+            pred = super().invoke(input, config)
+            n = len(self.calls)
+            return pred.model_copy(update={"usage": Usage(calls=n, input_tokens=1000 * n, output_tokens=100, seconds=0.5)})
+
+    priced = Settings(data_dir=tmp_path / "data", llm_price_input_per_mtok=2.0, llm_price_output_per_mtok=10.0)
+    out = tmp_path / "run"
+    _run(small_bench, out, priced, predictor=CostlyPredictor())
+    rows = read_rows(out / "predictions.jsonl")
+    ok = [r for r in rows if not r["error"]]
+    assert all(set(r["usage"]) == {"calls", "input_tokens", "output_tokens", "seconds"} for r in rows)
+    assert [r["usage"] for r in rows if r["error"]] == [{"calls": 0, "input_tokens": 0, "output_tokens": 0, "seconds": 0}]
+    summary = json.loads((out / "summary.json").read_text())["usage"]
+    tokens_in = [r["usage"]["input_tokens"] for r in rows]
+    assert summary["input_tokens"]["total"] == sum(tokens_in) and summary["photos"] == len(rows)
+    assert summary["calls"]["mean"] == pytest.approx(sum(r["usage"]["calls"] for r in rows) / len(rows))
+    money = sum(r["usage"]["input_tokens"] * 2.0 + r["usage"]["output_tokens"] * 10.0 for r in ok) / 1e6
+    assert summary["cost"]["total"] == pytest.approx(money)
+    report = (out / "report.md").read_text()
+    assert "## LMM usage (per photo)" in report and f"| cost | {money:.4f} |" in report
+    _run(small_bench, tmp_path / "free", Settings(data_dir=tmp_path / "data"))
+    assert json.loads((tmp_path / "free" / "summary.json").read_text())["usage"]["cost"] is None
+    assert "No price per token is configured" in (tmp_path / "free" / "report.md").read_text()

@@ -32,8 +32,9 @@ def test_names_order_and_schemas(tools_by_name):
     assert tuple(tools_by_name) == TOOL_NAMES
     for name, tool in tools_by_name.items():
         assert tool.description and len(tool.description) > 80, name
-        if name in IMAGE_TOOLS:
-            assert "image" in tool.args
+        if name in IMAGE_TOOLS:  # the photo is injected: in the tool's own schema, never in the model's
+            assert "image" in tool.get_input_schema().model_fields
+        assert "image" not in tool.tool_call_schema.model_json_schema().get("properties", {}), name
     assert set(tools_by_name["reverse_geocode"].args) == {"lat", "lon"}
     assert "candidates" in tools_by_name["cluster_candidates"].args
 
