@@ -26,7 +26,8 @@ def serve(
     POST /v1/locate/stream -> server-sent events (steps, LMM tokens, the Prediction); conversations
     and follow-up questions under /v1/threads. Limits come from the GEOAGENT_SERVICE_* settings.
     """
-    from agent.api import load_agent
+    from agent.api import GeoAgent, load_agent
+    from agent.threads import Threads, sqlite_checkpointer
     from agent.web.app import create_app
     from retrieval_service.service.server import serve as run_server
     from retrieval_service.service.settings import ServiceSettings
@@ -35,14 +36,15 @@ def serve(
     service = settings_from(ctx, ServiceSettings, service_api_key=api_key, service_max_concurrency=max_concurrency,
                             service_allow_private_urls=allow_private_urls or None)
     agent = load_agent(settings, mode=mode)
-    retriever = getattr(getattr(agent, "services", None), "retriever", None)
-    if retriever is None:
-        from tools.services import Services
-
-        retriever = Services(settings).retriever
-    app = create_app(agent, service, retriever=retriever)
-    typer.echo(f"geoagent ({agent.mode} mode) on http://{host}:{port}/  (API docs: /docs; readiness: /readyz)", err=True)
-    run_server(app, host, port, log_level=log_level)
+    with sqlite_checkpointer(settings.data_dir / "web" / "threads.sqlite") as saver:
+        threads = None
+        if isinstance(agent, GeoAgent):  # the chat's conversations: the same agent's graph on a saver
+            chat_agent = load_agent(settings, mode=agent.mode, services=agent.services, chat_model=agent.chat_model,
+                                    checkpointer=saver, breaker=agent.breaker)
+            threads = Threads(chat_agent)
+        app = create_app(agent, service, retriever=agent.services.retriever, threads=threads)
+        typer.echo(f"geoagent ({agent.mode} mode) on http://{host}:{port}/  (API docs: /docs; readiness: /readyz)", err=True)
+        run_server(app, host, port, log_level=log_level)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,7 +5,8 @@ endpoints and the web chat page.
 * ``POST /v1/locate/stream``: the same as server-sent events (see ``agent.web.events``), saved as a
   conversation (a thread) that follow-up questions continue;
 * ``GET /v1/threads``, ``GET|DELETE /v1/threads/{id}``, ``POST /v1/threads/{id}/messages``
-  ``{"text"}``: earlier conversations and follow-up questions;
+  ``{"text"}`` (``/messages/stream`` as events): earlier conversations and follow-up questions, on
+  ``agent.threads.Threads`` (the agent's checkpointer);
 * ``GET /``: the chat page (static files under ``agent/web/static``; Leaflet, leaflet.heat and the
   land basemap from ``agent/assets`` at ``/assets``, the same vendored files the map pages inline; no CDN).
 
@@ -22,12 +23,22 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 
 from agent.basemap import asset_path
 from agent.prediction import Prediction
+from agent.threads import ThreadError, Threads
+from agent.web.conversations import (
+    CHAT_PREFIX,
+    ChatHistory,
+    ChatThread,
+    FollowUpReply,
+    FollowUpRequest,
+    chat_history,
+    chat_thread_id,
+    keep_upload,
+    listing,
+)
 from agent.web.events import PING, sse, wire_event
-from agent.web.threads import Thread, ThreadNotFound, ThreadStore, ThreadSummary, answer_follow_up
 from retrieval_service.core.errors import GeoAgentError
 from retrieval_service.service.app import ERRORS, create_retrieval_app, require_key
 from retrieval_service.service.errors import ServiceError, as_service_error, error_payload
@@ -41,39 +52,62 @@ STATIC = Path(__file__).parent / "static"
 
 
 class LocateOptions(Options):
-    title: str | None = Field(default=None, max_length=200, description="A name for the conversation (stream only).")
+    pass
 
 
-class FollowUpRequest(BaseModel):
-    text: str = Field(min_length=1, max_length=4000, description="The question about the thread's photo.")
+def _not_found(exc: ThreadError) -> ServiceError:
+    return ServiceError(404, "thread_not_found", exc.message, "GET /v1/threads lists the conversations; start one by sending a photo")
 
 
-class FollowUpReply(BaseModel):
-    thread_id: str
-    reply: str
+def _no_threads() -> ServiceError:
+    return ServiceError(501, "no_conversations", "this server keeps no conversations (its mode has no graph)",
+                        "serve a graph mode (geoagent serve --mode policy|agent|rag) for conversations and follow-ups")
 
 
-def _not_found(exc: ThreadNotFound) -> ServiceError:
-    return ServiceError(404, "thread_not_found", exc.message, exc.hint)
+def _internal(exc: Exception) -> ServiceError:
+    log.error("stream failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+    return ServiceError(500, "internal", f"internal error: {type(exc).__name__}", "retry; if it persists, report it with the server log")
 
 
-def _summary(pred: Prediction) -> str:
-    from agent.chat import summary
-
-    return summary(pred.model_dump(mode="json"))
-
-
-def create_app(predictor: Any, service_settings: ServiceSettings, *, retriever: Any = None, threads: ThreadStore | None = None,
+def create_app(predictor: Any, service_settings: ServiceSettings, *, retriever: Any = None, threads: Threads | None = None,
                warm_up: bool = True) -> FastAPI:
-    """The whole service around ``predictor`` (a ``load_agent`` result); ``retriever`` defaults to
-    the predictor's own (``predictor.services.retriever``); ``threads`` to a store under the data dir."""
+    """The whole service around ``predictor`` (a ``load_agent`` result) for ``/v1/locate``;
+    ``threads`` (``agent.threads.Threads`` over an agent with a checkpointer, e.g. the same agent's
+    graph with a SQLite saver) holds the chat's conversations (without it the stream keeps none and
+    the thread endpoints answer 501); ``retriever`` defaults to ``predictor.services.retriever``."""
     if retriever is None:
         retriever = predictor.services.retriever
-    store = threads or ThreadStore(Path(predictor.settings.data_dir) / "web" / "threads.sqlite")
     app = create_retrieval_app(retriever, service_settings, warm_up=warm_up, title="geoagent")
     state = app.state.geoagent
-    app.state.threads = store
+    uploads = Path(predictor.settings.data_dir) / "web" / "uploads"
     api = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
+
+    def need_threads() -> Threads:
+        if threads is None:
+            raise _no_threads()
+        return threads
+
+    async def events(first: list[tuple[str, Any]], make: Any) -> Any:
+        """SSE of ``first`` events, then the wired events of ``make()`` (run on the gate), then done."""
+        for name, data in first:
+            yield sse(name, data)
+        try:
+            async for event in state.gate.stream(make):
+                if event is None:
+                    yield PING
+                    continue
+                wired = wire_event(event)
+                if wired is not None:
+                    yield sse(*wired)
+            yield sse("done", {})
+        except GeoAgentError as exc:
+            err = _not_found(exc) if isinstance(exc, ThreadError) else as_service_error(exc)
+            yield sse("error", error_payload(err))
+        except Exception as exc:  # the stream has started: the error is an event
+            yield sse("error", error_payload(_internal(exc)))
+
+    def streaming(body: Any) -> StreamingResponse:
+        return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @api.post("/locate", tags=["agent"], openapi_extra=image_request_body(LocateOptions))
     async def locate(request: Request) -> Any:
@@ -89,85 +123,70 @@ def create_app(predictor: Any, service_settings: ServiceSettings, *, retriever: 
         return JSONResponse(pred.model_dump(mode="json"))
 
     @api.post("/locate/stream", tags=["agent"], openapi_extra=image_request_body(LocateOptions),
-              responses={200: {"content": {"text/event-stream": {}}, "description": "thread, step_start/step_end/node/token, prediction, done"}})
+              responses={200: {"content": {"text/event-stream": {}},
+                               "description": "thread, step_start/step_end/node/token, prediction, done (or error)"}})
     async def locate_stream(request: Request) -> Any:
         """The agent's steps live (server-sent events), then the Prediction; starts a conversation."""
         sources, fields = await read_request(request)
-        opts = LocateOptions.parse(fields)
+        LocateOptions.parse(fields)
         source = sources[0]
         data = await state.gate.run(state.photo, source)  # a bad photo is a 4xx before the stream starts
-        title = opts.title or source.url or source.name.removeprefix("the uploaded file ").strip("'")
-        tid = store.create(title)
-        store.add(tid, "user", f"Where was this photo taken? ({title})")
+        if threads is None:
+            return streaming(events([], lambda: predictor.stream({"image": data})))
+        name = source.url.rsplit("/", 1)[-1].split("?")[0] if source.url else source.name.removeprefix("the uploaded file ").strip("'")
+        path = await state.gate.run(keep_upload, data, name, uploads)
+        tid = chat_thread_id()
+        return streaming(events([("thread", {"thread_id": tid})], lambda: threads.stream_create(str(path), thread_id=tid)))
 
-        async def events() -> Any:
-            yield sse("thread", {"thread_id": tid})
-            pred: Prediction | None = None
-            try:
-                async for event in state.gate.stream(lambda: predictor.stream({"image": data})):
-                    if event is None:
-                        yield PING
-                        continue
-                    wired = wire_event(event)
-                    if wired is None:
-                        continue
-                    if wired[0] == "prediction":
-                        pred = event["prediction"]
-                    yield sse(*wired)
-                if pred is None:
-                    raise ServiceError(500, "internal", "the agent ended without a prediction", "see the server log")
-                store.add(tid, "assistant", _summary(pred), pred)
-                yield sse("done", {})
-            except GeoAgentError as exc:
-                err = as_service_error(exc)
-                store.add(tid, "assistant", f"error: {err.message}")
-                yield sse("error", error_payload(err))
-            except Exception as exc:  # the stream has started: the error is an event, logged here
-                log.exception("locate stream failed")
-                yield sse("error", error_payload(ServiceError(500, "internal", f"internal error: {type(exc).__name__}",
-                                                              "retry; if it persists, report it with the server log")))
+    @api.get("/threads", response_model=list[ChatThread], tags=["threads"])
+    async def list_threads() -> Any:
+        """The chat's conversations, the latest first."""
+        return listing(await state.gate.run(need_threads().list, CHAT_PREFIX))
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-    @api.get("/threads", response_model=list[ThreadSummary], tags=["threads"])
-    async def list_threads(limit: int = 100) -> Any:
-        """Earlier conversations, the latest first."""
-        return await state.gate.run(store.list, max(1, min(limit, 1000)))
-
-    @api.get("/threads/{tid}", response_model=Thread, tags=["threads"])
+    @api.get("/threads/{tid}", response_model=ChatHistory, tags=["threads"])
     async def get_thread(tid: str) -> Any:
-        """One conversation: its messages, with the analysis on the answer to the photo."""
+        """One conversation: the photo, its prediction, the questions and answers, the LMM usage."""
         try:
-            return await state.gate.run(store.get, tid)
-        except ThreadNotFound as exc:
+            return chat_history(await state.gate.run(need_threads().history, tid))
+        except ThreadError as exc:
             raise _not_found(exc) from exc
 
     @api.delete("/threads/{tid}", status_code=204, tags=["threads"])
     async def delete_thread(tid: str) -> Response:
+        store = need_threads()
+
+        def job() -> None:
+            store.history(tid)
+            store.agent.checkpointer.delete_thread(tid)
+
         try:
-            await state.gate.run(store.delete, tid)
-        except ThreadNotFound as exc:
+            await state.gate.run(job)
+        except ThreadError as exc:
             raise _not_found(exc) from exc
         return Response(status_code=204)
 
     @api.post("/threads/{tid}/messages", response_model=FollowUpReply, tags=["threads"])
     async def follow_up(tid: str, body: FollowUpRequest) -> Any:
-        """A follow-up question about the conversation's photo; the answer is saved with it."""
-
-        def job() -> str:
-            thread = store.get(tid)
-            reply = answer_follow_up(thread, body.text, chat_model=getattr(predictor, "chat_model", None),
-                                     settings=predictor.settings)
-            store.add(tid, "user", body.text)
-            store.add(tid, "assistant", reply)
-            return reply
-
+        """A follow-up question about the conversation's photo (the LMM looks again when one is
+        configured; else it is answered from the analysis); kept in the conversation."""
+        store = need_threads()
         try:
-            reply = await state.gate.run(job)
-        except ThreadNotFound as exc:
+            outcome = await state.gate.run(store.ask, tid, body.text)
+        except ThreadError as exc:
             raise _not_found(exc) from exc
-        return FollowUpReply(thread_id=tid, reply=reply)
+        return FollowUpReply(thread_id=tid, reply=outcome.reply, changed=outcome.changed, prediction=outcome.prediction,
+                             usage=outcome.usage, error=outcome.error)
+
+    @api.post("/threads/{tid}/messages/stream", tags=["threads"],
+              responses={200: {"content": {"text/event-stream": {}}, "description": "steps and tokens (with an LMM), reply, done"}})
+    async def follow_up_stream(tid: str, body: FollowUpRequest) -> Any:
+        """A follow-up question as server-sent events: the LMM's steps and tokens, then ``reply``."""
+        store = need_threads()
+        try:
+            await state.gate.run(store.history, tid)  # an unknown thread is a 404 before the stream
+        except ThreadError as exc:
+            raise _not_found(exc) from exc
+        return streaming(events([("thread", {"thread_id": tid})], lambda: store.stream_ask(tid, body.text)))
 
     app.include_router(api)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -6,7 +6,8 @@ Event names, in the order a client sees them:
 * ``step_start`` ``{"tool"}`` / ``step_end`` ``{"tool", "summary", "latency_ms", "error", "tokens"}``:
   each tool call (``tool == "lmm"`` for an LMM request); ``node`` ``{"node"}``: a graph step ended;
 * ``token`` ``{"text", "node"}``: LMM text as it is generated (only with an LMM that streams);
-* ``prediction`` ``{"prediction"}``: the Prediction (its JSON), then ``done`` ``{}`` last;
+* ``prediction`` ``{"prediction"}``: the Prediction (its JSON); for a follow-up question ``reply``
+  ``{"text", "changed", "error", "usage"}``; then ``done`` ``{}`` last;
 * ``error`` ``{"error": {"code", "message", "fix"}}`` instead of the prediction when the run fails.
 
 Comment lines (``: ping``) keep idle connections open.
@@ -38,6 +39,10 @@ def wire_event(event: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         return "step_end", {k: event.get(k) for k in keep}
     if kind == "token":
         return "token", {"text": str(event.get("text") or ""), "node": event.get("node")}
+    if kind == "reply":
+        usage = event.get("usage")
+        return "reply", {"text": str(event.get("text") or ""), "changed": bool(event.get("changed")), "error": event.get("error"),
+                         "usage": usage.model_dump() if hasattr(usage, "model_dump") else usage}
     if kind == "node":
         return "node", {"node": event.get("node")}
     if kind == "prediction":

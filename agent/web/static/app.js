@@ -181,7 +181,9 @@
       method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify({ text }),
     });
     if (!resp.ok) { status(`error: ${await errorText(resp)}`, true); return; }
-    addMessage("assistant", (await resp.json()).reply);
+    const out = await resp.json();
+    addMessage("assistant", out.reply || (out.error ? `(no answer: ${out.error})` : ""));
+    if (out.changed && out.prediction) { showAnswer(out.prediction); }
     loadThreads();
   });
 
@@ -191,13 +193,15 @@
     if (!resp.ok) { status(`error: ${await errorText(resp)}`, true); return; }
     const thread = await resp.json();
     reset();
-    threadId = thread.id;
+    threadId = thread.thread_id;
     $("preview").hidden = true;
-    for (const m of thread.items) {
-      addMessage(m.role, m.text);
-      if (m.prediction) { showAnswer(m.prediction); }
+    addMessage("user", `Where was this photo taken? (${thread.title})`);
+    if (thread.prediction) {
+      showAnswer(thread.prediction);
+      addMessage("assistant", `${$("answer-place").textContent}: ${$("answer-coords").textContent} (confidence ${thread.prediction.confidence.toFixed(2)}). ${thread.prediction.rationale || ""}`);
     }
-    $("question").disabled = $("ask").disabled = !thread.items.some(m => m.prediction);
+    for (const t of thread.turns) { addMessage(t.role === "user" ? "user" : "assistant", t.text); }
+    $("question").disabled = $("ask").disabled = !thread.prediction;
     for (const li of $("threads").children) { li.classList.toggle("active", li.dataset.id === id); }
   }
 
@@ -208,13 +212,13 @@
     list.innerHTML = "";
     for (const t of await resp.json()) {
       const li = document.createElement("li");
-      li.dataset.id = t.id;
-      li.classList.toggle("active", t.id === threadId);
+      li.dataset.id = t.thread_id;
+      li.classList.toggle("active", t.thread_id === threadId);
       li.textContent = t.title;
       const small = document.createElement("small");
       small.textContent = t.place || (t.lat != null ? `${t.lat.toFixed(2)}, ${t.lon.toFixed(2)}` : "no answer");
       li.appendChild(small);
-      li.addEventListener("click", () => openThread(t.id));
+      li.addEventListener("click", () => openThread(t.thread_id));
       list.appendChild(li);
     }
   }

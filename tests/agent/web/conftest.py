@@ -1,5 +1,6 @@
 """Fixtures for ``geoagent serve``: the real policy agent (tiny random CLIP over the real 100K
-gallery, no segmenter) behind the whole app on a loopback port, shared by the module."""
+gallery, no segmenter) behind the whole app on a loopback port, shared by the module, with the
+chat's conversations on the same agent's graph with a SQLite checkpointer."""
 
 from __future__ import annotations
 
@@ -37,16 +38,25 @@ def web_agent(web_settings):
     return agent
 
 
-def serve_app(agent, **service_overrides):
+@pytest.fixture(scope="module")
+def web_threads(web_agent, web_settings):
+    from agent.api import load_agent
+    from agent.threads import Threads, sqlite_checkpointer
+
+    with sqlite_checkpointer(web_settings.data_dir / "web" / "threads.sqlite") as saver:
+        yield Threads(load_agent(web_settings, mode="policy", services=web_agent.services, checkpointer=saver))
+
+
+def serve_app(agent, threads=None, **service_overrides):
     from agent.web.app import create_app
     from retrieval_service.service.server import BackgroundServer
     from retrieval_service.service.settings import ServiceSettings
 
     settings = ServiceSettings(**{"service_max_concurrency": 4, "service_timeout_s": 120, **service_overrides})
-    return BackgroundServer(create_app(agent, settings, warm_up=False))
+    return BackgroundServer(create_app(agent, settings, threads=threads, warm_up=False))
 
 
 @pytest.fixture(scope="module")
-def web_url(web_agent) -> Iterator[str]:
-    with serve_app(web_agent) as url:
+def web_url(web_agent, web_threads) -> Iterator[str]:
+    with serve_app(web_agent, web_threads) as url:
         yield url

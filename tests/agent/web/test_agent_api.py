@@ -106,17 +106,27 @@ def test_stream_events_come_in_order_and_start_a_conversation(web_url):
     pred = events[-2][1]["prediction"]
     tid = events[0][1]["thread_id"]
     thread = httpx.get(f"{web_url}/v1/threads/{tid}", timeout=30).json()
-    assert [m["role"] for m in thread["items"]] == ["user", "assistant"]
-    assert thread["items"][1]["prediction"]["lat"] == pred["lat"] and thread["title"] == "street.jpg"
-    assert tid in [t["id"] for t in httpx.get(f"{web_url}/v1/threads", timeout=30).json()]
+    assert thread["prediction"]["lat"] == pred["lat"] and thread["title"] == "street.jpg" and thread["turns"] == []
+    assert pred["image"].endswith("/street.jpg")  # the upload is kept under its name for follow-ups
+    listed = httpx.get(f"{web_url}/v1/threads", timeout=30).json()
+    assert listed[0]["thread_id"] == tid and listed[0]["title"] == "street.jpg" and listed[0]["lat"] == pred["lat"]
 
     reply = httpx.post(f"{web_url}/v1/threads/{tid}/messages", json={"text": "What are the coordinates?"}, timeout=60)
     assert reply.status_code == 200, reply.text
-    assert f"{pred['lat']:.5f}" in reply.json()["reply"]
+    body = reply.json()
+    assert f"{pred['lat']:.5f}" in body["reply"] and body["changed"] is False and body["prediction"]["lat"] == pred["lat"]
+    streamed = parse_sse(httpx.post(f"{web_url}/v1/threads/{tid}/messages/stream", json={"text": "How sure are you?"}, timeout=60).text)
+    assert [n for n, _ in streamed] == ["thread", "reply", "done"] and "Confidence" in streamed[1][1]["text"]
     thread = httpx.get(f"{web_url}/v1/threads/{tid}", timeout=30).json()
-    assert [m["role"] for m in thread["items"]] == ["user", "assistant", "user", "assistant"]
-    missing = httpx.post(f"{web_url}/v1/threads/nope/messages", json={"text": "hi"}, timeout=30)
-    assert missing.status_code == 404 and missing.json()["error"]["fix"]
+    assert [(t["role"], t["kind"]) for t in thread["turns"]] == [("user", "question"), ("assistant", "reply")] * 2
+    assert thread["turns"][0]["text"] == "What are the coordinates?"
+    for path in (f"/v1/threads/nope/messages", f"/v1/threads/nope/messages/stream"):
+        missing = httpx.post(f"{web_url}{path}", json={"text": "hi"}, timeout=30)
+        assert missing.status_code == 404 and missing.json()["error"]["fix"], missing.text
+    blank = httpx.post(f"{web_url}/v1/threads/{tid}/messages", json={"text": "   "}, timeout=30)
+    assert blank.status_code == 422
+    assert httpx.delete(f"{web_url}/v1/threads/{tid}", timeout=30).status_code == 204
+    assert httpx.get(f"{web_url}/v1/threads/{tid}", timeout=30).status_code == 404
 
 
 def test_stream_maps_tokens_and_failures_to_events(web_agent):
@@ -140,11 +150,11 @@ def test_stream_maps_tokens_and_failures_to_events(web_agent):
             yield {"type": "prediction", "prediction": web_agent.invoke(input)}
 
     for fail in (False, True):
-        with serve_app(Scripted(fail)) as url:
+        with serve_app(Scripted(fail)) as url:  # no conversations: the events only
             resp = httpx.post(f"{url}/v1/locate/stream", files={"image": ("a.jpg", jpeg((5, 6, 7)), "image/jpeg")}, timeout=120)
         events = parse_sse(resp.text)
         names = [n for n, _ in events]
-        assert names[:5] == ["thread", "step_start", "token", "token", "step_end"]
+        assert names[:4] == ["step_start", "token", "token", "step_end"]
         assert "".join(d["text"] for n, d in events if n == "token") == "Looks like Kauai."
         if fail:
             assert names[-1] == "error" and events[-1][1]["error"]["code"] == "store_unavailable"
@@ -157,6 +167,7 @@ def test_api_key_is_required_when_set(web_agent):
         photo = {"image": ("a.jpg", jpeg((1, 2, 3)), "image/jpeg")}
         assert httpx.post(f"{url}/v1/locate", files=photo, timeout=60).status_code == 401
         assert httpx.get(f"{url}/v1/threads", timeout=30).status_code == 401
+        assert httpx.get(f"{url}/v1/threads", headers={"X-API-Key": "s3cret"}, timeout=30).status_code == 501  # none kept
         ok = httpx.post(f"{url}/v1/locate", files=photo, headers={"X-API-Key": "s3cret"}, timeout=120)
         assert ok.status_code == 200
         assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200  # probes need no key
@@ -173,3 +184,15 @@ def test_serve_command_is_registered_with_help():
     assert out.exit_code == 0
     for word in ("--host", "--port", "/v1/locate", "--api-key"):
         assert word in out.output
+
+
+def test_uploads_are_kept_inside_their_folder_under_a_clean_name(tmp_path):
+    from agent.web.conversations import keep_upload, title_of
+
+    data = jpeg((1, 1, 1))
+    for name, want in (("../../etc/passwd", "passwd.jpg"), ("a b?.JPG", "a_b_.JPG"), ("", "photo.jpg"),
+                       ("1014_N00@x.jpg", "1014_N00@x.jpg")):
+        path = keep_upload(data, name, tmp_path / "uploads")
+        assert path.name == want and path.read_bytes() == data
+        assert path.resolve().is_relative_to((tmp_path / "uploads").resolve())
+    assert title_of("sha256:0123456789abcdef") == "photo 01234567" and title_of("https://x.org/a/b.jpg?x=1") == "b.jpg"

@@ -55,7 +55,7 @@ def test_upload_answer_map_and_follow_up(browser, web_url, tmp_path: Path):
 
     threads = httpx.get(f"{web_url}/v1/threads", timeout=30).json()
     assert threads[0]["title"] == photo.name
-    pred = httpx.get(f"{web_url}/v1/threads/{threads[0]['id']}", timeout=30).json()["items"][1]["prediction"]
+    pred = httpx.get(f"{web_url}/v1/threads/{threads[0]['thread_id']}", timeout=30).json()["prediction"]
     assert browser.find_element(By.ID, "answer-coords").text == f"{pred['lat']:.5f}, {pred['lon']:.5f}"
     assert browser.find_element(By.ID, "answer-confidence").text == f"{pred['confidence']:.2f}"
     assert browser.find_element(By.ID, "answer-rationale").text.strip() == pred["rationale"].strip()
@@ -85,17 +85,20 @@ def test_upload_answer_map_and_follow_up(browser, web_url, tmp_path: Path):
     assert len(browser.find_elements(By.CSS_SELECTOR, "#messages .msg")) == 4
 
 
-def test_map_draws_the_heatmap_and_search_area(browser, web_url, web_agent):
+def test_map_draws_the_heatmap_and_search_area(browser, web_url, web_threads, tmp_path):
     """A conversation whose prediction carries a probability surface (as the decision core's do):
     the page draws the 50%/90% regions, the heatmap, and shows the probabilities and areas."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from agent.prediction import Prediction, ProbabilitySurface
-    from agent.web.threads import ThreadStore
     from tests.agent.web.conftest import jpeg
+    from agent.prediction import Prediction, ProbabilitySurface
+    from agent.threads import thread_config
+    from agent.web.conversations import chat_thread_id
 
-    base = web_agent.invoke({"image": jpeg((120, 60, 30))})
+    photo = tmp_path / "surface.jpg"
+    photo.write_bytes(jpeg((120, 60, 30)))
+    tid, base = web_threads.create(str(photo), thread_id=chat_thread_id())
     ring = lambda d: [(base.lat - d, base.lon - d), (base.lat - d, base.lon + d), (base.lat + d, base.lon + d),  # noqa: E731
                       (base.lat + d, base.lon - d), (base.lat - d, base.lon - d)]
     pred = Prediction.model_validate({
@@ -104,10 +107,7 @@ def test_map_draws_the_heatmap_and_search_area(browser, web_url, web_agent):
         "surface": ProbabilitySurface(heat=[(base.lat, base.lon, 1.0), (base.lat + 1, base.lon + 1, 0.5)],
                                       regions={"50": [ring(1.0)], "90": [ring(3.0), ring(0.5)]}),
     })
-    store = ThreadStore(web_agent.settings.data_dir / "web" / "threads.sqlite")
-    tid = store.create("surface.jpg")
-    store.add(tid, "user", "Where was this photo taken? (surface.jpg)")
-    store.add(tid, "assistant", "an answer with a surface", pred)
+    web_threads.agent.graph.update_state(thread_config(tid), {"prediction": pred}, as_node="decide")
 
     browser.get(f"{web_url}/")
     wait = WebDriverWait(browser, 60)
