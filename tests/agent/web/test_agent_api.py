@@ -171,6 +171,8 @@ def test_api_key_is_required_when_set(web_agent):
         ok = httpx.post(f"{url}/v1/locate", files=photo, headers={"X-API-Key": "s3cret"}, timeout=120)
         assert ok.status_code == 200
         assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200  # probes need no key
+        spec = httpx.get(f"{url}/openapi.json", timeout=30).json()
+        assert {"/v1/locate", "/v1/locate/stream", "/v1/search", "/v1/threads/{tid}/messages"} <= set(spec["paths"])
         page = httpx.get(f"{url}/", timeout=30)
         assert page.status_code == 200 and "leaflet" in page.text and "unpkg" not in page.text
 
