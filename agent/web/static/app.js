@@ -5,6 +5,7 @@
   const $ = (id) => document.getElementById(id);
   let threadId = null;
   let busy = false;
+  let followUp = false;  // the events on the wire belong to a follow-up question
 
   function headers(extra) {
     const h = Object.assign({}, extra || {});
@@ -83,7 +84,10 @@
       $("tokens").textContent += data.text;
     } else if (name === "prediction") {
       showAnswer(data.prediction);
+      if (followUp) { return; }
       addMessage("assistant", `${$("answer-place").textContent}: ${$("answer-coords").textContent} (confidence ${data.prediction.confidence.toFixed(2)}). ${data.prediction.rationale || ""}`);
+    } else if (name === "reply") {
+      addMessage("assistant", data.text || (data.error ? `(no answer: ${data.error})` : ""));
     } else if (name === "error") {
       const e = data.error || {};
       status(`error: ${e.message}` + (e.fix ? `\nfix: ${e.fix}` : ""), true);
@@ -174,17 +178,23 @@
   $("ask-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const text = $("question").value.trim();
-    if (!text || !threadId) { return; }
+    if (!text || !threadId || busy) { return; }
     $("question").value = "";
     addMessage("user", text);
-    const resp = await fetch(`/v1/threads/${threadId}/messages`, {
-      method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify({ text }),
-    });
-    if (!resp.ok) { status(`error: ${await errorText(resp)}`, true); return; }
-    const out = await resp.json();
-    addMessage("assistant", out.reply || (out.error ? `(no answer: ${out.error})` : ""));
-    if (out.changed && out.prediction) { showAnswer(out.prediction); }
-    loadThreads();
+    busy = followUp = true;
+    $("tokens").textContent = "";
+    status("thinking…");
+    try {
+      const resp = await fetch(`/v1/threads/${threadId}/messages/stream`, {
+        method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify({ text }),
+      });
+      if (!resp.ok) { status(`error: ${await errorText(resp)}`, true); return; }
+      await readStream(resp);
+    } catch (err) {
+      status(`error: ${err}`, true);
+    } finally {
+      busy = followUp = false;
+    }
   });
 
   async function openThread(id) {

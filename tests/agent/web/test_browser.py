@@ -70,7 +70,8 @@ def test_upload_answer_map_and_follow_up(browser, web_url, tmp_path: Path):
     question = browser.find_element(By.ID, "question")
     question.send_keys("What are the coordinates?")
     browser.find_element(By.ID, "ask").click()
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#messages .assistant")) >= 2)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#messages .assistant")) >= 2
+               and d.find_element(By.ID, "status").text == "done")
     reply = browser.find_elements(By.CSS_SELECTOR, "#messages .assistant")[-1].text
     assert f"{pred['lat']:.5f}" in reply and f"{pred['lon']:.5f}" in reply
     shot = tmp_path / "chat.png"
