@@ -44,6 +44,14 @@ def test_oversize_wrong_type_and_private_url_are_refused(web_agent):
         big = jpeg((9, 9, 9), (1500, 1500)) + b"\0" * 60_000
         resp = httpx.post(f"{url}/v1/locate", files={"image": ("big.jpg", big, "image/jpeg")}, timeout=60)
         assert resp.status_code == 413 and "GEOAGENT_SERVICE_MAX_UPLOAD_MB" in resp.json()["error"]["fix"]
+        def chunked():  # no Content-Length: refused while it streams in
+            yield b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+            for _ in range(20):
+                yield b"\0" * 8192
+            yield b"\r\n--b--\r\n"
+
+        resp = httpx.post(f"{url}/v1/locate", content=chunked(), headers={"content-type": "multipart/form-data; boundary=b"}, timeout=60)
+        assert resp.status_code == 413, resp.text
         resp = httpx.post(f"{url}/v1/locate", content=b"x=1", headers={"content-type": "text/plain"}, timeout=60)
         assert resp.status_code == 415 and "multipart" in resp.json()["error"]["fix"]
         for target in ("http://127.0.0.1:9/p.jpg", "http://10.1.2.3/p.jpg", "http://169.254.169.254/latest", "http://[::1]/x.jpg"):
