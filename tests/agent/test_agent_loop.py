@@ -141,18 +141,25 @@ def test_malformed_final_answer_is_repaired_through_its_tool_message(agent_setti
     assert any("repair" in w for w in pred.warnings)
 
 
+def test_first_reply_notes_are_accepted_once(agent_settings, photo):
+    agent, model, _ = _agent(agent_settings, ["I see palm trees and a red-earth road.", submit(FINAL)])
+    pred = agent.invoke(str(photo))
+    assert pred.source == "lmm" and not any("repair" in w for w in pred.warnings)
+    assert isinstance(model.received[1][-1], HumanMessage) and "submit_answer" in model.received[1][-1].content
+
+
 def test_a_text_answer_is_not_scanned_for_json(agent_settings, photo):
     # the old loop took JSON out of free text; now only submit_answer answers, so text gets a repair
-    script = [AIMessage(json.dumps(FINAL)), submit({**FINAL, "lat": 40.0})]
+    script = [AIMessage("", tool_calls=[call("read_text", {}, "t1")]), AIMessage(json.dumps(FINAL)), submit({**FINAL, "lat": 40.0})]
     agent, model, _ = _agent(agent_settings, script)
     pred = agent.invoke(str(photo))
     assert pred.lat == 40.0 and pred.source == "lmm"
-    repair = model.received[1][-1]
+    repair = model.received[2][-1]
     assert isinstance(repair, HumanMessage) and "submit_answer" in repair.content
 
 
 def test_malformed_twice_falls_back_to_best_verified_candidate(agent_settings, photo):
-    agent, model, _ = _agent(agent_settings, ["I think it is France.", "Definitely France!"])
+    agent, model, _ = _agent(agent_settings, ["I see Haussmann facades.", "I think it is France.", "Definitely France!"])
     pred = agent.invoke(str(photo))
     assert pred.source == "fallback" and model.remaining == 0
     assert abs(pred.lat - PARIS[0]) < 0.1  # Paris cluster + verification beat the Tokyo decoy
