@@ -91,8 +91,9 @@ def reason(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     pre: list[Any] = []
     if must_answer and not state.get("budget_exhausted"):
         pre = [HumanMessage(render("budget_exhausted_follow_up" if follow else "budget_exhausted"))]
-    offered = [submit_answer_tool()] if must_answer else [*ctx.tools.values(), submit_answer_tool()]
-    model = ctx.chat_model.bind_tools(offered)
+    model = ctx.models.get("answer" if must_answer else "loop")
+    if model is None:  # a context built without the agent's bound models
+        model = ctx.chat_model.bind_tools([submit_answer_tool()] if must_answer else [*ctx.tools.values(), submit_answer_tool()])
     block = image_content_block(ctx.image.path, max_side=ctx.settings.llm_image_max_side)
     sent = with_photo([*(state.get("messages") or []), *pre], block, resend=ctx.settings.llm_resend_photo,
                       new_turn=follow and steps == 0 and repairs == 0)

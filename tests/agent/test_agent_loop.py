@@ -64,7 +64,7 @@ def test_scripted_loop_retrieve_cluster_zoom_geocode_answer(agent_settings, phot
         first_user = [m for m in request if isinstance(m, HumanMessage)][0]
         return [b for b in first_user.content if isinstance(b, dict) and b.get("type") == "image"] if isinstance(first_user.content, list) else []
     assert len(images(model.received[0])) == 1 and all(not images(r) for r in model.received[1:])
-    assert model.bound and "verify_locations" in model.bound[0] and "submit_answer" in model.bound[0]
+    assert "verify_locations" in model.offered[0] and "submit_answer" in model.offered[0]
 
 
 def test_graph_state_holds_reference_not_bytes(agent_settings, photo):
@@ -112,7 +112,7 @@ def test_budget_runs_out_mid_loop(agent_settings, photo):
     pred = agent.invoke(str(photo))
     assert sum(1 for name, _ in tools_log if name == "reverse_geocode") == 4 + 1  # 4 rounds + the final place lookup
     assert any("budget" in w for w in pred.warnings)
-    assert model.bound[4] == ["submit_answer"] and model.bound[5] == ["submit_answer"]
+    assert model.offered[4] == ["submit_answer"] and model.offered[5] == ["submit_answer"]
     last_call = model.received[-1]
     assert any(isinstance(m, HumanMessage) and "budget" in m.content for m in last_call)
     not_run = [m for m in last_call if isinstance(m, ToolMessage) and m.tool_call_id == "b4"]
