@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from agent.context import RunContext
 from agent.graphs import GRAPH_MODES, build_graph
 from agent.graphs.llm_loop import recursion_limit
-from agent.lmm.answer import message_text
+from agent.lmm.answer import bound_models, message_text
 from agent.lmm.breaker import CircuitBreaker
 from agent.lmm.calls import CallPolicy
 from agent.modes import check_mode, predictor_plugins
@@ -63,10 +63,11 @@ class GeoAgent(Predictor):
         self.rag_samples = rag_samples or settings.rag_samples
         self.checkpointer = checkpointer
         self.graph = build_graph(mode, self.tools, checkpointer=checkpointer)
+        self.models = bound_models(chat_model, self.tools, settings.rag_temperature)
 
     def _context(self, image: ResolvedImage) -> RunContext:
         return RunContext(settings=self.settings, tools={t.name: t for t in self.tools}, image=image, mode=self.mode,
-                          chat_model=self.chat_model, policy=self.policy, rag_samples=self.rag_samples)
+                          chat_model=self.chat_model, models=self.models, policy=self.policy, rag_samples=self.rag_samples)
 
     def _config(self, config: dict | None) -> dict[str, Any]:
         limit = recursion_limit(self.settings.max_steps)

@@ -27,6 +27,7 @@ class RunContext:
     image: ResolvedImage
     mode: str = "policy"
     chat_model: Any = None  # a langchain-core BaseChatModel, or None without an LMM
+    models: Mapping[str, Any] = field(default_factory=dict)  # chat_model with tools bound (agent.lmm.answer.bound_models)
     policy: CallPolicy = field(default_factory=CallPolicy)
     rag_samples: int = 1
     rag_neighbours: tuple[int, ...] = (0, 5, 10, 15)

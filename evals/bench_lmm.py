@@ -60,11 +60,14 @@ def synthetic_photos(folder: Path, n: int = 3) -> list[Path]:
 
 def measure(settings: Any, photos: list[Path], *, model_ms: float, tools_ms: float, repeat: int) -> dict[str, float]:
     from agent import load_agent
+    from agent.lmm.images import _encoded
 
+    _encoded.cache_clear()  # each measurement encodes every photo once, as a fresh process would
     with FakeOpenAI(conversation, latency_s=model_ms / 1000) as server:
         agent = load_agent(settings, mode="agent", chat_model=server.chat_model(timeout=30.0),
                            tools=_canned_tools(settings, tools_ms))
-        agent.run({"image": str(photos[0])})  # warm-up: imports, caches
+        agent.run({"image": str(photos[0])})  # warm-up: imports, the first photo's encoding
+        _encoded.cache_clear()
         first = len(server.requests)
         totals, model, tools, own = [], [], [], []
         for photo in photos:
@@ -110,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{m['tools_ms']:>10.1f} {m['own_ms']:>10.2f} {100 * m['own_ms'] / m['total_ms']:>7.2f}%")
     print(f"request bytes per photo, once / every call: {once['bytes'] / every['bytes']:.3f} "
           f"({every['bytes'] / once['bytes']:.2f}x less sent)")
-    print(f"agent's own time per photo (model and tools excluded): {once['own_ms']:.1f} ms "
-          f"(median {once['own_median_ms']:.1f}) = {100 * once['own_ms'] / once['total_ms']:.2f}% of the run (target < 5%)")
+    print(f"agent's own time per photo (model and tools excluded; the photo's downscaling and encoding, once per "
+          f"photo, included): {once['own_ms']:.1f} ms (median {once['own_median_ms']:.1f}) = "
+          f"{100 * once['own_ms'] / once['total_ms']:.2f}% of the run (target < 5%)")
     return 0
 
 

@@ -22,6 +22,7 @@ from langgraph.types import Send
 
 from agent.context import RunContext
 from agent.graphs.steps import absorb, emit
+from agent.lmm.answer import message_text
 from agent.prediction import Prediction
 from agent.prompts import render
 from agent.state import AgentState, merge_observations
@@ -129,12 +130,16 @@ def follow_up(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]
     update: dict[str, Any] = {"steps": 0, "repairs": 0, "budget_exhausted": False, "wants_fallback": False,
                               "llm_failed": False, "reply_error": None, "loop_next": ""}
     messages = state.get("messages") or []
+    question = messages[-1] if messages and isinstance(messages[-1], HumanMessage) else HumanMessage("")
+    brief = render("follow_up_brief", analysis=analysis_brief(state.get("prediction")))
     if not messages or not isinstance(messages[0], SystemMessage):
-        question = messages[-1] if messages and isinstance(messages[-1], HumanMessage) else HumanMessage("")
         system = render("system", max_steps=ctx.settings.max_steps, photo_note=photo_note(ctx))
-        brief = render("follow_up_brief", analysis=analysis_brief(state.get("prediction")))
         update["messages"] = [RemoveMessage(id=REMOVE_ALL_MESSAGES), SystemMessage(f"{system}\n\n{brief}"),
-                              HumanMessage(question.content)]
+                              HumanMessage(question.content, additional_kwargs=question.additional_kwargs)]
+    elif (pred := state.get("prediction")) is not None and pred.source != "lmm" and question.id:
+        # the conversation did not produce the answer (the LMM failed, the policy or EXIF decided): say what did
+        update["messages"] = [HumanMessage(f"{brief}\n\n{message_text(question.content)}", id=question.id,
+                                           additional_kwargs=question.additional_kwargs)]
     return update
 
 

@@ -9,7 +9,8 @@ or -> check_answer -> name_place -> decide when the model submits a new answer.
   are not valid JSON (the parse problem named), a ``submit_answer`` whose arguments do not validate
   (the problems named), calls that cannot run (the budget is used up, the answer was submitted).
 * The answer is structured: the ``submit_answer`` tool's arguments, validated by pydantic.
-* Budget: ``steps`` counts the replies with tool calls (invalid ones included). Once it reaches
+* Budget: ``steps`` counts the replies with tool calls (invalid ones included) and a first reply
+  that only notes what the photo shows (accepted once, without a repair). Once it reaches
   ``max_steps`` only ``submit_answer`` is offered. A reply that should answer and does not (text only,
   an invalid ``submit_answer``, other calls when the answer is due) gets one repair round; the next
   such reply sends the run to the fallback (options -> verify -> choose). So a run that never answers
@@ -33,7 +34,7 @@ from agent.graphs.conversation import (FOLLOW_UP, follow_up, gather, make_tool_n
                                        send_tool_calls, tool_reply)
 from agent.graphs.policy import add_ending, add_policy_steps
 from agent.graphs.steps import emit, make_observe, route_after_observe
-from agent.lmm.answer import SUBMIT_ANSWER, FinalAnswer, InvalidAnswer, submit_answer_tool, validate_args
+from agent.lmm.answer import SUBMIT_ANSWER, FinalAnswer, InvalidAnswer, message_text, submit_answer_tool, validate_args
 from agent.lmm.calls import LLMFailure, call_lmm
 from agent.lmm.images import image_content_block, with_photo
 from agent.prediction import Evidence
@@ -90,8 +91,9 @@ def reason(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     pre: list[Any] = []
     if must_answer and not state.get("budget_exhausted"):
         pre = [HumanMessage(render("budget_exhausted_follow_up" if follow else "budget_exhausted"))]
-    offered = [submit_answer_tool()] if must_answer else [*ctx.tools.values(), submit_answer_tool()]
-    model = ctx.chat_model.bind_tools(offered)
+    model = ctx.models.get("answer" if must_answer else "loop")
+    if model is None:  # a context built without the agent's bound models
+        model = ctx.chat_model.bind_tools([submit_answer_tool()] if must_answer else [*ctx.tools.values(), submit_answer_tool()])
     block = image_content_block(ctx.image.path, max_side=ctx.settings.llm_image_max_side)
     sent = with_photo([*(state.get("messages") or []), *pre], block, resend=ctx.settings.llm_resend_photo,
                       new_turn=follow and steps == 0 and repairs == 0)
@@ -125,6 +127,9 @@ def reason(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     unanswered = len(calls) + len(invalid) - len(answers)
     if follow and not calls and not invalid:
         return {**update, "messages": messages, "loop_next": "end"}  # the text reply to the question
+    if not calls and not invalid and steps == 0 and repairs == 0 and not must_answer and message_text(reply.content).strip():
+        # the first reply: the model's notes on the photo (the prompt asks for them); it costs a step
+        return {**update, "steps": 1, "messages": [*messages, HumanMessage(render("notes_received"))], "loop_next": "reason"}
     if problem is None and not calls and not invalid:
         problem = "the reply did not call submit_answer"
     if problem is None:

@@ -79,7 +79,8 @@ def propose(state: RagState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     retrieval = observations(state).retrieval
     dissimilar = retrieval.dissimilar if retrieval else []
     block = image_content_block(ctx.image.path, max_side=ctx.settings.llm_image_max_side)
-    model = ctx.chat_model.bind_tools([propose_location_tool()]).bind(temperature=ctx.settings.rag_temperature)
+    model = ctx.models.get("propose") or ctx.chat_model.bind_tools([propose_location_tool()]).bind(
+        temperature=ctx.settings.rag_temperature)
     trace: list[TraceEntry] = []
     messages: list[Any] = []
     proposals: list[Candidate] = []

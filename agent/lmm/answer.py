@@ -8,6 +8,8 @@ model as that call's tool message: the repair path of every invalid call).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
@@ -77,6 +79,7 @@ def _received(**_: Any) -> str:
     return "received"
 
 
+@lru_cache(maxsize=1)
 def submit_answer_tool() -> BaseTool:
     """The tool the agent commits its final answer with (the graph handles its calls itself)."""
     return StructuredTool.from_function(
@@ -85,11 +88,24 @@ def submit_answer_tool() -> BaseTool:
                      "alternatives and the rationale. Call it once, when the evidence is in."))
 
 
+@lru_cache(maxsize=1)
 def propose_location_tool() -> BaseTool:
     """The tool a RAG prompt answers with: the coordinates the model proposes."""
     return StructuredTool.from_function(
         func=_received, name=PROPOSE_LOCATION, args_schema=LocationProposal,
         description="Give the coordinates where the photo was most likely taken.")
+
+
+def bound_models(chat_model: Any, tools: Sequence[BaseTool], rag_temperature: float) -> dict[str, Any]:
+    """The chat model with its tools bound, once per agent (converting the schemas on every request
+    was most of the loop's own time): ``loop`` (the tools and submit_answer), ``answer``
+    (submit_answer only: the step budget is spent), ``propose`` (a RAG prompt, sampled at
+    ``rag_temperature``). Empty without a chat model."""
+    if chat_model is None:
+        return {}
+    return {"loop": chat_model.bind_tools([*tools, submit_answer_tool()]),
+            "answer": chat_model.bind_tools([submit_answer_tool()]),
+            "propose": chat_model.bind_tools([propose_location_tool()]).bind(temperature=rag_temperature)}
 
 
 def message_text(content: Any) -> str:

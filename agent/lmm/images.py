@@ -44,7 +44,7 @@ def _encoded(src: str, _stamp: tuple[int, int] | None, max_side: int, quality: i
     img = _load_scaled(src, max_side)
     if max(img.size) > max_side:
         img = img.copy()
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return base64.b64encode(buf.getvalue()).decode("ascii")

@@ -39,6 +39,7 @@ class ScriptedChatModel(GenericFakeChatModel):
     _received: list[list[BaseMessage]] = PrivateAttr(default_factory=list)
     _bound: list[list[str]] = PrivateAttr(default_factory=list)
     _schemas: list[list[dict[str, Any]]] = PrivateAttr(default_factory=list)
+    _offered: list[list[str] | None] = PrivateAttr(default_factory=list)
 
     @property
     def received(self) -> list[list[BaseMessage]]:
@@ -49,6 +50,11 @@ class ScriptedChatModel(GenericFakeChatModel):
         return self._bound
 
     @property
+    def offered(self) -> list[list[str] | None]:
+        """The tools offered with each request (None: none bound), in request order."""
+        return self._offered
+
+    @property
     def schemas(self) -> list[list[dict[str, Any]]]:
         """The OpenAI function schemas of every ``bind_tools`` call (what a real model is sent)."""
         return self._schemas
@@ -57,15 +63,16 @@ class ScriptedChatModel(GenericFakeChatModel):
     def remaining(self) -> int:
         return len(self.script) - self._position
 
-    def bind_tools(self, tools: Any, **kwargs: Any) -> "ScriptedChatModel":
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
         from langchain_core.utils.function_calling import convert_to_openai_tool
 
         self._bound.append([t.name for t in tools])
         self._schemas.append([convert_to_openai_tool(t) for t in tools])
-        return self
+        return self.bind(offered=[t.name for t in tools])
 
     def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
         self._received.append(list(messages))
+        self._offered.append(kwargs.get("offered"))
         if self._position >= len(self.script):
             raise ScriptExhausted(f"the script has only {len(self.script)} replies; call {self._position + 1} was unexpected")
         item = self.script[self._position]

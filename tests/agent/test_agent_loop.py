@@ -64,7 +64,7 @@ def test_scripted_loop_retrieve_cluster_zoom_geocode_answer(agent_settings, phot
         first_user = [m for m in request if isinstance(m, HumanMessage)][0]
         return [b for b in first_user.content if isinstance(b, dict) and b.get("type") == "image"] if isinstance(first_user.content, list) else []
     assert len(images(model.received[0])) == 1 and all(not images(r) for r in model.received[1:])
-    assert model.bound and "verify_locations" in model.bound[0] and "submit_answer" in model.bound[0]
+    assert "verify_locations" in model.offered[0] and "submit_answer" in model.offered[0]
 
 
 def test_graph_state_holds_reference_not_bytes(agent_settings, photo):
@@ -112,7 +112,7 @@ def test_budget_runs_out_mid_loop(agent_settings, photo):
     pred = agent.invoke(str(photo))
     assert sum(1 for name, _ in tools_log if name == "reverse_geocode") == 4 + 1  # 4 rounds + the final place lookup
     assert any("budget" in w for w in pred.warnings)
-    assert model.bound[4] == ["submit_answer"] and model.bound[5] == ["submit_answer"]
+    assert model.offered[4] == ["submit_answer"] and model.offered[5] == ["submit_answer"]
     last_call = model.received[-1]
     assert any(isinstance(m, HumanMessage) and "budget" in m.content for m in last_call)
     not_run = [m for m in last_call if isinstance(m, ToolMessage) and m.tool_call_id == "b4"]
@@ -141,18 +141,25 @@ def test_malformed_final_answer_is_repaired_through_its_tool_message(agent_setti
     assert any("repair" in w for w in pred.warnings)
 
 
+def test_first_reply_notes_are_accepted_once(agent_settings, photo):
+    agent, model, _ = _agent(agent_settings, ["I see palm trees and a red-earth road.", submit(FINAL)])
+    pred = agent.invoke(str(photo))
+    assert pred.source == "lmm" and not any("repair" in w for w in pred.warnings)
+    assert isinstance(model.received[1][-1], HumanMessage) and "submit_answer" in model.received[1][-1].content
+
+
 def test_a_text_answer_is_not_scanned_for_json(agent_settings, photo):
     # the old loop took JSON out of free text; now only submit_answer answers, so text gets a repair
-    script = [AIMessage(json.dumps(FINAL)), submit({**FINAL, "lat": 40.0})]
+    script = [AIMessage("", tool_calls=[call("read_text", {}, "t1")]), AIMessage(json.dumps(FINAL)), submit({**FINAL, "lat": 40.0})]
     agent, model, _ = _agent(agent_settings, script)
     pred = agent.invoke(str(photo))
     assert pred.lat == 40.0 and pred.source == "lmm"
-    repair = model.received[1][-1]
+    repair = model.received[2][-1]
     assert isinstance(repair, HumanMessage) and "submit_answer" in repair.content
 
 
 def test_malformed_twice_falls_back_to_best_verified_candidate(agent_settings, photo):
-    agent, model, _ = _agent(agent_settings, ["I think it is France.", "Definitely France!"])
+    agent, model, _ = _agent(agent_settings, ["I see Haussmann facades.", "I think it is France.", "Definitely France!"])
     pred = agent.invoke(str(photo))
     assert pred.source == "fallback" and model.remaining == 0
     assert abs(pred.lat - PARIS[0]) < 0.1  # Paris cluster + verification beat the Tokyo decoy

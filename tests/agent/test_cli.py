@@ -112,7 +112,7 @@ def test_chat_follow_up_with_lmm_runs_the_tools_on_the_photos_thread(agent_setti
     follow = model.received[1]  # the question continues the photo's own conversation, with the tools
     assert [m.type for m in follow[:2]] == ["system", "human"] and follow[-1].type == "human"
     assert "Belgium" in follow[-1].content and any(isinstance(m, ToolMessage) and m.tool_call_id == "a1" for m in follow)
-    assert "verify_locations" in model.bound[1]
+    assert "verify_locations" in model.offered[1]
     def has_photo(request):
         return any(isinstance(m.content, list) and any(b.get("type") == "image" for b in m.content if isinstance(b, dict))
                    for m in request)

@@ -153,3 +153,55 @@ def test_factory_provider_prefix_and_missing_packages(agent_settings):
         with pytest.raises(ConfigError, match="langchain-anthropic") as info:
             make_chat_model(agent_settings.model_copy(update={"llm_model": "anthropic:claude-x"}))
         assert "pip install langchain-anthropic" in info.value.hint
+
+
+def test_per_photo_token_limit_stops_the_lmm(agent_settings, photo):
+    from langchain_core.messages import AIMessage
+
+    from agent import load_agent
+    from tests.agent.fakes import call, make_fake_tools
+
+    settings = agent_settings.model_copy(update={"llm_max_tokens_per_photo": 1500, "max_steps": 10})
+    usage = {"input_tokens": 900, "output_tokens": 10, "total_tokens": 910}
+    model = ScriptedChatModel(script=[AIMessage("", tool_calls=[call("read_text", {}, f"t{i}")], usage_metadata=usage)
+                                      for i in range(5)])
+    agent = load_agent(settings, mode="agent", chat_model=model, tools=make_fake_tools(), retry_backoff_s=0.001)
+    pred = agent.invoke(str(photo))
+    assert len(model.received) == 2 and pred.usage.input_tokens == 1800
+    assert any("limit of 1500 LMM tokens" in w for w in pred.warnings)
+
+
+def test_chat_display_names_the_running_step():
+    from agent.cli.chat import Display
+
+    class Status:
+        def __init__(self):
+            self.texts = []
+
+        def update(self, text):
+            self.texts.append(text)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    class Console:
+        is_terminal = True
+
+        def __init__(self):
+            self.printed, self.made = [], Status()
+
+        def status(self, text):
+            return self.made
+
+        def print(self, *args, **kw):
+            self.printed.append((args, kw))
+
+    console = Console()
+    display = Display(console)
+    with display.run():
+        display({"type": "tool_start", "tool": "verify_locations"})
+        display({"type": "token", "node": "reason", "text": "Paris "})
+    assert console.made.texts == ["running verify_locations..."] and display.streamed == "Paris "

@@ -149,3 +149,19 @@ def test_a_dead_endpoint_over_a_batch_trips_the_breaker(agent_settings, tmp_path
     assert all(any("fell back to the no-LMM policy" in w for w in p.warnings) for p in preds)
     assert any("circuit breaker is open" in w for w in preds[-1].warnings)
     assert agent.breaker.state == "open" and agent.breaker.trips == 1
+
+
+def test_rag_mode_shares_the_breaker_across_prompts_and_photos(agent_settings, tmp_path):
+    from PIL import Image
+
+    photos = []
+    for i in range(3):
+        photos.append(tmp_path / f"r{i}.jpg")
+        Image.new("RGB", (64, 48), (10 * i, 90, 200)).save(photos[-1])
+    settings = agent_settings.model_copy(update={"llm_breaker_failures": 3, "rag_samples": 3})
+    with FakeOpenAI(lambda body: Fail(503)) as server:
+        agent = _agent(settings, server, mode="rag")
+        preds = agent.batch([str(p) for p in photos], max_workers=1)
+    # before: 4 prompts x 3 attempts per photo, nothing shared; now 12 prompts x 3 photos make 3 requests
+    assert len(server.requests) <= settings.llm_breaker_failures + 1
+    assert all(any("every RAG prompt failed" in w for w in p.warnings) for p in preds)

@@ -91,7 +91,6 @@ def test_policy_end_to_end_on_dev_photos(dev_images, dev_labels, real_settings):
 
 def test_scripted_lmm_drives_the_real_tools(dev_images, real_settings):
     """The LMM loop against the real tools: zoom-in retrieve, verify, a bad call, then the answer."""
-    import json
 
     from langchain_core.messages import AIMessage, ToolMessage
 

@@ -95,3 +95,16 @@ def test_threads_need_a_checkpointer(agent_settings):
 
     with pytest.raises(ConfigError, match="checkpointer"):
         Threads(load_agent(agent_settings, mode="policy", tools=make_fake_tools()))
+
+
+def test_a_follow_up_after_a_fallback_tells_the_model_what_decided(agent_settings, photo):
+    agent, model = _lmm_agent(agent_settings, [ValueError("bad request"), AIMessage("It was the policy: Paris.")])
+    threads = Threads(agent)
+    tid, pred = threads.create(str(photo))
+    assert pred.source != "lmm"
+    out = threads.ask(tid, "why there?")
+    assert out.reply == "It was the policy: Paris." and out.error is None
+    question = model.received[1][-1]
+    assert isinstance(question, HumanMessage)
+    assert "analysed already" in question.content and "why there?" in question.content and "48.8" in question.content
+    assert [t.text for t in threads.history(tid).turns if t.kind == "question"] == ["why there?"]
