@@ -99,6 +99,7 @@ def fusion_cmd(
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")] = True,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", min=1)] = None,
+    log_every: Annotated[int, typer.Option("--log-every", min=1, help="Steps between rows of train.csv.")] = 50,
     val_split: Annotated[str, typer.Option("--val-split", help="id or author (all of an author's photos on one side).")] = "id",
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.5)] = 0.01,
     val_gallery: Annotated[Optional[str], typer.Option("--val-gallery", help="geoclip (100K), train, or a CSV of LAT/LON.")] = None,
@@ -123,7 +124,7 @@ def fusion_cmd(
         train = TrainConfig(
             epochs=epochs or s.fusion_epochs, max_steps=max_steps, batch_size=batch_size or s.fusion_batch_size, lr=lr or s.fusion_lr,
             weight_decay=weight_decay, warmup_steps=s.fusion_warmup_steps if warmup_steps is None else warmup_steps,
-            grad_clip=grad_clip or None, amp=amp, seed=seed, checkpoint_every=checkpoint_every or s.fusion_checkpoint_every,
+            grad_clip=grad_clip or None, amp=amp, seed=seed, checkpoint_every=checkpoint_every or s.fusion_checkpoint_every, log_every=log_every,
             val_split=val_split, val_fraction=val_fraction, val_gallery=val_gallery or s.fusion_val_gallery,  # type: ignore[arg-type]
             workers=s.fusion_workers,
         )

@@ -12,11 +12,12 @@ import pytest
 from PIL import Image
 
 from agent.cli import main
-from retrieval_service.core.errors import ConfigError, DatasetError, WeightsNotFoundError
+from tests.conftest import shared_path
+from retrieval_service.core.errors import ConfigError, DatasetError, ModelMismatchError, WeightsNotFoundError
 from retrieval_service.fusion.features import FeatureSet
 
 TINY = ["--dim", "16", "--embed-dim", "16", "--heads", "2", "--layers", "1", "--batch-size", "4", "--epochs", "2",
-        "--warmup-steps", "1", "--val-fraction", "0.2", "--val-gallery", "train", "--checkpoint-every", "2"]
+        "--warmup-steps", "1", "--val-fraction", "0.2", "--val-gallery", "train", "--checkpoint-every", "2", "--log-every", "1"]
 
 
 @pytest.fixture()
@@ -127,3 +128,39 @@ def test_fusion_cli_bad_inputs_are_clear(tiny_env, photo_set, tmp_path, capsys, 
     monkeypatch.setenv("GEOAGENT_ENCODER", "fusion:")
     with pytest.raises(ConfigError, match="unknown encoder"):
         load_settings()
+
+
+def test_fusion_with_the_real_segmenter_and_text(tiny_env, photo_set, tmp_path, capsys, monkeypatch) -> None:
+    """Class maps from the real Cityscapes TFLite model and TransGeoCLIP's text prompts, through
+    precompute, training (both views, text loss) and retrieval; a different segmenter is refused."""
+    model_dir = shared_path("models", "cityscapes-deeplab")
+    monkeypatch.setenv("GEOAGENT_SEGMENTER", "tflite")
+    monkeypatch.setenv("GEOAGENT_SEGMENTER_MODEL", str(model_dir / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"))
+    csv, images = photo_set
+    feats, run_dir = tmp_path / "features", tmp_path / "run"
+    code, out, err = run(["train", "precompute", str(csv), "--images", str(images), "--out", str(feats), "--text",
+                          "--token-grid", "2", "--seg-grid", "8", "--json"], capsys)
+    assert code == 0, err
+    spec = json.loads(out)["spec"]
+    assert spec["seg_backend"] == "tflite" and len(spec["seg_labels"]) == 19 and spec["text_dim"] == 768
+    fs = FeatureSet(feats)
+    maps = fs.take(np.flatnonzero(fs.column("ok")), ("classmap",))["classmap"]
+    assert maps.shape[1:] == (8, 8) and (maps < 19).any()
+    assert fs.column("has_text").sum() == 13
+    code, out, err = run(["train", "fusion", str(feats), "--out", str(run_dir), "--text", "--gps-encoder", "location_attention",
+                          "--queue-size", "8", *TINY, "--json"], capsys)
+    assert code == 0, err
+    log = (run_dir / "train.csv").read_text()
+    assert "loss_text" in log and "loss_seg" in log
+
+    from agent.settings import load_settings
+    from retrieval_service.fusion.encoder import FusionEncoder
+
+    encoder = FusionEncoder(run_dir, load_settings(), "cpu")
+    vectors = encoder.encode([Image.open(images / "p1.png").convert("RGB")])
+    assert vectors.shape == (1, encoder.dim) and np.isclose(np.linalg.norm(vectors), 1.0, atol=1e-4)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("road\nsky\nother\n")
+    monkeypatch.setenv("GEOAGENT_SEGMENTER_LABELS", str(labels))
+    with pytest.raises(ModelMismatchError, match="3 classes"):
+        FusionEncoder(run_dir, load_settings(), "cpu")
