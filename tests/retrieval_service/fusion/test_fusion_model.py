@@ -147,3 +147,15 @@ def test_fusion_bad_configs_are_clear() -> None:
     tokens, pooled, _ = inputs(1)
     with pytest.raises(ConfigError, match="class map"):
         model(tokens, pooled, None)
+
+
+def test_fusion_gps_init_from_geoclip_reproduces_geoclips_location_encoder() -> None:
+    from retrieval_service.retrieval.geoclip_heads import GeoClipHeads
+
+    encoder = make_gps_encoder(FusionConfig(gps_init="geoclip")).eval()
+    coords = np.array([[48.85, 2.35], [-33.9, 151.2], [0.0, 0.0]], np.float32)
+    with torch.no_grad():
+        ours = torch.nn.functional.normalize(encoder(torch.from_numpy(coords)), dim=1).numpy()
+    assert np.allclose(ours, GeoClipHeads(torch.device("cpu")).encode_locations(coords), atol=1e-5)
+    with pytest.raises(ConfigError, match="GeoCLIP's location-encoder shape"):
+        make_gps_encoder(FusionConfig(gps_init="geoclip", embed_dim=256))

@@ -129,3 +129,26 @@ def test_fusion_bad_features_and_checkpoints_are_clear(image_task: FeatureSet, t
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(ModelMismatchError, match="not a geoagent fusion checkpoint"):
         ckpt.load_model(foreign)
+
+
+def test_fusion_author_split_keeps_each_author_on_one_side(image_task: FeatureSet) -> None:
+    from retrieval_service.fusion.data import split_rows
+
+    train, val = split_rows(image_task, "author", 0.2, 10_000)
+    authors = image_task.rows["author"]
+    assert len(val) > 0 and not set(authors.iloc[train]) & set(authors.iloc[val])
+    again = split_rows(image_task, "author", 0.2, 10_000)
+    assert (again[0] == train).all() and (again[1] == val).all()  # stable: the same split on every run
+    _, capped = split_rows(image_task, "id", 0.5, 7)
+    assert len(capped) == 7
+
+
+def test_fusion_features_folder_errors(tmp_path: Path) -> None:
+    import shutil
+
+    write_synthetic_features(tmp_path / "f", rows=100, shard_size=32)
+    with pytest.raises(DatasetError, match="already holds features made differently"):
+        write_synthetic_features(tmp_path / "f", rows=120, shard_size=32)
+    shutil.rmtree(tmp_path / "f" / "shards" / "00002")
+    with pytest.raises(DatasetError, match="1 of 4 feature shards are missing"):
+        FusionTrainer(FeatureSet(tmp_path / "f"), tmp_path / "run", tiny_config(), train_config(batch_size=8), device="cpu")
