@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = RetrievalSettings(data_dir=root / "data", encoder=f"fusion:{root / 'run' / 'fusion.pt'}", image_model=args.image_model,
                                      image_pretrained=args.pretrained, device=args.device, batch_size=args.batch_size)
         retriever = Retriever(settings)
-        _ = retriever.encoder  # model loading is not part of the rate
-        if seg_settings is not None:
-            retriever.encoder.mapper = mapper
+        _ = retriever.encoder  # model loading is not part of the rate (the checkpoint names its own segmenter)
         t0 = time.perf_counter()
         ingest = ingest_csv(retriever, root / "photos.csv", images)
         index_rate = ingest.added / (time.perf_counter() - t0)

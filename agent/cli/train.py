@@ -136,11 +136,11 @@ def fusion_cmd(
     columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.0f} samples/s"), TimeRemainingColumn())
     with Progress(*columns, disable=as_json) as bar:
-        task = bar.add_task("train", total=int(trainer.total_steps), completed=trainer.step, epoch=trainer.epoch, loss=float("nan"), rate=0.0)
+        task = bar.add_task("train", total=int(trainer.total_steps), completed=trainer.step, epoch=trainer.epoch + 1, loss=float("nan"), rate=0.0)
 
         def on_event(event: dict) -> None:
             if event["kind"] == "step":
-                bar.update(task, completed=event["step"], epoch=event["epoch"], loss=event["loss"], rate=event["samples_per_s"])
+                bar.update(task, completed=event["step"], epoch=event["epoch"] + 1, loss=event["loss"], rate=event["samples_per_s"])
             elif event["kind"] == "validation" and not as_json:
                 accs = "  ".join(f"{k.removeprefix('acc_')} {v:.3f}" for k, v in event.items() if k.startswith("acc_"))
                 bar.console.print(f"epoch {event['epoch']} step {event['step']}: top-1 within {accs}; median {event['median_km']:.0f} km")

@@ -210,6 +210,7 @@ class FusionTrainer:
                     if last_of_epoch:
                         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                         self._end_of_epoch(log, gallery, emit)
+                        window_start, window_samples = time.perf_counter(), 0  # validation is not training time
                     elif self.step % self.train_cfg.checkpoint_every == 0:
                         self.save_state()
                         emit({"kind": "checkpoint", "step": self.step})
