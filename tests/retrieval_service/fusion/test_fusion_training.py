@@ -12,6 +12,7 @@ reaches 0.993 held-out top-1 accuracy at 750 km (prior 0.125; median error 144 k
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -153,3 +154,40 @@ def test_fusion_features_folder_errors(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "f" / "shards" / "00002")
     with pytest.raises(DatasetError, match="1 of 4 feature shards are missing"):
         FusionTrainer(FeatureSet(tmp_path / "f"), tmp_path / "run", tiny_config(), train_config(batch_size=8), device="cpu")
+
+
+def test_fusion_cli_resumes_exactly_after_kill_9(tmp_path: Path) -> None:
+    """A real ``kill -9`` of ``geoagent train fusion`` after a checkpoint; started again, it finishes
+    with the same weights as a run that was never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    features = write_synthetic_features(tmp_path / "features", rows=200, view="image")
+    repo = Path(__file__).resolve().parents[3]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo), "GEOAGENT_DEVICE": "cpu"}
+    env.pop("GEOAGENT_CONFIG", None)
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "agent.cli", "train", "fusion", str(features.root), "--out", str(out), "--dim", "32",
+                "--embed-dim", "32", "--heads", "4", "--layers", "1", "--batch-size", "32", "--epochs", "3", "--lr", "3e-3",
+                "--warmup-steps", "5", "--checkpoint-every", "3", "--val-fraction", "0", "--json"]
+
+    straight = subprocess.run(command(tmp_path / "a"), cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    proc = subprocess.Popen(command(tmp_path / "b"), cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "b" / ckpt.STATE_FILE
+    deadline = time.monotonic() + 120
+    while not state.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    resumed = subprocess.run(command(tmp_path / "b"), cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert 0 < result["resumed_from_step"] < result["steps"] == json.loads(straight.stdout)["steps"]
+    a = torch.load(tmp_path / "a" / "fusion.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "b" / "fusion.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
