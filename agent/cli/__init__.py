@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agent.cli import chat, index, locate, serve
+from agent.cli import chat, index, locate, serve, train
 from agent.cli.context import CliState
 from retrieval_service.core.errors import GeoAgentError
 
@@ -52,6 +52,7 @@ locate.register(app)
 index.register(app)
 chat.register(app)
 serve.register(app)
+train.register(app)
 
 for _ep in entry_points(group="geoagent.commands"):
     try:

@@ -27,6 +27,7 @@ def build(
     path_col: Annotated[Optional[str], typer.Option("--path-col", help="Column with the image file path, relative to --images (default: path/file/filename if present, else the id).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, max=4096, help="Images encoded per batch (default: GEOAGENT_BATCH_SIZE, 32).")] = None,
     collection: Annotated[Optional[str], typer.Option("--collection", help="Collection to fill (default: GEOAGENT_DATABASE_COLLECTION, image_database).")] = None,
+    encoder: Annotated[Optional[str], typer.Option("--encoder", help="geoclip, or fusion:PATH (a checkpoint of geoagent train fusion; its own collections). Default GEOAGENT_ENCODER.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Embed the images of a CSV into the image database. Resumable: ids already stored are skipped;
@@ -36,7 +37,7 @@ def build(
     from retrieval_service.retrieval.ingest import ingest_csv, read_rows
     from retrieval_service.retrieval.retriever import Retriever
 
-    settings = settings_from(ctx)
+    settings = settings_from(ctx, encoder=encoder)
     frame, _ = read_rows(csv_file, id_col=id_col, lat_col=lat_col, lon_col=lon_col, path_col=path_col)  # fail fast, before models load
     retriever = Retriever.from_settings(settings)
     try:

@@ -49,6 +49,13 @@ class Retriever:
     """Image -> GPS retrieval over the GeoCLIP gallery and an optional image database."""
 
     def __init__(self, settings: RetrievalSettings, *, store: VectorStore | None = None) -> None:
+        self._fusion_fp: str | None = None
+        if settings.fusion_checkpoint is not None:  # a fusion encoder: its own, fingerprinted collections
+            from retrieval_service.fusion.checkpoint import fingerprint
+            from retrieval_service.fusion.gallery import database_name
+
+            self._fusion_fp = fingerprint(settings.fusion_checkpoint)
+            settings = settings.model_copy(update={"database_collection": database_name(settings, self._fusion_fp)})
         self.settings = settings
         self._store = store
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -68,13 +75,19 @@ class Retriever:
             return self._store
 
     @cached_property
-    def encoder(self):  # -> ImageEncoder
+    def encoder(self):  # -> ImageEncoder | FusionEncoder
         from retrieval_service.retrieval.image_encoder import ImageEncoder
 
+        if self._fusion_fp is not None:
+            from retrieval_service.fusion.encoder import FusionEncoder
+
+            return FusionEncoder(self.settings.fusion_checkpoint, self.settings, self.settings.device, self.settings.batch_size)
         return ImageEncoder(self.settings.image_model, self.settings.image_pretrained, self.settings.device, self.settings.batch_size)
 
     @cached_property
-    def heads(self):  # -> GeoClipHeads
+    def heads(self):  # -> GeoClipHeads | FusionEncoder (a fusion model is its own GPS head)
+        if self._fusion_fp is not None:
+            return self.encoder
         from retrieval_service.retrieval.geoclip_heads import GeoClipHeads
         from retrieval_service.retrieval.image_encoder import resolve_device
 
@@ -91,14 +104,24 @@ class Retriever:
             if not self._gallery_checked:
                 from retrieval_service.retrieval.gallery import ensure_gallery
 
-                ensure_gallery(self.settings, self.store, self.heads)
+                if self._fusion_fp is not None:
+                    from retrieval_service.fusion.gallery import ensure_gallery as ensure_fusion_gallery
+
+                    ensure_fusion_gallery(self.settings, self.store, self.encoder)
+                else:
+                    ensure_gallery(self.settings, self.store, self.heads)
                 self._gallery_checked = True
 
     @property
     def gallery_collection(self) -> str:
-        """The store's name of the gallery collection (fingerprinted by the GeoCLIP weights)."""
+        """The store's name of the gallery collection (fingerprinted by the GeoCLIP weights, or by the
+        fusion checkpoint and its gallery coordinates)."""
         from retrieval_service.retrieval.gallery import gallery_name
 
+        if self._fusion_fp is not None:
+            from retrieval_service.fusion.gallery import gallery_name as fusion_gallery_name
+
+            return fusion_gallery_name(self.settings, self._fusion_fp)
         return gallery_name(self.settings)
 
     def warm_up(self) -> None:
@@ -228,7 +251,6 @@ class Retriever:
 
     def info(self) -> dict[str, Any]:
         """Collections, counts, model names, device (loads nothing heavy)."""
-        from retrieval_service.retrieval.gallery import gallery_ready
         from retrieval_service.retrieval.image_encoder import resolve_device
 
         store = self.store
@@ -240,11 +262,21 @@ class Retriever:
             "data_dir": str(self.settings.data_dir),
             "store": store.info(),
             "collections": collections,
-            "gallery_ready": gallery_ready(self.settings, store),
+            "gallery_ready": self._gallery_ready(),
+            "encoder": self.settings.encoder,
             "image_model": self.settings.image_model,
             "image_pretrained": self.settings.image_pretrained,
             "device": str(resolve_device(self.settings.device)),
         }
+
+    def _gallery_ready(self) -> bool:
+        from retrieval_service.retrieval.gallery import gallery_ready
+
+        if self._fusion_fp is not None:
+            from retrieval_service.fusion.gallery import gallery_ready as fusion_gallery_ready
+
+            return fusion_gallery_ready(self.settings, self.store, self._fusion_fp)
+        return gallery_ready(self.settings, self.store)
 
     def close(self) -> None:
         if self._store is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from retrieval_service.core.settings import CoreSettings
 
@@ -30,8 +30,29 @@ class RetrievalSettings(CoreSettings):
         default="openai",
         description="open_clip pretrained tag, a local checkpoint path, or 'none' for random weights (plumbing only).",
     )
+    encoder: str = Field(
+        default="geoclip",
+        description="'geoclip' (CLIP features + GeoCLIP's heads) or 'fusion:PATH' (a checkpoint of geoagent train fusion, or its run folder).",
+    )
+    fusion_gallery: str = Field(
+        default="geoclip",
+        description="GPS gallery coordinates of a fusion encoder: 'geoclip' (GeoCLIP's 100K) or a CSV with LAT/LON columns.",
+    )
     batch_size: int = Field(default=32, ge=1, le=4096)
     top_k: int = Field(default=20, ge=1, le=MAX_TOP_K, description="Retrieval candidates per photo.")
+
+    @field_validator("encoder")
+    @classmethod
+    def _check_encoder(cls, value: str) -> str:
+        value = value.strip()
+        if value != "geoclip" and not (value.startswith("fusion:") and value[len("fusion:"):].strip()):
+            raise ValueError(f"unknown encoder {value!r}: use geoclip or fusion:/path/to/fusion.pt")
+        return value
+
+    @property
+    def fusion_checkpoint(self) -> Path | None:
+        """The fusion checkpoint selected by ``encoder`` (None: the GeoCLIP encoder)."""
+        return None if self.encoder == "geoclip" else Path(self.encoder[len("fusion:"):].strip()).expanduser()
 
     @property
     def embedded_qdrant_path(self) -> Path:
