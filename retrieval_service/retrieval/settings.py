@@ -6,12 +6,13 @@ from pathlib import Path
 
 from pydantic import Field
 
-from retrieval_service.core.settings import CoreSettings
+from retrieval_service.core.media_settings import MediaSettings
 
-MAX_TOP_K = 1000
+MAX_TOP_K = 100
+"""The one bound on retrieval candidates per list: settings, the CLI's --top-k and the retrieve tool's ``k``."""
 
 
-class RetrievalSettings(CoreSettings):
+class RetrievalSettings(MediaSettings):
     """How photos are embedded and searched."""
 
     qdrant_url: str | None = Field(default=None, description="Qdrant server/cluster URL; unset = embedded Qdrant under data_dir.")

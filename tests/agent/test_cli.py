@@ -28,12 +28,15 @@ def test_locate_json_one_line_per_photo_and_failures(fake_cli, photo, tmp_path):
     missing = tmp_path / "nope.jpg"
     res = fake_cli.invoke(app, ["locate", str(photo), str(missing), str(photo), "--json"])
     assert res.exit_code == 1
-    rows = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
-    assert len(rows) == 2
-    for row in rows:
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(rows) == 3  # exactly one line per input, in order, failures included
+    for row in (rows[0], rows[2]):
         assert {"image", "lat", "lon", "candidates", "confidence", "place", "rationale", "trace", "source"} <= set(row)
         assert abs(row["lat"] - PARIS[0]) < 0.1 and row["mode"] == "policy"
         assert all(set(c) >= {"lat", "lon", "score"} for c in row["candidates"]) and row["candidates"]
+    failed = rows[1]
+    assert failed["image"] == str(missing) and "lat" not in failed and "lon" not in failed
+    assert failed["error"]["type"] == "ImageLoadError" and "not found" in failed["error"]["message"] and failed["error"]["fix"]
     assert "nope.jpg" in res.stderr and "image not found" in res.stderr and "Traceback" not in res.stderr
 
 

@@ -135,14 +135,13 @@ class EdgeStore(VectorStore):
                 key="location",
                 geo_radius=qe.GeoRadius(qe.GeoPoint(lon=geo_filter.lon, lat=geo_filter.lat), geo_filter.radius_km * 1000.0),
             )
-        elif geo_filter.kind == "box":
-            cond = qe.FieldCondition(
-                key="location",
-                geo_bounding_box=qe.GeoBoundingBox(
-                    top_left=qe.GeoPoint(lon=geo_filter.min_lon, lat=geo_filter.max_lat),
-                    bottom_right=qe.GeoPoint(lon=geo_filter.max_lon, lat=geo_filter.min_lat),
-                ),
-            )
+        elif geo_filter.kind == "box":  # split at the antimeridian and into spans under 180 degrees
+            parts = [
+                qe.FieldCondition(key="location", geo_bounding_box=qe.GeoBoundingBox(
+                    top_left=qe.GeoPoint(lon=lon0, lat=lat1), bottom_right=qe.GeoPoint(lon=lon1, lat=lat0)))
+                for lat0, lat1, lon0, lon1 in geo_filter.boxes()
+            ]
+            return qe.Filter(should=parts)
         else:
             cond = qe.FieldCondition(key="country_code", match=qe.MatchValue(geo_filter.country_code))
         return qe.Filter(must=[cond])
