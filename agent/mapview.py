@@ -1,46 +1,121 @@
-"""A self-contained HTML map (folium/Leaflet) of the predictions: answer, clusters, candidates."""
+"""A self-contained HTML map of the predictions that works offline.
+
+Leaflet 1.9.4 and leaflet.heat 0.2.0 are vendored with their licences under ``agent/assets/``
+(``VENDORED.md`` lists versions and digests) and inlined into the page, their images as data URIs;
+a low-resolution world land layer (``agent.basemap``) is inlined too, so the answer, candidates,
+clusters, the probability surface (a heatmap) and the 50%/90% search areas show with no network.
+OpenStreetMap tiles are drawn on top when reachable (``tiles=False`` leaves them out).
+
+Other front ends (the web chat) reuse the same files: ``asset_path``, ``leaflet_head`` (the
+``<style>``/``<script>`` block) and ``map_data`` (the JSON ``geoagentMap(elementId, data)`` draws).
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 from html import escape
 from pathlib import Path
+from typing import Any
 
+from agent.basemap import asset_path, land_geojson
 from agent.prediction import Prediction
 from retrieval_service.core.errors import GeoAgentError
 
-_SOURCE_COLOURS = {"gallery": "#3388ff", "database": "#7b3294", "lmm": "#e66101", "ocr": "#1a9641", "cluster": "#555555"}
+SCRIPTS = ("leaflet/leaflet.js", "leaflet.heat/leaflet-heat.js", "geoagent-map.js")
+STYLES = ("leaflet/leaflet.css",)
+ONLINE_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+MAX_CANDIDATES = 200
+"""Candidates drawn per photo (the strongest first); the page stays small with large top_k."""
 
 
-def write_map(predictions: list[Prediction], path: str | Path) -> Path:
-    """Write one HTML file (Leaflet assets are referenced from their CDN by folium, the data is inline)."""
-    import folium
+def asset_text(name: str) -> str:
+    """The text of a vendored asset under ``agent/assets`` (GeoAgentError if the package lacks it)."""
+    path = asset_path(name)
+    if not path.is_file():
+        raise GeoAgentError(f"the map asset {name} is missing from the installed package ({path})",
+                            "reinstall geoagent; the wheel ships agent/assets/")
+    return path.read_text(encoding="utf-8")
 
+
+def _css_with_data_uris(name: str) -> str:
+    css = asset_text(name)
+    folder = asset_path(name).parent
+
+    def inline(match: re.Match[str]) -> str:
+        target = folder / match.group(1)
+        if not target.is_file():
+            return match.group(0)
+        return f"url(data:image/png;base64,{base64.b64encode(target.read_bytes()).decode('ascii')})"
+
+    return re.sub(r"url\((images/[\w.-]+\.png)\)", inline, css)
+
+
+def _safe_script(text: str) -> str:
+    return text.replace("</script", "<\\/script")
+
+
+def leaflet_head() -> str:
+    """``<style>`` and ``<script>`` elements with Leaflet, leaflet.heat and the geoagent drawing code inlined."""
+    styles = "".join(f"<style>/* {n} */\n{_css_with_data_uris(n)}</style>\n" for n in STYLES)
+    scripts = "".join(f"<script>/* {n} */\n{_safe_script(asset_text(n))}</script>\n" for n in SCRIPTS)
+    return styles + scripts
+
+
+def _point(c: Any) -> dict[str, Any]:
+    return {"lat": round(float(c.lat), 5), "lon": round(float(c.lon), 5), "score": round(float(getattr(c, "score", 0.0)), 4),
+            "source": str(getattr(c, "source", ""))}
+
+
+def map_data(predictions: list[Prediction]) -> list[dict[str, Any]]:
+    """What ``geoagentMap`` draws for each prediction (plain JSON)."""
+    out: list[dict[str, Any]] = []
+    for pred in predictions:
+        candidates = sorted(pred.candidates, key=lambda c: -c.score)[:MAX_CANDIDATES]
+        surface = None
+        if pred.surface is not None:
+            surface = {"heat": [[round(a, 4), round(b, 4), round(w, 4)] for a, b, w in pred.surface.heat],
+                       "regions": {level: [[[round(a, 4), round(b, 4)] for a, b in ring] for ring in rings]
+                                   for level, rings in pred.surface.regions.items()}}
+        out.append({
+            "name": Path(pred.image).name or pred.image, "lat": pred.lat, "lon": pred.lon,
+            "confidence": pred.confidence, "source": pred.source, "place": pred.place.label(),
+            "rationale": pred.rationale[:1000], "candidates": [_point(c) for c in candidates],
+            "alternatives": [_point(a) for a in pred.alternatives],
+            "clusters": [{"lat": c.lat, "lon": c.lon, "support": c.support, "radius_km": c.radius_km} for c in pred.clusters],
+            "surface": surface, "search_area_km2": dict(pred.search_area_km2),
+        })
+    return out
+
+
+def _json_for_script(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+
+
+def render_map(predictions: list[Prediction], *, tiles: bool = True, title: str = "geoagent map") -> str:
+    """The whole page as one HTML string: no external script, style or image."""
     if not predictions:
         raise GeoAgentError("no prediction to put on the map", "give at least one photo that can be located")
+    data = {"land": land_geojson(), "tiles": ONLINE_TILES if tiles else None, "predictions": map_data(predictions)}
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        f"<title>{escape(title)}</title>\n{leaflet_head()}"
+        "<style>html,body{margin:0;height:100%}#map{position:absolute;inset:0;background:#aad3df}</style>\n"
+        "</head><body><div id=\"map\"></div>\n"
+        f"<script>geoagentMap(\"map\", {_json_for_script(data)});</script>\n</body></html>\n"
+    )
+
+
+def write_map(predictions: list[Prediction], path: str | Path, *, tiles: bool = True) -> Path:
+    """Write the offline map page to ``path`` (an .html file); returns the path."""
     out = Path(path)
     if out.suffix.lower() not in (".html", ".htm"):
         raise GeoAgentError(f"the map file {out} does not end in .html", "pass e.g. --map out.html")
+    html = render_map(predictions, tiles=tiles)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fmap = folium.Map(location=[predictions[0].lat, predictions[0].lon], zoom_start=3, tiles="OpenStreetMap")
-    for pred in predictions:
-        name = escape(Path(pred.image).name or pred.image)
-        group = folium.FeatureGroup(name=name)
-        for c in pred.candidates:
-            folium.CircleMarker([c.lat, c.lon], radius=4, color=_SOURCE_COLOURS.get(c.source, "#3388ff"), fill=True,
-                                tooltip=f"{c.source} candidate {c.lat:.4f}, {c.lon:.4f} (score {c.score:.3f})").add_to(group)
-        for i, cl in enumerate(pred.clusters):
-            folium.Circle([cl.lat, cl.lon], radius=max(1000.0, cl.radius_km * 1000),
-                          color="#555555", fill=True, fill_opacity=0.15,
-                          tooltip=f"cluster {i + 1}: {cl.support} candidates").add_to(group)
-        for a in pred.alternatives:
-            folium.Marker([a.lat, a.lon], icon=folium.Icon(color="gray", icon="question-sign"),
-                          tooltip=f"alternative {a.lat:.4f}, {a.lon:.4f}").add_to(group)
-        place = pred.place.label()
-        popup = (f"<b>{name}</b><br>{pred.lat:.5f}, {pred.lon:.5f}<br>{escape(place)}<br>"
-                 f"confidence {pred.confidence:.2f} ({pred.source})<br><small>{escape(pred.rationale)}</small>")
-        folium.Marker([pred.lat, pred.lon], icon=folium.Icon(color="red", icon="camera"),
-                      popup=folium.Popup(popup, max_width=400), tooltip=f"answer for {name}").add_to(group)
-        group.add_to(fmap)
-    folium.LayerControl().add_to(fmap)
-    fmap.save(str(out))
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)
     return out

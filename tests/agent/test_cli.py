@@ -46,7 +46,8 @@ def test_locate_text_and_map(fake_cli, photo, tmp_path):
     assert res.exit_code == 0, res.output
     assert "answer:" in res.stdout and "Paris" in res.stdout and "why:" in res.stdout
     html = out.read_text()
-    assert html.startswith("<!DOCTYPE html>") and "answer for photo.jpg" in html and "cluster 1" in html
+    assert html.startswith("<!DOCTYPE html>") and '"name":"photo.jpg"' in html and '"clusters":[{"lat"' in html
+    assert "<script src" not in html and "geoagentMap(" in html  # the offline map, assets inlined
 
 
 def test_locate_bad_inputs(fake_cli, photo, tmp_path):
