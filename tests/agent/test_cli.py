@@ -108,3 +108,39 @@ def test_chat_follow_up_with_lmm_sees_the_analysis(agent_settings, photo):
     sent = model.received[0]
     assert sent[0].type == "system" and "Paris" in sent[0].content
     assert [m.type for m in sent[1:]] == ["human", "ai", "human"]
+
+
+def test_locate_at_the_top_k_maximum_reaches_the_real_retrieve_tool(monkeypatch, tmp_path, photo):
+    """--top-k above the tool's own bound once turned every photo into the placeholder 0, 0: now the
+    CLI, the settings and the retrieve tool share MAX_TOP_K, and the maximum goes through."""
+    import agent.api as api
+    from retrieval_service.retrieval.settings import MAX_TOP_K
+    from tests.tools.conftest import FakeRetriever
+    from tools import Services, make_tools
+
+    fake = FakeRetriever()
+    real = api.load_agent
+    monkeypatch.setenv("GEOAGENT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(api, "load_agent", lambda settings=None, **kw: real(
+        settings, tools=make_tools(Services(settings, retriever=fake)), **kw))
+    res = CliRunner().invoke(app, ["locate", str(photo), "--mode", "retrieval", "--top-k", str(MAX_TOP_K), "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout.splitlines()[0])
+    assert "error" not in row and abs(row["lat"] - PARIS[0]) < 1
+    assert [c[1]["k_gallery"] for c in fake.calls if c[0] == "search"] == [MAX_TOP_K]
+    over = CliRunner().invoke(app, ["locate", str(photo), "--top-k", str(MAX_TOP_K + 1)])
+    assert over.exit_code == 2 and str(MAX_TOP_K) in over.output
+
+
+def test_a_bad_path_fails_before_any_model_loads(monkeypatch, tmp_path):
+    """A missing path was once reported only after ~15 s of model loading."""
+    import agent.api as api
+
+    loaded = []
+    monkeypatch.setenv("GEOAGENT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(api, "load_agent", lambda *a, **kw: loaded.append(1) or pytest.fail("models loaded"))
+    res = CliRunner().invoke(app, ["locate", str(tmp_path / "gone.jpg"), str(tmp_path), "--json"])
+    assert res.exit_code == 1 and not loaded
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["error"]["type"] for r in rows] == ["ImageLoadError", "ImageLoadError"]
+    assert "not found" in rows[0]["error"]["message"] and "is a directory" in rows[1]["error"]["message"]
