@@ -4,6 +4,11 @@ Shards are created without a write-ahead log, so several processes can open the 
 reading at once (the WAL would hold an exclusive lock); writes are made durable by ``flush()`` and
 serialised across processes by an advisory ``fcntl`` lock file (``write_lock``). A reader sees points
 written by another process after it reopens the collection (``refresh``).
+
+Opening a shard tidies its directory (it removes the temporary files a writer is about to rename),
+so opening and closing are guarded by a shared ``fcntl`` lock on ``<collection>.io.lock`` and every
+write (upsert + flush, optimize) by the exclusive one: ``index build`` and readers in other processes
+(``locate``, ``index info``) take turns between batches instead of breaking the writer's flush.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import contextlib
 import fcntl
 import json
 import shutil
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,6 +38,10 @@ from retrieval_service.retrieval.stores.base import (
     check_vectors,
 )
 
+IO_WAIT_S = 600.0
+"""How long opening a collection waits for another process's write (an HNSW build can take minutes)."""
+
+
 class EdgeStore(VectorStore):
     """Embedded Qdrant under ``root`` (one shard per collection)."""
 
@@ -42,6 +53,58 @@ class EdgeStore(VectorStore):
         self.build_index = build_index
         self._shards: dict[str, Any] = {}
         self._locks: dict[str, Any] = {}
+        self._io_held: dict[str, int] = {}  # name -> fcntl mode this instance holds (re-entrant)
+        self._io_guard = threading.RLock()
+        self._seen: dict[str, int | None] = {}  # name -> the "opened" stamp after our last write
+
+    def _opened_stamp(self, name: str) -> int | None:
+        """When a process last opened the collection (the mtime of ``<collection>.opened``)."""
+        try:
+            return (self.root / f"{self._dir(name).name}.opened").stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    @contextlib.contextmanager
+    def _io(self, name: str, mode: int) -> Iterator[None]:
+        """Hold ``<collection>.io.lock`` shared (open/close) or exclusive (writes), waiting for others."""
+        with self._io_guard:
+            held = self._io_held.get(name)
+            if held == fcntl.LOCK_EX or held == mode:
+                yield
+                return
+            path = self.root / f"{self._dir(name).name}.io.lock"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as handle:
+                deadline = time.monotonic() + IO_WAIT_S
+                while True:
+                    try:
+                        fcntl.flock(handle, mode | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise StoreError(
+                                f"collection {name!r} has been busy in another process for {IO_WAIT_S:.0f} s",
+                                "wait for the other geoagent index/gallery build to finish, or use another GEOAGENT_DATA_DIR",
+                            ) from None
+                        time.sleep(0.02)
+                self._io_held[name] = mode
+                if mode == fcntl.LOCK_EX and held is None and self._opened_stamp(name) != self._seen.get(name):
+                    # another process opened (and tidied) the shard since our last write: reopen it,
+                    # or its stale in-memory state breaks the next flush
+                    stale = self._shards.pop(name, None)
+                    if stale is not None:
+                        stale.close()
+                try:
+                    yield
+                finally:
+                    if mode == fcntl.LOCK_EX and held is None:
+                        self._seen[name] = self._opened_stamp(name)
+                    if held is None:
+                        self._io_held.pop(name, None)
+                        fcntl.flock(handle, fcntl.LOCK_UN)
+                    else:
+                        self._io_held[name] = held
+                        fcntl.flock(handle, held)
 
     def _dir(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
@@ -58,7 +121,9 @@ class EdgeStore(VectorStore):
         if shard is None:
             self._require(name)
             try:
-                shard = qe.EdgeShard.load(str(self._dir(name)))
+                with self._io(name, fcntl.LOCK_SH):
+                    shard = qe.EdgeShard.load(str(self._dir(name)))
+                    (self.root / f"{self._dir(name).name}.opened").touch()
             except Exception as exc:  # the Rust side raises a bare Exception
                 raise StoreError(
                     f"cannot open embedded Qdrant collection {name!r} at {self._dir(name)}: {exc}",
@@ -85,19 +150,21 @@ class EdgeStore(VectorStore):
             wal_enabled=False,
         )
         try:
-            shard = qe.EdgeShard.create(str(path), config)
-            shard.update(qe.UpdateOperation.create_field_index("location", qe.PayloadSchemaType.Geo))
-            shard.update(qe.UpdateOperation.create_field_index("country_code", qe.PayloadSchemaType.Keyword))
-            shard.flush()
+            with self._io(name, fcntl.LOCK_EX):
+                shard = qe.EdgeShard.create(str(path), config)
+                shard.update(qe.UpdateOperation.create_field_index("location", qe.PayloadSchemaType.Geo))
+                shard.update(qe.UpdateOperation.create_field_index("country_code", qe.PayloadSchemaType.Keyword))
+                shard.flush()
         except Exception as exc:
             raise StoreError(f"cannot create collection {name!r} at {path}: {exc}", "check the data dir is writable") from exc
         self._shards[name] = shard
 
     def delete_collection(self, name: str) -> None:
-        shard = self._shards.pop(name, None)
-        if shard is not None:
-            shard.close()
-        shutil.rmtree(self._dir(name), ignore_errors=True)
+        with self._io(name, fcntl.LOCK_EX):
+            shard = self._shards.pop(name, None)
+            if shard is not None:
+                shard.close()
+            shutil.rmtree(self._dir(name), ignore_errors=True)
 
     def dim(self, name: str) -> int:
         self._require(name)
@@ -115,9 +182,10 @@ class EdgeStore(VectorStore):
 
         vectors = check_vectors(vectors, len(ids))
         points = [qe.Point(pid, vec.tolist(), payload) for pid, vec, payload in zip(ids, vectors, payloads)]
-        shard = self._shard(name)
-        shard.update(qe.UpdateOperation.upsert_points(points))
-        shard.flush()
+        with self._io(name, fcntl.LOCK_EX):
+            shard = self._shard(name)
+            shard.update(qe.UpdateOperation.upsert_points(points))
+            shard.flush()
 
     def existing_ids(self, name: str, ids: Sequence[PointId]) -> set[PointId]:
         if not ids:
@@ -160,10 +228,11 @@ class EdgeStore(VectorStore):
         return [Hit(id=p.id if not isinstance(p.id, uuid.UUID) else str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
 
     def finish_writes(self, name: str) -> None:
-        shard = self._shard(name)
-        if self.build_index:
-            shard.optimize()
-        shard.flush()
+        with self._io(name, fcntl.LOCK_EX):
+            shard = self._shard(name)
+            if self.build_index:
+                shard.optimize()
+            shard.flush()
 
     @contextlib.contextmanager
     def write_lock(self, name: str) -> Iterator[None]:
@@ -186,12 +255,14 @@ class EdgeStore(VectorStore):
     def refresh(self, name: str) -> None:
         shard = self._shards.pop(name, None)
         if shard is not None:
-            shard.close()
+            with self._io(name, fcntl.LOCK_SH):
+                shard.close()
+                if self._io_held.get(name) != fcntl.LOCK_EX:
+                    (self.root / f"{self._dir(name).name}.opened").touch()
 
     def close(self) -> None:
-        for shard in self._shards.values():
-            shard.close()
-        self._shards.clear()
+        for name in list(self._shards):
+            self.refresh(name)
 
     def info(self) -> dict[str, Any]:
         return {"backend": "embedded", "path": str(self.root), "hnsw_ef": self.hnsw_ef}
