@@ -72,7 +72,10 @@ class Retriever:
     def encoder(self):  # -> ImageEncoder
         from retrieval_service.retrieval.image_encoder import ImageEncoder
 
-        return ImageEncoder(self.settings.image_model, self.settings.image_pretrained, self.settings.device, self.settings.batch_size)
+        from retrieval_service.retrieval.model_store import models_dir
+
+        return ImageEncoder(self.settings.image_model, self.settings.image_pretrained, self.settings.device, self.settings.batch_size,
+                            models_dir=models_dir(self.settings.data_dir), quick_gelu=self.settings.image_quick_gelu)
 
     @cached_property
     def heads(self):  # -> GeoClipHeads

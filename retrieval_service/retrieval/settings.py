@@ -24,6 +24,8 @@ class RetrievalSettings(MediaSettings):
         default="openai",
         description="open_clip pretrained tag, a local checkpoint path, or 'none' for random weights (plumbing only).",
     )
+    image_quick_gelu: bool | None = Field(
+        default=None, description="Build the CLIP model with QuickGELU; unset = decide from the weights (OpenAI CLIP needs it).")
     batch_size: int = Field(default=32, ge=1, le=4096)
     top_k: int = Field(default=20, ge=1, le=MAX_TOP_K, description="Retrieval candidates per photo.")
 
