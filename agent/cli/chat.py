@@ -71,9 +71,12 @@ def chat(
                 console.print(HELP)
                 continue
             if line.startswith("/image"):
-                args = shlex.split(line[len("/image"):])
+                try:
+                    args = shlex.split(line[len("/image"):])
+                except ValueError as exc:  # e.g. an unclosed quote: a bad line, not the end of the chat
+                    args = [f"error: {exc}"] * 2
                 if len(args) != 1:
-                    console.print("[red]usage: /image PATH[/]")
+                    console.print("usage: /image PATH (quote a path with spaces: /image \"my photo.jpg\")", style="red", markup=False)
                     continue
                 try:
                     sess.attach(args[0], on_event=show)
