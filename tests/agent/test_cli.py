@@ -144,3 +144,14 @@ def test_a_bad_path_fails_before_any_model_loads(monkeypatch, tmp_path):
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["error"]["type"] for r in rows] == ["ImageLoadError", "ImageLoadError"]
     assert "not found" in rows[0]["error"]["message"] and "is a directory" in rows[1]["error"]["message"]
+
+
+def test_a_url_that_fails_is_a_failure(fake_cli, photo, tmp_path):
+    """A refused/unreachable URL once exited 0 with the placeholder answer 0, 0."""
+    url = "http://127.0.0.1:9/photo.jpg"  # loopback: refused by default, before any connection
+    res = fake_cli.invoke(app, ["locate", url, str(photo), "--json"])
+    assert res.exit_code == 1
+    failed, ok = [json.loads(line) for line in res.stdout.splitlines()]
+    assert failed["image"] == url and "lat" not in failed and failed["error"]["type"] == "ImageLoadError"
+    assert "loopback" in failed["error"]["message"] and "GEOAGENT_ALLOW_PRIVATE_URLS" in failed["error"]["fix"]
+    assert ok["lat"] != 0.0 and "error" not in ok
