@@ -44,14 +44,15 @@ class Predictor(ABC):
     chat_model: Any = None
 
     def resolve(self, input: Any) -> ResolvedImage:
-        """The photo of ``{"image": ...}`` (or of the image itself), resolved and checked."""
+        """The photo of ``{"image": ...}`` (or of the image itself), resolved once into a checked local
+        file (a ``ResolvedImage`` passes through as it is)."""
         if isinstance(input, dict):
             if "image" not in input:
                 raise ImageLoadError("the input has no 'image' key", 'call invoke({"image": <path|bytes|PIL image|url>})')
             input = input["image"]
         if input is None:
             raise ImageLoadError("no image given", 'call invoke({"image": <path|bytes|PIL image|url>})')
-        return resolve_image(input, self.settings.cache_dir)
+        return resolve_image(input, self.settings.cache_dir, self.settings)
 
     def check(self) -> None:
         """Load what the predictor needs now; raise a GeoAgentError (e.g. missing weights) before any photo."""

@@ -19,6 +19,7 @@ from agent.prediction import Evidence, Place, Prediction, TraceEntry
 from agent.predictor import Predictor, RunResult
 from agent.settings import Settings
 from agent.tool_calls import call_tool
+from retrieval_service.core.errors import NoAnswerError
 from retrieval_service.core.types import Candidate, RetrievalResult
 from retrieval_service.evidence.clustering import ClusteringResult
 from retrieval_service.evidence.geocoding import PlaceInfo
@@ -56,20 +57,18 @@ class RetrievalBaseline(Predictor):
         candidates = retrieval_candidates(retrieval.gallery + retrieval.database) if isinstance(retrieval, RetrievalResult) else []
         if not candidates:
             why = content.get("error") or "retrieval returned no candidates"
-            pred = Prediction(image=image.ref, lat=0.0, lon=0.0, confidence=0.0, source="fallback", mode=self.mode,
-                              rationale="No retrieval candidate, so there is no evidence for any place.", trace=trace,
-                              warnings=[f"no candidate locations ({why}); the answer 0, 0 is a placeholder with confidence 0"])
-        else:
-            answer, rationale, alternatives, clusters = self._pick(candidates, trace)
-            _, info, entry = call_tool(self.tools, "reverse_geocode", {"lat": answer.lat, "lon": answer.lon})
-            trace.append(entry)
-            place = Place.from_info(info if isinstance(info, PlaceInfo) else None)
-            evidence = [Evidence(kind="place", detail=f"Reverse geocoding names {place.label()} ({place.distance_km} km "
-                                 "from the answer).", lat=answer.lat, lon=answer.lon)] if place.label() else []
-            pred = Prediction(image=image.ref, lat=answer.lat, lon=answer.lon, mode=self.mode, source=answer.source,
-                              confidence=round(max(0.0, min(1.0, support_share(answer.lat, answer.lon, candidates))), 4),
-                              place=place, alternatives=alternatives, candidates=candidates, clusters=clusters,
-                              rationale=rationale, evidence=evidence, trace=trace)
+            raise NoAnswerError(f"no location found for {image.ref}: {why}",
+                                "check the models and collections with `geoagent index info`", trace=trace)
+        answer, rationale, alternatives, clusters = self._pick(candidates, trace)
+        _, info, entry = call_tool(self.tools, "reverse_geocode", {"lat": answer.lat, "lon": answer.lon})
+        trace.append(entry)
+        place = Place.from_info(info if isinstance(info, PlaceInfo) else None)
+        evidence = [Evidence(kind="place", detail=f"Reverse geocoding names {place.label()} ({place.distance_km} km "
+                             "from the answer).", lat=answer.lat, lon=answer.lon)] if place.label() else []
+        pred = Prediction(image=image.ref, lat=answer.lat, lon=answer.lon, mode=self.mode, source=answer.source,
+                          confidence=round(max(0.0, min(1.0, support_share(answer.lat, answer.lon, candidates))), 4),
+                          place=place, alternatives=alternatives, candidates=candidates, clusters=clusters,
+                          rationale=rationale, evidence=evidence, trace=trace)
         return RunResult(prediction=pred, total_ms=(time.perf_counter() - start) * 1000, prepare_ms=(prepared - start) * 1000)
 
 

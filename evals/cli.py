@@ -66,7 +66,7 @@ def run_command(
                       limit=limit, workers=workers or settings.eval_workers, retry_failed=retry_failed, progress=not no_progress,
                       argv=sys.argv, report=False)
     typer.echo(f"{result.written} new row(s), {result.resumed} resumed, {result.failed} failed this time, "
-               f"{result.missing} missing image(s) excluded")
+               f"{result.missing} missing image(s) excluded, {result.invalid} bad label row(s) recorded as failed")
     _print_summary(out, settings)
 
 

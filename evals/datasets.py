@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +53,15 @@ class EvalItem(BaseModel):
     image: Path
 
 
+class InvalidRow(BaseModel):
+    """A label row that cannot be evaluated (bad coordinates, empty or repeated id, an id outside
+    the image folder): recorded as a failed row of the run, never a refusal of the whole run."""
+
+    id: str
+    line: int
+    reason: str
+
+
 class Dataset(BaseModel):
     """The rows that can be evaluated, and the rows left out because their image is missing."""
 
@@ -60,6 +70,7 @@ class Dataset(BaseModel):
     images: Path
     items: list[EvalItem]
     missing: list[str] = Field(default_factory=list, description="ids whose image file is not in the folder")
+    invalid: list[InvalidRow] = Field(default_factory=list, description="rows that cannot be evaluated, with the reason")
     columns: dict[str, str] = Field(default_factory=dict, description="role -> CSV column used (id, lat, lon)")
 
     def describe_missing(self, first: int = 5) -> str:
@@ -79,6 +90,14 @@ def _image_index(images: Path) -> dict[str, Path]:
             if path.suffix in IMAGE_SUFFIXES:
                 index.setdefault(path.stem, path)
     return index
+
+
+def _confined(image_id: str) -> bool:
+    """True when the id names a file inside the image folder (no absolute path, no escaping ``..``)."""
+    if Path(image_id).is_absolute() or image_id.startswith("~"):
+        return False
+    norm = os.path.normpath(image_id)
+    return norm != ".." and not norm.startswith(".." + os.sep)
 
 
 def _resolve(image_id: str, images: Path, index: dict[str, Path]) -> Path | None:
@@ -103,8 +122,10 @@ def load_dataset(
     """Read a benchmark CSV and match its rows to the images in a folder.
 
     Rows whose image is missing are listed in ``Dataset.missing`` (and logged), never dropped
-    silently. Raises DatasetError on an unknown layout, an unreadable or empty CSV, missing
-    columns, bad coordinates or duplicate ids.
+    silently; rows with bad coordinates, an empty or repeated id, or an id pointing outside
+    ``images`` are listed in ``Dataset.invalid`` with the reason (the runner records them as failed
+    rows). Raises DatasetError on an unknown layout, an unreadable or empty CSV, missing columns, or
+    when no row can be evaluated.
     """
     key = name.strip().lower()
     if key not in LAYOUTS:
@@ -124,45 +145,45 @@ def load_dataset(
     ids = frame[cid].astype(str).str.strip()
     lats = pd.to_numeric(frame[clat].str.strip(), errors="coerce")
     lons = pd.to_numeric(frame[clon].str.strip(), errors="coerce")
-    bad = [
-        f"line {i + 2} ({ids.iloc[i] or 'no id'}: {frame[clat].iloc[i]!r}, {frame[clon].iloc[i]!r})"
-        for i in range(len(frame))
-        if not (math.isfinite(lats.iloc[i]) and math.isfinite(lons.iloc[i]))
-        or not (-90 <= lats.iloc[i] <= 90 and -180 <= lons.iloc[i] <= 180)
-    ]
-    if bad:
-        raise DatasetError(
-            f"{labels}: {len(bad)} row(s) with bad coordinates in columns {clat}/{clon}: {'; '.join(bad[:5])}",
-            "coordinates must be decimal degrees, latitude in [-90, 90] and longitude in [-180, 180]",
-        )
-    empty_ids = [str(i + 2) for i in range(len(frame)) if not ids.iloc[i]]
-    if empty_ids:
-        raise DatasetError(f"{labels}: empty id in column {cid} on line(s) {', '.join(empty_ids[:5])}", "give every row an image id")
-    dupes = ids[ids.duplicated()].unique().tolist()
-    if dupes:
-        raise DatasetError(
-            f"{labels}: {len(dupes)} duplicated id(s) in column {cid}: {', '.join(dupes[:5])}",
-            "ids must be unique: the run file is keyed by them",
-        )
-
     index = _image_index(images)
     items: list[EvalItem] = []
     missing: list[str] = []
-    for image_id, lat, lon in zip(ids, lats, lons):
+    invalid: list[InvalidRow] = []
+    seen: set[str] = set()
+    for i, (image_id, lat, lon) in enumerate(zip(ids, lats, lons)):
+        line = i + 2
+        reason = None
+        if not image_id:
+            image_id, reason = f"<line {line}>", f"empty id in column {cid}"
+        elif not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
+            reason = (f"bad coordinates {frame[clat].iloc[i]!r}, {frame[clon].iloc[i]!r} in {clat}/{clon} "
+                      "(decimal degrees, latitude -90..90, longitude -180..180)")
+        elif image_id in seen:
+            image_id, reason = f"{image_id} (line {line})", f"repeats the id {image_id!r} of an earlier row (the first is used)"
+        elif not _confined(image_id):
+            reason = f"the id {image_id!r} points outside the image folder {images}"
+        if reason is not None:
+            invalid.append(InvalidRow(id=image_id, line=line, reason=reason))
+            continue
+        seen.add(image_id)
         path = _resolve(image_id, images, index)
         if path is None:
             missing.append(image_id)
         else:
             items.append(EvalItem(id=image_id, lat=float(lat), lon=float(lon), image=path))
+    if invalid:
+        shown = "; ".join(f"line {r.line} ({r.id}): {r.reason}" for r in invalid[:5])
+        log.warning("%s: %d bad row(s), recorded as failed rows of the run: %s", labels, len(invalid), shown)
     dataset = Dataset(
-        name=layout.name, labels=labels, images=images, items=items, missing=missing,
+        name=layout.name, labels=labels, images=images, items=items, missing=missing, invalid=invalid,
         columns={"id": cid, "lat": clat, "lon": clon},
     )
     if missing:
         log.warning("%s; they are excluded from the run", dataset.describe_missing())
     if not items:
+        bad = f"; {len(invalid)} bad row(s), e.g. line {invalid[0].line}: {invalid[0].reason}" if invalid else ""
         raise DatasetError(
-            f"none of the {len(frame)} ids in {labels} has an image in {images} ({dataset.describe_missing()})",
+            f"none of the {len(frame)} ids in {labels} has an image in {images} ({dataset.describe_missing()}{bad})",
             "point --images at the folder holding the benchmark photos (file names = the id column)",
         )
     if layout.expected_size and len(frame) != layout.expected_size:

@@ -188,10 +188,11 @@ def write_reports(run_dir: str | Path, *, plots: bool = True, settings: EvalSett
     if plots:
         distances = [r.get("distance_km") if not r.get("error") else None for r in rows]
         plot_accuracy_curve({f"{run_dir.name} ({summary.mode})": distances}, run_dir / ACCURACY_PNG)
+        labelled = [(r, d) for r, d in zip(rows, distances) if r.get("gt")]  # a bad label row has no ground truth
         plot_error_map(
-            [(r["gt"]["lat"], r["gt"]["lon"]) for r in rows],
-            [(r["pred"]["lat"], r["pred"]["lon"]) if r.get("pred") else None for r in rows],
-            distances, run_dir / MAP_PNG, title=f"{run_dir.name}: error by ground-truth location",
+            [(r["gt"]["lat"], r["gt"]["lon"]) for r, _ in labelled],
+            [(r["pred"]["lat"], r["pred"]["lon"]) if r.get("pred") else None for r, _ in labelled],
+            [d for _, d in labelled], run_dir / MAP_PNG, title=f"{run_dir.name}: error by ground-truth location",
         )
     log.info("reports written to %s", run_dir)
     return summary

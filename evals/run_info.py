@@ -3,7 +3,9 @@ dataset, argv) and the versions of the software that produced it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -58,9 +60,48 @@ def versions() -> dict[str, str | None]:
     }
 
 
+FINGERPRINT_FIELDS = ("image_model", "image_pretrained", "top_k", "gallery_collection", "database_collection",
+                      "qdrant_url", "llm_model", "llm_base_url", "llm_temperature", "max_steps", "segmenter",
+                      "segmenter_model", "segmenter_labels", "nominatim", "decode_max_side", "max_image_pixels",
+                      "min_image_side", "max_aspect_ratio")
+"""The settings that change predictions; a run is resumable only with all of them unchanged."""
+
+
+def file_digest(value: Any) -> str | None:
+    """sha256 of a local file named by a setting (a checkpoint, a model config), else None."""
+    if not isinstance(value, (str, Path)) or not str(value).strip():
+        return None
+    path = Path(str(value)).expanduser()
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(settings: Settings, *, mode: str, predictor: str | None = None) -> dict[str, Any]:
+    """Everything that changes a prediction: mode, predictor, the prediction settings, the digests of
+    local weight/config files, and the code version. ``digest`` is a short hash of the rest."""
+    values = settings.model_dump(mode="json")
+    fields: dict[str, Any] = {"mode": mode, "predictor": predictor or "agent.load_agent"}
+    fields.update({name: values.get(name) for name in FINGERPRINT_FIELDS})
+    for name in ("image_model", "image_pretrained", "segmenter_model", "segmenter_labels"):
+        digest = file_digest(values.get(name))
+        if digest:
+            fields[f"{name}_sha256"] = digest
+    fields["code_version"] = _pkg("geoagent")
+    fields["geoclip_version"] = _pkg("geoclip")
+    fields["open_clip_version"] = _pkg("open_clip_torch")
+    canonical = json.dumps(fields, sort_keys=True, default=str).encode("utf-8")
+    return {"digest": hashlib.sha256(canonical).hexdigest()[:16], "fields": fields}
+
+
 def build_config(settings: Settings, *, mode: str, dataset: dict[str, Any], argv: list[str] | None = None,
                  predictor: str | None = None) -> dict[str, Any]:
     return {
+        "fingerprint": fingerprint(settings, mode=mode, predictor=predictor),
         "mode": mode,
         "dataset": dataset,
         "predictor": predictor or "agent.load_agent",
@@ -72,7 +113,8 @@ def build_config(settings: Settings, *, mode: str, dataset: dict[str, Any], argv
 
 
 def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
-    """Refuse to append to a run directory that holds a run of another mode, dataset or predictor."""
+    """Refuse to append to a run directory that holds a run of another mode, dataset, predictor or
+    settings fingerprint (the message names every difference)."""
     path = run_dir / CONFIG_FILE
     if not path.exists():
         return
@@ -92,6 +134,18 @@ def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
                 f"{run_dir} holds a run on dataset {key}={old.get('dataset', {}).get(key)!r}, not {config['dataset'].get(key)!r}",
                 "resume with the same --dataset/--labels, or pass a new --out directory",
             )
+    before = (old.get("fingerprint") or {}).get("fields")
+    now = config["fingerprint"]["fields"]
+    if before is None:
+        raise ConfigError(f"{run_dir} holds a run without a settings fingerprint (an older geoagent)",
+                          "pass a new --out directory; rows of two configurations must not mix")
+    changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(before) | set(now))
+               if before.get(key) != now.get(key)]
+    if changed:
+        raise ConfigError(
+            f"{run_dir} holds a run made with other settings; resuming would mix two systems in one file. "
+            f"Changed: {'; '.join(changed)}",
+            "resume with the same settings and options, or pass a new --out directory")
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
@@ -101,6 +155,9 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
         config = {**config, "started_at": old.get("started_at"),
                   "resumed_at": [*old.get("resumed_at", []), config["started_at"]]}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
+    tmp = path.with_name(f".{CONFIG_FILE}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(config, indent=2, default=str))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -2,7 +2,9 @@
 
 The predictor is anything with ``.invoke({"image": path}) -> Prediction`` built by a factory
 ``factory(settings, mode=mode)``; the default factory is ``agent.load_agent``. Predictions run in a
-thread pool (``workers``); the calling thread alone scores and writes rows, so the file has one writer.
+thread pool (``workers``); the calling thread alone scores and writes rows, so the file has one writer,
+and a lock on the run directory keeps a second process out. Every row carries the settings
+fingerprint of config.json; label rows that cannot be evaluated become failed rows with the reason.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from filelock import FileLock, Timeout
 from pydantic import BaseModel
 from tqdm import tqdm
 
 from retrieval_service.core.geo import country_code, country_codes
-from evals.datasets import Dataset, EvalItem
+from evals.datasets import Dataset, EvalItem, InvalidRow
 from evals.metrics import DISTANCE_METHOD, THRESHOLDS_KM, distance_km, hits
 from evals.records import PREDICTIONS_FILE, RowWriter, read_rows, repair, rewrite
 from evals.run_info import build_config, check_resumable, write_config
@@ -32,6 +35,7 @@ from agent.settings import Settings
 log = logging.getLogger(__name__)
 
 TOP_K_KEPT = 10
+LOCK_FILE = ".run.lock"
 
 
 class Predictor(Protocol):
@@ -71,6 +75,7 @@ class RunResult(BaseModel):
     written: int
     failed: int
     missing: int
+    invalid: int = 0
     elapsed_s: float
     harness_s: float
     predictor_s: float
@@ -127,6 +132,27 @@ def build_row(item: EvalItem, prediction: Any, error: BaseException | None, late
     return row
 
 
+def invalid_row(bad: InvalidRow, mode: str, fingerprint: str) -> dict[str, Any]:
+    """The failed row of a label row that cannot be evaluated (no ground truth, no prediction)."""
+    return {"id": bad.id, "image": None, "gt": None, "mode": mode, "latency_ms": 0.0, "distance_method": DISTANCE_METHOD,
+            "country_gt": None, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "pred": None, "top_k": [], "distance_km": None, "hits": hits(None), "country_pred": None,
+            "country_match": False, "confidence": None, "source": None, "place": None, "rationale": "", "trace": [],
+            "messages": [], "warnings": [], "error": f"line {bad.line} of the labels: {bad.reason}",
+            "error_type": "LabelError", "fingerprint": fingerprint}
+
+
+def run_lock(run_dir: Path) -> FileLock:
+    """Hold the run directory for this process: a second ``eval run`` on it is refused (ConfigError)."""
+    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(f"another `geoagent eval run` is writing to {run_dir}",
+                          "wait for it to finish (it resumes where it stops), or pass another --out directory") from None
+    return lock
+
+
 def _predict(predictor: Predictor, item: EvalItem) -> tuple[Any, BaseException | None, float]:
     start = time.perf_counter()
     try:
@@ -160,13 +186,27 @@ def run_eval(
         raise ConfigError(f"--limit must be at least 1, got {limit}", "pass a positive --limit or leave it out")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_lock(run_dir)
+    try:
+        return _run_locked(dataset, run_dir, settings=settings, mode=mode, factory=factory, predictor_name=predictor_name,
+                           limit=limit, workers=workers, retry_failed=retry_failed, progress=progress, argv=argv,
+                           report=report)
+    finally:
+        lock.release()
+
+
+def _run_locked(dataset: Dataset, run_dir: Path, *, settings: Settings, mode: str, factory: PredictorFactory,
+                predictor_name: str | None, limit: int | None, workers: int, retry_failed: bool, progress: bool,
+                argv: list[str] | None, report: bool) -> RunResult:
     items = dataset.items[:limit] if limit else list(dataset.items)
     config = build_config(
         settings, mode=mode, argv=argv, predictor=predictor_name,
         dataset={"name": dataset.name, "labels": str(dataset.labels), "images": str(dataset.images),
                  "columns": dataset.columns, "rows_with_images": len(dataset.items), "limit": limit,
-                 "evaluated": len(items), "missing_images": len(dataset.missing), "missing_ids": dataset.missing},
+                 "evaluated": len(items), "missing_images": len(dataset.missing), "missing_ids": dataset.missing,
+                 "invalid_rows": [bad.model_dump() for bad in dataset.invalid]},
     )
+    digest = config["fingerprint"]["digest"]
     check_resumable(run_dir, config)
     write_config(run_dir, config)
 
@@ -180,6 +220,13 @@ def run_eval(
     elif path.exists() and len(done_rows) != sum(1 for line in path.read_bytes().splitlines() if line.strip()):
         rewrite(path, done_rows)  # duplicates found: store each id once
     done = {r["id"] for r in done_rows}
+    invalid = [bad for bad in dataset.invalid if bad.id not in done]
+    if invalid:
+        with RowWriter(path) as writer:
+            for bad in invalid:
+                writer.write(invalid_row(bad, mode, digest))
+        done_rows += [{"id": bad.id, "error": bad.reason} for bad in invalid]
+        done |= {bad.id for bad in invalid}
     pending = [it for it in items if it.id not in done]
     resumed = sum(1 for r in done_rows if r["id"] in wanted)
     log.info("%s: %d done already, %d to go", run_dir, resumed, len(pending))
@@ -212,6 +259,7 @@ def run_eval(
                     prediction, error, latency_ms = fut.result()
                     t0 = time.perf_counter()
                     row = build_row(item, prediction, error, latency_ms, gt_countries[item.id], mode)
+                    row["fingerprint"] = digest
                     writer.write(row)
                     harness_s += time.perf_counter() - t0
                     predictor_s += latency_ms / 1000.0
@@ -230,7 +278,7 @@ def run_eval(
             bar.close()
     result = RunResult(
         run_dir=run_dir, total=len(items), resumed=resumed, written=written, failed=failed,
-        missing=len(dataset.missing), elapsed_s=time.perf_counter() - start, harness_s=harness_s,
+        missing=len(dataset.missing), invalid=len(dataset.invalid), elapsed_s=time.perf_counter() - start, harness_s=harness_s,
         predictor_s=predictor_s,
     )
     if report:

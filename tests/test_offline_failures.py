@@ -4,6 +4,7 @@ does not become place names."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,9 @@ def test_locate_without_cached_weights_exits_2_with_the_fix(tmp_path: Path, monk
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert res.returncode == 2, res.stderr
-    assert res.stdout.strip() == ""  # no placeholder 0,0 answer
+    [line] = res.stdout.splitlines()  # one line for the photo: its error, no placeholder 0,0 answer
+    row = json.loads(line)
+    assert "lat" not in row and row["error"]["type"] == "WeightsNotFoundError" and "geoagent models download" in row["error"]["fix"]
     assert "ViT-B-32" in res.stderr and "fix:" in res.stderr and "GEOAGENT_IMAGE_PRETRAINED" in res.stderr
     assert "Traceback" not in res.stderr
 

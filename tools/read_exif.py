@@ -5,8 +5,8 @@ from __future__ import annotations
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from retrieval_service.core.media import is_url
-from retrieval_service.evidence.exif import ExifInfo, read_exif
+from retrieval_service.core.media import tool_image_path
+from retrieval_service.evidence.exif import read_exif
 from tools.common import IMAGE_DESCRIPTION, Photo, ToolOutput, build_tool, r
 from tools.services import Services
 
@@ -22,13 +22,8 @@ class ReadExifArgs(BaseModel):
 
 
 def make_read_exif(services: Services) -> BaseTool:
-    del services  # EXIF needs no shared back-end
-
     def run(image: str) -> ToolOutput:
-        if is_url(image.strip()):
-            note = "EXIF is only read from local files; no GPS known"
-            return {"gps": None, "datetime": None, "camera": None, "note": note}, ExifInfo()
-        info = read_exif(image)
+        info = read_exif(tool_image_path(image, services.settings), services.settings)
         if info.gps is not None:
             gps = {
                 "lat": r(info.gps.lat, 5),
@@ -39,6 +34,8 @@ def make_read_exif(services: Services) -> BaseTool:
         else:
             gps = None
             note = "no GPS in EXIF: locate the photo from its content."
+            if info.gps_problem:
+                note = f"{info.gps_problem}. {note}"
         return {"gps": gps, "datetime": info.datetime, "camera": info.camera, "note": note}, info
 
     return build_tool("read_exif", run, ReadExifArgs, DESCRIPTION)

@@ -25,7 +25,7 @@ class ReadTextArgs(BaseModel):
 
 def make_read_text(services: Services) -> BaseTool:
     def run(image: str) -> ToolOutput:
-        reading = services.text_reader.read(open_image(image))
+        reading = services.text_reader.read(open_image(image, services.settings))
         return {
             "lines": [{"text": line.text[:200], "confidence": r(line.confidence, 2)} for line in reading.lines],
             "scripts": reading.scripts,

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from retrieval_service.core.errors import GeoAgentError
 from retrieval_service.core.types import Candidate, GeoFilter
-from retrieval_service.core.media import local_or_url
+from retrieval_service.retrieval.settings import MAX_TOP_K
+from retrieval_service.core.media import tool_image_path
 from tools.common import IMAGE_DESCRIPTION, Photo, ToolOutput, build_tool, r
 from tools.services import Services
 
@@ -24,7 +25,7 @@ lat+lon+radius_km (e.g. 300 km around a guess), or min_lat+max_lat+min_lon+max_l
 
 class RetrieveArgs(BaseModel):
     image: Photo = Field(min_length=1, description=IMAGE_DESCRIPTION)
-    k: int = Field(default=10, ge=1, le=50, description="Candidates per list.")
+    k: int = Field(default=10, ge=1, le=MAX_TOP_K, description="Candidates per list.")
     lat: float | None = Field(default=None, ge=-90, le=90, description="Circle filter centre latitude.")
     lon: float | None = Field(default=None, ge=-180, le=180, description="Circle filter centre longitude.")
     radius_km: float | None = Field(default=None, gt=0, le=20_038, description="Circle filter radius in km.")
@@ -59,7 +60,7 @@ def _geo_filter(given: dict[str, Any]) -> GeoFilter:
 
 def make_retrieve(services: Services) -> BaseTool:
     def run(image: str, k: int = 10, dissimilar: int = 0, **filter_args: Any) -> ToolOutput:
-        ref = local_or_url(image)
+        ref = tool_image_path(image, services.settings)
         given = {key: filter_args.get(key) for key in _FILTER_FIELDS if filter_args.get(key) is not None}
         geo_filter = _geo_filter(given) if given else None
         result = services.retriever.search(ref, k_gallery=k, k_database=k, geo_filter=geo_filter, dissimilar=dissimilar)

@@ -25,7 +25,7 @@ class SegmentSceneArgs(BaseModel):
 
 def make_segment_scene(services: Services) -> BaseTool:
     def run(image: str) -> ToolOutput:
-        scene = describe_scene(services.segmenter, open_image(image))
+        scene = describe_scene(services.segmenter, open_image(image, services.settings))
         return {"shares": scene.shares, "hints": scene.hints, "backend": scene.backend}, scene
 
     return build_tool("segment_scene", run, SegmentSceneArgs, DESCRIPTION)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from retrieval_service.core.media import local_or_url
+from retrieval_service.core.media import tool_image_path
 from retrieval_service.core.types import Candidate, Location, Verification
 from tools.common import IMAGE_DESCRIPTION, Photo, ToolOutput, build_tool, error_output, r
 from tools.services import Services
@@ -29,7 +29,7 @@ def _source(point: Location) -> str:
 def make_verify_locations(services: Services) -> BaseTool:
     def run(image: str, candidates: list[Location | dict]) -> ToolOutput:
         points = [c if isinstance(c, Location) else Location.model_validate(c) for c in candidates]
-        scores = list(services.retriever.verify(local_or_url(image), [(p.lat, p.lon) for p in points]))
+        scores = list(services.retriever.verify(tool_image_path(image, services.settings), [(p.lat, p.lon) for p in points]))
         if len(scores) != len(points):
             return error_output(f"verification returned {len(scores)} scores for {len(points)} candidates")
         ranked = sorted(

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agent.cli import chat, index, locate, serve, train
+from agent.cli import chat, index, locate, models, serve, train
 from agent.cli.context import CliState
 from retrieval_service.core.errors import GeoAgentError
 
@@ -53,6 +53,7 @@ index.register(app)
 chat.register(app)
 serve.register(app)
 train.register(app)
+models.register(app)
 
 for _ep in entry_points(group="geoagent.commands"):
     try:

@@ -132,9 +132,12 @@ def _handle(line: str, sess: Any, console: Any, display: Display) -> None:
     if line == "/help":
         console.print(HELP)
     elif line.startswith("/image"):
-        args = shlex.split(line[len("/image"):])
+        try:
+            args = shlex.split(line[len("/image"):])
+        except ValueError as exc:  # e.g. an unclosed quote: a bad line, not the end of the chat
+            raise GeoAgentError(f"cannot read the path in {line!r}: {exc}", 'quote a path with spaces: /image "my photo.jpg"') from exc
         if len(args) != 1:
-            console.print("[red]usage: /image PATH[/]")
+            console.print("usage: /image PATH (quote a path with spaces: /image \"my photo.jpg\")", style="red", markup=False)
             return
         with display.run():
             sess.attach(args[0], on_event=display)

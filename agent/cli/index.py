@@ -56,7 +56,8 @@ def build(
     else:
         typer.echo(
             f"{report.collection}: added {report.added}, already present {report.skipped_existing}, "
-            f"unreadable {report.unreadable}, bad rows {report.bad_rows}; {report.total_in_collection} images in the collection"
+            f"unreadable {report.unreadable}, bad rows {report.bad_rows}, repeated ids {report.duplicates}; "
+            f"{report.total_in_collection} images in the collection"
         )
 
 

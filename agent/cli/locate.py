@@ -14,6 +14,8 @@ from agent.cli.context import settings_from
 from agent.prediction import Prediction, Usage
 from agent.modes import available_modes, check_mode
 from retrieval_service.core.errors import GeoAgentError
+from retrieval_service.core.media import ResolvedImage, resolve_image
+from retrieval_service.retrieval.settings import MAX_TOP_K
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +48,46 @@ def format_text(pred: Prediction, n_alternatives: int, cost: float | None = None
     return "\n".join(lines)
 
 
+def error_json(image: str, exc: BaseException) -> dict:
+    """The ``--json`` row of a failed photo: the input as given and ``error`` {type, message, fix}; no lat/lon."""
+    if isinstance(exc, GeoAgentError):
+        error = {"type": type(exc).__name__, "message": exc.message, "fix": exc.hint}
+    else:
+        error = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
+                 "fix": "run again with --debug before the sub-command for the full traceback"}
+    return {"image": image, "error": error}
+
+
+def _report_failure(photo: str, exc: BaseException, as_json: bool) -> None:
+    what = exc.message if isinstance(exc, GeoAgentError) else f"{type(exc).__name__}: {exc}"
+    typer.echo(f"error: {photo}: {what}", err=True)
+    if isinstance(exc, GeoAgentError) and exc.hint:
+        typer.echo(f"  fix: {exc.hint}", err=True)
+    if as_json:
+        _emit_json(error_json(photo, exc))
+
+
+def _emit_json(row: dict) -> None:
+    sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
 def locate(
     ctx: typer.Context,
     photos: Annotated[list[str], typer.Argument(help="Photo files or http(s) URLs.")],
     mode: Annotated[Optional[str], typer.Option("--mode", help=f"One of {', '.join(available_modes())}; default: agent with an LMM configured, else policy.")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=1000, help="Retrieval candidates per photo.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo per line.")] = False,
-    map_file: Annotated[Optional[Path], typer.Option("--map", help="Write a self-contained HTML map here.")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=MAX_TOP_K, help=f"Retrieval candidates per photo (1..{MAX_TOP_K}; default GEOAGENT_TOP_K, 20).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Exactly one JSON object per photo per line, in order; a failed photo's has \"error\": {type, message, fix} and no lat/lon.")] = False,
+    map_file: Annotated[Optional[Path], typer.Option("--map", help="Write a self-contained HTML map here (works offline).")] = None,
     alternatives: Annotated[int, typer.Option("--alternatives", min=0, max=20, help="Alternatives shown per photo.")] = 3,
     rag_samples: Annotated[Optional[int], typer.Option("--rag-samples", min=1, max=20, help=(
         "Mode rag: replies sampled per prompt (at GEOAGENT_RAG_TEMPERATURE), voted on before verification."))] = None,
 ) -> None:
-    """Geolocate photos: the answer, place, confidence, alternatives and the rationale."""
+    """Geolocate photos: the answer, place, confidence, alternatives and the rationale.
+
+    Every photo is checked before any model loads; a photo that cannot be read or located is
+    reported (stderr, and its own --json line) and the exit code is 1. Settings or models that
+    cannot work at all stop the command with exit code 2."""
     from agent.api import load_agent
 
     if mode is not None:
@@ -66,26 +96,42 @@ def locate(
         raise GeoAgentError(f"the map file {map_file} does not end in .html", "pass e.g. --map out.html")
     settings = settings_from(ctx, top_k=top_k, rag_samples=rag_samples)
     debug = bool(getattr(ctx.find_root().obj, "debug", False))
-    agent = load_agent(settings, mode=mode)
-    agent.check()
+    checked: list[ResolvedImage | BaseException] = []
+    for photo in photos:  # every input resolved and checked before any model loads
+        try:
+            checked.append(resolve_image(photo, settings.cache_dir, settings))
+        except GeoAgentError as exc:
+            if debug:
+                raise
+            checked.append(exc)
+    agent = None
     done: list[Prediction] = []
     failed = 0
-    for photo in photos:
+    for i, (photo, item) in enumerate(zip(photos, checked)):
+        if isinstance(item, BaseException):
+            failed += 1
+            _report_failure(photo, item, as_json)
+            continue
+        if agent is None:
+            try:
+                agent = load_agent(settings, mode=mode)
+                agent.check()
+            except GeoAgentError as exc:  # nothing can be located: one line for each photo left, then exit 2
+                if as_json:
+                    for rest in photos[i:]:
+                        _emit_json(error_json(rest, exc))
+                raise
         try:
-            pred = agent.invoke({"image": photo})
+            pred = agent.invoke({"image": item})
         except Exception as exc:
             if debug:
                 raise
             failed += 1
-            what = exc.message if isinstance(exc, GeoAgentError) else f"{type(exc).__name__}: {exc}"
-            typer.echo(f"error: {photo}: {what}", err=True)
-            if isinstance(exc, GeoAgentError) and exc.hint:
-                typer.echo(f"  fix: {exc.hint}", err=True)
+            _report_failure(photo, exc, as_json)
             continue
         done.append(pred)
         if as_json:
-            sys.stdout.write(json.dumps(prediction_json(pred), ensure_ascii=False) + "\n")
-            sys.stdout.flush()
+            _emit_json(prediction_json(pred))
         else:
             cost = settings.lmm_cost(pred.usage.input_tokens, pred.usage.output_tokens) if pred.usage.calls else None
             typer.echo(format_text(pred, alternatives, cost) + "\n")

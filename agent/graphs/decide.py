@@ -13,6 +13,7 @@ from agent.decision.rationale import describe
 from agent.lmm.answer import message_text
 from agent.prediction import Evidence, Place, Prediction, Usage
 from agent.state import RunState, observations
+from retrieval_service.core.errors import NoAnswerError
 from retrieval_service.core.geo import distance_km
 
 
@@ -30,6 +31,15 @@ def conversation(messages: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def no_answer(image: str, warnings: list[str], trace: list[Any]) -> NoAnswerError:
+    """The failure of a photo for which no step found any location (never a placeholder answer)."""
+    failed = [f"{t.tool}: {t.error}" for t in trace if getattr(t, "error", None)]
+    why = "; ".join(dict.fromkeys([*warnings, *failed])) or "retrieval returned no candidates and the EXIF holds no GPS"
+    return NoAnswerError(f"no location found for {image}: {why}",
+                         "check the models and collections with `geoagent index info`, and run with -v to see each step",
+                         trace=trace)
+
+
 def decide(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     obs = observations(state)
@@ -38,27 +48,22 @@ def decide(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     evidence: list[Evidence] = []
     warnings: list[str] = []
     if answer is None:
-        warnings.append("no candidate locations at all (retrieval returned nothing); the answer 0, 0 is a placeholder "
-                        "with confidence 0 - check the retrieval service")
-        lat, lon, confidence, source = 0.0, 0.0, 0.0, "fallback"
-        rationale = "No tool produced a candidate location, so there is no evidence for any place."
-        place, alternatives = Place(), []
-    else:
-        lat, lon, confidence, source = answer.lat, answer.lon, answer.confidence, answer.source
-        alternatives = answer.alternatives
-        named = obs.place if obs.place and distance_km(lat, lon, obs.place.lat, obs.place.lon) <= rules.SAME_PLACE_KM else None
-        place = Place.from_info(named)
-        if answer.place is not None:  # what the LMM named itself wins, reverse geocoding fills the gaps
-            given = answer.place
-            place = Place(city=given.city or place.city, region=given.region or place.region,
-                          country=given.country or place.country,
-                          country_code=given.country_code or place.country_code, distance_km=place.distance_km)
-        rationale = answer.rationale or describe(answer, candidates=candidates, obs=obs, place_text=place.label() or None)
-        if state.get("llm_failed") and answer.source not in ("lmm", "exif"):
-            rationale = "The LMM failed, so the no-LMM policy decided. " + rationale
-        if place.label():
-            evidence.append(Evidence(kind="place", detail=f"Reverse geocoding names {place.label()} "
-                                     f"({place.distance_km} km from the answer).", lat=lat, lon=lon))
+        raise no_answer(state.get("image", ""), [*(state.get("warnings") or [])], list(state.get("trace") or []))
+    lat, lon, confidence, source = answer.lat, answer.lon, answer.confidence, answer.source
+    alternatives = answer.alternatives
+    named = obs.place if obs.place and distance_km(lat, lon, obs.place.lat, obs.place.lon) <= rules.SAME_PLACE_KM else None
+    place = Place.from_info(named)
+    if answer.place is not None:  # what the LMM named itself wins, reverse geocoding fills the gaps
+        given = answer.place
+        place = Place(city=given.city or place.city, region=given.region or place.region,
+                      country=given.country or place.country,
+                      country_code=given.country_code or place.country_code, distance_km=place.distance_km)
+    rationale = answer.rationale or describe(answer, candidates=candidates, obs=obs, place_text=place.label() or None)
+    if state.get("llm_failed") and answer.source not in ("lmm", "exif"):
+        rationale = "The LMM failed, so the no-LMM policy decided. " + rationale
+    if place.label():
+        evidence.append(Evidence(kind="place", detail=f"Reverse geocoding names {place.label()} "
+                                 f"({place.distance_km} km from the answer).", lat=lat, lon=lon))
     prediction = Prediction(
         image=state.get("image", ""), lat=lat, lon=lon, confidence=max(0.0, min(1.0, float(confidence))),
         source=source, mode=ctx.mode, place=place, alternatives=alternatives, candidates=candidates,

@@ -84,6 +84,8 @@ def make_observe(dissimilar: int = 0) -> Node:
         _, exif, entry = use_tool(runtime, "read_exif", {"image": image})
         trace.append(entry)
         obs.exif = exif
+        if exif is not None and exif.gps_problem:
+            warnings.append(exif.gps_problem)
         if exif is not None and exif.gps is not None:
             lat, lon = exif.gps.lat, exif.gps.lon
             evidence.append(Evidence(kind="exif", detail=f"The photo's EXIF holds GPS coordinates {lat:.5f}, {lon:.5f}.",

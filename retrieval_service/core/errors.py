@@ -34,3 +34,12 @@ class DatasetError(GeoAgentError):
 
 class StoreError(GeoAgentError):
     """The vector store is unreachable or a collection is missing/inconsistent."""
+
+
+class NoAnswerError(GeoAgentError):
+    """No evidence for any location (no EXIF GPS, no retrieval candidate, no LMM answer): a failed
+    photo, never a placeholder answer. ``trace`` holds the steps that were tried."""
+
+    def __init__(self, message: str, hint: str | None = None, *, trace: list | None = None) -> None:
+        super().__init__(message, hint)
+        self.trace = list(trace or [])

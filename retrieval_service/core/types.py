@@ -38,10 +38,16 @@ class Candidate(Location):
         return (self.payload or {}).get(key, default)
 
 
+LAT_EDGE = 89.99999
+"""Boxes stop this close to the poles: the embedded Qdrant geo index matches nothing for a box whose edge is at ±90."""
+
+
 class GeoFilter(BaseModel):
     """Restrict a search: a circle (lat, lon, radius_km), a bounding box, or a country code.
 
-    Exactly one of the three forms must be given.
+    Exactly one of the three forms must be given. A box with ``min_lon > max_lon`` crosses the
+    antimeridian (e.g. 170 to -170 around Fiji); -180..180 is every longitude. The country code must
+    be a known ISO 3166-1 alpha-2 code.
     """
 
     lat: float | None = Field(default=None, ge=-90, le=90)
@@ -75,8 +81,27 @@ class GeoFilter(BaseModel):
             if self.min_lat > self.max_lat:  # type: ignore[operator]
                 raise ValueError("min_lat must be <= max_lat")
         if self.country_code is not None:
-            self.country_code = self.country_code.upper()
+            self.country_code = self.country_code.strip().upper()
+            if not _known_country(self.country_code):
+                raise ValueError(f"unknown country code {self.country_code!r}: give an ISO 3166-1 alpha-2 code such as FR, US or JP")
         return self
+
+    def boxes(self) -> list[tuple[float, float, float, float]]:
+        """The box as (min_lat, max_lat, min_lon, max_lon) parts a store can match: split at the
+        antimeridian, no part spanning 180 degrees of longitude or more, latitudes kept off the poles."""
+        if self.kind != "box":
+            return []
+        lat0, lat1 = max(self.min_lat, -LAT_EDGE), min(self.max_lat, LAT_EDGE)  # type: ignore[arg-type]
+        lon0, lon1 = float(self.min_lon), float(self.max_lon)  # type: ignore[arg-type]
+        spans = [(lon0, lon1)] if lon0 <= lon1 else [(lon0, 180.0), (-180.0, lon1)]
+        parts: list[tuple[float, float, float, float]] = []
+        for a, b in spans:
+            if b - a >= 180.0:
+                mid = (a + b) / 2.0
+                parts += [(lat0, lat1, a, mid), (lat0, lat1, mid, b)]
+            else:
+                parts.append((lat0, lat1, a, b))
+        return parts
 
     @property
     def kind(self) -> Literal["circle", "box", "country"]:
@@ -109,3 +134,9 @@ class Verification(BaseModel):
         if best is None or distance_km(lat, lon, best.lat, best.lon) > within_km:
             return None
         return best.score
+
+
+def _known_country(code: str) -> bool:
+    from retrieval_service.core.geo import country_name
+
+    return len(code) == 2 and code.isalpha() and country_name(code) != code

@@ -4,8 +4,10 @@ to the matched place, and optionally OpenStreetMap Nominatim through geopy (onli
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+import threading
 from typing import Any
+
+from cachetools import LRUCache
 
 from pydantic import BaseModel
 
@@ -15,6 +17,7 @@ from retrieval_service.evidence.settings import EvidenceSettings
 
 logger = logging.getLogger(__name__)
 
+_FAILED = object()
 REMOTE_KM = 100.0
 """A point whose nearest GeoNames place (population >= 1000) is farther than this is 'remote'."""
 
@@ -43,6 +46,8 @@ class ReverseGeocoder:
         self.user_agent = settings.nominatim_user_agent if settings else "geoagent"
         self.remote_km = remote_km
         self._nominatim: Any = None
+        self._addresses: LRUCache[tuple[float, float], str | None] = LRUCache(maxsize=1024)  # answers only, never failures
+        self._lock = threading.Lock()
 
     def lookup(self, lat: float, lon: float) -> PlaceInfo:
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
@@ -69,8 +74,20 @@ class ReverseGeocoder:
             info.address = self._nominatim_address(round(lat, 4), round(lon, 4))
         return info
 
-    @lru_cache(maxsize=1024)  # noqa: B019 - one geocoder per Services; the cache is the point
     def _nominatim_address(self, lat: float, lon: float) -> str | None:
+        """Nominatim's address for a rounded coordinate; answers are cached, failures are not (the
+        next lookup of that point asks again)."""
+        with self._lock:
+            if (lat, lon) in self._addresses:
+                return self._addresses[(lat, lon)]
+        address = self._ask_nominatim(lat, lon)
+        if address is not _FAILED:
+            with self._lock:
+                self._addresses[(lat, lon)] = address  # type: ignore[assignment]
+            return address  # type: ignore[return-value]
+        return None
+
+    def _ask_nominatim(self, lat: float, lon: float) -> str | None | object:
         try:
             if self._nominatim is None:
                 from geopy.extra.rate_limiter import RateLimiter
@@ -86,4 +103,4 @@ class ReverseGeocoder:
             raise
         except Exception as exc:  # online lookup is best-effort; offline result stands
             logger.warning("Nominatim reverse geocoding failed for (%s, %s): %s", lat, lon, exc)
-            return None
+            return _FAILED

@@ -141,25 +141,37 @@ class SegFormerSegmenter:
         return logits.argmax(dim=1)[0].cpu().numpy().astype(np.int64)
 
 
+SHIPPED_TFLITE = Path(__file__).resolve().parent / "models" / "cityscapes-deeplab" / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
+"""The Cityscapes DeepLab model shipped in the package (Apache-2.0): segmentation works offline."""
+
+
+def segformer_cached(model_id: str = DEFAULT_SEGFORMER) -> bool:
+    """True when ``transformers`` is installed and the SegFormer weights are on disk (no network)."""
+    if importlib.util.find_spec("transformers") is None:
+        return False
+    if Path(model_id).expanduser().is_dir():
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+
+
 def make_segmenter(settings: EvidenceSettings) -> Segmenter:
-    """Build the configured segmenter. Raises ConfigError when segmentation is unavailable."""
+    """Build the configured segmenter. Raises ConfigError when segmentation is unavailable.
+
+    ``auto``: a configured ``.tflite`` model, else SegFormer when its weights are cached, else the
+    shipped Cityscapes TFLite model (so segmentation works offline out of the box). ``tflite``
+    without a model uses the shipped one."""
     choice, model = settings.segmenter, settings.segmenter_model
     if choice == "none":
         raise ConfigError(
             "scene segmentation is disabled (GEOAGENT_SEGMENTER=none)",
-            "set GEOAGENT_SEGMENTER=tflite and GEOAGENT_SEGMENTER_MODEL=<model.tflite>, or segformer",
+            "set GEOAGENT_SEGMENTER=auto (the shipped Cityscapes model), tflite with GEOAGENT_SEGMENTER_MODEL, or segformer",
         )
     if choice == "tflite" or (choice == "auto" and model and model.endswith(".tflite")):
         if not model:
-            raise ConfigError(
-                "GEOAGENT_SEGMENTER=tflite needs a model path",
-                "set GEOAGENT_SEGMENTER_MODEL to a .tflite segmentation model",
-            )
+            return TFLiteSegmenter(SHIPPED_TFLITE, settings.segmenter_labels)
         return TFLiteSegmenter(model, settings.segmenter_labels)
-    if choice == "segformer" or importlib.util.find_spec("transformers") is not None:
+    if choice == "segformer" or (choice == "auto" and segformer_cached(model or DEFAULT_SEGFORMER)):
         return SegFormerSegmenter(model or DEFAULT_SEGFORMER, device=settings.device)
-    raise ConfigError(
-        "no segmentation backend is available",
-        "set GEOAGENT_SEGMENTER_MODEL to a .tflite model (e.g. the Cityscapes DeepLab model), "
-        "or pip install 'geoagent[segformer]'",
-    )
+    return TFLiteSegmenter(SHIPPED_TFLITE, settings.segmenter_labels)

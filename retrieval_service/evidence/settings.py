@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from retrieval_service.core.settings import CoreSettings
+from retrieval_service.core.media_settings import MediaSettings
 
 
-class EvidenceSettings(CoreSettings):
+class EvidenceSettings(MediaSettings):
     """The back ends of the evidence tools."""
 
     segmenter: Literal["auto", "tflite", "segformer", "none"] = "auto"

@@ -87,11 +87,24 @@ def _cached_hub_file(hf_hub: str) -> str | None:
     return None
 
 
+def _entry_kwargs(entry) -> dict:
+    """open_clip build options recorded with stored weights (QuickGELU, preprocessing)."""
+    pre = entry.preprocess
+    kwargs = {"force_quick_gelu": entry.quick_gelu, "image_mean": pre.get("mean"), "image_std": pre.get("std"),
+              "image_interpolation": pre.get("interpolation"), "image_resize_mode": pre.get("resize_mode")}
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items() if v is not None}
+
+
 class ImageEncoder:
     """Batched CLIP image features with open_clip, under ``torch.inference_mode``."""
 
-    def __init__(self, image_model: str, image_pretrained: str, device: str = "auto", batch_size: int = 32) -> None:
+    def __init__(self, image_model: str, image_pretrained: str, device: str = "auto", batch_size: int = 32, *,
+                 models_dir: Path | None = None, quick_gelu: bool | None = None) -> None:
+        """``models_dir``: where ``geoagent models download``/``import`` put weights (looked at before
+        the hub cache). ``quick_gelu``: None = decide from the weights (OpenAI CLIP needs QuickGELU)."""
         import open_clip
+
+        self.models_dir = models_dir
 
         self.model_spec = image_model
         self.pretrained = image_pretrained
@@ -108,6 +121,7 @@ class ImageEncoder:
             pretrained = None
         elif Path(image_pretrained).expanduser().is_file():
             pretrained = str(Path(image_pretrained).expanduser())
+            kwargs = self._local_kwargs(Path(pretrained), quick_gelu)
         elif os.path.sep in image_pretrained or image_pretrained.endswith((".pt", ".bin", ".safetensors", ".pth")):
             raise WeightsNotFoundError(
                 f"checkpoint file {image_pretrained} does not exist",
@@ -115,6 +129,9 @@ class ImageEncoder:
             )
         else:
             pretrained, kwargs = self._resolve_tag(image_pretrained)
+        if quick_gelu is not None and pretrained is not None:
+            kwargs["force_quick_gelu"] = quick_gelu
+        self.quick_gelu = bool(kwargs.get("force_quick_gelu", "quickgelu" in self.model_name.lower()))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_INIT_SEED)
             try:
@@ -136,15 +153,40 @@ class ImageEncoder:
 
     def _weights_hint(self) -> str:
         return (
-            "download the checkpoint on a connected machine and set GEOAGENT_IMAGE_PRETRAINED=/path/to/checkpoint, "
-            "or pre-populate the Hugging Face cache (HF_HOME) by running open_clip.create_model_and_transforms("
-            f"'{self.model_name}', pretrained='{self.pretrained}') once online"
+            "run `geoagent models download` (online), or on a connected machine `geoagent models download` then "
+            "`geoagent models export models.tar` and here `geoagent models import models.tar`; or set "
+            "GEOAGENT_IMAGE_PRETRAINED=/path/to/checkpoint (a filled Hugging Face cache, HF_HOME, is used too)"
         )
+
+    def _local_kwargs(self, path: Path, quick_gelu: bool | None) -> dict:
+        """How to build the model for a local checkpoint: from its manifest entry when
+        ``models download`` stored it, else QuickGELU when it is OpenAI CLIP weights for a model
+        whose open_clip 'openai' weights need it (the path names openai), unless ``quick_gelu`` says."""
+        import open_clip
+
+        from retrieval_service.retrieval.model_store import entry_for_file
+
+        entry = entry_for_file(self.models_dir, path) if self.models_dir is not None else None
+        if entry is not None:
+            return _entry_kwargs(entry)
+        if quick_gelu is None and "quickgelu" not in self.model_name.lower():
+            cfg = open_clip.get_pretrained_cfg(self.model_name, "openai") or {}
+            if cfg.get("quick_gelu") and "openai" in "/".join(path.parts[-3:]).lower():  # file, snapshot, repo folder
+                logger.info("%s looks like OpenAI CLIP weights: building %s with QuickGELU "
+                            "(GEOAGENT_IMAGE_QUICK_GELU=false to override)", path, self.model_name)
+                return {"force_quick_gelu": True}
+        return {}
 
     def _resolve_tag(self, tag: str) -> tuple[str, dict]:
         """Fail fast offline: use the cached hub file directly, else check the hub answers at all."""
         import open_clip
 
+        if getattr(self, "models_dir", None) is not None:  # `geoagent models download` / `models import` put it here
+            from retrieval_service.retrieval.model_store import find_weights
+
+            stored = find_weights(self.models_dir, self.model_name, tag)  # type: ignore[arg-type]
+            if stored is not None:
+                return str(stored[0]), _entry_kwargs(stored[1])
         cfg = open_clip.get_pretrained_cfg(self.model_name, tag)
         if not cfg:
             tags = open_clip.list_pretrained_tags_by_model(self.model_name)

@@ -1,6 +1,8 @@
 """``index build``: ingest a CSV of images + coordinates into the image-database collection.
 
-Batched, resumable (ids already stored are skipped), unreadable images logged and counted.
+Batched, resumable (ids already stored are skipped), unreadable images logged and counted, rows that
+repeat an earlier id counted. Each point's payload is ``id``, ``path``, ``location``, ``country_code``
+(from the coordinates) and ``extra``: the CSV's other columns, by name.
 Column names are configurable; the MP-16 layout (``IMG_ID``/``LAT``/``LON``, also lower-case
 ``id``/``lat``/``lon`` and ``latitude``/``longitude``) and the IM2GPS3k layout
 (``IMG_ID,AUTHOR,LAT,LON``) are recognised without flags.
@@ -29,6 +31,9 @@ from retrieval_service.core.tables import (
 
 logger = logging.getLogger(__name__)
 
+RESERVED_COLUMNS = ("id", "path", "location")
+"""Names of payload keys an extra CSV column may not take (ambiguous with the image's own id, path, location)."""
+
 
 class IngestReport(BaseModel):
     """What an ingestion did."""
@@ -39,6 +44,7 @@ class IngestReport(BaseModel):
     skipped_existing: int
     unreadable: int
     bad_rows: int
+    duplicates: int = 0
     total_in_collection: int
 
 
@@ -50,7 +56,9 @@ def read_rows(
     lon_col: str | None = None,
     path_col: str | None = None,
 ) -> tuple[pd.DataFrame, int]:
-    """Read and validate the CSV; return a frame with columns id, lat, lon, path, extra payload, and the bad-row count."""
+    """Read and validate the CSV; return a frame with columns id, lat, lon, path, ``extra:<column>``
+    for the other columns, and the bad-row count. Rows repeating an earlier id are dropped and
+    counted in ``frame.attrs["duplicates"]``. DatasetError for an extra column with a reserved name."""
     frame = read_csv_table(csv_path, missing_hint="pass an existing CSV of image ids/paths and coordinates")
     columns = list(frame.columns)
     where = str(csv_path)
@@ -74,16 +82,30 @@ def read_rows(
         }
     )
     extra = [c for c in columns if c not in {ident, lat, lon, path}]
+    clashing = [c for c in extra if c.strip().lower() in RESERVED_COLUMNS]
+    if clashing:
+        raise DatasetError(
+            f"{csv_path}: column(s) {', '.join(map(repr, clashing))} would take a reserved payload name "
+            f"({', '.join(RESERVED_COLUMNS)}) besides the id column {ident!r}" + (f" and path column {path!r}" if path else ""),
+            "rename the column, or choose it as the image id/path with --id-col / --path-col")
     for col in extra:
         out[f"extra:{col}"] = frame[col]
     ok = out["lat"].between(-90, 90) & out["lon"].between(-180, 180) & (out["id"] != "")
     bad = int((~ok).sum())
     if bad:
         logger.warning("%d rows of %s have missing or out-of-range coordinates or ids; skipped", bad, csv_path)
-    out = out[ok].drop_duplicates(subset="id")
+    out = out[ok]
+    repeated = out["id"].duplicated()
+    duplicates = int(repeated.sum())
+    if duplicates:
+        logger.warning("%d rows of %s repeat an earlier image id (%s); the first row of each id is kept", duplicates,
+                       csv_path, ", ".join(out.loc[repeated, "id"].head(5)))
+    out = out[~repeated]
     if out.empty:
         raise DatasetError(f"no row of {csv_path} has valid coordinates in {lat!r}/{lon!r}", "check the columns hold decimal degrees")
-    return out.reset_index(drop=True), bad
+    out = out.reset_index(drop=True)
+    out.attrs["duplicates"] = duplicates
+    return out, bad
 
 
 def ingest_csv(
@@ -104,6 +126,7 @@ def ingest_csv(
     ``retriever`` is a ``Retriever`` (its image encoder and store are used). ``progress(n)`` is
     called with the number of rows handled after each batch.
     """
+    from retrieval_service.core.geo import country_codes
     from retrieval_service.core.media import load_image
     from retrieval_service.retrieval.stores import point_id
 
@@ -129,7 +152,7 @@ def ingest_csv(
                 path = Path(row["path"])
                 path = path if path.is_absolute() else images_dir / path
                 try:
-                    images.append(load_image(path))
+                    images.append(load_image(path, retriever.settings))
                 except ImageLoadError as exc:
                     unreadable += 1
                     logger.warning("skipping %s: %s", row["id"], exc.message)
@@ -138,11 +161,14 @@ def ingest_csv(
                     "id": row["id"],
                     "path": str(path),
                     "location": {"lat": float(row["lat"]), "lon": float(row["lon"])},
+                    "extra": {col.removeprefix("extra:"): row[col] for col in extra_cols if row[col] != ""},
                 }
-                payload.update({col.removeprefix("extra:"): row[col] for col in extra_cols if row[col] != ""})
                 keep_ids.append(pid)
                 payloads.append(payload)
             if images:
+                codes = country_codes([(p["location"]["lat"], p["location"]["lon"]) for p in payloads])
+                for payload, code in zip(payloads, codes):
+                    payload["country_code"] = code or ""
                 vectors = retriever.encode_pil(images)
                 store.upsert(name, keep_ids, vectors, payloads)
                 added += len(images)
@@ -151,7 +177,8 @@ def ingest_csv(
         store.finish_writes(name)
         total = store.count(name)
     report = IngestReport(
-        collection=name, rows=len(frame) + bad, added=added, skipped_existing=skipped, unreadable=unreadable, bad_rows=bad, total_in_collection=total
+        collection=name, rows=len(frame) + bad + frame.attrs.get("duplicates", 0), added=added, skipped_existing=skipped,
+        unreadable=unreadable, bad_rows=bad, duplicates=frame.attrs.get("duplicates", 0), total_in_collection=total
     )
     logger.info("ingested %s", report)
     return report

@@ -1,7 +1,8 @@
 """``Retriever``: photo -> GPS-gallery candidates and image-database neighbours.
 
-Models and stores load lazily on first use. CLIP features of each image are cached (LRU keyed by
-``image_ref`` plus, for files, size and mtime) so that search + verify on one photo encode it once.
+Models and stores load lazily on first use. CLIP features of each image are cached (a cachetools
+LRU under one lock, keyed by ``image_ref`` plus, for files, size and mtime) so that search + verify
+on one photo encode it once.
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 from PIL import Image
 
 from retrieval_service.core.errors import DatasetError, StoreError
@@ -58,7 +59,7 @@ class Retriever:
             settings = settings.model_copy(update={"database_collection": database_name(settings, self._fusion_fp)})
         self.settings = settings
         self._store = store
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: LRUCache[str, np.ndarray] = LRUCache(maxsize=CACHE_SIZE)
         self._lock = threading.RLock()
         self._gallery_checked = False
 
@@ -82,7 +83,10 @@ class Retriever:
             from retrieval_service.fusion.encoder import FusionEncoder
 
             return FusionEncoder(self.settings.fusion_checkpoint, self.settings, self.settings.device, self.settings.batch_size)
-        return ImageEncoder(self.settings.image_model, self.settings.image_pretrained, self.settings.device, self.settings.batch_size)
+        from retrieval_service.retrieval.model_store import models_dir
+
+        return ImageEncoder(self.settings.image_model, self.settings.image_pretrained, self.settings.device, self.settings.batch_size,
+                            models_dir=models_dir(self.settings.data_dir), quick_gelu=self.settings.image_quick_gelu)
 
     @cached_property
     def heads(self):  # -> GeoClipHeads | FusionEncoder (a fusion model is its own GPS head)
@@ -138,22 +142,24 @@ class Retriever:
 
     def _raw_features(self, images: Sequence[ImageInput]) -> np.ndarray:
         keys = [_cache_key(src) for src in images]
-        with self._lock:
-            missing = [i for i, key in enumerate(keys) if key not in self._cache]
+        found: dict[str, np.ndarray] = {}
+        with self._lock:  # one snapshot of the hits: later evictions cannot lose them
+            for key in keys:
+                if key not in found and key in self._cache:
+                    found[key] = self._cache[key]
+        missing = [i for i, key in enumerate(keys) if key not in found]
         if missing:
-            loaded = [load_image(images[i]) for i in missing]
+            first_of: dict[str, int] = {}
+            for i in missing:  # a photo given twice is encoded once
+                first_of.setdefault(keys[i], i)
+            firsts = list(first_of.values())
+            loaded = [load_image(images[i], self.settings) for i in firsts]
             feats = self.encoder.encode(loaded)
             with self._lock:
-                for i, feat in zip(missing, feats):
+                for i, feat in zip(firsts, feats):
+                    found[keys[i]] = feat
                     self._cache[keys[i]] = feat
-                    self._cache.move_to_end(keys[i])
-                    while len(self._cache) > CACHE_SIZE:
-                        self._cache.popitem(last=False)
-                fresh = {keys[i]: feat for i, feat in zip(missing, feats)}
-        else:
-            fresh = {}
-        with self._lock:
-            rows = [fresh.get(key) if key in fresh else self._cache[key] for key in keys]
+        rows = [found[key] for key in keys]
         if not rows:
             return np.zeros((0, self.image_dim), dtype=np.float32)
         return np.stack(rows).astype(np.float32)

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from retrieval_service.core.settings import CoreSettings
+from retrieval_service.core.media_settings import MediaSettings
 
-MAX_TOP_K = 1000
+MAX_TOP_K = 100
+"""The one bound on retrieval candidates per list: settings, the CLI's --top-k and the retrieve tool's ``k``."""
 
 
-class RetrievalSettings(CoreSettings):
+class RetrievalSettings(MediaSettings):
     """How photos are embedded and searched."""
 
     qdrant_url: str | None = Field(default=None, description="Qdrant server/cluster URL; unset = embedded Qdrant under data_dir.")
@@ -38,6 +39,8 @@ class RetrievalSettings(CoreSettings):
         default="geoclip",
         description="GPS gallery coordinates of a fusion encoder: 'geoclip' (GeoCLIP's 100K) or a CSV with LAT/LON columns.",
     )
+    image_quick_gelu: bool | None = Field(
+        default=None, description="Build the CLIP model with QuickGELU; unset = decide from the weights (OpenAI CLIP needs it).")
     batch_size: int = Field(default=32, ge=1, le=4096)
     top_k: int = Field(default=20, ge=1, le=MAX_TOP_K, description="Retrieval candidates per photo.")
 

@@ -61,7 +61,8 @@ class ServiceState:
 
     def photo(self, source: ImageSource) -> bytes:
         """The checked bytes of a request's photo (a URL is fetched under the URL policy); blocking."""
-        return source.load(allow_private=self.settings.service_allow_private_urls, max_bytes=self.settings.max_upload_bytes)
+        return source.load(allow_private=self.settings.service_allow_private_urls, max_bytes=self.settings.max_upload_bytes,
+                           limits=self.settings.media_limits)
 
     def warm_up(self) -> None:
         try:

@@ -30,7 +30,7 @@ from retrieval_service.core.errors import (
     StoreError,
     WeightsNotFoundError,
 )
-from retrieval_service.core.media import ImageInput, is_url, local_image_path
+from retrieval_service.core.media import ImageInput, is_url, local_file
 from retrieval_service.core.types import GeoFilter, RetrievalResult
 from retrieval_service.retrieval.settings import RetrievalSettings
 
@@ -113,7 +113,7 @@ class RetrievalClient:
                 raise ImageLoadError("the image bytes are empty", "pass the encoded contents of an image file")
             return "image", bytes(image), "application/octet-stream"
         if isinstance(image, (str, os.PathLike)):
-            path = local_image_path(os.fspath(image))
+            path = local_file(os.fspath(image))
             try:
                 return path.name, path.read_bytes(), "application/octet-stream"
             except OSError as exc:

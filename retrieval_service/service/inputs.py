@@ -1,22 +1,21 @@
 """A photo from a request: a multipart upload (field ``image``) or a JSON body ``{"url": ...}``,
 checked before any model sees it (content type, size, a complete decodable image), with the
 request's other fields. URLs are fetched here, each redirect hop checked against the URL policy
-(``media.check_url_target``: no loopback, private or link-local targets unless allowed)."""
+(``core.download``: no loopback, private or link-local targets unless allowed)."""
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from fastapi import Request
-from PIL import Image, ImageFile, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 
 from retrieval_service.core.errors import ImageLoadError
-from retrieval_service.core.media import URL_TIMEOUT_S, check_url_target, is_url
+from retrieval_service.core.download import download
+from retrieval_service.core.media import decode_bytes, is_url
+from retrieval_service.core.media_settings import DEFAULT_LIMITS, MediaLimits
 from retrieval_service.service.errors import ServiceError
 from retrieval_service.service.limits import too_large
 
@@ -26,57 +25,30 @@ MAX_IMAGES = 64
 _UPLOAD_TYPES = ("image/", "application/octet-stream")
 
 
-def validate_image(data: bytes, name: str = "the uploaded image") -> None:
-    """ImageLoadError unless ``data`` is a complete image PIL can decode (JPEGs checked at 1/8 scale)."""
-    if not data:
-        raise ImageLoadError(f"{name} is empty", "send the bytes of a JPEG, PNG or WebP photo")
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format == "JPEG":
-                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
-            img.load()
-    except UnidentifiedImageError as exc:
-        raise ImageLoadError(f"{name} is not an image", "send a JPEG, PNG, WebP or other common image file") from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"{name} has too many pixels ({exc})", "downscale the photo to a few megapixels") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(f"{name} is damaged or truncated ({exc})", "send the complete file (re-export or re-download it)") from exc
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+def validate_image(data: bytes, name: str = "the uploaded image", limits: MediaLimits = DEFAULT_LIMITS) -> None:
+    """ImageLoadError unless ``data`` is a complete image within the media limits (``media.decode_bytes``:
+    the one check every photo input goes through)."""
+    decode_bytes(data, name, limits).close()
 
 
-def fetch_url(url: str, *, allow_private: bool, max_bytes: int, timeout_s: float = URL_TIMEOUT_S) -> bytes:
-    """Download ``url`` (redirects followed, each hop checked unless ``allow_private``), at most ``max_bytes``."""
+def fetch_url(url: str, *, allow_private: bool, max_bytes: int, limits: MediaLimits = DEFAULT_LIMITS) -> bytes:
+    """Download ``url`` with ``core.download`` (every redirect hop's address checked unless
+    ``allow_private``, the connection pinned to the checked address, a total deadline), at most
+    ``max_bytes``; a refused target is a 400, a failed download a 422."""
     if not is_url(url):
         raise ServiceError(422, "invalid_argument", f"url must be an http(s) URL, got {url[:100]!r}", "give an http:// or https:// URL")
-
-    def guard(request: httpx.Request) -> None:
-        if not allow_private:
-            try:
-                check_url_target(str(request.url))
-            except ImageLoadError as exc:
-                raise ServiceError(400, "url_not_allowed", exc.message,
-                                   f"{exc.hint} (the server's GEOAGENT_SERVICE_ALLOW_PRIVATE_URLS allows such targets)") from exc
-
+    policy = limits.model_copy(update={"allow_private_urls": allow_private,
+                                       "max_image_bytes": min(max_bytes, limits.max_image_bytes)})
     try:
-        with httpx.Client(timeout=timeout_s, follow_redirects=True, event_hooks={"request": [guard]}) as client:
-            with client.stream("GET", url) as response:
-                response.raise_for_status()
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise too_large(max_bytes)
-                    chunks.append(chunk)
-    except httpx.HTTPStatusError as exc:
-        raise ServiceError(422, "url_failed", f"could not download {url}: HTTP {exc.response.status_code}",
-                           "check the URL, or upload the photo itself") from exc
-    except httpx.HTTPError as exc:
-        raise ServiceError(422, "url_failed", f"could not download {url}: {type(exc).__name__}: {exc}",
-                           "check the URL is reachable from the server, or upload the photo itself") from exc
-    return b"".join(chunks)
+        return download(url, policy)
+    except ImageLoadError as exc:
+        if exc.message.startswith("refused to download"):
+            raise ServiceError(400, "url_not_allowed", exc.message,
+                               "give a public URL, or upload the photo itself (the server's "
+                               "GEOAGENT_SERVICE_ALLOW_PRIVATE_URLS allows such targets)") from exc
+        if "MiB limit" in exc.message:
+            raise too_large(policy.max_image_bytes) from exc
+        raise ServiceError(422, "url_failed", exc.message, exc.hint or "check the URL, or upload the photo itself") from exc
 
 
 @dataclass
@@ -87,9 +59,9 @@ class ImageSource:
     url: str | None = None
     name: str = "the uploaded image"
 
-    def load(self, *, allow_private: bool, max_bytes: int) -> bytes:
-        data = self.data if self.url is None else fetch_url(self.url, allow_private=allow_private, max_bytes=max_bytes)
-        validate_image(data, self.name if self.url is None else self.url)
+    def load(self, *, allow_private: bool, max_bytes: int, limits: MediaLimits = DEFAULT_LIMITS) -> bytes:
+        data = self.data if self.url is None else fetch_url(self.url, allow_private=allow_private, max_bytes=max_bytes, limits=limits)
+        validate_image(data, self.name if self.url is None else self.url, limits)
         return data
 
 

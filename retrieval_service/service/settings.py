@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from retrieval_service.core.settings import CoreSettings
+from retrieval_service.core.media_settings import MediaLimits, MediaSettings
 
 
-class ServiceSettings(CoreSettings):
-    """Limits and access of the HTTP service (each field is a ``GEOAGENT_<NAME>`` variable)."""
+class ServiceSettings(MediaSettings):
+    """Limits and access of the HTTP service (each field is a ``GEOAGENT_<NAME>`` variable); the media
+    limits (``GEOAGENT_MAX_IMAGE_PIXELS``...) apply to its photos as to every other input."""
 
     service_api_key: str | None = Field(default=None, description="When set, every /v1 request must send it (Authorization: Bearer, or X-API-Key).")
     service_max_upload_mb: float = Field(default=20.0, gt=0, le=1024, description="Largest request body accepted.")
@@ -20,3 +21,7 @@ class ServiceSettings(CoreSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.service_max_upload_mb * 1024 * 1024)
+
+    @property
+    def media_limits(self) -> MediaLimits:
+        return MediaLimits.model_validate(self.model_dump(include=set(MediaLimits.model_fields)))

@@ -28,12 +28,15 @@ def test_locate_json_one_line_per_photo_and_failures(fake_cli, photo, tmp_path):
     missing = tmp_path / "nope.jpg"
     res = fake_cli.invoke(app, ["locate", str(photo), str(missing), str(photo), "--json"])
     assert res.exit_code == 1
-    rows = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
-    assert len(rows) == 2
-    for row in rows:
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(rows) == 3  # exactly one line per input, in order, failures included
+    for row in (rows[0], rows[2]):
         assert {"image", "lat", "lon", "candidates", "confidence", "place", "rationale", "trace", "source"} <= set(row)
         assert abs(row["lat"] - PARIS[0]) < 0.1 and row["mode"] == "policy"
         assert all(set(c) >= {"lat", "lon", "score"} for c in row["candidates"]) and row["candidates"]
+    failed = rows[1]
+    assert failed["image"] == str(missing) and "lat" not in failed and "lon" not in failed
+    assert failed["error"]["type"] == "ImageLoadError" and "not found" in failed["error"]["message"] and failed["error"]["fix"]
     assert "nope.jpg" in res.stderr and "image not found" in res.stderr and "Traceback" not in res.stderr
 
 
@@ -165,3 +168,50 @@ def test_chat_with_an_lmm_streams_tools_and_commands(fake_cli, photo, tmp_path, 
     assert "you: could it be Belgium instead?" in out and "usage: /image PATH" in out
     assert map_file.is_file() and "does not end in .html" in out and "image not found" in out
     assert "never read" not in out
+
+
+def test_locate_at_the_top_k_maximum_reaches_the_real_retrieve_tool(monkeypatch, tmp_path, photo):
+    """--top-k above the tool's own bound once turned every photo into the placeholder 0, 0: now the
+    CLI, the settings and the retrieve tool share MAX_TOP_K, and the maximum goes through."""
+    import agent.api as api
+    from retrieval_service.retrieval.settings import MAX_TOP_K
+    from tests.tools.conftest import FakeRetriever
+    from tools import Services, make_tools
+
+    fake = FakeRetriever()
+    real = api.load_agent
+    monkeypatch.setenv("GEOAGENT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(api, "load_agent", lambda settings=None, **kw: real(
+        settings, tools=make_tools(Services(settings, retriever=fake)), **kw))
+    res = CliRunner().invoke(app, ["locate", str(photo), "--mode", "retrieval", "--top-k", str(MAX_TOP_K), "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout.splitlines()[0])
+    assert "error" not in row and abs(row["lat"] - PARIS[0]) < 1
+    assert [c[1]["k_gallery"] for c in fake.calls if c[0] == "search"] == [MAX_TOP_K]
+    over = CliRunner().invoke(app, ["locate", str(photo), "--top-k", str(MAX_TOP_K + 1)])
+    assert over.exit_code == 2 and str(MAX_TOP_K) in over.output
+
+
+def test_a_bad_path_fails_before_any_model_loads(monkeypatch, tmp_path):
+    """A missing path was once reported only after ~15 s of model loading."""
+    import agent.api as api
+
+    loaded = []
+    monkeypatch.setenv("GEOAGENT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(api, "load_agent", lambda *a, **kw: loaded.append(1) or pytest.fail("models loaded"))
+    res = CliRunner().invoke(app, ["locate", str(tmp_path / "gone.jpg"), str(tmp_path), "--json"])
+    assert res.exit_code == 1 and not loaded
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["error"]["type"] for r in rows] == ["ImageLoadError", "ImageLoadError"]
+    assert "not found" in rows[0]["error"]["message"] and "is a directory" in rows[1]["error"]["message"]
+
+
+def test_a_url_that_fails_is_a_failure(fake_cli, photo, tmp_path):
+    """A refused/unreachable URL once exited 0 with the placeholder answer 0, 0."""
+    url = "http://127.0.0.1:9/photo.jpg"  # loopback: refused by default, before any connection
+    res = fake_cli.invoke(app, ["locate", url, str(photo), "--json"])
+    assert res.exit_code == 1
+    failed, ok = [json.loads(line) for line in res.stdout.splitlines()]
+    assert failed["image"] == url and "lat" not in failed and failed["error"]["type"] == "ImageLoadError"
+    assert "loopback" in failed["error"]["message"] and "GEOAGENT_ALLOW_PRIVATE_URLS" in failed["error"]["fix"]
+    assert ok["lat"] != 0.0 and "error" not in ok

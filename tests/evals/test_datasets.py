@@ -55,10 +55,8 @@ def test_missing_images_reported_and_excluded(tmp_path, caplog):
         ("", "is empty"),
         ("IMG_ID,LAT,LON\n", "no rows"),
         ("IMG_ID,LAT\na.jpg,1\n", "no lon column"),
-        ("IMG_ID,LAT,LON\na.jpg,north,2\n", "bad coordinates"),
+        ("IMG_ID,LAT,LON\na.jpg,north,2\n", "bad coordinates"),  # no row left to evaluate
         ("IMG_ID,LAT,LON\na.jpg,95,2\n", "bad coordinates"),
-        ("IMG_ID,LAT,LON\na.jpg,,2\n", "bad coordinates"),
-        ("IMG_ID,LAT,LON\na.jpg,1,2\na.jpg,3,4\n", "duplicated id"),
         ("IMG_ID,LAT,LON\nzzz.jpg,1,2\n", "none of the 1 ids"),
     ],
 )
@@ -89,3 +87,19 @@ def test_real_dev_labels(dev_labels, dev_images):
     ds = load_dataset("im2gps3k", dev_labels, dev_images)
     assert len(ds.items) + len(ds.missing) == 256
     assert ds.missing == []
+
+
+def test_bad_rows_are_recorded_not_fatal(tmp_path):
+    """One bad coordinate or a repeated id once refused the whole run; now each is a recorded bad row."""
+    images = _images(tmp_path / "img", ["a.jpg", "b.jpg", "c.jpg"])
+    (tmp_path / "secret.jpg").write_bytes(b"outside")
+    csv = tmp_path / "l.csv"
+    csv.write_text("IMG_ID,LAT,LON\na.jpg,1,2\nb.jpg,north,2\na.jpg,3,4\n,5,6\nc.jpg,95,2\n"
+                   f"{tmp_path / 'secret.jpg'},1,1\n../secret.jpg,1,1\nsub/../../secret.jpg,1,1\nb.jpg,7,8\n")
+    ds = load_dataset("im2gps3k", csv, images)
+    assert [it.id for it in ds.items] == ["a.jpg", "b.jpg"] and ds.items[1].lat == 7
+    reasons = {bad.line: bad.reason for bad in ds.invalid}
+    assert set(reasons) == {3, 4, 5, 6, 7, 8, 9}
+    assert "bad coordinates" in reasons[3] and "repeats the id 'a.jpg'" in reasons[4] and "empty id" in reasons[5]
+    assert all("outside the image folder" in reasons[n] for n in (7, 8, 9))
+    assert all(it.image.parent == images for it in ds.items)

@@ -141,3 +141,54 @@ def test_rows_and_report_carry_lmm_usage_and_cost(small_bench, tmp_path):
     _run(small_bench, tmp_path / "free", Settings(data_dir=tmp_path / "data"))
     assert json.loads((tmp_path / "free" / "summary.json").read_text())["usage"]["cost"] is None
     assert "No price per token is configured" in (tmp_path / "free" / "report.md").read_text()
+
+
+def test_resume_with_other_settings_is_refused_naming_the_differences(small_bench, tmp_path, settings):
+    """Resuming with another top_k or model once overwrote config.json and mixed two systems in one file."""
+    out = tmp_path / "run"
+    _run(small_bench, out, settings, limit=2, report=False)
+    config = json.loads((out / "config.json").read_text())
+    digest = config["fingerprint"]["digest"]
+    assert config["fingerprint"]["fields"]["top_k"] == settings.top_k
+    assert {r["fingerprint"] for r in read_rows(out / "predictions.jsonl")} == {digest}
+    other = settings.model_copy(update={"top_k": 50, "image_model": "ViT-B-32"})
+    with pytest.raises(ConfigError, match=r"image_model: 'ViT-L-14' -> 'ViT-B-32'; .*top_k: 20 -> 50") as err:
+        _run(small_bench, out, other, report=False)
+    assert "new --out" in err.value.hint
+    assert json.loads((out / "config.json").read_text())["fingerprint"]["digest"] == digest  # untouched
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    result, _ = _run(small_bench, out, settings, report=False)  # the same settings resume
+    assert result.resumed == 2
+
+
+def test_a_second_run_on_the_same_directory_is_refused(small_bench, tmp_path, settings):
+    from evals.runner import run_lock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    held = run_lock(out)  # another process (or thread) is running there
+    try:
+        with pytest.raises(ConfigError, match="another `geoagent eval run` is writing to"):
+            _run(small_bench, out, settings, report=False)
+        assert not (out / "predictions.jsonl").exists()
+    finally:
+        held.release()
+    result, _ = _run(small_bench, out, settings, report=False)
+    assert result.written == 6
+
+
+def test_bad_label_rows_become_failed_rows(small_bench, tmp_path, settings):
+    images, labels = small_bench
+    labels.write_text(labels.read_text() + "x.jpg,someone,123,4,1\na.jpg,someone,1,1,1\n../labels.csv,someone,1,1,1\n")
+    ds = load_dataset("im2gps3k", labels, images)
+    out = tmp_path / "run"
+    result = run_eval(ds, out, settings=settings, mode="policy", factory=lambda s, mode: FakePredictor(), progress=False)
+    assert result.invalid == 3 and result.written == 6
+    rows = {r["id"]: r for r in read_rows(out / "predictions.jsonl")}
+    assert rows["x.jpg"]["error_type"] == "LabelError" and "bad coordinates" in rows["x.jpg"]["error"] and rows["x.jpg"]["gt"] is None
+    assert "repeats the id" in rows["a.jpg (line 10)"]["error"] and "outside" in rows["../labels.csv"]["error"]
+    assert rows["a.jpg"]["error"] is None and rows["a.jpg"]["gt"]["lat"] == 48.8566
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 9 and summary["failed"] == 4  # 3 bad rows + broken1.jpg
+    again = run_eval(ds, out, settings=settings, mode="policy", factory=lambda s, mode: FakePredictor(), progress=False)
+    assert again.written == 0 and len(read_rows(out / "predictions.jsonl")) == 9

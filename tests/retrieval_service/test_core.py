@@ -60,12 +60,10 @@ def test_resolve_image_gives_a_reference_and_a_file(tmp_path: Path):
     assert resolve_image(data, tmp_path / "cache") == rb  # content-addressed: same bytes, same file
     rp = resolve_image(Image.open(io.BytesIO(data)), tmp_path / "cache")
     assert rp.ref.startswith("sha256:") and Image.open(rp.path).size == (64, 48)
-    url = "https://example.org/p.jpg"
-    assert resolve_image(url, tmp_path).path == url
 
 
 @pytest.mark.parametrize("bad, problem", [(b"", "empty"), (b"not an image", "not an image"), ("missing.jpg", "not found"),
-                                          (".", "not a file"), ({"image": "x"}, "dict"), (42, "unsupported")])
+                                          (".", "is a directory, not an image file"), ({"image": "x"}, "dict"), (42, "unsupported")])
 def test_resolve_image_refuses_what_cannot_be_read(bad, problem, tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ImageLoadError, match=problem) as err:

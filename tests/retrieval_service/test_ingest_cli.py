@@ -36,7 +36,7 @@ def test_ingest_counts_unreadable_and_resumes(tiny_settings, small_set):
     second = ingest_csv(r, csv, images, batch_size=4)
     assert (second.added, second.skipped_existing, second.unreadable, second.total_in_collection) == (0, 6, 2, 6)
     hit = r.store.search(tiny_settings.database_collection, r.embed_images([images / csv.read_text().splitlines()[1].split(",")[0]])[0], 1)[0]
-    assert hit.payload["AUTHOR"] and hit.payload["path"].startswith(str(images))
+    assert hit.payload["extra"]["AUTHOR"] and hit.payload["path"].startswith(str(images))
     r.close()
 
 

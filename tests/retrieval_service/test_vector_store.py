@@ -127,3 +127,47 @@ def test_embedded_write_lock_refuses_a_second_writer(tmp_path):
     with b.write_lock("c"):  # free again
         pass
     a.close(), b.close()
+
+
+_WRITER = """
+import sys, numpy as np
+from retrieval_service.retrieval.stores import EdgeStore
+s = EdgeStore(sys.argv[1])
+s.create_collection("c", 16)
+rng = np.random.default_rng(0)
+with s.write_lock("c"):
+    for b in range(20):
+        ids = list(range(b * 100, b * 100 + 100))
+        s.upsert("c", ids, rng.normal(size=(100, 16)).astype(np.float32),
+                 [{"id": str(i), "location": {"lat": 0.0, "lon": 0.0}} for i in ids])
+        if b % 5 == 4:
+            s.finish_writes("c")
+print(s.count("c"))
+"""
+
+
+def test_readers_never_break_a_concurrent_writer(tmp_path):
+    """`index build` once died with a raw Qdrant flush error (a reader opening the shard removed the
+    writer's temporary files); now readers and the writer take turns."""
+    import time
+
+    root = tmp_path / "q"
+    first = EdgeStore(root)
+    first.create_collection("c", 16)
+    first.close()
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reads, errors = 0, []
+    deadline = time.monotonic() + 120
+    while writer.poll() is None and time.monotonic() < deadline:
+        reader = EdgeStore(root)  # like `locate` / `index info`: open, read, close
+        try:
+            reader.count("c")
+            reader.search("c", np.ones(16, dtype=np.float32), 3)
+            reads += 1
+        except StoreError as exc:
+            errors.append(exc.message)
+        finally:
+            reader.close()
+    out, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0, err[-2000:]
+    assert out.split() == ["2000"] and not errors and reads > 0

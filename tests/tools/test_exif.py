@@ -43,5 +43,5 @@ def test_missing_and_not_an_image(tmp_path: Path):
         read_exif(tmp_path / "nope.jpg")
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
-    with pytest.raises(ImageLoadError, match="not a readable image"):
+    with pytest.raises(ImageLoadError, match="is a text file, not an image"):
         read_exif(bad)

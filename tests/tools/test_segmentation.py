@@ -54,8 +54,7 @@ def test_backend_selection(tmp_path: Path, cityscapes_model: Path):
     assert isinstance(auto, TFLiteSegmenter)
     with pytest.raises(ConfigError, match="disabled"):
         make_segmenter(Settings(data_dir=tmp_path, segmenter="none"))
-    with pytest.raises(ConfigError, match="needs a model path"):
-        make_segmenter(Settings(data_dir=tmp_path, segmenter="tflite"))
+    assert isinstance(make_segmenter(Settings(data_dir=tmp_path, segmenter="tflite")), TFLiteSegmenter)  # the shipped model
     with pytest.raises(WeightsNotFoundError, match="not found"):
         make_segmenter(Settings(data_dir=tmp_path, segmenter="tflite", segmenter_model=str(tmp_path / "x.tflite")))
     bad = tmp_path / "bad.tflite"
@@ -104,3 +103,18 @@ def test_segformer_without_weights(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsNotFoundError, match="could not be loaded"):
         SegFormerSegmenter(str(tmp_path / "empty"))
+
+
+def test_auto_uses_the_shipped_model_offline(tmp_path: Path, monkeypatch, dev_photo: Path):
+    """`auto` once tried SegFormer from the hub and failed offline; the Cityscapes model now ships."""
+    from retrieval_service.evidence.segmentation import SHIPPED_TFLITE, TFLiteSegmenter, make_segmenter
+    from retrieval_service.evidence.settings import EvidenceSettings
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing cached
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)
+    for choice in ("auto", "tflite"):
+        seg = make_segmenter(EvidenceSettings(data_dir=tmp_path, segmenter=choice, segmenter_model=None))
+        assert isinstance(seg, TFLiteSegmenter) and seg.labels[10] == "sky"
+    assert SHIPPED_TFLITE.is_file() and "Apache License" in (SHIPPED_TFLITE.parent / "LICENSE").read_text()
+    classes = seg.segment(Image.open(dev_photo).convert("RGB"))
+    assert classes.ndim == 2 and classes.max() < len(seg.labels)

@@ -5,6 +5,11 @@ reading at once (the WAL would hold an exclusive lock); writes are made durable 
 serialised across processes by an advisory ``fcntl`` lock file (``write_lock``). A reader sees points
 written by another process after it reopens the collection (``refresh``). Creation claims the collection's folder atomically
 (``mkdir``), and collection metadata lives in the collection's own folder (``geoagent_meta.json``).
+
+Opening a shard tidies its directory (it removes the temporary files a writer is about to rename),
+so opening and closing are guarded by a shared ``fcntl`` lock on ``<collection>.io.lock`` and every
+write (upsert + flush, optimize) by the exclusive one: ``index build`` and readers in other processes
+(``locate``, ``index info``) take turns between batches instead of breaking the writer's flush.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import fcntl
 import json
 import os
 import shutil
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,6 +42,8 @@ from retrieval_service.retrieval.stores.base import (
 )
 
 META_FILE = "geoagent_meta.json"
+IO_WAIT_S = 600.0
+"""How long opening a collection waits for another process's write (an HNSW build can take minutes)."""
 
 
 class EdgeStore(VectorStore):
@@ -48,6 +57,58 @@ class EdgeStore(VectorStore):
         self.build_index = build_index
         self._shards: dict[str, Any] = {}
         self._locks: dict[str, Any] = {}
+        self._io_held: dict[str, int] = {}  # name -> fcntl mode this instance holds (re-entrant)
+        self._io_guard = threading.RLock()
+        self._seen: dict[str, int | None] = {}  # name -> the "opened" stamp after our last write
+
+    def _opened_stamp(self, name: str) -> int | None:
+        """When a process last opened the collection (the mtime of ``<collection>.opened``)."""
+        try:
+            return (self.root / f"{self._dir(name).name}.opened").stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    @contextlib.contextmanager
+    def _io(self, name: str, mode: int) -> Iterator[None]:
+        """Hold ``<collection>.io.lock`` shared (open/close) or exclusive (writes), waiting for others."""
+        with self._io_guard:
+            held = self._io_held.get(name)
+            if held == fcntl.LOCK_EX or held == mode:
+                yield
+                return
+            path = self.root / f"{self._dir(name).name}.io.lock"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as handle:
+                deadline = time.monotonic() + IO_WAIT_S
+                while True:
+                    try:
+                        fcntl.flock(handle, mode | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise StoreError(
+                                f"collection {name!r} has been busy in another process for {IO_WAIT_S:.0f} s",
+                                "wait for the other geoagent index/gallery build to finish, or use another GEOAGENT_DATA_DIR",
+                            ) from None
+                        time.sleep(0.02)
+                self._io_held[name] = mode
+                if mode == fcntl.LOCK_EX and held is None and self._opened_stamp(name) != self._seen.get(name):
+                    # another process opened (and tidied) the shard since our last write: reopen it,
+                    # or its stale in-memory state breaks the next flush
+                    stale = self._shards.pop(name, None)
+                    if stale is not None:
+                        stale.close()
+                try:
+                    yield
+                finally:
+                    if mode == fcntl.LOCK_EX and held is None:
+                        self._seen[name] = self._opened_stamp(name)
+                    if held is None:
+                        self._io_held.pop(name, None)
+                        fcntl.flock(handle, fcntl.LOCK_UN)
+                    else:
+                        self._io_held[name] = held
+                        fcntl.flock(handle, held)
 
     def _dir(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
@@ -64,7 +125,9 @@ class EdgeStore(VectorStore):
         if shard is None:
             self._require(name)
             try:
-                shard = qe.EdgeShard.load(str(self._dir(name)))
+                with self._io(name, fcntl.LOCK_SH):
+                    shard = qe.EdgeShard.load(str(self._dir(name)))
+                    (self.root / f"{self._dir(name).name}.opened").touch()
             except Exception as exc:  # the Rust side raises a bare Exception
                 raise StoreError(
                     f"cannot open embedded Qdrant collection {name!r} at {self._dir(name)}: {exc}",
@@ -95,10 +158,11 @@ class EdgeStore(VectorStore):
             wal_enabled=False,
         )
         try:
-            shard = qe.EdgeShard.create(str(path), config)
-            shard.update(qe.UpdateOperation.create_field_index("location", qe.PayloadSchemaType.Geo))
-            shard.update(qe.UpdateOperation.create_field_index("country_code", qe.PayloadSchemaType.Keyword))
-            shard.flush()
+            with self._io(name, fcntl.LOCK_EX):
+                shard = qe.EdgeShard.create(str(path), config)
+                shard.update(qe.UpdateOperation.create_field_index("location", qe.PayloadSchemaType.Geo))
+                shard.update(qe.UpdateOperation.create_field_index("country_code", qe.PayloadSchemaType.Keyword))
+                shard.flush()
         except Exception as exc:
             shutil.rmtree(path, ignore_errors=True)  # ours: claimed by this call
             raise StoreError(f"cannot create collection {name!r} at {path}: {exc}", "check the data dir is writable") from exc
@@ -125,10 +189,11 @@ class EdgeStore(VectorStore):
         tmp.replace(path)
 
     def delete_collection(self, name: str) -> None:
-        shard = self._shards.pop(name, None)
-        if shard is not None:
-            shard.close()
-        shutil.rmtree(self._dir(name), ignore_errors=True)
+        with self._io(name, fcntl.LOCK_EX):
+            shard = self._shards.pop(name, None)
+            if shard is not None:
+                shard.close()
+            shutil.rmtree(self._dir(name), ignore_errors=True)
 
     def dim(self, name: str) -> int:
         self._require(name)
@@ -146,9 +211,10 @@ class EdgeStore(VectorStore):
 
         vectors = check_vectors(vectors, len(ids))
         points = [qe.Point(pid, vec.tolist(), payload) for pid, vec, payload in zip(ids, vectors, payloads)]
-        shard = self._shard(name)
-        shard.update(qe.UpdateOperation.upsert_points(points))
-        shard.flush()
+        with self._io(name, fcntl.LOCK_EX):
+            shard = self._shard(name)
+            shard.update(qe.UpdateOperation.upsert_points(points))
+            shard.flush()
 
     def existing_ids(self, name: str, ids: Sequence[PointId]) -> set[PointId]:
         if not ids:
@@ -166,14 +232,13 @@ class EdgeStore(VectorStore):
                 key="location",
                 geo_radius=qe.GeoRadius(qe.GeoPoint(lon=geo_filter.lon, lat=geo_filter.lat), geo_filter.radius_km * 1000.0),
             )
-        elif geo_filter.kind == "box":
-            cond = qe.FieldCondition(
-                key="location",
-                geo_bounding_box=qe.GeoBoundingBox(
-                    top_left=qe.GeoPoint(lon=geo_filter.min_lon, lat=geo_filter.max_lat),
-                    bottom_right=qe.GeoPoint(lon=geo_filter.max_lon, lat=geo_filter.min_lat),
-                ),
-            )
+        elif geo_filter.kind == "box":  # split at the antimeridian and into spans under 180 degrees
+            parts = [
+                qe.FieldCondition(key="location", geo_bounding_box=qe.GeoBoundingBox(
+                    top_left=qe.GeoPoint(lon=lon0, lat=lat1), bottom_right=qe.GeoPoint(lon=lon1, lat=lat0)))
+                for lat0, lat1, lon0, lon1 in geo_filter.boxes()
+            ]
+            return qe.Filter(should=parts)
         else:
             cond = qe.FieldCondition(key="country_code", match=qe.MatchValue(geo_filter.country_code))
         return qe.Filter(must=[cond])
@@ -192,10 +257,11 @@ class EdgeStore(VectorStore):
         return [Hit(id=p.id if not isinstance(p.id, uuid.UUID) else str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
 
     def finish_writes(self, name: str) -> None:
-        shard = self._shard(name)
-        if self.build_index:
-            shard.optimize()
-        shard.flush()
+        with self._io(name, fcntl.LOCK_EX):
+            shard = self._shard(name)
+            if self.build_index:
+                shard.optimize()
+            shard.flush()
 
     @contextlib.contextmanager
     def write_lock(self, name: str) -> Iterator[None]:
@@ -218,12 +284,14 @@ class EdgeStore(VectorStore):
     def refresh(self, name: str) -> None:
         shard = self._shards.pop(name, None)
         if shard is not None:
-            shard.close()
+            with self._io(name, fcntl.LOCK_SH):
+                shard.close()
+                if self._io_held.get(name) != fcntl.LOCK_EX:
+                    (self.root / f"{self._dir(name).name}.opened").touch()
 
     def close(self) -> None:
-        for shard in self._shards.values():
-            shard.close()
-        self._shards.clear()
+        for name in list(self._shards):
+            self.refresh(name)
 
     def info(self) -> dict[str, Any]:
         return {"backend": "embedded", "path": str(self.root), "hnsw_ef": self.hnsw_ef}

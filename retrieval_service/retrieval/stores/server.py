@@ -177,14 +177,13 @@ class ServerStore(VectorStore):
                 key="location",
                 geo_radius=models.GeoRadius(center=models.GeoPoint(lat=geo_filter.lat, lon=geo_filter.lon), radius=geo_filter.radius_km * 1000.0),
             )
-        elif geo_filter.kind == "box":
-            cond = models.FieldCondition(
-                key="location",
-                geo_bounding_box=models.GeoBoundingBox(
-                    top_left=models.GeoPoint(lat=geo_filter.max_lat, lon=geo_filter.min_lon),
-                    bottom_right=models.GeoPoint(lat=geo_filter.min_lat, lon=geo_filter.max_lon),
-                ),
-            )
+        elif geo_filter.kind == "box":  # split at the antimeridian and into spans under 180 degrees
+            parts = [
+                models.FieldCondition(key="location", geo_bounding_box=models.GeoBoundingBox(
+                    top_left=models.GeoPoint(lat=lat1, lon=lon0), bottom_right=models.GeoPoint(lat=lat0, lon=lon1)))
+                for lat0, lat1, lon0, lon1 in geo_filter.boxes()
+            ]
+            return models.Filter(should=parts)
         else:
             cond = models.FieldCondition(key="country_code", match=models.MatchValue(value=geo_filter.country_code))
         return models.Filter(must=[cond])
