@@ -134,8 +134,8 @@ def _handle(line: str, sess: Any, console: Any, display: Display) -> None:
     elif line.startswith("/image"):
         try:
             args = shlex.split(line[len("/image"):])
-        except ValueError as exc:  # e.g. an unclosed quote: a bad line, not the end of the chat
-            raise GeoAgentError(f"cannot read the path in {line!r}: {exc}", 'quote a path with spaces: /image "my photo.jpg"') from exc
+        except ValueError:  # e.g. an unclosed quote: a bad line, not the end of the chat
+            args = []
         if len(args) != 1:
             console.print("usage: /image PATH (quote a path with spaces: /image \"my photo.jpg\")", style="red", markup=False)
             return
