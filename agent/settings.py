@@ -9,7 +9,7 @@ it needs (``RetrievalSettings`` for the retriever, ``EvidenceSettings`` for the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -27,6 +27,8 @@ class AgentSettings(CoreSettings):
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     llm_temperature: float = Field(default=0.0, ge=0, le=2)
     max_steps: int = Field(default=12, ge=2, le=200, description="Tool-calling rounds before the agent must answer.")
+    confidence_km: Literal[1, 25, 200, 750, 2500] = Field(
+        default=25, description="confidence = the (calibrated) probability that the error is at most this many km.")
 
 
 class Settings(ToolSettings, AgentSettings):

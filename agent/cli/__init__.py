@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agent.cli import chat, index, locate
+from agent.cli import calibrate, chat, index, locate
 from agent.cli.context import CliState
 from retrieval_service.core.errors import GeoAgentError
 
@@ -51,6 +51,7 @@ def _root(
 locate.register(app)
 index.register(app)
 chat.register(app)
+calibrate.register(app)
 
 for _ep in entry_points(group="geoagent.commands"):
     try:

@@ -80,11 +80,26 @@ class Retriever:
 
         return GeoClipHeads(resolve_device(self.settings.device))
 
+    @cached_property
+    def gallery_index(self):  # -> GalleryIndex
+        """The gallery's vectors in memory for exact search and GeoCLIP's softmax."""
+        from retrieval_service.retrieval.gallery import load_gallery_index
+
+        with self._lock:
+            return load_gallery_index(self.settings, self.heads)
+
+    @property
+    def exact_gallery(self) -> bool:
+        return self.settings.gallery_search == "exact"
+
     @property
     def image_dim(self) -> int:
         return self.encoder.dim
 
     def _ensure_gallery(self) -> None:
+        if self.exact_gallery:
+            _ = self.gallery_index
+            return
         if self._gallery_checked:
             return
         with self._lock:  # threads sharing this retriever build the gallery once, not concurrently
@@ -180,12 +195,22 @@ class Retriever:
             if not 0 <= value <= 1000:
                 raise StoreError(f"{name}={value} is out of range", f"pass 0 <= {name} <= 1000")
         result = RetrievalResult(geo_filter=geo_filter)
+        # candidates of a geo-filtered ("zoom") search say so: they were selected for a hypothesis
+        # and the decision does not count them as support for it
+        mark = {"filtered": True} if geo_filter is not None else {}
         if k_gallery or (dissimilar and not self.has_database()):
             self._ensure_gallery()
             gps = self.gps_embed_images([image])[0]
-            if k_gallery:
+            if k_gallery and self.exact_gallery:
+                index = self.gallery_index
+                hits, logp = index.search(gps, k_gallery, geo_filter)
+                result.gallery = index.candidates(hits, **mark)
+                if geo_filter is None:
+                    result.gallery_rest = index.rest(logp, hits.indices, index.scores(gps))
+            elif k_gallery:
                 hits = self.store.search(self.settings.gallery_collection, gps, k_gallery, geo_filter)
-                result.gallery = self._candidates(hits, "gallery")
+                result.gallery = [c.model_copy(update={"payload": {**(c.payload or {}), **mark}})
+                                  for c in self._candidates(hits, "gallery")]
         has_db = (k_database or dissimilar) and self.has_database()
         if has_db:
             clip = self.embed_images([image])[0]
@@ -196,9 +221,15 @@ class Retriever:
                     "use the image model the database was built with, or rebuild it (geoagent index build)",
                 )
             if k_database:
-                result.database = self._candidates(self.store.search(name, clip, k_database, geo_filter), "database")
+                result.database = [c.model_copy(update={"payload": {**(c.payload or {}), **mark}}) for c in
+                                   self._candidates(self.store.search(name, clip, k_database, geo_filter), "database")]
             if dissimilar:
                 result.dissimilar = self._candidates(self.store.search(name, -clip, dissimilar, geo_filter), "database", negate=True)
+        elif dissimilar and self.exact_gallery:
+            gps = self.gps_embed_images([image])[0]
+            index = self.gallery_index
+            low, _ = index.search(gps, dissimilar, geo_filter, lowest=True)
+            result.dissimilar = index.candidates(low)
         elif dissimilar:
             gps = self.gps_embed_images([image])[0]
             hits = self.store.search(self.settings.gallery_collection, -gps, dissimilar, geo_filter)
