@@ -99,9 +99,14 @@ class Mixture:
         return np.exp(self._log_c[None, :] - self.kappa[None, :] * one_minus_cos)
 
     def density_xyz(self, x: np.ndarray) -> np.ndarray:
+        """The density at many points, in float32 (7 digits are plenty for sampling and ranking)."""
+        mu32, w32 = self.mu.astype(np.float32), self.weights.astype(np.float32)
+        log_c, kap = self._log_c.astype(np.float32), self.kappa.astype(np.float32)
         out = np.zeros(len(x))
         for start in range(0, len(x), 2048):
-            out[start:start + 2048] = self._kernel(x[start:start + 2048]) @ self.weights
+            chunk = np.asarray(x[start:start + 2048], dtype=np.float32)
+            arg = log_c[None, :] - kap[None, :] * np.maximum(0.0, 1.0 - chunk @ mu32.T)
+            out[start:start + 2048] = np.exp(arg) @ w32
         return out
 
     def density(self, lats, lons) -> np.ndarray:
@@ -217,8 +222,8 @@ class Mixture:
         x, dens = self.samples()
         order = np.argsort(-dens)[:max_points]
         top = float(dens[order[0]]) if len(order) else 1.0
-        out = []
-        for i in order.tolist():
-            lat, lon = from_unit_vector(x[i])
-            out.append((round(lat, 5), round(lon, 5), round(float(dens[i]) / top, 4)))
-        return out
+        pts = x[order]
+        lats = np.degrees(np.arcsin(np.clip(pts[:, 2], -1, 1)))
+        lons = np.degrees(np.arctan2(pts[:, 1], pts[:, 0]))
+        rel = dens[order] / top
+        return [(round(float(a), 5), round(float(b), 5), round(float(c), 4)) for a, b, c in zip(lats, lons, rel)]

@@ -245,7 +245,7 @@ class Retriever:
 
     def info(self) -> dict[str, Any]:
         """Collections, counts, model names, device (loads nothing heavy)."""
-        from retrieval_service.retrieval.gallery import gallery_ready
+        from retrieval_service.retrieval.gallery import gallery_ready, index_path
         from retrieval_service.retrieval.image_encoder import resolve_device
 
         store = self.store
@@ -259,7 +259,9 @@ class Retriever:
             "data_dir": str(self.settings.data_dir),
             "store": store.info(),
             "collections": collections,
-            "gallery_ready": gallery_ready(self.settings, store),
+            # exact search (the default) needs only the cached gallery vectors; hnsw the Qdrant collection
+            "gallery_ready": index_path(self.settings).is_file() if self.exact_gallery else gallery_ready(self.settings, store),
+            "gallery_search": self.settings.gallery_search,
             "image_model": self.settings.image_model,
             "image_pretrained": self.settings.image_pretrained,
             "device": str(resolve_device(self.settings.device)),
