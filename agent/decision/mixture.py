@@ -181,14 +181,19 @@ class Mixture:
             return [Mode(lat=float(self.components[0].lat), lon=float(self.components[0].lon),
                          density=1 / (4 * math.pi), mass=1.0, members=list(range(len(self.components))))]
         x = self.mu[local].copy()
-        for _ in range(MEAN_SHIFT_STEPS):
-            k = self._kernel(x) * self.weights[None, :] * self.kappa[None, :]
-            nxt = k @ self.mu
+        mu, log_c, kap = self.mu[local], self._log_c[local], self.kappa[local]
+        pull = self.weights[local] * kap
+        active = np.arange(len(x))
+        for _ in range(MEAN_SHIFT_STEPS):  # x <- normalise(sum_i w_i kappa_i f_i(x) mu_i), converged points stop
+            cur = x[active]
+            k = np.exp(log_c[None, :] - kap[None, :] * np.maximum(0.0, 1.0 - cur @ mu.T)) * pull[None, :]
+            nxt = k @ mu
             norm = np.linalg.norm(nxt, axis=1, keepdims=True)
-            nxt = np.where(norm > 0, nxt / np.maximum(norm, 1e-300), x)
-            moved = np.arccos(np.clip(np.sum(nxt * x, axis=1), -1, 1)) * EARTH_RADIUS_KM
-            x = nxt
-            if moved.max() < 0.01:
+            nxt = np.where(norm > 0, nxt / np.maximum(norm, 1e-300), cur)
+            moved = np.arccos(np.clip(np.sum(nxt * cur, axis=1), -1, 1)) * EARTH_RADIUS_KM
+            x[active] = nxt
+            active = active[moved >= 0.01]
+            if not len(active):
                 break
         ends: list[np.ndarray] = []
         mass: list[float] = []

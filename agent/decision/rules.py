@@ -102,12 +102,12 @@ def choose(options: list[Candidate], candidates: list[Candidate], *, rest: list[
     modes = mixture.modes()
     top = max(modes, key=lambda md: md.density)
     near = [o for o in options if distance_km(o.lat, o.lon, top.lat, top.lon) <= SAME_PLACE_KM]
-    sources = {mixture.components[i].source for i in top.members}
-    source = next(iter(sources)) if len(sources) == 1 else "cluster"
+    sources = {mixture.components[i].source for i in top.members}  # gallery, database or ocr
+    source = sources.pop() if len(sources) == 1 else "cluster"
     payload = {**(near[0].payload or {})} if near else {"label": f"most probable place ({len(top.members)} candidates)"}
     payload["support"] = round(float(mixture.prob_within(top.lat, top.lon, [SUPPORT_RADIUS_KM])[0]), 4)
     chosen = Candidate(lat=top.lat, lon=top.lon, score=round(top.mass, 6), probability=round(min(1.0, top.mass), 6),
-                       source=source if source in ("gallery", "database", "ocr") or source == "cluster" else "cluster",
+                       source=source,  # type: ignore[arg-type]
                        payload=payload)
     confidence = float(mixture.prob_within(top.lat, top.lon, [25])[0])
     alternatives = [Candidate(lat=md.lat, lon=md.lon, score=round(md.mass, 6), probability=round(min(1.0, md.mass), 6),

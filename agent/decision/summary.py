@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from agent.decision.mixture import Component, Mixture, Mode
 from agent.prediction import AREA_LEVELS, ProbabilitySurface
-from retrieval_service.core.geo import EARTH_RADIUS_KM, distances_km, from_unit_vector, to_unit_vectors
+from retrieval_service.core.geo import EARTH_RADIUS_KM, distances_km, to_unit_vectors
 from retrieval_service.core.types import Candidate
 from retrieval_service.evidence.clustering import Cluster
 
@@ -20,11 +20,11 @@ LOW_PROBABILITY = 0.05
 """An LMM answer with less than this tool-evidence probability within ``LOW_PROBABILITY_KM`` gets a warning."""
 LOW_PROBABILITY_KM = 200
 MAX_RING_POINTS = 64
-MAX_RINGS = 8
+MAX_RINGS = 4
 """Outlines are drawn around the heaviest modes only ..."""
 MIN_RING_MASS = 0.01
 """... that hold at least this share of the probability."""
-MAX_HULL_POINTS = 400
+MAX_HULL_POINTS = 200
 MAX_CLUSTERS = 20
 
 
@@ -73,10 +73,10 @@ def _ring(points: np.ndarray, centre: np.ndarray) -> list[tuple[float, float]]:
     idx = hull.vertices
     if len(idx) > MAX_RING_POINTS:
         idx = idx[np.linspace(0, len(idx) - 1, MAX_RING_POINTS).astype(int)]
-    ring = []
-    for u, v in plane[idx]:
-        lat, lon = from_unit_vector(centre + u * e1 + v * e2)
-        ring.append((round(lat, 5), round(lon, 5)))
+    pts = centre[None, :] + plane[idx, :1] * e1[None, :] + plane[idx, 1:] * e2[None, :]
+    pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+    lats, lons = np.degrees(np.arcsin(np.clip(pts[:, 2], -1, 1))), np.degrees(np.arctan2(pts[:, 1], pts[:, 0]))
+    ring = [(round(float(a), 5), round(float(b), 5)) for a, b in zip(lats, lons)]
     return [*ring, ring[0]]
 
 
