@@ -7,7 +7,7 @@ product: a few milliseconds, exact, and it gives the softmax's normaliser, which
 vectors stored in the gallery collection, cached beside it in the data dir as one ``.npz`` file
 (written when the gallery is built, or recomputed once from the location encoder when missing).
 
-``evals/bench_gallery.py`` compares this with Qdrant's exact and HNSW search and FAISS.
+``evals/bench_decision.py`` compares this with Qdrant's exact and HNSW search and FAISS.
 """
 
 from __future__ import annotations
