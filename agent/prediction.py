@@ -92,6 +92,8 @@ class Prediction(BaseModel):
         default_factory=dict, description='P(error <= t km) for t in "1", "25", "200", "750", "2500".')
     search_area_km2: dict[str, float] = Field(
         default_factory=dict, description='Area of the smallest region holding 50% ("50") and 90% ("90") of the probability.')
+    raw_probabilities: dict[str, float] = Field(
+        default_factory=dict, description="The probability model's own P(error <= t km), before calibration (what `geoagent calibrate` fits on).")
     calibrated: bool = Field(default=False, description="Whether confidence comes from a calibration fitted on labelled runs.")
     surface: ProbabilitySurface | None = None
     source: PredictionSource

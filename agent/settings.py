@@ -9,7 +9,7 @@ it needs (``RetrievalSettings`` for the retriever, ``EvidenceSettings`` for the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -46,6 +46,8 @@ class AgentSettings(CoreSettings):
     llm_price_input_per_mtok: float | None = Field(default=None, ge=0, description="Price of one million input tokens (reports show the money spent).")
     llm_price_output_per_mtok: float | None = Field(default=None, ge=0, description="Price of one million output tokens.")
     max_steps: int = Field(default=12, ge=2, le=200, description="Tool-calling rounds before the agent must answer.")
+    confidence_km: Literal[1, 25, 200, 750, 2500] = Field(
+        default=25, description="confidence = the (calibrated) probability that the error is at most this many km.")
     rag_samples: int = Field(default=1, ge=1, le=20, description="RAG mode: replies sampled per prompt (0/5/10/15 neighbours).")
     rag_temperature: float = Field(default=0.7, ge=0, le=2, description="RAG mode: sampling temperature of the proposals.")
 

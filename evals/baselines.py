@@ -13,7 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agent.decision.rules import retrieval_candidates, support_share
+from agent.decision.rules import retrieval_candidates
+from agent.decision.sources import build_mixture
+from agent.decision.summary import prediction_fields
 from agent.graphs.steps import cluster_args
 from agent.prediction import Evidence, Place, Prediction, TraceEntry
 from agent.predictor import Predictor, RunResult
@@ -42,10 +44,15 @@ class RetrievalBaseline(Predictor):
             self.services.retriever.warm_up()
 
     def _pick(self, candidates: list[Candidate], trace: list[TraceEntry]) -> tuple[Candidate, str, list[Candidate], list[Any]]:
-        """(answer, rationale, alternatives, clusters) from the retrieval candidates."""
-        ranked = sorted(candidates, key=lambda c: -c.score)
+        """(answer, rationale, alternatives, clusters): GeoCLIP's top-1, the gallery point of highest
+        probability (the database's best neighbour when there is no gallery candidate); scores of
+        different sources are never compared."""
+        gallery = [c for c in candidates if c.source == "gallery"]
+        pool = gallery or candidates
+        ranked = sorted(pool, key=lambda c: -(c.probability if c.probability is not None else c.score))
         top = ranked[0]
-        return top, f"Top-1 retrieval candidate (similarity {top.score:.3f}).", ranked[1:1 + N_ALTERNATIVES], []
+        p = f", probability {top.probability:.4f}" if top.probability is not None else ""
+        return top, f"Top-1 retrieval candidate (similarity {top.score:.3f}{p}).", ranked[1:1 + N_ALTERNATIVES], []
 
     def run(self, input: Any, config: dict | None = None) -> RunResult:
         start = time.perf_counter()
@@ -65,10 +72,12 @@ class RetrievalBaseline(Predictor):
         place = Place.from_info(info if isinstance(info, PlaceInfo) else None)
         evidence = [Evidence(kind="place", detail=f"Reverse geocoding names {place.label()} ({place.distance_km} km "
                              "from the answer).", lat=answer.lat, lon=answer.lon)] if place.label() else []
+        fields = prediction_fields(build_mixture(candidates, retrieval.gallery_rest), answer.lat, answer.lon,
+                                   settings=self.settings, mode=self.mode)
+        fields["alternatives"] = alternatives or fields["alternatives"]
+        fields["clusters"] = clusters or fields["clusters"]
         pred = Prediction(image=image.ref, lat=answer.lat, lon=answer.lon, mode=self.mode, source=answer.source,
-                          confidence=round(max(0.0, min(1.0, support_share(answer.lat, answer.lon, candidates))), 4),
-                          place=place, alternatives=alternatives, candidates=candidates, clusters=clusters,
-                          rationale=rationale, evidence=evidence, trace=trace)
+                          place=place, candidates=candidates, rationale=rationale, evidence=evidence, trace=trace, **fields)
         return RunResult(prediction=pred, total_ms=(time.perf_counter() - start) * 1000, prepare_ms=(prepared - start) * 1000)
 
 

@@ -50,7 +50,7 @@ class Comparison(BaseModel):
 
 def _hit(row: dict[str, Any], t: int) -> bool:
     d = row.get("distance_km")
-    return not row.get("error") and d is not None and d < t
+    return not row.get("error") and d is not None and d <= t
 
 
 def _pair(name_a: str, rows_a: list[dict], name_b: str, rows_b: list[dict]) -> RunComparison:

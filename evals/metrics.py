@@ -1,7 +1,8 @@
 """Geolocation metrics as the papers report them.
 
 Distance: geodesic on the WGS-84 ellipsoid (geopy, Karney's algorithm). Accuracy at a threshold
-counts a row as a hit when its error is strictly below it, over all rows: a failed row (no
+counts a row as a hit when its error is at most the threshold (``<=``, as GeoCLIP's reference
+evaluation counts), over all rows: a failed row (no
 prediction) is a miss. GeoScore is GeoGuessr's 5000 * exp(-d / 1492.7).
 """
 
@@ -32,8 +33,8 @@ def geoscore(d_km: float | None) -> float:
 
 
 def hits(d_km: float | None, thresholds: Sequence[int] = THRESHOLDS_KM) -> dict[str, bool]:
-    """Which thresholds an error falls strictly below; a failed row (None) hits none."""
-    return {str(t): d_km is not None and d_km < t for t in thresholds}
+    """Which thresholds an error is within (``<=``); a failed row (None) hits none."""
+    return {str(t): d_km is not None and d_km <= t for t in thresholds}
 
 
 def _as_array(distances: Sequence[float | None]) -> np.ndarray:
@@ -41,11 +42,11 @@ def _as_array(distances: Sequence[float | None]) -> np.ndarray:
 
 
 def accuracy(distances: Sequence[float | None], thresholds: Sequence[int] = THRESHOLDS_KM) -> dict[str, float]:
-    """Fraction of all rows with error < threshold (None = failed = miss); empty input -> 0."""
+    """Fraction of all rows with error <= threshold (None = failed = miss); empty input -> 0."""
     d = _as_array(distances)
     if d.size == 0:
         return {str(t): 0.0 for t in thresholds}
-    return {str(t): float(np.mean(d < t)) for t in thresholds}
+    return {str(t): float(np.mean(d <= t)) for t in thresholds}
 
 
 def bootstrap_ci(
@@ -66,6 +67,6 @@ def bootstrap_ci(
     lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     out: dict[str, tuple[float, float]] = {}
     for t in thresholds:
-        acc = (sample < t).mean(axis=1)
+        acc = (sample <= t).mean(axis=1)
         out[str(t)] = (float(np.percentile(acc, lo_q)), float(np.percentile(acc, hi_q)))
     return out

@@ -41,9 +41,9 @@ def plot_accuracy_curve(curves: dict[str, Sequence[float | None]], path: Path) -
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for label, distances in curves.items():
         d = np.array([np.inf if x is None else x for x in distances], dtype=float)
-        acc = [100.0 * float(np.mean(d < t)) if d.size else 0.0 for t in grid]
+        acc = [100.0 * float(np.mean(d <= t)) if d.size else 0.0 for t in grid]
         ax.plot(grid, acc, label=label)
-        ax.scatter(THRESHOLDS_KM, [100.0 * float(np.mean(d < t)) if d.size else 0.0 for t in THRESHOLDS_KM], s=18)
+        ax.scatter(THRESHOLDS_KM, [100.0 * float(np.mean(d <= t)) if d.size else 0.0 for t in THRESHOLDS_KM], s=18)
     for t in THRESHOLDS_KM:
         ax.axvline(t, color="0.85", lw=0.8, zorder=0)
     ax.set_xscale("log")
@@ -87,5 +87,26 @@ def plot_error_map(gt: Sequence[tuple[float, float]], pred: Sequence[tuple[float
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_confidence(reliability: dict[str, list[tuple[float, float, int]]], recall_vs_area: list[tuple[float, float]],
+                    path: Path) -> Path:
+    """Reliability diagram (predicted P(error <= t) against the observed hit rate, per threshold)
+    beside the Recall-vs-Area curve."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    left.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    for key, points in reliability.items():
+        if points:
+            left.plot([p for p, _, _ in points], [r for _, r, _ in points], marker="o", markersize=3, label=f"{key} km")
+    left.set(xlabel="predicted P(error <= t)", ylabel="observed hit rate", xlim=(0, 1), ylim=(0, 1), title="Reliability")
+    left.legend(fontsize=8)
+    right.plot([a for a, _ in recall_vs_area], [100 * r for _, r in recall_vs_area], marker="o", markersize=3)
+    right.set(xscale="log", xlabel="area of the 90% search region (km2)", ylabel="found within it (% of photos)",
+              title="Recall vs area", ylim=(0, 100))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 from retrieval_service.core.geo import country_codes
 from evals.metrics import DISTANCE_METHOD, THRESHOLD_NAMES, THRESHOLDS_KM, accuracy, bootstrap_ci, geoscore
-from evals.plots import plot_accuracy_curve, plot_error_map
+from evals.confidence import ConfidenceMetrics, confidence_metrics
+from evals.plots import plot_accuracy_curve, plot_confidence, plot_error_map
 from evals.published import load_published
 from evals.records import PREDICTIONS_FILE, read_rows
 from evals.run_info import CONFIG_FILE
@@ -27,6 +28,7 @@ SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
 ACCURACY_PNG = "accuracy_vs_threshold.png"
 MAP_PNG = "error_map.png"
+CONFIDENCE_PNG = "confidence.png"
 BOOTSTRAP_SEED = EvalSettings.model_fields["eval_bootstrap_seed"].default
 BOOTSTRAP_RESAMPLES = EvalSettings.model_fields["eval_bootstrap_resamples"].default
 
@@ -52,6 +54,7 @@ class Summary(BaseModel):
     dataset: str | None = None
     missing_images: int = 0
     usage: UsageSummary | None = None
+    confidence: ConfidenceMetrics | None = None
 
 
 def load_run(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -105,11 +108,33 @@ def summarise(rows: list[dict[str, Any]], config: dict[str, Any] | None = None, 
         dataset=(config.get("dataset") or {}).get("name"),
         missing_images=(config.get("dataset") or {}).get("missing_images", 0),
         usage=summarise_usage(rows, config.get("settings")),
+        confidence=confidence_metrics(rows),
     )
 
 
 def _pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.2f}"
+
+
+def _confidence_lines(conf: ConfidenceMetrics | None) -> list[str]:
+    """The calibration section: ECE and Brier per threshold, the plots, Recall-vs-Area at a few budgets."""
+    if conf is None:
+        return ["## Confidence", "", "This run's rows carry no probabilities (an older run).", ""]
+    keys = [str(t) for t in THRESHOLDS_KM]
+    budgets = {a: r for a, r in conf.recall_vs_area}
+    shown = [a for a in (1e2, 1e4, 1e6) if a in budgets]
+    return [
+        "## Confidence", "",
+        f"{conf.rows} rows with probabilities, {conf.calibrated_rows} of them calibrated "
+        "(`geoagent calibrate`, fitted on other labelled runs, never on this benchmark).", "",
+        "| P(error <= t) | " + " | ".join(f"{k} km" for k in keys) + " |",
+        "|---|" + "---:|" * len(keys),
+        "| ECE | " + " | ".join(f"{conf.ece[k]:.4f}" for k in keys) + " |",
+        "| Brier | " + " | ".join(f"{conf.brier[k]:.4f}" for k in keys) + " |", "",
+        "Recall vs area (share of photos whose true location lies in a 90% region of at most A km2): "
+        + ", ".join(f"A = {a:.0e}: {_pct(budgets[a])}%" for a in shown) + ".", "",
+        f"![reliability and recall vs area]({CONFIDENCE_PNG})", "",
+    ]
 
 
 def render_markdown(summary: Summary, config: dict[str, Any], run_name: str) -> str:
@@ -127,7 +152,7 @@ def render_markdown(summary: Summary, config: dict[str, Any], run_name: str) -> 
         f"- images: {summary.n} evaluated, {summary.failed} failed (counted as misses), "
         f"{summary.missing_images} excluded because the image file is missing, "
         f"{summary.fallback} answered by the no-evidence fallback (scored as given)",
-        f"- distance: {summary.distance_method}; accuracy = share of all {summary.n} images with error < threshold",
+        f"- distance: {summary.distance_method}; accuracy = share of all {summary.n} images with error <= threshold",
         f"- versions: geoagent {versions.get('geoagent')}, torch {versions.get('torch')}, open_clip {versions.get('open_clip')}, "
         f"commit {versions.get('git_commit')}",
         "",
@@ -164,6 +189,7 @@ def render_markdown(summary: Summary, config: dict[str, Any], run_name: str) -> 
         "",
         f"![error map]({MAP_PNG})",
         "",
+        *_confidence_lines(summary.confidence),
         "## Sources of the published figures",
         "",
     ]
@@ -194,5 +220,7 @@ def write_reports(run_dir: str | Path, *, plots: bool = True, settings: EvalSett
             [(r["pred"]["lat"], r["pred"]["lon"]) if r.get("pred") else None for r, _ in labelled],
             [d for _, d in labelled], run_dir / MAP_PNG, title=f"{run_dir.name}: error by ground-truth location",
         )
+        if summary.confidence is not None:
+            plot_confidence(summary.confidence.reliability, summary.confidence.recall_vs_area, run_dir / CONFIDENCE_PNG)
     log.info("reports written to %s", run_dir)
     return summary

@@ -85,7 +85,7 @@ def gallery_data_dir(request: pytest.FixtureRequest) -> Path:
     import torch
 
     from retrieval_service.core.errors import StoreError
-    from retrieval_service.retrieval.gallery import ensure_gallery, gallery_ready, weights_fingerprint
+    from retrieval_service.retrieval.gallery import ensure_gallery, gallery_ready, load_gallery_index, weights_fingerprint
     from retrieval_service.retrieval.geoclip_heads import GeoClipHeads
     from agent.settings import Settings
     from retrieval_service.retrieval.stores import EdgeStore
@@ -107,6 +107,7 @@ def gallery_data_dir(request: pytest.FixtureRequest) -> Path:
                     raise
                 time.sleep(2)
         assert gallery_ready(settings, store)
+        load_gallery_index(settings, heads)  # the vectors for exact search, cached beside it
     finally:
         store.close()
     return data_dir
@@ -125,6 +126,8 @@ def gallery_env(gallery_data_dir: Path, tiny_env: dict[str, str], tmp_path: Path
     (data_dir / "qdrant").mkdir(parents=True)
     name = gallery_name(shared)  # complete, as its own metadata records
     (data_dir / "qdrant" / name).symlink_to(shared.embedded_qdrant_path / name)
+    for cached in gallery_data_dir.glob(f"{shared.gallery_collection}.*.npz"):  # exact-search vectors
+        (data_dir / cached.name).symlink_to(cached)
     env = dict(tiny_env, GEOAGENT_DATA_DIR=str(data_dir))
     monkeypatch.setenv("GEOAGENT_DATA_DIR", str(data_dir))
     return env

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agent.cli import chat, index, locate, models, serve, train
+from agent.cli import calibrate, chat, index, locate, models, serve, train
 from agent.cli.context import CliState
 from retrieval_service.core.errors import GeoAgentError
 
@@ -54,6 +54,7 @@ chat.register(app)
 serve.register(app)
 train.register(app)
 models.register(app)
+calibrate.register(app)
 
 for _ep in entry_points(group="geoagent.commands"):
     try:

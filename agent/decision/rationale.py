@@ -22,11 +22,12 @@ def describe(answer: Answer, *, candidates: list[Candidate], obs: Observations, 
     if chosen is not None:
         support = float(chosen.get("support", 0.0))
         parts.append(f"The answer{where} ({answer.lat:.4f}, {answer.lon:.4f}) is a {chosen.get('label') or chosen.source} "
-                     f"holding {support:.0%} of the retrieval score mass within {SUPPORT_RADIUS_KM:.0f} km.")
+                     f"holding {support:.0%} of the retrieval evidence's probability within {SUPPORT_RADIUS_KM:.0f} km.")
         if chosen.get("verify") is not None:
             others = [o.get("verify") for o in answer.alternatives if o.get("verify") is not None]
             versus = f" against at most {max(others):.3f} for the alternatives" if others else ""
-            parts.append(f"Image-to-GPS verification scored it {chosen.get('verify'):.3f}{versus}.")
+            parts.append(f"Image-to-GPS verification scored it {chosen.get('verify'):.3f}{versus} "
+                         "(reported only: for gallery points it restates the retrieval score).")
     if obs.text and obs.text.lines:
         lines = [ln.text for ln in obs.text.lines[:3]]
         places = list(dict.fromkeys(p.name for p in obs.text.places))
@@ -37,5 +38,5 @@ def describe(answer: Answer, *, candidates: list[Candidate], obs: Observations, 
     if obs.scene and obs.scene.hints:
         parts.append("Scene hints: " + "; ".join(obs.scene.hints[:3]) + ".")
     if answer.confidence < 0.2:
-        parts.append("The candidates disagree, so the confidence is low.")
+        parts.append("The evidence is spread over several places, so the probability of being within 25 km is low.")
     return " ".join(parts)

@@ -1,25 +1,24 @@
-"""The no-LMM decision: cluster support plus image-to-GPS verification, explained in words.
+"""The no-LMM decision: the mode of the one probability model, explained in words.
 
 Pure functions over typed observations, shared by the policy, the LMM fallbacks and the baselines.
 The locations to choose between ("options") are ``Candidate``s whose payload carries the policy's
-working values: ``label``, ``support`` (share of the retrieval score mass within
-``SUPPORT_RADIUS_KM``) and ``verify`` (cosine of the photo and the location); ``score`` is the
-combined value the choice ranks by.
+working values: ``label``, ``support`` (the probability within ``SUPPORT_RADIUS_KM`` under the
+tools' mixture, ``agent.decision.sources``) and ``verify`` (cosine of the photo and the location,
+reported but not counted again: for a gallery point it is the very score the gallery's softmax
+already holds). The answer is the mixture's most probable place; ``score`` is its probability mass.
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
+from agent.decision.sources import build_mixture, usable
 from retrieval_service.core.geo import distance_km
 from retrieval_service.core.types import Candidate, Verification
 from retrieval_service.evidence.clustering import Cluster
 from retrieval_service.evidence.ocr import TextReading
 
 SUPPORT_RADIUS_KM = 50.0
-SUPPORT_WEIGHT = 0.6  # the rest goes to the verification softmax
-VERIFY_TEMPERATURE = 0.05  # cosine units: a 0.05 lead is worth a factor e in the softmax
 SAME_PLACE_KM = 1.0
 RETRIEVAL_SOURCES = ("gallery", "database")
 
@@ -33,8 +32,9 @@ class Choice(NamedTuple):
 
 
 def retrieval_candidates(candidates: list[Candidate]) -> list[Candidate]:
-    """The candidates that came from image retrieval (gallery and database)."""
-    return [c for c in candidates if c.source in RETRIEVAL_SOURCES]
+    """The candidates that came from image retrieval (gallery and database), not from a
+    geo-filtered ("zoom") search."""
+    return [c for c in usable(candidates) if c.source in RETRIEVAL_SOURCES]
 
 
 def ocr_candidates(reading: TextReading | None) -> list[Candidate]:
@@ -43,14 +43,12 @@ def ocr_candidates(reading: TextReading | None) -> list[Candidate]:
             for p in (reading.places if reading else [])]
 
 
-def support_share(lat: float, lon: float, candidates: list[Candidate], radius_km: float = SUPPORT_RADIUS_KM) -> float:
-    """Share of the retrieval score mass within ``radius_km`` of a point (0 when there is none)."""
-    pool = retrieval_candidates(candidates)
-    total = sum(max(0.0, c.score) for c in pool)
-    if total <= 0:
-        return 0.0
-    near = sum(max(0.0, c.score) for c in pool if distance_km(lat, lon, c.lat, c.lon) <= radius_km)
-    return near / total
+def support_share(lat: float, lon: float, candidates: list[Candidate], radius_km: float = SUPPORT_RADIUS_KM,
+                  rest: list[Candidate] = ()) -> float:
+    """The probability within ``radius_km`` of a point under the retrieval evidence's mixture (gallery
+    softmax and database softmax, each on its own scale; zoom-search candidates left out); 0 without any."""
+    mixture = build_mixture(retrieval_candidates(candidates), list(rest))
+    return float(mixture.prob_within(lat, lon, [radius_km])[0]) if mixture is not None else 0.0
 
 
 def build_options(candidates: list[Candidate], clusters: list[Cluster], extra: list[Candidate] = (),
@@ -69,8 +67,10 @@ def build_options(candidates: list[Candidate], clusters: list[Cluster], extra: l
     for opt in options:
         if all(distance_km(opt.lat, opt.lon, o.lat, o.lon) > SAME_PLACE_KM for o in deduped):
             deduped.append(opt)
+    mixture = build_mixture(retrieval_candidates(candidates))
     for opt in deduped:
-        opt.payload = {**(opt.payload or {}), "support": round(support_share(opt.lat, opt.lon, candidates), 4)}
+        support = float(mixture.prob_within(opt.lat, opt.lon, [SUPPORT_RADIUS_KM])[0]) if mixture is not None else 0.0
+        opt.payload = {**(opt.payload or {}), "support": round(support, 4)}
     return deduped
 
 
@@ -88,28 +88,29 @@ def unverified(options: list[Candidate]) -> list[Candidate]:
     return [o for o in options if o.get("verify") is None]
 
 
-def choose(options: list[Candidate], candidates: list[Candidate], *, n_alternatives: int = 5) -> Choice | None:
-    """Pick by ``SUPPORT_WEIGHT * support + (1 - SUPPORT_WEIGHT) * p_verify`` where ``p_verify`` is a
-    softmax of the verification cosines at temperature ``VERIFY_TEMPERATURE`` (so small cosine
-    differences move little, large ones decide)."""
-    if not options:
-        return None
-    verified = [i for i, o in enumerate(options) if o.get("verify") is not None]
-    probs: dict[int, float] = {}
-    if verified:
-        top = max(options[i].get("verify") for i in verified)
-        weights = {i: math.exp((options[i].get("verify") - top) / VERIFY_TEMPERATURE) for i in verified}
-        norm = sum(weights.values())
-        probs = {i: w / norm for i, w in weights.items()}
-    scored = []
-    for i, o in enumerate(options):
-        support = float(o.get("support", 0.0))
-        combined = SUPPORT_WEIGHT * support + (1 - SUPPORT_WEIGHT) * probs.get(i, 0.0) if verified else support
-        scored.append((i, o.model_copy(update={"score": round(combined, 4)})))
-    scored.sort(key=lambda io: (-io[1].score, -(io[1].get("verify") if io[1].get("verify") is not None else -2.0)))
-    best_i, best = scored[0]
-    p_best = probs.get(best_i, 0.0) / max(probs.values()) if probs else 1.0
-    support = float(best.get("support", 0.0))
-    confidence = max(0.02, min(0.95, support * (0.5 + 0.5 * p_best))) if candidates else 0.0
-    alternatives = [o for _, o in scored[1:] if distance_km(o.lat, o.lon, best.lat, best.lon) > SAME_PLACE_KM]
-    return Choice(best, round(confidence, 4), alternatives[:n_alternatives])
+def choose(options: list[Candidate], candidates: list[Candidate], *, rest: list[Candidate] = (),
+           n_alternatives: int = 5) -> Choice | None:
+    """The most probable place under the tools' mixture (gallery, database, OCR places; ``rest``: the
+    gallery's probability outside the top-k). The chosen option carries the label, support and
+    verification of the option at that place when there is one. Confidence: P(error <= 25 km)."""
+    mixture = build_mixture(list(candidates), list(rest))
+    if mixture is None:
+        if not options:
+            return None
+        best = options[0]
+        return Choice(best.model_copy(update={"score": 0.0}), 0.0, options[1:1 + n_alternatives])
+    modes = mixture.modes()
+    top = max(modes, key=lambda md: md.density)
+    near = [o for o in options if distance_km(o.lat, o.lon, top.lat, top.lon) <= SAME_PLACE_KM]
+    sources = {mixture.components[i].source for i in top.members}  # gallery, database or ocr
+    source = sources.pop() if len(sources) == 1 else "cluster"
+    payload = {**(near[0].payload or {})} if near else {"label": f"most probable place ({len(top.members)} candidates)"}
+    payload["support"] = round(float(mixture.prob_within(top.lat, top.lon, [SUPPORT_RADIUS_KM])[0]), 4)
+    chosen = Candidate(lat=top.lat, lon=top.lon, score=round(top.mass, 6), probability=round(min(1.0, top.mass), 6),
+                       source=source,  # type: ignore[arg-type]
+                       payload=payload)
+    confidence = float(mixture.prob_within(top.lat, top.lon, [25])[0])
+    alternatives = [Candidate(lat=md.lat, lon=md.lon, score=round(md.mass, 6), probability=round(min(1.0, md.mass), 6),
+                              source="cluster", payload={"label": f"mode holding {md.mass:.1%} of the probability"})
+                    for md in modes if distance_km(md.lat, md.lon, top.lat, top.lon) > SAME_PLACE_KM]
+    return Choice(chosen, round(confidence, 4), alternatives[:n_alternatives])

@@ -5,9 +5,9 @@ Two checks, each scale-free: image-to-GPS verification (``verify_locations``) of
 the evidence's own locations (the top clusters and retrieval candidates, the places the photo's
 text names), where the answer must not rank last; and retrieval support, where at least one
 retrieval candidate must lie within ``SUPPORT_KM`` of the answer. An answer that both contradict
-is kept (the model may know better) but gets a warning in the Prediction, and its confidence is
-multiplied by ``CONTRADICTED_FACTOR``; an answer that one of them contradicts gets a note in the
-evidence only.
+is kept (the model may know better) but gets a warning in the Prediction (its confidence comes from
+the decision core's probability model, in which the LMM's answer is one component among the tools'
+evidence); an answer that one of them contradicts gets a note in the evidence only.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from retrieval_service.core.types import Location
 SUPPORT_KM = 200.0  # the region threshold: no retrieval candidate this close = no support
 SAME_POINT_KM = 25.0  # evidence points this close to the answer are not compared with it
 MAX_POINTS = 8
-CONTRADICTED_FACTOR = 0.5
 
 
 def evidence_points(state: AgentState) -> list[tuple[str, Location]]:
@@ -87,8 +86,5 @@ def check_answer(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, A
                         lat=answer.lat, lon=answer.lon)
     update["evidence"] = [evidence]
     if verified_last is not None and (not supported or not candidates):
-        lowered = round(answer.confidence * CONTRADICTED_FACTOR, 4)
-        update["warnings"] = [f"the LMM's answer is contradicted by the evidence ({text}); "
-                              f"confidence lowered from {answer.confidence:.2f} to {lowered:.2f}"]
-        update["answer"] = answer.model_copy(update={"confidence": lowered})
+        update["warnings"] = [f"the LMM's answer is contradicted by the evidence ({text})"]
     return update

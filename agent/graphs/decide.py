@@ -10,11 +10,14 @@ from langgraph.runtime import Runtime
 from agent.context import RunContext
 from agent.decision import rules
 from agent.decision.rationale import describe
+from agent.decision.sources import build_mixture
+from agent.decision.summary import low_probability_warning, prediction_fields
 from agent.lmm.answer import message_text
 from agent.prediction import Evidence, Place, Prediction, Usage
-from agent.state import RunState, observations
+from agent.state import Answer, Observations, RunState, observations
 from retrieval_service.core.errors import NoAnswerError
 from retrieval_service.core.geo import distance_km
+from retrieval_service.core.types import Candidate
 
 
 def conversation(messages: list[Any]) -> list[dict[str, Any]]:
@@ -40,6 +43,20 @@ def no_answer(image: str, warnings: list[str], trace: list[Any]) -> NoAnswerErro
                          trace=trace)
 
 
+def probability_model(answer: Answer | None, candidates: list[Candidate], obs: Observations):
+    """(the run's mixture, the tools-only mixture): EXIF GPS alone when it answered; otherwise the
+    tools' evidence (gallery softmax and its rest, database softmax, OCR places) with the LMM's
+    proposals and answer as point masses."""
+    if answer is not None and answer.source == "exif":
+        return build_mixture([], exif=Candidate(lat=answer.lat, lon=answer.lon, source="exif")), None
+    rest = obs.retrieval.gallery_rest if obs.retrieval else []
+    lmm = [c for c in candidates if c.source == "lmm"]
+    if answer is not None and answer.source == "lmm" and all(
+            distance_km(answer.lat, answer.lon, c.lat, c.lon) > rules.SAME_PLACE_KM for c in lmm):
+        lmm.append(Candidate(lat=answer.lat, lon=answer.lon, source="lmm"))
+    return build_mixture(candidates, rest, lmm=lmm), build_mixture(candidates, rest)
+
+
 def decide(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     obs = observations(state)
@@ -49,8 +66,7 @@ def decide(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     warnings: list[str] = []
     if answer is None:
         raise no_answer(state.get("image", ""), [*(state.get("warnings") or [])], list(state.get("trace") or []))
-    lat, lon, confidence, source = answer.lat, answer.lon, answer.confidence, answer.source
-    alternatives = answer.alternatives
+    lat, lon, source = answer.lat, answer.lon, answer.source
     named = obs.place if obs.place and distance_km(lat, lon, obs.place.lat, obs.place.lon) <= rules.SAME_PLACE_KM else None
     place = Place.from_info(named)
     if answer.place is not None:  # what the LMM named itself wins, reverse geocoding fills the gaps
@@ -64,10 +80,17 @@ def decide(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if place.label():
         evidence.append(Evidence(kind="place", detail=f"Reverse geocoding names {place.label()} "
                                  f"({place.distance_km} km from the answer).", lat=lat, lon=lon))
+    mixture, tools_only = probability_model(answer, candidates, obs)
+    fields = prediction_fields(mixture, lat, lon, settings=ctx.settings, mode=ctx.mode)
+    if answer.source == "lmm":
+        warning = low_probability_warning(tools_only, lat, lon)
+        if warning:
+            warnings.append(warning)
+    if answer.alternatives and answer.source == "lmm":
+        fields["alternatives"] = [*answer.alternatives, *fields["alternatives"]][:5]
     prediction = Prediction(
-        image=state.get("image", ""), lat=lat, lon=lon, confidence=max(0.0, min(1.0, float(confidence))),
-        source=source, mode=ctx.mode, place=place, alternatives=alternatives, candidates=candidates,
-        clusters=obs.clusters.clusters if obs.clusters else [], rationale=rationale,
+        image=state.get("image", ""), lat=lat, lon=lon, source=source, mode=ctx.mode, place=place, candidates=candidates,
+        rationale=rationale, **fields,
         evidence=[*(state.get("evidence") or []), *evidence], trace=list(state.get("trace") or []),
         messages=conversation(state.get("messages") or []), warnings=[*(state.get("warnings") or []), *warnings],
         usage=state.get("usage") or Usage(),

@@ -1,14 +1,15 @@
 """The G3 recipe (geo-diversified retrieval-augmented prompting): the LMM proposes coordinates from
 prompts with 0/5/10/15 similar and dissimilar neighbours (``rag_samples`` replies each, sampled at
-``rag_temperature``), the proposals are clustered and voted on, and image-to-GPS verification picks
-among the voted groups and the top retrieval candidates.
+``rag_temperature``), the proposals are voted on by the decision core's probability model (each a
+point mass; the mixture's modes are the voted places), and image-to-GPS verification picks among the
+voted places and the top retrieval candidates.
 
 observe (with dissimilar neighbours) -> propose -> verify_proposals -> choose_verified -> name_place -> decide
 (no usable reply at all -> the policy's steps decide; a follow-up question on the thread -> the LMM loop.)
 
 Each reply is a ``propose_location`` tool call validated by pydantic; a reply without a valid one
-is counted as unparseable in the warnings. Voting is one function, :func:`vote`, so that the
-decision core's probability model can replace it.
+is counted as unparseable in the warnings. Voting is one function, :func:`vote`, on
+``agent.decision.sources.vote``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from langgraph.runtime import Runtime
 
 from agent.context import RunContext
 from agent.decision import rules
+from agent.decision.sources import vote as decision_vote
 from agent.graphs.conversation import FOLLOW_UP, route_start, tool_reply
 from agent.graphs.llm_loop import add_loop, parse_problem
 from agent.graphs.policy import add_ending, add_policy_steps
@@ -33,29 +35,28 @@ from agent.prediction import Evidence, TraceEntry, Usage
 from agent.prompts import render
 from agent.state import Answer, RagState, observations
 from retrieval_service.core.types import Candidate
-from retrieval_service.evidence.clustering import cluster_points
 
 NEIGHBOURS = (0, 5, 10, 15)
 VERIFIED_SIMILAR = 5
 VERIFIED_VOTES = 5
-VOTE_EPS_KM = 50.0
 
 
 def _points(candidates: list[Candidate]) -> str:
     return json.dumps([[round(c.lat, 4), round(c.lon, 4)] for c in candidates], separators=(",", ":")) if candidates else "none"
 
 
-def vote(proposals: list[Candidate], eps_km: float = VOTE_EPS_KM) -> list[Candidate]:
-    """The proposals grouped by place (DBSCAN on the sphere, every proposal in a group), one
-    candidate per group at its centre, scored by its share of the votes, most votes first."""
-    if not proposals:
+def vote(proposals: list[Candidate]) -> list[Candidate]:
+    """The proposals combined by the decision core's probability model (``agent.decision.sources.vote``:
+    each proposal a point mass with the LMM's spread), one candidate per mode of that mixture, scored
+    by its share of the probability mass, heaviest first."""
+    mixture = decision_vote(proposals) if proposals else None
+    if mixture is None:
         return []
-    grouped = cluster_points([p.model_copy(update={"score": 1.0}) for p in proposals], eps_km=eps_km, min_samples=1)
-    total = len(proposals)
-    groups = sorted(grouped.clusters, key=lambda c: -c.support)
-    return [Candidate(lat=c.lat, lon=c.lon, score=c.support / total, source="lmm",
-                      payload={"label": "LMM vote", "votes": c.support, "proposals": total, "radius_km": round(c.radius_km, 1)})
-            for c in groups]
+    modes = mixture.modes()
+    total = sum(m.mass for m in modes) or 1.0
+    return [Candidate(lat=m.lat, lon=m.lon, score=round(m.mass / total, 4), source="lmm",
+                      payload={"label": "LMM vote", "votes": len(m.members), "proposals": len(proposals)})
+            for m in modes]
 
 
 def _proposal(reply: Any, neighbours: int) -> tuple[Candidate | None, str | None]:

@@ -180,7 +180,8 @@ def choose(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     LMM modes this is the fallback, reported as such."""
     ctx = runtime.context
     candidates = state.get("candidates") or []
-    choice = rules.choose(state.get("options") or [], candidates)
+    retrieval = observations(state).retrieval
+    choice = rules.choose(state.get("options") or [], candidates, rest=retrieval.gallery_rest if retrieval else [])
     if choice is None:
         return {}
     warnings: list[str] = []

@@ -26,11 +26,15 @@ class Candidate(Location):
     """A candidate location for a photo: where it comes from and how strongly it is supported.
 
     ``score`` is the source's own number (a cosine similarity for retrieval and verification);
-    ``payload`` holds what the source knows about it (database id, country code, place name...).
+    ``probability`` is the candidate's share of its source's probability distribution (for the
+    GeoCLIP gallery: GeoCLIP's softmax over all gallery points with its learned temperature), None
+    when the source gives none; ``payload`` holds what the source knows about it (database id,
+    country code, place name...).
     """
 
     score: float = 0.0
     source: CandidateSource = "gallery"
+    probability: float | None = Field(default=None, ge=0, le=1, description="Share of the source's probability.")
     payload: dict[str, Any] | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -113,9 +117,16 @@ class GeoFilter(BaseModel):
 
 
 class RetrievalResult(BaseModel):
-    """What one retrieval returns: gallery candidates, database neighbours, dissimilar neighbours."""
+    """What one retrieval returns: gallery candidates, database neighbours, dissimilar neighbours.
+
+    ``gallery_rest`` summarises the gallery's probability outside the top-k candidates (only for an
+    unfiltered search): one Candidate per ~1-degree cell holding mass, at the probability-weighted
+    centre of its gallery points, with ``probability`` = the cell's mass and ``payload["spread_km"]``
+    = the spread of that mass. With the top-k it describes GeoCLIP's whole distribution compactly.
+    """
 
     gallery: list[Candidate] = Field(default_factory=list)
+    gallery_rest: list[Candidate] = Field(default_factory=list)
     database: list[Candidate] = Field(default_factory=list)
     dissimilar: list[Candidate] = Field(default_factory=list)
     geo_filter: GeoFilter | None = None

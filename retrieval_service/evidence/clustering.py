@@ -2,6 +2,10 @@
 
 Distances are great-circle (haversine) distances; cluster centres are weighted spherical means
 computed through 3-D unit vectors, so they are right across the antimeridian and near the poles.
+Scores are only compared within a source (gallery cosines ~0.1-0.5 and image-database cosines
+~0.6-1.0 are different scales): each source's weights are its scores over that source's mean.
+Clusters are ordered by their weight mass; with no cluster the best point is the heaviest single
+candidate, never the centroid of unrelated points.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ class Cluster(Location):
 
     support: int
     score_mass: float
+    weight_mass: float = 0.0
     radius_km: float
     members: list[int]
 
 
 class ClusteringResult(BaseModel):
-    """Clusters sorted strongest first; ``best`` is the strongest centre (or the weighted centre of
-    all points when there is no cluster, with ``best_support`` 0); ``reranked`` holds the indices of
+    """Clusters sorted strongest (largest weight mass) first; ``best`` is the strongest centre (or
+    the heaviest single candidate when there is no cluster, with ``best_support`` 0); ``reranked`` holds the indices of
     the input candidates, nearest to ``best`` first, and ``distance_km`` each input's distance to it."""
 
     clusters: list[Cluster]
@@ -57,6 +62,16 @@ def _weights(scores: np.ndarray, min_samples: int) -> np.ndarray:
     return np.minimum(w, max(min_samples - 1e-3, 1.0)) if min_samples > 1 else w
 
 
+def source_weights(scores: np.ndarray, sources: Sequence[str], min_samples: int) -> np.ndarray:
+    """``_weights`` computed within each source, so no source's scale outweighs another's."""
+    out = np.zeros(len(scores))
+    labels = np.asarray(list(sources))
+    for src in dict.fromkeys(labels.tolist()):
+        idx = np.flatnonzero(labels == src)
+        out[idx] = _weights(scores[idx], min_samples)
+    return out
+
+
 def cluster_points(points: Sequence[Candidate], *, eps_km: float = 50.0, min_samples: int = 2) -> ClusteringResult:
     """Cluster scored points with haversine DBSCAN weighted by score and re-rank them."""
     if not points:
@@ -70,7 +85,7 @@ def cluster_points(points: Sequence[Candidate], *, eps_km: float = 50.0, min_sam
     lats = np.array([p.lat for p in points], float)
     lons = np.array([p.lon for p in points], float)
     scores = np.array([p.score for p in points], float)
-    weights = _weights(scores, min_samples)
+    weights = source_weights(scores, [p.source for p in points], min_samples)
 
     labels = DBSCAN(
         eps=eps_km / EARTH_RADIUS_KM, min_samples=min_samples, metric="haversine", algorithm="ball_tree"
@@ -87,16 +102,18 @@ def cluster_points(points: Sequence[Candidate], *, eps_km: float = 50.0, min_sam
                 lon=c_lon,
                 support=int(idx.size),
                 score_mass=float(scores[idx].sum()),
+                weight_mass=float(weights[idx].sum()),
                 radius_km=radius,
                 members=idx.tolist(),
             )
         )
-    clusters.sort(key=lambda c: (c.score_mass, c.support), reverse=True)
+    clusters.sort(key=lambda c: (c.weight_mass, c.support), reverse=True)
 
     if clusters:
         best_lat, best_lon, best_support = clusters[0].lat, clusters[0].lon, clusters[0].support
     else:
-        best_lat, best_lon = spherical_mean(lats, lons, weights)
+        heaviest = int(np.argmax(weights))
+        best_lat, best_lon = float(lats[heaviest]), float(lons[heaviest])
         best_support = 0
     dist = distances_km(best_lat, best_lon, lats, lons)
     order = sorted(range(len(points)), key=lambda i: (dist[i], -scores[i]))

@@ -3,6 +3,10 @@
 The collection is named by the fingerprint of the GeoCLIP weights and records its completion in
 its own metadata (``readiness``), so every client of one Qdrant server or cluster builds it at
 most once between them, and a second start does not re-encode.
+
+The same vectors are cached beside it as one ``.npz`` file for the exact search of
+``gallery_index`` (the default: GeoCLIP scores every gallery point); the Qdrant collection serves
+``GEOAGENT_GALLERY_SEARCH=hnsw`` and fusion encoders.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import hashlib
 import logging
 from functools import lru_cache
 
+import numpy as np
+
+from retrieval_service.retrieval.gallery_index import GalleryIndex, load_index_arrays, save_index_arrays
 from retrieval_service.retrieval.geoclip_heads import GPS_DIM, GeoClipHeads, gallery_coordinates, geoclip_files
 from retrieval_service.core.geo import country_codes
 from retrieval_service.retrieval.readiness import ensure_built, is_complete
@@ -38,6 +45,26 @@ def gallery_name(settings: RetrievalSettings) -> str:
     return f"{settings.gallery_collection}-{weights_fingerprint()}"
 
 
+def index_path(settings: RetrievalSettings):
+    """Where the gallery's vectors are cached for exact search (named after the weights they come from)."""
+    return settings.data_dir / f"{settings.gallery_collection}.{weights_fingerprint()}.npz"
+
+
+def load_gallery_index(settings: RetrievalSettings, heads: GeoClipHeads) -> GalleryIndex:
+    """The in-memory gallery for exact search: the cached vectors, or (once) the location encoder's."""
+    coords = gallery_coordinates()
+    path = index_path(settings)
+    arrays = load_index_arrays(path, len(coords))
+    if arrays is None:
+        logger.warning("encoding the GPS gallery for exact search (%d points, once; later starts reuse %s)", len(coords), path)
+        vectors = heads.encode_locations(coords)
+        codes = np.array([c or "" for c in country_codes([(float(a), float(b)) for a, b in coords])])
+        save_index_arrays(path, vectors, coords, codes)
+        arrays = (vectors, coords, codes)
+    vectors, stored_coords, countries = arrays
+    return GalleryIndex(vectors, stored_coords, countries, heads.scale)
+
+
 def gallery_ready(settings: RetrievalSettings, store: VectorStore) -> bool:
     """True when the store holds a complete gallery for the installed GeoCLIP weights."""
     return is_complete(store.describe(gallery_name(settings)), weights_fingerprint())
@@ -50,15 +77,19 @@ def ensure_gallery(settings: RetrievalSettings, store: VectorStore, heads: GeoCl
 
     def fill(name: str) -> None:
         codes = country_codes([(float(a), float(b)) for a, b in coords])
+        all_vectors = []
         for start in range(0, len(coords), UPSERT_BATCH):
             chunk = coords[start : start + UPSERT_BATCH]
             vectors = heads.encode_locations(chunk)
+            all_vectors.append(vectors)
             ids = list(range(start, start + len(chunk)))
             payloads = [
                 {"location": {"lat": float(lat), "lon": float(lon)}, "country_code": codes[start + i] or ""}
                 for i, (lat, lon) in enumerate(chunk)
             ]
             store.upsert(name, ids, vectors, payloads)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        save_index_arrays(index_path(settings), np.concatenate(all_vectors), coords, [c or "" for c in codes])
 
     return ensure_built(store, gallery_name(settings), dim=GPS_DIM, fingerprint=weights_fingerprint(), expected=len(coords),
                         fill=fill, stall_s=settings.gallery_build_stall_s)

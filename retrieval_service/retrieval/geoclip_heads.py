@@ -113,7 +113,8 @@ def image_head() -> nn.Sequential:
 
 
 class GeoClipHeads:
-    """The loaded heads on one device, with numpy in / L2-normalised numpy out."""
+    """The loaded heads on one device, with numpy in / L2-normalised numpy out; ``scale`` is
+    GeoCLIP's learned softmax temperature ``exp(logit_scale)``."""
 
     def __init__(self, device: torch.device, batch_size: int = 8192) -> None:
         files = geoclip_files()
@@ -123,7 +124,11 @@ class GeoClipHeads:
         self.image_head.load_state_dict(torch.load(files["image_head"], map_location="cpu", weights_only=True))
         self.location_encoder = LocationEncoder()
         self.location_encoder.load_state_dict(torch.load(files["location_encoder"], map_location="cpu", weights_only=True))
-        self.logit_scale = float(torch.load(files["logit_scale"], map_location="cpu", weights_only=True))
+        logit_scale = torch.load(files["logit_scale"], map_location="cpu", weights_only=True)
+        self.logit_scale = float(logit_scale)
+        # GeoCLIP's learned temperature: logits = exp(logit_scale) * cos(image, location) (~39.7),
+        # computed in float32 as GeoCLIP does, then softmax over the gallery.
+        self.scale = float(logit_scale.float().exp())
         self.image_head.to(device).eval()
         self.location_encoder.to(device).eval()
 

@@ -10,7 +10,9 @@ bicubic) -> CenterCrop(224) -> ToTensor -> Normalize(OpenAI CLIP mean/std). That
 GeoCLIP's HF ``CLIPImageProcessor`` for ``openai/clip-vit-large-patch14`` does (shortest edge 224,
 bicubic, centre crop 224, rescale 1/255, same mean/std), and ``encode_image(normalize=False)``
 returns the same projected 768-d features as HF ``CLIPModel.get_image_features``, which is what
-GeoCLIP's image MLP head was trained on.
+GeoCLIP's image MLP head was trained on. One difference is removed: torchvision's ``CenterCrop``
+rounds the crop offset, HF's centre crop floors it (a 1-pixel shift on odd margins), so every
+``CenterCrop`` of the transform is replaced by ``FloorCenterCrop``, as GeoCLIP crops.
 """
 
 from __future__ import annotations
@@ -95,6 +97,37 @@ def _entry_kwargs(entry) -> dict:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items() if v is not None}
 
 
+class FloorCenterCrop:
+    """Centre crop whose offset is floored ((h - size) // 2), as HF ``CLIPImageProcessor`` crops;
+    images smaller than the crop are padded like torchvision's."""
+
+    def __init__(self, size: int | tuple[int, int]) -> None:
+        self.size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+    def __call__(self, img: Image.Image):
+        from torchvision.transforms import functional as F
+
+        th, tw = self.size
+        w, h = img.size
+        if w < tw or h < th:  # torchvision pads first; keep its behaviour for tiny images
+            return F.center_crop(img, [th, tw])
+        top, left = (h - th) // 2, (w - tw) // 2
+        return img.crop((left, top, left + tw, top + th))
+
+    def __repr__(self) -> str:
+        return f"FloorCenterCrop(size={self.size})"
+
+
+def floor_center_crops(preprocess):
+    """``preprocess`` (a torchvision Compose) with each ``CenterCrop`` replaced by ``FloorCenterCrop``."""
+    from torchvision import transforms as T
+
+    steps = getattr(preprocess, "transforms", None)
+    if steps is None:
+        return preprocess
+    return T.Compose([FloorCenterCrop(tuple(t.size)) if isinstance(t, T.CenterCrop) else t for t in steps])
+
+
 class ImageEncoder:
     """Batched CLIP image features with open_clip, under ``torch.inference_mode``."""
 
@@ -147,7 +180,7 @@ class ImageEncoder:
                 raise
         model.eval()
         self.model = model
-        self.preprocess = preprocess
+        self.preprocess = floor_center_crops(preprocess)
         self.dim = self._output_dim()
         logger.info("image encoder %s/%s on %s, %d-d", self.model_name, image_pretrained, self.device, self.dim)
 

@@ -97,11 +97,28 @@ class Retriever:
 
         return GeoClipHeads(resolve_device(self.settings.device))
 
+    @cached_property
+    def gallery_index(self):  # -> GalleryIndex
+        """The gallery's vectors in memory for exact search and GeoCLIP's softmax."""
+        from retrieval_service.retrieval.gallery import load_gallery_index
+
+        with self._lock:
+            return load_gallery_index(self.settings, self.heads)
+
+    @property
+    def exact_gallery(self) -> bool:
+        """GeoCLIP's gallery searched exactly in memory (the default); a fusion encoder's gallery and
+        ``GEOAGENT_GALLERY_SEARCH=hnsw`` use the Qdrant collection's index."""
+        return self.settings.gallery_search == "exact" and self._fusion_fp is None
+
     @property
     def image_dim(self) -> int:
         return self.encoder.dim
 
     def _ensure_gallery(self) -> None:
+        if self.exact_gallery:
+            _ = self.gallery_index
+            return
         if self._gallery_checked:
             return
         with self._lock:  # threads sharing this retriever build the gallery once, not concurrently
@@ -217,15 +234,29 @@ class Retriever:
             if not 0 <= value <= 1000:
                 raise StoreError(f"{name}={value} is out of range", f"pass 0 <= {name} <= 1000")
         result = RetrievalResult(geo_filter=geo_filter)
+        # candidates of a geo-filtered ("zoom") search say so: they were selected for a hypothesis
+        # and the decision does not count them as support for it
+        mark = {"filtered": True} if geo_filter is not None else {}
         has_db = bool(k_database or dissimilar) and self.has_database()
         gallery: list[tuple[str, Query]] = []  # (role, query): one batch request per collection
         if k_gallery or (dissimilar and not has_db):
             self._ensure_gallery()
             gps = self.gps_embed_images([image])[0]
-            if k_gallery:
-                gallery.append(("gallery", Query(gps, k_gallery, geo_filter)))
-            if dissimilar and not has_db:
-                gallery.append(("dissimilar", Query(-gps, dissimilar, geo_filter)))
+            if self.exact_gallery:  # GeoCLIP's own search: every gallery point scored, softmax probabilities
+                index = self.gallery_index
+                if k_gallery:
+                    hits, logp = index.search(gps, k_gallery, geo_filter)
+                    result.gallery = index.candidates(hits, **mark)
+                    if geo_filter is None:
+                        result.gallery_rest = index.rest(logp, hits.indices, index.scores(gps))
+                if dissimilar and not has_db:
+                    low, _ = index.search(gps, dissimilar, geo_filter, lowest=True)
+                    result.dissimilar = index.candidates(low)
+            else:
+                if k_gallery:
+                    gallery.append(("gallery", Query(gps, k_gallery, geo_filter)))
+                if dissimilar and not has_db:
+                    gallery.append(("dissimilar", Query(-gps, dissimilar, geo_filter)))
         database: list[tuple[str, Query]] = []
         if has_db:
             clip = self.embed_images([image])[0]
@@ -245,7 +276,10 @@ class Retriever:
                 continue
             hits = self.store.search_batch(collection, [q for _, q in batch])
             for (role, _), found in zip(batch, hits):
-                setattr(result, role, self._candidates(found, source, negate=role == "dissimilar"))
+                found_candidates = self._candidates(found, source, negate=role == "dissimilar")
+                if role != "dissimilar" and mark:
+                    found_candidates = [c.model_copy(update={"payload": {**(c.payload or {}), **mark}}) for c in found_candidates]
+                setattr(result, role, found_candidates)
         return result
 
     def verify(self, image: ImageInput, coords: Sequence[tuple[float, float]]) -> list[float]:
@@ -269,6 +303,7 @@ class Retriever:
             "store": store.info(),
             "collections": collections,
             "gallery_ready": self._gallery_ready(),
+            "gallery_search": "exact" if self.exact_gallery else "hnsw",
             "encoder": self.settings.encoder,
             "image_model": self.settings.image_model,
             "image_pretrained": self.settings.image_pretrained,
@@ -276,7 +311,10 @@ class Retriever:
         }
 
     def _gallery_ready(self) -> bool:
-        from retrieval_service.retrieval.gallery import gallery_ready
+        from retrieval_service.retrieval.gallery import gallery_ready, index_path
+
+        if self.exact_gallery:  # exact search needs only the cached gallery vectors
+            return index_path(self.settings).is_file()
 
         if self._fusion_fp is not None:
             from retrieval_service.fusion.gallery import gallery_ready as fusion_gallery_ready

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from retrieval_service.core.media_settings import MediaSettings
@@ -43,6 +45,11 @@ class RetrievalSettings(MediaSettings):
         default=None, description="Build the CLIP model with QuickGELU; unset = decide from the weights (OpenAI CLIP needs it).")
     batch_size: int = Field(default=32, ge=1, le=4096)
     top_k: int = Field(default=20, ge=1, le=MAX_TOP_K, description="Retrieval candidates per photo.")
+    gallery_search: Literal["exact", "hnsw"] = Field(
+        default="exact",
+        description="How the GPS gallery is searched: 'exact' scores all 100K points (GeoCLIP's own search, with its "
+        "softmax probabilities); 'hnsw' uses the Qdrant collection's approximate index (no probabilities).",
+    )
 
     @field_validator("encoder")
     @classmethod

@@ -40,10 +40,13 @@ def test_scripted_loop_retrieve_cluster_zoom_geocode_answer(agent_settings, phot
     agent, model, tools_log = _agent(agent_settings, script)
     pred = agent.invoke({"image": str(photo)})
     assert model.remaining == 0
-    assert (pred.lat, pred.lon, pred.confidence, pred.source, pred.mode) == (48.86, 2.35, 0.8, "lmm", "agent")
+    assert (pred.lat, pred.lon, pred.source, pred.mode) == (48.86, 2.35, "lmm", "agent")
+    # confidence is the probability model's P(error <= 25 km), not the LMM's own 0.8
+    assert pred.confidence == pred.probabilities["25"] and not pred.calibrated and set(pred.search_area_km2) == {"50", "90"}
     assert pred.place.city == "Paris" and pred.place.country_code == "FR"
     assert pred.rationale.startswith("Cluster of 5")
-    assert [(a.lat, a.lon) for a in pred.alternatives] == [(45.76, 4.84)]
+    # the LMM's own alternatives first, then the probability model's modes
+    assert (pred.alternatives[0].lat, pred.alternatives[0].lon) == (45.76, 4.84)
     tools = [t.tool for t in pred.trace]
     # observe (exif, retrieve, cluster), then lmm/tool rounds, then lmm answer, then the place lookup
     assert tools[:3] == ["read_exif", "retrieve", "cluster_candidates"]

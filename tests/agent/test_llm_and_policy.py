@@ -79,20 +79,20 @@ def _verified(options: list[Candidate], score) -> list[Candidate]:
         Candidate(lat=o.lat, lon=o.lon, score=score(o), source="lmm") for o in options]))
 
 
-def test_policy_prefers_cluster_support_and_verification():
-    cands = ([Candidate(lat=48.85 + 0.01 * i, lon=2.35, score=0.3, source="gallery") for i in range(4)]
-             + [Candidate(lat=35.7, lon=139.7, score=0.5, source="gallery")])
+def test_policy_answers_the_most_probable_place():
+    """The policy's answer is the mode of the probability model: four gallery points holding 60% of
+    GeoCLIP's probability around Paris beat one holding 30% in Tokyo, which stays an alternative;
+    verification (a re-statement of the gallery scores) does not move the answer."""
+    cands = ([Candidate(lat=48.85 + 0.01 * i, lon=2.35, score=0.3, probability=0.15, source="gallery") for i in range(4)]
+             + [Candidate(lat=35.7, lon=139.7, score=0.5, probability=0.3, source="gallery")])
     clusters = [Cluster(lat=48.865, lon=2.35, support=4, score_mass=1.2, radius_km=3, members=[0, 1, 2, 3])]
     options = rules.build_options(cands, clusters)
     d = rules.choose(_verified(options, lambda o: 0.2), cands)
-    assert d.chosen.source == "cluster" and abs(d.chosen.lat - 48.865) < 1e-9 and 0.5 < d.confidence <= 0.95
-    assert any(abs(a.lat - 35.7) < 1e-9 for a in d.alternatives)
-    # a small verification lead does not overturn cluster support ...
-    assert rules.choose(_verified(options, lambda o: 0.21 if o.lat == 35.7 else 0.20), cands).chosen.lat == 48.865
-    # ... a large one does (0.6 * 0.29 + 0.4 > 0.6 * 0.71), and the confidence stays low
+    assert abs(d.chosen.lat - 48.865) < 0.01 and abs(d.chosen.lon - 2.35) < 0.01 and 0.1 < d.confidence < 0.6
+    assert any(abs(a.lat - 35.7) < 0.01 for a in d.alternatives)
     d2 = rules.choose(_verified(options, lambda o: 0.6 if o.lat == 35.7 else 0.1), cands)
-    assert d2.chosen.lat == 35.7 and d2.confidence < 0.3
-    assert rules.choose([], cands) is None
+    assert (d2.chosen.lat, d2.confidence) == (d.chosen.lat, d.confidence)
+    assert rules.choose([], []) is None
     assert rules.support_share(0, 0, []) == 0.0
 
 

@@ -85,8 +85,9 @@ def test_policy_end_to_end_on_dev_photos(dev_images, dev_labels, real_settings):
         steps = ["retrieve", "reverse_geocode"] if mode == "retrieval" else ["retrieve", "cluster_candidates", "reverse_geocode"]
         assert pred.mode == mode and [t.tool for t in pred.trace] == steps
         if mode == "retrieval":
-            top = max((c for c in pred.candidates if c.source == "gallery"), key=lambda c: c.score)
+            top = max((c for c in pred.candidates if c.source == "gallery"), key=lambda c: c.probability)
             assert (pred.lat, pred.lon) == (top.lat, top.lon)
+        assert pred.confidence == pred.probabilities["25"] and set(pred.search_area_km2) == {"50", "90"}
 
 
 def test_scripted_lmm_drives_the_real_tools(dev_images, real_settings):

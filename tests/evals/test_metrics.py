@@ -26,13 +26,15 @@ def test_geoscore():
     assert geoscore(None) == 0.0
 
 
-def test_threshold_edges_are_strict():
-    assert hits(25.0)["25"] is False
+def test_threshold_edges_count_as_hits_like_geoclip():
+    """GeoCLIP's reference evaluation counts an error equal to the threshold as a hit (<=)."""
+    assert hits(25.0)["25"] is True
+    assert hits(25.001)["25"] is False
     assert hits(24.999)["25"] is True
     assert hits(0.0) == {str(t): True for t in THRESHOLDS_KM}
     assert hits(None) == {str(t): False for t in THRESHOLDS_KM}
     acc = accuracy([25.0, 1.0, 0.5, 2500.0])
-    assert acc == {"1": 0.25, "25": 0.5, "200": 0.75, "750": 0.75, "2500": 0.75}
+    assert acc == {"1": 0.5, "25": 0.75, "200": 0.75, "750": 0.75, "2500": 1.0}
 
 
 def test_failures_count_as_misses():

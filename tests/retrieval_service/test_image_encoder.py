@@ -127,3 +127,29 @@ def test_cached_hub_weights_are_loaded_locally_with_the_tag_settings(monkeypatch
     path, kwargs = enc._resolve_tag("openai")
     assert path == str(fake)
     assert kwargs["force_quick_gelu"] is True and kwargs["image_interpolation"] == "bicubic" and kwargs["image_resize_mode"] == "shortest"
+
+
+def test_preprocessing_is_geoclips_pixel_for_pixel(dev_images):
+    """open_clip's ViT-L-14/openai transform with the floored centre crop gives the pixels of GeoCLIP's
+    HF CLIPImageProcessor; torchvision's rounding CenterCrop shifts some photos by one pixel."""
+    import open_clip
+    import torch
+    from transformers import CLIPImageProcessor
+
+    from retrieval_service.retrieval.image_encoder import FloorCenterCrop, floor_center_crops
+
+    cfg = open_clip.get_pretrained_cfg("ViT-L-14", "openai")
+    rounding = open_clip.image_transform(224, is_train=False, mean=cfg["mean"], std=cfg["std"],
+                                         interpolation="bicubic", resize_mode="shortest")
+    ours = floor_center_crops(rounding)
+    assert any(isinstance(t, FloorCenterCrop) for t in ours.transforms)
+    hf = CLIPImageProcessor()
+    shifted = 0
+    for path in sorted(dev_images.iterdir())[:30]:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            ref = hf(images=img, return_tensors="pt")["pixel_values"][0]
+            assert torch.allclose(ours(img), ref, atol=2e-2), path.name  # bicubic resampling rounding only
+            assert (ours(img) - ref).abs().mean() < 1e-3
+            shifted += int((rounding(img) - ref).abs().mean() > 1e-2)
+    assert shifted >= 1

@@ -50,6 +50,27 @@ def test_geo_filter_and_dissimilar_from_gallery(retriever, photo):
     assert max(c.score for c in res.dissimilar) < min(c.score for c in res.gallery)
 
 
+def test_exact_gallery_search_gives_geoclip_probabilities(retriever, photo):
+    """The default exact search scores all 100K points: probabilities are GeoCLIP's softmax with its
+    temperature (their log-ratios are scale * cosine differences), zoom results are marked, and the
+    exact top-k contains what the Qdrant collection finds."""
+    res = retriever.search(photo, k_gallery=10)
+    probs = np.array([c.probability for c in res.gallery])
+    scores = np.array([c.score for c in res.gallery])
+    assert np.all(np.diff(probs) <= 1e-12) and 0 < probs.sum() < 1
+    scale = retriever.heads.scale
+    assert 30 < scale < 50
+    assert np.log(probs[0] / probs[1:]) == pytest.approx(scale * (scores[0] - scores[1:]), abs=1e-4)
+    assert res.gallery_rest and probs.sum() + sum(c.probability for c in res.gallery_rest) <= 1 + 1e-6
+    assert not any((c.payload or {}).get("filtered") for c in res.gallery)
+    zoom = retriever.search(photo, k_gallery=3, geo_filter=GeoFilter(lat=res.gallery[0].lat, lon=res.gallery[0].lon, radius_km=50))
+    assert zoom.gallery and all(c.payload["filtered"] for c in zoom.gallery) and zoom.gallery_rest == []
+    gps = retriever.gps_embed_images([photo])[0]
+    hnsw = retriever.store.search(retriever.settings.gallery_collection, gps, 10)
+    # (the fixture's collection scans exactly; its float arithmetic may swap near-ties at the edge)
+    assert min(h.score for h in hnsw) >= scores[-1] - 1e-4 and max(h.score for h in hnsw) == pytest.approx(scores[0], abs=1e-4)
+
+
 def test_embeddings_are_cached_per_image(retriever, photo, monkeypatch):
     calls = []
     original = retriever.encoder.encode

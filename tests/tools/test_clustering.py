@@ -66,13 +66,35 @@ def test_cluster_near_the_north_pole():
     assert res.clusters[0].radius_km == pytest.approx(11.1, abs=0.2)
 
 
-def test_no_cluster_gives_the_weighted_centre_of_all():
-    pts = [Candidate(lat=0, lon=-10, score=1.0), Candidate(lat=0, lon=10, score=3.0)]
+def test_no_cluster_gives_the_heaviest_candidate_not_a_centroid():
+    """Four scattered candidates (Paris, Tokyo, New York, Sydney): the answer is the most probable
+    candidate, not their centroid (which lies in Siberia, near none of them)."""
+    pts = [Candidate(lat=48.86, lon=2.35, score=0.30), Candidate(lat=35.68, lon=139.65, score=0.35),
+           Candidate(lat=40.71, lon=-74.0, score=0.25), Candidate(lat=-33.87, lon=151.21, score=0.28)]
     res = cluster_points(pts, eps_km=50, min_samples=2)
-    assert res.clusters == [] and res.best_support == 0 and res.noise == 2
-    assert res.best.lat == pytest.approx(0, abs=1e-6)
-    assert 0 < res.best.lon < 10  # pulled towards the heavier point
-    assert pts[res.reranked[0]].lon == 10
+    assert res.clusters == [] and res.best_support == 0 and res.noise == 4
+    assert (res.best.lat, res.best.lon) == (35.68, 139.65)
+    assert pts[res.reranked[0]].lon == 139.65
+
+
+def test_clusters_are_ordered_by_weight_not_raw_score_mass():
+    """Scores <= 0 (dissimilarities): a 5-point cluster outranks a 2-point one; raw score sums said otherwise."""
+    five = [Candidate(lat=10, lon=10 + 0.01 * i, score=-0.20) for i in range(5)]
+    two = [Candidate(lat=-20, lon=-40 + 0.01 * i, score=-0.19) for i in range(2)]
+    res = cluster_points(two + five, eps_km=50, min_samples=2)
+    assert [c.support for c in res.clusters] == [5, 2]
+    assert res.best_support == 5
+
+
+def test_sources_are_weighted_on_their_own_scales():
+    """Three gallery points agreeing on Rome (cosines ~0.3) and two database photos in Madrid
+    (cosines ~0.9): pooled on one scale Rome became noise; each source on its own scale, both cluster."""
+    rome = [Candidate(lat=41.90 + 0.01 * i, lon=12.50, score=0.30, source="gallery") for i in range(3)]
+    madrid = [Candidate(lat=40.42 + 0.01 * i, lon=-3.70, score=0.90, source="database") for i in range(2)]
+    res = cluster_points(rome + madrid, eps_km=50, min_samples=2)
+    supports = {round(c.lat): c.support for c in res.clusters}
+    assert supports == {42: 3, 40: 2}
+    assert res.noise == 0
 
 
 def test_similarity_weights_decide_core_points():

@@ -1,0 +1,121 @@
+"""The one probability model on synthetic scenarios with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.decision import rules
+from agent.decision.mixture import Component, Mixture
+from agent.decision.sources import build_mixture, vote
+from agent.decision.summary import low_probability_warning, prediction_fields, summarise
+from agent.settings import Settings
+from retrieval_service.core.geo import distance_km
+from retrieval_service.core.types import Candidate, Verification
+
+ROME, MADRID = (41.90, 12.50), (40.42, -3.70)
+
+
+def _gallery(lat: float, lon: float, p: float, score: float = 0.3, **payload) -> Candidate:
+    return Candidate(lat=lat, lon=lon, score=score, probability=p, source="gallery", payload=payload or None)
+
+
+def test_two_sources_on_different_scales_both_count():
+    """Rome: three gallery points (cosines 0.3, GeoCLIP probability 0.2 each); Madrid: two database
+    photos (cosines 0.9). Each source is a distribution on its own scale: both places are modes with
+    their source's share, and the database's higher cosines do not erase the gallery."""
+    rome = [_gallery(ROME[0] + 0.01 * i, ROME[1], 0.2) for i in range(3)]
+    madrid = [Candidate(lat=MADRID[0] + 0.01 * i, lon=MADRID[1], score=0.9, source="database") for i in range(2)]
+    mix = build_mixture(rome + madrid)
+    modes = mix.modes()
+    near = {name: sum(md.mass for md in modes if distance_km(md.lat, md.lon, *where) < 20)
+            for name, where in (("rome", ROME), ("madrid", MADRID))}
+    assert near["rome"] == pytest.approx(0.3, abs=1e-6)  # 0.6 of the gallery's half
+    assert near["madrid"] == pytest.approx(0.5, abs=1e-6)  # all of the database's half
+    # raising every database cosine by the same amount changes nothing (a softmax is shift-invariant)
+    shifted = [c.model_copy(update={"score": c.score + 0.05}) for c in madrid]
+    assert build_mixture(rome + shifted).modes()[0].mass == pytest.approx(modes[0].mass)
+
+
+def test_four_scattered_candidates_give_the_most_probable_one():
+    pts = [_gallery(48.86, 2.35, 0.10), _gallery(35.68, 139.65, 0.25), _gallery(40.71, -74.0, 0.08),
+           _gallery(-33.87, 151.21, 0.12)]
+    choice = rules.choose([], pts)
+    assert distance_km(choice.chosen.lat, choice.chosen.lon, 35.68, 139.65) < 1
+    assert len(choice.alternatives) == 3
+
+
+def test_cluster_across_the_antimeridian():
+    pts = [_gallery(-17.8, 179.95, 0.2), _gallery(-17.8, -179.95, 0.2), _gallery(-17.75, 179.99, 0.2),
+           _gallery(10.0, 0.0, 0.25)]
+    mix = build_mixture(pts)
+    top = mix.modes()[0]
+    assert top.mass == pytest.approx(0.6) and len(top.members) == 3
+    assert abs(abs(top.lon) - 180) < 0.2 and abs(top.lat + 17.78) < 0.1
+    assert mix.probabilities(top.lat, top.lon)["200"] > 0.55
+
+
+def test_a_zoom_search_does_not_support_its_own_hypothesis():
+    base = [_gallery(*ROME, 0.3), _gallery(*MADRID, 0.3)]
+    before = rules.support_share(*MADRID, base)
+    zoom = [_gallery(MADRID[0] + 0.02 * i, MADRID[1], 0.001, filtered=True) for i in range(10)]
+    assert rules.support_share(*MADRID, base + zoom) == pytest.approx(before)
+    assert rules.choose([], base + zoom).chosen.probability == rules.choose([], base).chosen.probability
+
+
+def test_verification_is_not_counted_twice():
+    """Verifying a gallery point returns its own retrieval score: the choice and the confidence must
+    be the same with and without it."""
+    cands = [_gallery(*ROME, 0.3, score=0.31), _gallery(*MADRID, 0.25, score=0.30)]
+    options = rules.build_options(cands, [])
+    verified = rules.attach_verification(options, Verification(ranked=[
+        Candidate(lat=c.lat, lon=c.lon, score=c.score, source="gallery") for c in cands]))
+    plain, checked = rules.choose(options, cands), rules.choose(verified, cands)
+    assert (checked.chosen.lat, checked.chosen.lon, checked.confidence) == (plain.chosen.lat, plain.chosen.lon, plain.confidence)
+
+
+def test_confidence_does_not_move_when_top_k_adds_far_low_probability_candidates():
+    rng = np.random.default_rng(3)
+    near = [_gallery(ROME[0] + 0.02 * i, ROME[1], 0.15) for i in range(4)]
+    far = [_gallery(float(rng.uniform(-50, 60)), float(rng.uniform(-170, 170)), 0.0005) for _ in range(30)]
+    c5 = rules.choose([], near).confidence
+    c35 = rules.choose([], near + far).confidence
+    assert abs(c35 - c5) < 0.01, (c5, c35)
+
+
+def test_probabilities_are_monotone_and_areas_nested():
+    mix = build_mixture([_gallery(*ROME, 0.5), _gallery(*MADRID, 0.3)])
+    top = mix.mode()
+    s = summarise(mix, top.lat, top.lon)
+    values = [s.probabilities[k] for k in ("1", "25", "200", "750", "2500")]
+    assert values == sorted(values) and 0 <= values[0] and values[-1] <= 1
+    assert 0 < s.search_area_km2["50"] < s.search_area_km2["90"]
+    assert s.surface is not None and s.surface.heat and set(s.surface.regions) == {"50", "90"}
+    assert all(ring[0] == ring[-1] for ring in s.surface.regions["90"])
+
+
+def test_a_single_known_spread_has_the_analytic_probability():
+    """One vMF kernel of 1-sigma spread s: P(error <= s) = 1 - exp(-1/2) (Rayleigh), area_50 = 2 ln2 pi s^2."""
+    mix = Mixture([Component(10.0, 20.0, 1.0, 30.0, "test")])
+    assert mix.prob_within(10.0, 20.0, [30.0])[0] == pytest.approx(1 - np.exp(-0.5), abs=0.02)
+    assert mix.search_areas()["50"] == pytest.approx(2 * np.log(2) * np.pi * 30.0**2, rel=0.05)
+
+
+def test_lmm_answer_far_from_the_evidence_is_warned_about():
+    tools = build_mixture([_gallery(*ROME, 0.6), _gallery(ROME[0] + 0.01, ROME[1], 0.3)])
+    assert low_probability_warning(tools, *ROME) is None
+    warning = low_probability_warning(tools, -33.87, 151.21)
+    assert warning and "low probability" in warning
+
+
+def test_vote_combines_sampled_answers():
+    proposals = [Candidate(lat=ROME[0] + 0.01 * i, lon=ROME[1], source="lmm") for i in range(3)]
+    proposals.append(Candidate(lat=MADRID[0], lon=MADRID[1], source="lmm"))
+    mix = vote(proposals)
+    assert distance_km(mix.mode().lat, mix.mode().lon, *ROME) < 5 and mix.modes()[0].mass == pytest.approx(0.75)
+
+
+def test_prediction_fields_without_evidence_are_uniform(tmp_path):
+    fields = prediction_fields(None, 0.0, 0.0, settings=Settings(data_dir=tmp_path), mode="policy")
+    assert fields["confidence"] < 1e-3 and fields["calibrated"] is False
+    assert fields["search_area_km2"]["90"] > 4e8
