@@ -4,9 +4,9 @@ The collection is named by the fingerprint of the GeoCLIP weights and records it
 its own metadata (``readiness``), so every client of one Qdrant server or cluster builds it at
 most once between them, and a second start does not re-encode.
 
-The same vectors are cached beside it as one ``.npz`` file for the exact search of
-``gallery_index`` (the default: GeoCLIP scores every gallery point); the Qdrant collection serves
-``GEOAGENT_GALLERY_SEARCH=hnsw`` and fusion encoders.
+Exact search (the default: GeoCLIP scores every gallery point, ``gallery_index``) needs no
+collection: it keeps the gallery's vectors as one ``.npz`` file in the data dir, encoded on first use.
+The Qdrant collection serves ``GEOAGENT_GALLERY_SEARCH=hnsw`` and fusion encoders.
 """
 
 from __future__ import annotations
@@ -77,19 +77,15 @@ def ensure_gallery(settings: RetrievalSettings, store: VectorStore, heads: GeoCl
 
     def fill(name: str) -> None:
         codes = country_codes([(float(a), float(b)) for a, b in coords])
-        all_vectors = []
         for start in range(0, len(coords), UPSERT_BATCH):
             chunk = coords[start : start + UPSERT_BATCH]
             vectors = heads.encode_locations(chunk)
-            all_vectors.append(vectors)
             ids = list(range(start, start + len(chunk)))
             payloads = [
                 {"location": {"lat": float(lat), "lon": float(lon)}, "country_code": codes[start + i] or ""}
                 for i, (lat, lon) in enumerate(chunk)
             ]
             store.upsert(name, ids, vectors, payloads)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        save_index_arrays(index_path(settings), np.concatenate(all_vectors), coords, [c or "" for c in codes])
 
     return ensure_built(store, gallery_name(settings), dim=GPS_DIM, fingerprint=weights_fingerprint(), expected=len(coords),
                         fill=fill, stall_s=settings.gallery_build_stall_s)

@@ -233,7 +233,7 @@ def test_agent_mode_without_lmm_is_a_config_error(agent_settings):
         load_agent(agent_settings, mode="magic", tools=make_fake_tools())
 
 
-def test_an_answer_every_tool_contradicts_gets_a_warning_and_less_confidence(agent_settings, photo):
+def test_an_answer_every_tool_contradicts_gets_a_warning(agent_settings, photo):
     far = {**FINAL, "lat": -34.6, "lon": -58.4, "place": {"city": "Buenos Aires"}, "confidence": 0.9}
     agent, _, _ = _agent(agent_settings, [submit(far)])
     pred = agent.invoke(str(photo))
@@ -241,11 +241,12 @@ def test_an_answer_every_tool_contradicts_gets_a_warning_and_less_confidence(age
     assert (pred.lat, pred.lon, pred.source) == (-34.6, -58.4, "lmm")
     warning = [w for w in pred.warnings if "contradicted by the evidence" in w]
     assert len(warning) == 1 and "no retrieval candidate lies within 200 km" in warning[0] and "worst" in warning[0]
-    assert pred.confidence <= 0.45 + 1e-9
     assert any(e.kind == "answer_check" for e in pred.evidence)
+    far_confidence = pred.confidence  # from the probability model, not the LMM's own 0.9
+    assert far_confidence < 0.9
     agent, _, _ = _agent(agent_settings, [submit(FINAL)])
     pred = agent.invoke(str(photo))  # the Paris answer agrees with the cluster and verification
-    assert pred.confidence == FINAL["confidence"] and not any("contradicted" in w for w in pred.warnings)
+    assert not any("contradicted" in w for w in pred.warnings) and pred.confidence > far_confidence
     assert not any(e.kind == "answer_check" for e in pred.evidence)
 
 

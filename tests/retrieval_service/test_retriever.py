@@ -66,7 +66,7 @@ def test_exact_gallery_search_gives_geoclip_probabilities(retriever, photo):
     zoom = retriever.search(photo, k_gallery=3, geo_filter=GeoFilter(lat=res.gallery[0].lat, lon=res.gallery[0].lon, radius_km=50))
     assert zoom.gallery and all(c.payload["filtered"] for c in zoom.gallery) and zoom.gallery_rest == []
     gps = retriever.gps_embed_images([photo])[0]
-    hnsw = retriever.store.search(retriever.settings.gallery_collection, gps, 10)
+    hnsw = retriever.store.search(retriever.gallery_collection, gps, 10)
     # (the fixture's collection scans exactly; its float arithmetic may swap near-ties at the edge)
     assert min(h.score for h in hnsw) >= scores[-1] - 1e-4 and max(h.score for h in hnsw) == pytest.approx(scores[0], abs=1e-4)
 
