@@ -197,3 +197,21 @@ def test_local_checkpoint_is_memory_mapped_not_copied(tiny_model_config, tmp_pat
     with torch.inference_mode():
         expected = own.encode_image(batch, normalize=False).numpy()
     np.testing.assert_allclose(loaded.encode(img), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_with_an_unknown_buffer_still_loads_its_checkpoint(tiny_model_config, tmp_path, monkeypatch):
+    """When a non-persistent buffer cannot be rebuilt on the meta device, open_clip builds the model
+    and the memory-mapped weights are assigned into it: same weights, nothing left on meta."""
+    import torch
+
+    from retrieval_service.retrieval import checkpoint
+
+    reference = ImageEncoder(str(tiny_model_config), "none", "cpu")
+    ckpt = tmp_path / "tiny.pt"
+    state = {k: v + 0.02 for k, v in reference.model.state_dict().items()}
+    torch.save(state, ckpt)
+    monkeypatch.setattr(checkpoint, "_rebuild_buffers", lambda model: False)
+    loaded = ImageEncoder(str(tiny_model_config), str(ckpt), "cpu")
+    assert not any(t.is_meta for t in [*loaded.model.parameters(), *loaded.model.buffers()])
+    assert torch.equal(loaded.model.state_dict()["visual.proj"], state["visual.proj"])
+    assert torch.equal(loaded.model.attn_mask, reference.model.attn_mask)
