@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agent.decision.blas import single_blas_thread
 from agent.prediction import AREA_LEVELS, THRESHOLDS_KM
-from retrieval_service.core.geo import EARTH_RADIUS_KM, from_unit_vector, to_unit_vectors
+from retrieval_service.core.geo import EARTH_RADIUS_KM, to_unit_vectors
 
 N_SAMPLES = 4096
 SEED = 20231
@@ -33,6 +34,10 @@ MODE_MERGE_KM = 5.0
 """Mean-shift end points closer than this are one mode."""
 MEAN_SHIFT_STEPS = 30
 MAX_HEAT_POINTS = 400
+DENSITY_CHUNK = 4096
+FLOAT32_EXP_FLOOR = -87.0
+"""exp(-87) ~ 1.6e-38 is float32's smallest normal magnitude: lower kernel arguments are clamped to it."""
+FLOAT64_EXP_FLOOR = -700.0
 EARTH_AREA_KM2 = 4 * math.pi * EARTH_RADIUS_KM**2
 
 
@@ -88,6 +93,8 @@ class Mixture:
         self._samples: np.ndarray | None = None
         self._sample_density: np.ndarray | None = None
         self._modes: list[Mode] | None = None
+        self._scaled: tuple[np.ndarray, ...] | None = None
+        self._thresholds: dict[float, float] = {}
 
     def __len__(self) -> int:
         return len(self.components)
@@ -98,15 +105,23 @@ class Mixture:
         one_minus_cos = np.maximum(0.0, 1.0 - x @ self.mu.T)
         return np.exp(self._log_c[None, :] - self.kappa[None, :] * one_minus_cos)
 
+    @single_blas_thread
     def density_xyz(self, x: np.ndarray) -> np.ndarray:
-        """The density at many points, in float32 (7 digits are plenty for sampling and ranking)."""
-        mu32, w32 = self.mu.astype(np.float32), self.weights.astype(np.float32)
-        log_c, kap = self._log_c.astype(np.float32), self.kappa.astype(np.float32)
+        """The density at many points. The exponent log c - kappa (1 - mu.x) is formed in float64 as
+        (kappa mu).x + (log c - kappa), one matrix product (kappa reaches 1.6e10 for EXIF's 50 m:
+        float32's 1 - mu.x would be off by thousands); the kernel values and their sum in float32."""
+        if self._scaled is None:
+            self._scaled = (self.mu * self.kappa[:, None], self._log_c - self.kappa, self.weights.astype(np.float32))
+        kmu, offset, w32 = self._scaled
         out = np.zeros(len(x))
-        for start in range(0, len(x), 2048):
-            chunk = np.asarray(x[start:start + 2048], dtype=np.float32)
-            arg = log_c[None, :] - kap[None, :] * np.maximum(0.0, 1.0 - chunk @ mu32.T)
-            out[start:start + 2048] = np.exp(arg) @ w32
+        for start in range(0, len(x), DENSITY_CHUNK):
+            arg = np.asarray(x[start:start + DENSITY_CHUNK], dtype=float) @ kmu.T
+            arg += offset
+            k32 = arg.astype(np.float32)
+            # kernel values below e^-87 are dropped (float32 denormals make exp and the product 10x slower)
+            np.maximum(k32, np.float32(FLOAT32_EXP_FLOOR), out=k32)
+            np.exp(k32, out=k32)
+            out[start:start + DENSITY_CHUNK] = k32 @ w32
         return out
 
     def density(self, lats, lons) -> np.ndarray:
@@ -114,6 +129,7 @@ class Mixture:
         return self.density_xyz(to_unit_vectors(np.atleast_1d(lats), np.atleast_1d(lons)).astype(float))
 
     # ------------------------------------------------------------------ samples
+    @single_blas_thread
     def samples(self) -> tuple[np.ndarray, np.ndarray]:
         """``N_SAMPLES`` unit vectors drawn from the mixture (fixed seed) and the density at each."""
         if self._samples is None:
@@ -138,6 +154,7 @@ class Mixture:
             self._samples, self._sample_density = x, self.density_xyz(x)
         return self._samples, self._sample_density  # type: ignore[return-value]
 
+    @single_blas_thread
     def prob_within(self, lat: float, lon: float, radii_km) -> np.ndarray:
         """P(distance(X, point) <= r) for each radius."""
         x, _ = self.samples()
@@ -153,8 +170,10 @@ class Mixture:
 
     def density_threshold(self, level: float) -> float:
         """The density f_p whose superlevel set {f >= f_p} holds ``level`` of the mass."""
-        _, dens = self.samples()
-        return float(np.quantile(dens, 1.0 - level))
+        if level not in self._thresholds:
+            _, dens = self.samples()
+            self._thresholds[level] = float(np.quantile(dens, 1.0 - level))
+        return self._thresholds[level]
 
     def search_areas(self) -> dict[str, float]:
         """Areas (km2) of the smallest regions holding 50% and 90% of the mass (``AREA_LEVELS``)."""
@@ -175,6 +194,7 @@ class Mixture:
             self._modes = self._find_modes()
         return list(self._modes)
 
+    @single_blas_thread
     def _find_modes(self) -> list[Mode]:
         local = self.kappa > 0
         if not local.any():
@@ -186,7 +206,8 @@ class Mixture:
         active = np.arange(len(x))
         for _ in range(MEAN_SHIFT_STEPS):  # x <- normalise(sum_i w_i kappa_i f_i(x) mu_i), converged points stop
             cur = x[active]
-            k = np.exp(log_c[None, :] - kap[None, :] * np.maximum(0.0, 1.0 - cur @ mu.T)) * pull[None, :]
+            arg = log_c[None, :] - kap[None, :] * np.maximum(0.0, 1.0 - cur @ mu.T)
+            k = np.exp(np.maximum(arg, FLOAT64_EXP_FLOOR, out=arg)) * pull[None, :]  # no denormals (slow)
             nxt = k @ mu
             norm = np.linalg.norm(nxt, axis=1, keepdims=True)
             nxt = np.where(norm > 0, nxt / np.maximum(norm, 1e-300), cur)
@@ -195,25 +216,25 @@ class Mixture:
             active = active[moved >= 0.01]
             if not len(active):
                 break
-        ends: list[np.ndarray] = []
-        mass: list[float] = []
-        members: list[list[int]] = []
         merge_cos = math.cos(MODE_MERGE_KM / EARTH_RADIUS_KM)
         ids = np.flatnonzero(local)
+        close = x @ x.T >= merge_cos
         left = np.ones(len(ids), bool)
+        heads: list[int] = []
+        members: list[np.ndarray] = []
         for i in range(len(ids)):  # greedy: each unassigned end point takes all ends near it
             if not left[i]:
                 continue
-            near = left & (x @ x[i] >= merge_cos)
+            near = left & close[i]
             left &= ~near
-            ends.append(x[i])
-            members.append(ids[near].tolist())
-            mass.append(float(self.weights[ids[near]].sum()))
-        dens = self.density_xyz(np.array(ends))
-        out = []
-        for end, m, d, mem in zip(ends, mass, dens, members):
-            lat, lon = from_unit_vector(end)
-            out.append(Mode(lat=lat, lon=lon, density=float(d), mass=m, members=mem))
+            heads.append(i)
+            members.append(ids[near])
+        ends = x[heads]
+        dens = self.density_xyz(ends)
+        lats = np.degrees(np.arcsin(np.clip(ends[:, 2], -1.0, 1.0)))
+        lons = np.degrees(np.arctan2(ends[:, 1], ends[:, 0]))
+        out = [Mode(lat=float(lat), lon=float(lon), density=float(d), mass=float(self.weights[mem].sum()), members=mem.tolist())
+               for lat, lon, d, mem in zip(lats, lons, dens, members)]
         out.sort(key=lambda md: (-md.mass, -md.density))
         return out
 
@@ -231,4 +252,4 @@ class Mixture:
         lats = np.degrees(np.arcsin(np.clip(pts[:, 2], -1, 1)))
         lons = np.degrees(np.arctan2(pts[:, 1], pts[:, 0]))
         rel = dens[order] / top
-        return [(round(float(a), 5), round(float(b), 5), round(float(c), 4)) for a, b, c in zip(lats, lons, rel)]
+        return list(zip(np.round(lats, 5).tolist(), np.round(lons, 5).tolist(), np.round(rel, 4).tolist()))

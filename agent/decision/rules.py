@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from agent.decision.sources import build_mixture, usable
-from retrieval_service.core.geo import distance_km
+from retrieval_service.core.geo import distance_km, distances_km
 from retrieval_service.core.types import Candidate, Verification
 from retrieval_service.evidence.clustering import Cluster
 from retrieval_service.evidence.ocr import TextReading
@@ -102,6 +102,8 @@ def choose(options: list[Candidate], candidates: list[Candidate], *, rest: list[
     modes = mixture.modes()
     top = max(modes, key=lambda md: md.density)
     near = [o for o in options if distance_km(o.lat, o.lon, top.lat, top.lon) <= SAME_PLACE_KM]
+    apart = distances_km(top.lat, top.lon, [md.lat for md in modes], [md.lon for md in modes]) > SAME_PLACE_KM
+    others = [md for md, far in zip(modes, apart.tolist()) if far][:n_alternatives]
     sources = {mixture.components[i].source for i in top.members}  # gallery, database or ocr
     source = sources.pop() if len(sources) == 1 else "cluster"
     payload = {**(near[0].payload or {})} if near else {"label": f"most probable place ({len(top.members)} candidates)"}
@@ -112,5 +114,5 @@ def choose(options: list[Candidate], candidates: list[Candidate], *, rest: list[
     confidence = float(mixture.prob_within(top.lat, top.lon, [25])[0])
     alternatives = [Candidate(lat=md.lat, lon=md.lon, score=round(md.mass, 6), probability=round(min(1.0, md.mass), 6),
                               source="cluster", payload={"label": f"mode holding {md.mass:.1%} of the probability"})
-                    for md in modes if distance_km(md.lat, md.lon, top.lat, top.lon) > SAME_PLACE_KM]
-    return Choice(chosen, round(confidence, 4), alternatives[:n_alternatives])
+                    for md in others]
+    return Choice(chosen, round(confidence, 4), alternatives)

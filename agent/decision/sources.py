@@ -17,9 +17,11 @@ were selected for a hypothesis and cannot support it.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from cachetools import LRUCache
 
 from agent.decision.mixture import Component, Mixture
 from retrieval_service.core.types import Candidate
@@ -38,6 +40,12 @@ EXIF_SPREAD_KM = 0.05
 """Consumer GPS: tens of metres."""
 SOURCE_WEIGHTS: dict[str, float] = {"gallery": 1.0, "database": 1.0, "ocr": 0.25, "lmm": 0.5, "exif": 1000.0}
 """Each source's share of the mixture before normalisation (EXIF GPS, when present, dominates)."""
+MIXTURE_CACHE_SIZE = 16
+"""Mixtures kept by their components: one run builds the same evidence's mixture several times (the
+options' support, the rule's choice, the Prediction's fields), and a mixture's samples and modes are
+its cost, so each is computed once."""
+_mixtures: LRUCache = LRUCache(maxsize=MIXTURE_CACHE_SIZE)
+_mixtures_lock = threading.Lock()
 
 
 def usable(candidates: Iterable[Candidate]) -> list[Candidate]:
@@ -105,7 +113,36 @@ def build_mixture(candidates: list[Candidate], rest: list[Candidate] = (), *, lm
     if exif is not None:
         comps.append(Component(exif.lat, exif.lon, SOURCE_WEIGHTS["exif"], EXIF_SPREAD_KM, "exif", "EXIF GPS"))
     comps = [c for c in comps if c.weight > 0 and math.isfinite(c.weight)]
-    return Mixture(comps) if comps else None
+    return mixture_of(comps) if comps else None
+
+
+class _Key:
+    """Components as a cache key that hashes them once (the cache looks a key up several times)."""
+
+    __slots__ = ("components", "_hash")
+
+    def __init__(self, components: Sequence[Component]) -> None:
+        self.components = tuple(components)
+        self._hash = hash(self.components)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and self._hash == other._hash and self.components == other.components
+
+
+def mixture_of(components: Sequence[Component]) -> Mixture:
+    """The mixture of these components, shared with earlier calls on the same components (a mixture
+    is immutable once built; its samples and modes are computed lazily, once)."""
+    key = _Key(components)
+    with _mixtures_lock:
+        found = _mixtures.get(key)
+    if found is None:
+        found = Mixture(list(components))
+        with _mixtures_lock:
+            _mixtures[key] = found
+    return found
 
 
 def vote(proposals: list[Candidate], candidates: list[Candidate] = (), rest: list[Candidate] = ()) -> Mixture | None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from agent.decision.blas import single_blas_thread
 from agent.decision.mixture import Component, Mixture, Mode
 from agent.prediction import AREA_LEVELS, ProbabilitySurface
 from retrieval_service.core.geo import EARTH_RADIUS_KM, distances_km, to_unit_vectors
@@ -41,11 +42,11 @@ class Summary(BaseModel):
 def mode_clusters(mixture: Mixture, modes: list[Mode]) -> list[Cluster]:
     """The modes as ``Cluster``s (``score_mass`` = probability mass, ``support`` = components, radius
     = farthest member centre), heaviest first."""
+    modes = modes[:MAX_CLUSTERS]
+    centres = to_unit_vectors([md.lat for md in modes], [md.lon for md in modes])
     out = []
-    for md in modes[:MAX_CLUSTERS]:
-        centre = to_unit_vectors([md.lat], [md.lon])[0]
-        cos = mixture.mu[md.members] @ centre if md.members else np.ones(1)
-        radius = EARTH_RADIUS_KM * float(np.arccos(np.clip(cos.min(), -1, 1))) if md.members else 0.0
+    for md, centre in zip(modes, centres):
+        radius = EARTH_RADIUS_KM * float(np.arccos(np.clip((mixture.mu[md.members] @ centre).min(), -1, 1))) if md.members else 0.0
         out.append(Cluster(lat=md.lat, lon=md.lon, support=len(md.members), score_mass=round(md.mass, 6),
                            radius_km=round(radius, 3), members=md.members))
     return out
@@ -80,6 +81,7 @@ def _ring(points: np.ndarray, centre: np.ndarray) -> list[tuple[float, float]]:
     return [*ring, ring[0]]
 
 
+@single_blas_thread
 def surface(mixture: Mixture, modes: list[Mode]) -> ProbabilitySurface:
     """Heat samples and, per level, one outline per mode holding part of the region (the convex hull of
     the samples inside the region that lie nearest that mode)."""
@@ -103,14 +105,11 @@ def surface(mixture: Mixture, modes: list[Mode]) -> ProbabilitySurface:
 def summarise(mixture: Mixture, lat: float, lon: float, *, with_surface: bool = True) -> Summary:
     """Probabilities of the answer (lat, lon), the search areas, clusters, alternatives, surface."""
     modes = mixture.modes()
-    alternatives = []
-    for md in modes:
-        if len(alternatives) >= N_ALTERNATIVES:
-            break
-        if distances_km(lat, lon, [md.lat], [md.lon])[0] > SAME_PLACE_KM:
-            alternatives.append(Candidate(lat=md.lat, lon=md.lon, score=round(md.mass, 6), source="cluster",
-                                          probability=round(min(1.0, md.mass), 6),
-                                          payload={"label": f"mode holding {md.mass:.1%} of the probability"}))
+    apart = distances_km(lat, lon, [md.lat for md in modes], [md.lon for md in modes]) > SAME_PLACE_KM
+    alternatives = [Candidate(lat=md.lat, lon=md.lon, score=round(md.mass, 6), source="cluster",
+                              probability=round(min(1.0, md.mass), 6),
+                              payload={"label": f"mode holding {md.mass:.1%} of the probability"})
+                    for md in [md for md, far in zip(modes, apart.tolist()) if far][:N_ALTERNATIVES]]
     return Summary(probabilities=mixture.probabilities(lat, lon), search_area_km2=mixture.search_areas(),
                    clusters=mode_clusters(mixture, modes), alternatives=alternatives,
                    surface=surface(mixture, modes) if with_surface else None)

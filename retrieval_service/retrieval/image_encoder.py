@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from retrieval_service.core.hub import hub_reachable
+from retrieval_service.retrieval.checkpoint import create_from_checkpoint
 from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -168,9 +169,12 @@ class ImageEncoder:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_INIT_SEED)
             try:
-                model, _, preprocess = open_clip.create_model_and_transforms(
-                    self.model_name, pretrained=pretrained, device=self.device, **kwargs
-                )
+                if pretrained is not None and Path(pretrained).is_file():  # one copy of the weights, memory-mapped
+                    model, preprocess = create_from_checkpoint(self.model_name, Path(pretrained), self.device, **kwargs)
+                else:
+                    model, _, preprocess = open_clip.create_model_and_transforms(
+                        self.model_name, pretrained=pretrained, device=self.device, **kwargs
+                    )
             except RuntimeError as exc:
                 if "download" in str(exc).lower() or "Failed to" in str(exc):
                     raise WeightsNotFoundError(

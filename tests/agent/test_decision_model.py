@@ -119,3 +119,59 @@ def test_prediction_fields_without_evidence_are_uniform(tmp_path):
     fields = prediction_fields(None, 0.0, 0.0, settings=Settings(data_dir=tmp_path), mode="policy")
     assert fields["confidence"] < 1e-3 and fields["calibrated"] is False
     assert fields["search_area_km2"]["90"] > 4e8
+
+
+def test_one_runs_evidence_is_modelled_once():
+    """The options' support, the rule's choice and the Prediction's fields all ask for the mixture of
+    the same evidence: it is built, sampled and mean-shifted once, not once per question."""
+    rome = [_gallery(ROME[0] + 0.01 * i, ROME[1], 0.2) for i in range(3)]
+    madrid = [Candidate(lat=MADRID[0], lon=MADRID[1], score=0.9, source="database")]
+    first = build_mixture(rome + madrid)
+    samples, modes = first.samples()[0], first.modes()
+    again = build_mixture([c.model_copy() for c in rome + madrid])
+    assert again is first
+    assert again.samples()[0] is samples and again.modes() == modes
+    assert build_mixture(rome) is not first  # other evidence, another mixture
+
+
+def test_fast_density_equals_the_exact_sum():
+    """The float32 density (kernel values below float32's normal range dropped) agrees with the
+    exact float64 sum, at the samples and far from every component (only the uniform part left)."""
+    comps = [Component(ROME[0], ROME[1], 0.5, 25.0, "gallery"), Component(MADRID[0], MADRID[1], 0.3, 10.0, "database"),
+             Component(-33.9, 151.2, 0.15, 0.05, "exif"), Component(0.0, 0.0, 0.05, None, "gallery")]
+    mix = Mixture(comps)
+    x, dens = mix.samples()
+    far = np.array([[0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # the north pole, the Pacific
+    exact = mix._kernel(np.vstack([x, far])) @ mix.weights
+    fast = np.concatenate([dens, mix.density_xyz(far)])
+    np.testing.assert_allclose(fast, exact, rtol=1e-5)
+    assert fast[-1] == pytest.approx(0.05 / (4 * np.pi), rel=1e-6)
+
+
+def test_the_decision_runs_on_one_blas_thread_and_restores_the_setting():
+    """The decision's small products run on one BLAS thread (threads cost more than they save on a
+    busy machine); nested and finished calls leave numpy's BLAS as they found it."""
+    from threadpoolctl import ThreadpoolController
+
+    from agent.decision.blas import one_blas_thread, single_blas_thread
+
+    def blas_threads() -> set[int]:
+        return {lib.num_threads for lib in ThreadpoolController().select(user_api="blas").lib_controllers}
+
+    seen: list[set[int]] = []
+    before = blas_threads()
+    mix = Mixture([Component(*ROME, 1.0, 25.0, "gallery"), Component(*MADRID, 1.0, 25.0, "gallery")])
+    original = Mixture.density_xyz.__wrapped__
+
+    def spy(self, x):
+        seen.append(blas_threads())
+        return original(self, x)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Mixture, "density_xyz", single_blas_thread(spy))
+        mix.samples()
+        with one_blas_thread():
+            mix.modes()
+            assert blas_threads() == {1}
+    assert seen and all(s == {1} for s in seen)
+    assert blas_threads() == before

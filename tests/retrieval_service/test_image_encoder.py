@@ -153,3 +153,65 @@ def test_preprocessing_is_geoclips_pixel_for_pixel(dev_images):
             assert (ours(img) - ref).abs().mean() < 1e-3
             shifted += int((rounding(img) - ref).abs().mean() > 1e-2)
     assert shifted >= 1
+
+
+def _mapped_ranges(path) -> list[tuple[int, int]]:
+    """Address ranges of this process that map ``path``."""
+    out = []
+    for line in open("/proc/self/maps"):
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5].strip() == str(path):
+            lo, hi = (int(a, 16) for a in parts[0].split("-"))
+            out.append((lo, hi))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps (Linux)")
+def test_local_checkpoint_is_memory_mapped_not_copied(tiny_model_config, tmp_path):
+    """A local checkpoint's tensors become the model's weights, read from the memory-mapped file:
+    no random-init model and no in-memory copy of the file are held beside them (the peak memory of
+    ViT-L/14 retrieval, evals/bench_memory.py). The encoding equals open_clip's own loading."""
+    import open_clip
+    import torch
+
+    reference = ImageEncoder(str(tiny_model_config), "none", "cpu")
+    ckpt = tmp_path / "tiny.pt"
+    torch.save({k: v + 0.01 for k, v in reference.model.state_dict().items()}, ckpt)
+    loaded = ImageEncoder(str(tiny_model_config), str(ckpt), "cpu")
+    ranges = _mapped_ranges(ckpt.resolve())
+    assert ranges, "the checkpoint file is not memory-mapped"
+    params = dict(loaded.model.named_parameters())
+    outside = [name for name, p in params.items()
+               if not any(lo <= p.data_ptr() < hi for lo, hi in ranges)]
+    assert not outside, f"parameters copied out of the mapped checkpoint: {outside[:5]}"
+    assert not any(b.is_meta for b in loaded.model.buffers())
+    # the same model as open_clip's loading (random init, then a copy of the file)
+    name = loaded.model_name
+    own, _, _ = open_clip.create_model_and_transforms(name, pretrained=str(ckpt), device="cpu")
+    own.eval()
+    for key, value in own.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+    assert torch.equal(loaded.model.attn_mask, own.attn_mask)  # not in the file: rebuilt
+    img = _images(2)
+    batch = torch.stack([loaded.preprocess(i) for i in img])
+    with torch.inference_mode():
+        expected = own.encode_image(batch, normalize=False).numpy()
+    np.testing.assert_allclose(loaded.encode(img), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_with_an_unknown_buffer_still_loads_its_checkpoint(tiny_model_config, tmp_path, monkeypatch):
+    """When a non-persistent buffer cannot be rebuilt on the meta device, open_clip builds the model
+    and the memory-mapped weights are assigned into it: same weights, nothing left on meta."""
+    import torch
+
+    from retrieval_service.retrieval import checkpoint
+
+    reference = ImageEncoder(str(tiny_model_config), "none", "cpu")
+    ckpt = tmp_path / "tiny.pt"
+    state = {k: v + 0.02 for k, v in reference.model.state_dict().items()}
+    torch.save(state, ckpt)
+    monkeypatch.setattr(checkpoint, "_rebuild_buffers", lambda model: False)
+    loaded = ImageEncoder(str(tiny_model_config), str(ckpt), "cpu")
+    assert not any(t.is_meta for t in [*loaded.model.parameters(), *loaded.model.buffers()])
+    assert torch.equal(loaded.model.state_dict()["visual.proj"], state["visual.proj"])
+    assert torch.equal(loaded.model.attn_mask, reference.model.attn_mask)
