@@ -78,7 +78,8 @@ def checked_address(url: httpx.URL, limits: MediaLimits, deadline: float) -> str
         for address in addresses:
             problem = address_problem(address)
             if problem:
-                raise ImageLoadError(f"refused to download {url}: {url.host} resolves to {address}, {problem}", _PRIVATE_HINT)
+                raise ImageLoadError(f"refused to download {url}: {url.host} resolves to {address}, {problem}", _PRIVATE_HINT,
+                                     reason="url_refused")
     return addresses[0]
 
 
@@ -129,7 +130,7 @@ def _read_body(url: httpx.URL, response: httpx.Response, limits: MediaLimits, de
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ImageLoadError(f"{url} is {int(declared) / 2**20:.1f} MiB, more than the {limit / 2**20:.1f} MiB limit",
-                             "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES")
+                             "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES", reason="too_large")
     chunks: list[bytes] = []
     size = 0
     try:
@@ -140,7 +141,7 @@ def _read_body(url: httpx.URL, response: httpx.Response, limits: MediaLimits, de
             size += len(chunk)
             if size > limit:
                 raise ImageLoadError(f"{url} is larger than the {limit / 2**20:.1f} MiB limit",
-                                     "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES")
+                                     "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES", reason="too_large")
             chunks.append(chunk)
     except httpx.HTTPError as exc:
         raise ImageLoadError(f"the download of {url} broke off: {type(exc).__name__}: {exc}",

@@ -17,7 +17,15 @@ class ConfigError(GeoAgentError):
 
 
 class ImageLoadError(GeoAgentError):
-    """An image could not be read (missing, not an image, truncated, unreachable URL)."""
+    """An image could not be read (missing, not an image, truncated, unreachable URL).
+
+    ``reason`` tells callers that map errors (the HTTP service) the cases they answer differently:
+    ``"url_refused"`` (the URL policy refused the address) and ``"too_large"`` (over the byte limit).
+    """
+
+    def __init__(self, message: str, hint: str | None = None, *, reason: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.reason = reason
 
 
 class WeightsNotFoundError(GeoAgentError):

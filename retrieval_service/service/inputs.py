@@ -42,11 +42,11 @@ def fetch_url(url: str, *, allow_private: bool, max_bytes: int, limits: MediaLim
     try:
         return download(url, policy)
     except ImageLoadError as exc:
-        if exc.message.startswith("refused to download"):
+        if exc.reason == "url_refused":
             raise ServiceError(400, "url_not_allowed", exc.message,
                                "give a public URL, or upload the photo itself (the server's "
                                "GEOAGENT_SERVICE_ALLOW_PRIVATE_URLS allows such targets)") from exc
-        if "MiB limit" in exc.message:
+        if exc.reason == "too_large":
             raise too_large(policy.max_image_bytes) from exc
         raise ServiceError(422, "url_failed", exc.message, exc.hint or "check the URL, or upload the photo itself") from exc
 
