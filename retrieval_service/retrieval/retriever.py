@@ -203,13 +203,14 @@ class Retriever:
         return info is not None and info.points > 0
 
     @staticmethod
-    def _candidates(hits: list[Hit], source: str, *, negate: bool = False) -> list[Candidate]:
+    def _candidates(hits: list[Hit], source: str, *, negate: bool = False, mark: dict[str, Any] | None = None) -> list[Candidate]:
+        """Candidates from store hits; ``mark`` is added to each payload (e.g. ``filtered``)."""
         out = []
         for hit in hits:
             loc = hit.payload.get("location") or {}
             if "lat" not in loc or "lon" not in loc:
                 continue
-            payload = {k: v for k, v in hit.payload.items() if k != "location"}
+            payload = {**{k: v for k, v in hit.payload.items() if k != "location"}, **(mark or {})}
             out.append(
                 Candidate(lat=loc["lat"], lon=loc["lon"], score=-hit.score if negate else hit.score, source=source, payload=payload)  # type: ignore[arg-type]
             )
@@ -276,10 +277,8 @@ class Retriever:
                 continue
             hits = self.store.search_batch(collection, [q for _, q in batch])
             for (role, _), found in zip(batch, hits):
-                found_candidates = self._candidates(found, source, negate=role == "dissimilar")
-                if role != "dissimilar" and mark:
-                    found_candidates = [c.model_copy(update={"payload": {**(c.payload or {}), **mark}}) for c in found_candidates]
-                setattr(result, role, found_candidates)
+                dissimilar_role = role == "dissimilar"
+                setattr(result, role, self._candidates(found, source, negate=dissimilar_role, mark=None if dissimilar_role else mark))
         return result
 
     def verify(self, image: ImageInput, coords: Sequence[tuple[float, float]]) -> list[float]:
