@@ -1,8 +1,10 @@
-"""The shared types: a location, THE candidate type, geo filters and what retrieval returns.
+"""The shared types: a location, THE candidate type, the one source enum, a named place, geo
+filters and what retrieval returns.
 
 ``Candidate`` is the one lat/lon-with-evidence type of geoagent: the retriever returns it, the tools
-carry it (as their typed artifact), the agent state holds it and the Prediction reports it. Tool
-argument schemas derive from ``Location``/``Candidate``; no layer redefines them.
+carry it (as their typed artifact), the agent state holds it and the Prediction reports it. Every
+coordinate-bearing type derives from ``Location``; tool argument schemas derive from these types
+(``GeoFilterFields`` is the retrieve tool's filter); no layer redefines them.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, model_validator
 
-CandidateSource = Literal["gallery", "database", "lmm", "exif", "ocr", "cluster"]
-CANDIDATE_SOURCES: tuple[str, ...] = get_args(CandidateSource)
+Source = Literal["gallery", "database", "cluster", "lmm", "exif", "ocr", "fallback"]
+"""Where a location came from: the GeoCLIP GPS gallery, the image database, a geographic cluster
+(a mode of the probability model), the LMM, the photo's EXIF GPS, a place named in its text, or the
+no-LMM policy deciding for an LMM mode that failed (``fallback``)."""
+SOURCES: tuple[str, ...] = get_args(Source)
 
 
 class Location(BaseModel):
@@ -33,8 +38,10 @@ class Candidate(Location):
     """
 
     score: float = 0.0
-    source: CandidateSource = "gallery"
+    source: Source = "gallery"
     probability: float | None = Field(default=None, ge=0, le=1, description="Share of the source's probability.")
+    filtered: bool = Field(default=False, description=(
+        "Found by a geo-filtered ('zoom') search: selected for a hypothesis, so never counted as support for it."))
     payload: dict[str, Any] | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -46,22 +53,49 @@ LAT_EDGE = 89.99999
 """Boxes stop this close to the poles: the embedded Qdrant geo index matches nothing for a box whose edge is at ±90."""
 
 
-class GeoFilter(BaseModel):
+class Place(BaseModel):
+    """A named place: the nearest GeoNames town (reverse geocoding), or what the LMM named itself."""
+
+    city: str | None = None
+    region: str | None = Field(default=None, description="First-level administrative region (state, province).")
+    country: str | None = None
+    country_code: str | None = Field(default=None, description="ISO 3166-1 alpha-2.")
+    distance_km: float | None = Field(default=None, description="Distance from the coordinates to the named place.")
+
+    def label(self, default: str = "") -> str:
+        """"City, Region, Country" (the parts that are known), or ``default``."""
+        return ", ".join(p for p in (self.city, self.region, self.country) if p) or default
+
+    def named(self) -> Place:
+        """Just the place (a subclass's other fields left out)."""
+        return Place(**{name: getattr(self, name) for name in Place.model_fields})
+
+
+class GeoFilterFields(BaseModel):
+    """The fields of a geo filter, each optional: a circle (lat, lon, radius_km), a bounding box
+    (min_lat, max_lat, min_lon, max_lon) or an ISO 3166-1 alpha-2 country code."""
+
+    lat: float | None = Field(default=None, ge=-90, le=90, description="Circle filter centre latitude.")
+    lon: float | None = Field(default=None, ge=-180, le=180, description="Circle filter centre longitude.")
+    radius_km: float | None = Field(default=None, gt=0, le=20_038, description="Circle filter radius in km.")
+    min_lat: float | None = Field(default=None, ge=-90, le=90)
+    max_lat: float | None = Field(default=None, ge=-90, le=90)
+    min_lon: float | None = Field(default=None, ge=-180, le=180)
+    max_lon: float | None = Field(default=None, ge=-180, le=180)
+    country_code: str | None = Field(default=None, min_length=2, max_length=2, description="ISO 3166-1 alpha-2 code.")
+
+    def filter_given(self) -> dict[str, Any]:
+        """The filter fields that are set."""
+        return {name: getattr(self, name) for name in GeoFilterFields.model_fields if getattr(self, name) is not None}
+
+
+class GeoFilter(GeoFilterFields):
     """Restrict a search: a circle (lat, lon, radius_km), a bounding box, or a country code.
 
     Exactly one of the three forms must be given. A box with ``min_lon > max_lon`` crosses the
     antimeridian (e.g. 170 to -170 around Fiji); -180..180 is every longitude. The country code must
     be a known ISO 3166-1 alpha-2 code.
     """
-
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
-    radius_km: float | None = Field(default=None, gt=0, le=20_038)
-    min_lat: float | None = Field(default=None, ge=-90, le=90)
-    max_lat: float | None = Field(default=None, ge=-90, le=90)
-    min_lon: float | None = Field(default=None, ge=-180, le=180)
-    max_lon: float | None = Field(default=None, ge=-180, le=180)
-    country_code: str | None = Field(default=None, min_length=2, max_length=2)
 
     @model_validator(mode="after")
     def _one_form(self) -> "GeoFilter":

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from retrieval_service.core.media import decode_bytes, inspect_image, local_file
 from retrieval_service.core.media_settings import DEFAULT_LIMITS, MediaLimits
+from retrieval_service.core.types import Location
 
 logger = logging.getLogger(__name__)
 if logging.getLogger("exifread").level == logging.NOTSET:
@@ -19,9 +20,9 @@ if logging.getLogger("exifread").level == logging.NOTSET:
     logging.getLogger("exifread").setLevel(logging.ERROR)
 
 
-class GpsFix(BaseModel):
-    lat: float
-    lon: float
+class GpsFix(Location):
+    """The GPS position the camera recorded."""
+
     altitude_m: float | None = None
 
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sklearn.neighbors import BallTree
 
 from retrieval_service.core.geo import EARTH_RADIUS_KM
 from retrieval_service.core.errors import DatasetError
+from retrieval_service.core.types import Location
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,12 @@ STOPWORDS = frozenset(
 )
 
 
-class PlaceMatch(BaseModel):
+class PlaceMatch(Location):
+    """A place name found in text, with where the gazetteer puts it."""
+
     name: str
-    admin1: str
+    region: str = Field(description="First-level administrative region (GeoNames admin1).")
     country_code: str
-    lat: float
-    lon: float
     exact: bool  # matched with the same spelling (accents) as the gazetteer
     words: int  # words in the matched phrase
     size: int  # gazetteer places within SIZE_RADIUS_KM (a size proxy)
@@ -145,7 +146,7 @@ class Gazetteer:
                     name = self.names[i]
                     match = PlaceMatch(
                         name=name,
-                        admin1=self.admin1[i],
+                        region=self.admin1[i],
                         country_code=self.cc[i],
                         lat=round(float(np.degrees(self.coords[i, 0])), 4),
                         lon=round(float(np.degrees(self.coords[i, 1])), 4),

@@ -9,10 +9,9 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from pydantic import BaseModel
-
 from retrieval_service.core.errors import ConfigError, GeoAgentError
 from retrieval_service.core.geo import country_name, distance_km, nearest_places
+from retrieval_service.core.types import Location, Place
 from retrieval_service.evidence.settings import EvidenceSettings
 
 logger = logging.getLogger(__name__)
@@ -22,19 +21,12 @@ REMOTE_KM = 100.0
 """A point whose nearest GeoNames place (population >= 1000) is farther than this is 'remote'."""
 
 
-class PlaceInfo(BaseModel):
-    """The place nearest to a coordinate (``lat``, ``lon``: the coordinate that was looked up)."""
+class GeocodedPlace(Place, Location):
+    """The place nearest to a coordinate (``lat``, ``lon``: the coordinate that was looked up;
+    ``town``: where the named place itself is)."""
 
-    lat: float
-    lon: float
-    place: str
-    admin1: str
-    country: str
-    country_code: str
-    distance_km: float
     remote: bool
-    place_lat: float
-    place_lon: float
+    town: Location
     address: str | None = None  # Nominatim display name, when enabled
 
 
@@ -49,7 +41,7 @@ class ReverseGeocoder:
         self._addresses: LRUCache[tuple[float, float], str | None] = LRUCache(maxsize=1024)  # answers only, never failures
         self._lock = threading.Lock()
 
-    def lookup(self, lat: float, lon: float) -> PlaceInfo:
+    def lookup(self, lat: float, lon: float) -> GeocodedPlace:
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
             raise GeoAgentError(
                 f"coordinates out of range: ({lat}, {lon})", "lat must be in [-90, 90], lon in [-180, 180]"
@@ -58,21 +50,10 @@ class ReverseGeocoder:
         p_lat, p_lon = float(row["lat"]), float(row["lon"])
         dist = distance_km(lat, lon, p_lat, p_lon)
         cc = str(row.get("cc", "")).upper()
-        info = PlaceInfo(
-            lat=lat,
-            lon=lon,
-            place=row.get("name", ""),
-            admin1=row.get("admin1", ""),
-            country=country_name(cc),
-            country_code=cc,
-            distance_km=dist,
-            remote=dist > self.remote_km,
-            place_lat=p_lat,
-            place_lon=p_lon,
-        )
-        if self.use_nominatim:
-            info.address = self._nominatim_address(round(lat, 4), round(lon, 4))
-        return info
+        address = self._nominatim_address(round(lat, 4), round(lon, 4)) if self.use_nominatim else None
+        return GeocodedPlace(lat=lat, lon=lon, city=row.get("name") or None, region=row.get("admin1") or None,
+                             country=country_name(cc) or None, country_code=cc or None, distance_km=dist,
+                             remote=dist > self.remote_km, town=Location(lat=p_lat, lon=p_lon), address=address)
 
     def _nominatim_address(self, lat: float, lon: float) -> str | None:
         """Nominatim's address for a rounded coordinate; answers are cached, failures are not (the
