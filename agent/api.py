@@ -1,40 +1,68 @@
-"""The public Python API: ``load_agent`` and ``GeoAgent`` (invoke, stream, batch, and follow-up
-questions on a thread through ``stream``; see ``agent.threads``)."""
+"""The public Python API: ``load_agent`` and ``GeoAgent`` (invoke, stream, batch; follow-up
+questions on a thread go through ``stream``, see ``agent.conversation``).
+
+The photo is resolved once, here (``Photo.resolve``: a checked local file and its content hash),
+and travels in the run context to every tool; the graph state keeps its handle.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.context import RunContext
-from agent.graphs import GRAPH_MODES, build_graph
+from agent.conversation import questions
+from agent.conversation.threads import check_free, thread_id, with_thread
+from agent.decision.sources import Mixtures
+from agent.events import STREAM_MODES, events
+from agent.graphs import GRAPH_MODES, LMM_MODES, build_graph
 from agent.graphs.llm_loop import recursion_limit
-from agent.lmm.answer import bound_models, message_text
+from agent.lmm.answer import bound_models
 from agent.lmm.breaker import CircuitBreaker
 from agent.lmm.calls import CallPolicy
-from agent.modes import check_mode, predictor_plugins
+from agent.modes import check_mode
 from agent.prediction import Prediction
-from agent.predictor import Predictor, RunResult
-from agent.prompts import render
 from agent.settings import Settings, load_settings
-from agent.threads import QUESTION_KEY, FollowUp, ThreadError, check_free, thread_id, usage_delta, with_thread
 from agent.timing import NodeTimer
-from retrieval_service.core.errors import ConfigError, GeoAgentError
-from retrieval_service.core.media import ResolvedImage, is_url, resolve_image
+from agent.toolbox import make_tool_node
+from retrieval_service.core.errors import ConfigError, GeoAgentError, ImageLoadError
+from retrieval_service.core.photo import Photo
+
+log = logging.getLogger(__name__)
 
 REQUIRED_TOOLS = frozenset({"read_exif", "retrieve", "cluster_candidates", "reverse_geocode", "verify_locations"})
+_INPUT_HINT = 'call invoke({"image": <path|bytes|PIL image|url>})'
 
 
-class GeoAgent(Predictor):
+class RunResult(BaseModel):
+    """A prediction with the run's timings (the benchmarks use them)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    prediction: Prediction
+    total_ms: float
+    prepare_ms: float = Field(default=0.0, description="Resolving and checking the image before the run.")
+    node_ms: dict[str, float] = Field(default_factory=dict, description="Wall time per graph node.")
+    node_own_ms: dict[str, float] = Field(default_factory=dict, description="Per node, the time outside tools and models.")
+
+    @property
+    def tool_ms(self) -> float:
+        """Time spent inside tools and the LMM (from the trace)."""
+        return sum(t.latency_ms for t in self.prediction.trace)
+
+
+class GeoAgent:
     """Geolocates photos with one of the agent's graphs. Build with :func:`load_agent`.
 
     ``breaker`` (the LMM circuit breaker) is shared by every photo this agent runs; pass one to
     share it wider. With a ``checkpointer`` every photo runs on a thread (``config["configurable"]
     ["thread_id"]``, a fresh one when none is given) and ``stream({"question": ...}, config)``
-    answers follow-up questions there (``agent.threads.Threads`` is the API built on it).
+    answers follow-up questions there (``agent.conversation.threads.Threads`` is the API built on it).
     ``retry_backoff_s`` and ``rag_samples`` override ``llm_retry_initial_s`` and ``rag_samples``.
     """
 
@@ -42,9 +70,8 @@ class GeoAgent(Predictor):
                  services: Any = None, retry_backoff_s: float | None = None, rag_samples: int | None = None,
                  checkpointer: Any = None, breaker: CircuitBreaker | None = None) -> None:
         if mode not in GRAPH_MODES:
-            raise ConfigError(f"GeoAgent has no graph for mode {mode!r}", f"use one of: {', '.join(GRAPH_MODES)}, "
-                              "or load_agent(mode=...) for the registered predictors")
-        if mode in ("agent", "rag") and chat_model is None:
+            raise ConfigError(f"GeoAgent has no graph for mode {mode!r}", f"use one of: {', '.join(GRAPH_MODES)}")
+        if mode in LMM_MODES and chat_model is None:
             raise ConfigError(f"mode {mode!r} needs an LMM but none is configured",
                               "set GEOAGENT_LLM_MODEL (+ GEOAGENT_LLM_BASE_URL / GEOAGENT_LLM_API_KEY), "
                               "or use --mode policy")
@@ -58,16 +85,30 @@ class GeoAgent(Predictor):
         self.services = services
         self.chat_model = chat_model
         self.tools = list(tools)
+        self.tool_node = make_tool_node(self.tools)
         self.breaker = breaker or CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_reset_s)
         self.policy = CallPolicy.from_settings(settings, self.breaker, initial_s=retry_backoff_s)
         self.rag_samples = rag_samples or settings.rag_samples
         self.checkpointer = checkpointer
-        self.graph = build_graph(mode, self.tools, checkpointer=checkpointer)
+        self.graph = build_graph(mode, checkpointer=checkpointer)
         self.models = bound_models(chat_model, self.tools, settings.rag_temperature)
 
-    def _context(self, image: ResolvedImage) -> RunContext:
-        return RunContext(settings=self.settings, tools={t.name: t for t in self.tools}, image=image, mode=self.mode,
-                          chat_model=self.chat_model, models=self.models, policy=self.policy, rag_samples=self.rag_samples)
+    # ------------------------------------------------------------------ a run's pieces
+    def resolve(self, input: Any) -> Photo:
+        """The photo of ``{"image": ...}`` (or of the image itself), resolved once into a checked
+        local file (a ``Photo`` passes through as it is)."""
+        if isinstance(input, dict):
+            if "image" not in input:
+                raise ImageLoadError("the input has no 'image' key", _INPUT_HINT)
+            input = input["image"]
+        if input is None:
+            raise ImageLoadError("no image given", _INPUT_HINT)
+        return Photo.resolve(input, self.settings.cache_dir, self.settings)
+
+    def _context(self, photo: Photo) -> RunContext:
+        return RunContext(settings=self.settings, tools={t.name: t for t in self.tools}, photo=photo, tool_node=self.tool_node,
+                          mode=self.mode, chat_model=self.chat_model, models=self.models, policy=self.policy,
+                          rag_samples=self.rag_samples, mixtures=Mixtures())
 
     def _config(self, config: dict | None) -> dict[str, Any]:
         limit = recursion_limit(self.settings.max_steps)
@@ -75,40 +116,20 @@ class GeoAgent(Predictor):
         merged["recursion_limit"] = min(merged.get("recursion_limit", limit), limit)
         return with_thread(merged) if self.checkpointer is not None else merged
 
-    def _thread_values(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        if self.checkpointer is None or thread_id(cfg) is None:
+    def thread_values(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The state of the thread ``config`` names ({} without a checkpointer or a thread)."""
+        if self.checkpointer is None or thread_id(config) is None:
             return {}
-        return dict(self.graph.get_state(cfg).values or {})
+        return dict(self.graph.get_state(config).values or {})
 
     def _prepare(self, input: Any, config: dict | None = None) -> tuple[dict[str, Any], RunContext, dict[str, Any]]:
-        image = self.resolve(input)
+        photo = self.resolve(input)
         cfg = self._config(config)
         if self.checkpointer is not None:
-            check_free(self._thread_values(cfg), thread_id(cfg) or "", image.ref)
-        return {"image": image.ref, "image_path": image.path}, self._context(image), cfg
+            check_free(self.thread_values(cfg), thread_id(cfg) or "", photo.ref)
+        return {"photo": photo}, self._context(photo), cfg
 
-    def _prepare_question(self, question: Any, config: dict | None) -> tuple[dict[str, Any], RunContext, dict[str, Any], dict]:
-        if self.chat_model is None or self.mode not in ("agent", "rag"):
-            raise ConfigError(f"follow-up questions need an LMM; this agent runs mode {self.mode!r}",
-                              "set GEOAGENT_LLM_MODEL and use mode agent or rag")
-        if self.checkpointer is None or thread_id(config) is None:
-            raise ConfigError("follow-up questions need a thread",
-                              "build the agent with load_agent(..., checkpointer=InMemorySaver()) and pass "
-                              "config={'configurable': {'thread_id': ...}} to invoke and ask")
-        if not isinstance(question, str) or not question.strip():
-            raise GeoAgentError("the question is empty", "ask a question in words, e.g. 'could it be Belgium instead?'")
-        cfg = self._config(config)
-        values = self._thread_values(cfg)
-        if values.get("prediction") is None:
-            raise ThreadError(f"thread {thread_id(cfg)!r} holds no analysed photo yet",
-                              "analyse a photo on it first: agent.invoke({'image': ...}, config)")
-        path = values.get("image_path") or values["image"]
-        image = resolve_image(path, self.settings.cache_dir) if not is_url(path) else ResolvedImage(ref=path, path=path)
-        image = ResolvedImage(ref=values["image"], path=image.path)
-        text = render("follow_up", question=question.strip())
-        state = {"messages": [HumanMessage(text, additional_kwargs={QUESTION_KEY: question.strip()})], "turn": "follow_up"}
-        return state, self._context(image), cfg, values
-
+    # ------------------------------------------------------------------ the public API
     def check(self) -> None:
         """Load the retrieval models and the gallery now; raises a GeoAgentError (e.g. missing CLIP
         weights) instead of letting every photo fall back to a placeholder answer."""
@@ -126,71 +147,61 @@ class GeoAgent(Predictor):
         return RunResult(prediction=out["prediction"], total_ms=(time.perf_counter() - start) * 1000,
                          prepare_ms=(prepared - start) * 1000, node_ms=dict(timer.node_ms), node_own_ms=timer.own_ms)
 
-    def stream(self, input: Any, config: dict | None = None) -> Iterator[dict[str, Any]]:
-        """Events as they happen, each ``{"type": ...}``:
+    def invoke(self, input: Any, config: dict | None = None) -> Prediction:
+        """Geolocate one photo: ``{"image": path|bytes|PIL image|url}`` (or the image itself)."""
+        return self.run(input, config).prediction
 
-        * ``node`` (``node``): a graph step finished; ``tool_start`` (``tool``): a tool call begins;
-          ``tool`` (a trace entry: ``tool``, ``args``, ``summary``, ``latency_ms``, ``error``,
-          ``tokens``; ``tool == "lmm"`` for an LMM request);
-        * ``token`` (``node``, ``text``): LMM text as it is generated (usage is kept in the trace);
-        * ``prediction`` (``prediction``): the Prediction;
-        * for ``{"question": ...}`` on a thread (a follow-up): ``reply`` (``text``, ``changed``,
-          ``usage``, ``error``) last.
+    def stream(self, input: Any, config: dict | None = None) -> Iterator[dict[str, Any]]:
+        """Events as they happen (``agent.events``: node, tool_start, tool, token, prediction).
 
         ``input`` is ``{"image": ...}`` (a new photo) or ``{"question": "..."}`` (a follow-up on the
-        thread of ``config``)."""
-        values: dict | None = None
-        if isinstance(input, dict) and "question" in input and "image" not in input:
-            state, ctx, cfg, values = self._prepare_question(input["question"], config)
-        else:
+        thread of ``config``), which ends with a ``reply`` event (``text``, ``changed``, ``usage``,
+        ``error``)."""
+        if not questions.is_question(input):
             state, ctx, cfg = self._prepare(input, config)
-        for mode, chunk in self.graph.stream(state, config=cfg, context=ctx, stream_mode=["custom", "updates", "messages"]):
-            if mode == "custom":
-                yield chunk
-            elif mode == "messages":
-                message, meta = chunk
-                if isinstance(message, AIMessageChunk) and (text := message_text(message.content)):
-                    yield {"type": "token", "node": meta.get("langgraph_node"), "text": text}
-            else:
-                for node, update in chunk.items():
-                    yield {"type": "node", "node": node}
-                    if isinstance(update, dict) and isinstance(update.get("prediction"), Prediction):
-                        yield {"type": "prediction", "prediction": update["prediction"]}
-        if values is not None:
-            outcome = self._outcome(cfg, values)
-            yield {"type": "reply", "text": outcome.reply, "changed": outcome.changed, "usage": outcome.usage,
-                   "error": outcome.error}
+            yield from events(self.graph.stream(state, config=cfg, context=ctx, stream_mode=STREAM_MODES))
+            return
+        question = questions.check_question(self, input["question"], config)
+        cfg = self._config(config)
+        before = self.thread_values(cfg)
+        questions.check_analysed(before, thread_id(cfg))
+        ctx = self._context(before["photo"].check_present())
+        yield from events(self.graph.stream(questions.question_input(question), config=cfg, context=ctx,
+                                            stream_mode=STREAM_MODES))
+        outcome = questions.outcome(self.thread_values(cfg), before)
+        yield {"type": "reply", "text": outcome.reply, "changed": outcome.changed, "usage": outcome.usage, "error": outcome.error}
 
-    def _outcome(self, cfg: dict[str, Any], before: dict[str, Any]) -> FollowUp:
-        after = self._thread_values(cfg)
-        prediction = after.get("prediction")
-        changed = prediction is not None and prediction != before.get("prediction")
-        last = next((m for m in reversed(after.get("messages") or []) if isinstance(m, AIMessage)), None)
-        reply = message_text(last.content).strip() if last is not None else ""
-        error = after.get("reply_error")
-        if changed and not reply:
-            reply = (f"I changed my answer to {prediction.lat:.5f}, {prediction.lon:.5f} "
-                     f"({prediction.place.label('an unnamed place')}): {prediction.rationale}")
-        return FollowUp(reply="" if error and not changed else reply, prediction=prediction, changed=changed,
-                        usage=usage_delta(after.get("usage"), before.get("usage")), error=error)
+    def batch(self, inputs: list[Any], *, max_workers: int = 1) -> list[Prediction | Exception]:
+        """Geolocate many photos; a failed photo gives its exception in place of a Prediction."""
+
+        def one(item: Any) -> Prediction | Exception:
+            try:
+                return self.invoke(item)
+            except Exception as exc:  # reported per photo, the others go on
+                log.warning("photo failed: %s", exc)
+                return exc
+
+        if max_workers <= 1:
+            return [one(i) for i in inputs]
+        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+            return list(pool.map(one, inputs))
 
 
 def load_agent(settings: Settings | None = None, *, mode: str | None = None, chat_model: Any = None,
                services: Any = None, config_file: Any = None, tools: list[Any] | None = None,
-               **agent_options: Any) -> Predictor:
-    """Build a predictor from settings (``GEOAGENT_*`` / TOML, like the CLI).
+               **agent_options: Any) -> GeoAgent:
+    """Build an agent from settings (``GEOAGENT_*`` / TOML, like the CLI).
 
     mode None -> "agent" when an LMM is configured (``settings.llm_model`` or ``chat_model``), else
-    "policy". Graph modes give a :class:`GeoAgent` (``agent_options``: ``checkpointer``, ``breaker``,
-    ``rag_samples``, ``retry_backoff_s``); registered modes ("retrieval", "rerank") give their
-    predictor. ``tools`` overrides ``make_tools(services)`` (tests, custom tool sets).
+    "policy". ``agent_options``: ``checkpointer``, ``breaker``, ``rag_samples``, ``retry_backoff_s``.
+    ``tools`` overrides ``make_tools(services)`` (tests, custom tool sets).
     """
     if settings is None:
         settings = load_settings(config_file)
     if mode is None:
         mode = "agent" if (chat_model is not None or settings.llm_model) else "policy"
     check_mode(mode)
-    if mode in ("agent", "rag") and chat_model is None:
+    if mode in LMM_MODES and chat_model is None:
         from agent.lmm.factory import make_chat_model
 
         chat_model = make_chat_model(settings)
@@ -202,7 +213,4 @@ def load_agent(settings: Settings | None = None, *, mode: str | None = None, cha
             raise GeoAgentError(f"the tools package is incomplete ({exc})", "reinstall geoagent") from exc
         services = services or Services(settings)
         tools = make_tools(services)
-    if mode in GRAPH_MODES:
-        return GeoAgent(settings, mode=mode, tools=tools, chat_model=chat_model, services=services, **agent_options)
-    factory = predictor_plugins()[mode].load()
-    return factory(settings, tools=tools, services=services)
+    return GeoAgent(settings, mode=mode, tools=tools, chat_model=chat_model, services=services, **agent_options)

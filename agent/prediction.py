@@ -4,35 +4,33 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from retrieval_service.core.types import Candidate
+from retrieval_service.core.types import Candidate, Location, MaybeLocated, Place, Source
 from retrieval_service.evidence.clustering import Cluster
-from retrieval_service.evidence.geocoding import PlaceInfo
 
-PredictionSource = Literal["gallery", "database", "cluster", "lmm", "exif", "ocr", "fallback"]
+class Option(Candidate):
+    """A location a decision chooses between (or reports as an alternative), with the decision's
+    typed working values: what it is (``label``), how much of the tools' probability lies within
+    ``SUPPORT_RADIUS_KM`` of it (``support``), the photo's image-to-GPS score there
+    (``verification``), and for a vote of LMM proposals the ``votes`` it got of ``proposals``."""
 
+    label: str = ""
+    support: float | None = Field(default=None, ge=0, le=1, description="Tools' probability within 50 km.")
+    verification: float | None = Field(default=None, description="Cosine of the photo's and the location's embeddings.")
+    votes: int | None = Field(default=None, ge=0, description="LMM proposals voting for this place.")
+    proposals: int | None = Field(default=None, ge=0, description="LMM proposals in the vote.")
 
-class Place(BaseModel):
-    """A human-readable place for coordinates (offline GeoNames unless Nominatim is enabled)."""
-
-    city: str | None = None
-    region: str | None = None
-    country: str | None = None
-    country_code: str | None = None
-    distance_km: float | None = Field(default=None, description="Distance from the coordinates to the named place.")
+    @model_validator(mode="before")
+    @classmethod
+    def _from_candidate(cls, data: Any) -> Any:
+        """A plain Candidate is an option with no decision values yet."""
+        return data.model_dump() if isinstance(data, Candidate) and not isinstance(data, Option) else data
 
     @classmethod
-    def from_info(cls, info: PlaceInfo | None) -> Place:
-        """The place reverse geocoding found (an empty Place for None)."""
-        if info is None:
-            return cls()
-        return cls(city=info.place or None, region=info.admin1 or None, country=info.country or None,
-                   country_code=info.country_code or None, distance_km=round(info.distance_km, 1))
-
-    def label(self, default: str = "") -> str:
-        """"City, Region, Country" (the parts that are known), or ``default``."""
-        return ", ".join(p for p in (self.city, self.region, self.country) if p) or default
+    def of(cls, candidate: Candidate, **values: Any) -> Option:
+        """``candidate`` as an Option (its own fields kept), with ``values`` set."""
+        return cls(**{**{name: getattr(candidate, name) for name in Candidate.model_fields}, **values})
 
 
 class TraceEntry(BaseModel):
@@ -46,13 +44,11 @@ class TraceEntry(BaseModel):
     tokens: dict[str, int] | None = Field(default=None, description="LMM token usage (input/output/total).")
 
 
-class Evidence(BaseModel):
+class Evidence(MaybeLocated):
     """A piece of evidence the decision used, in words."""
 
     kind: str
     detail: str
-    lat: float | None = None
-    lon: float | None = None
     weight: float | None = None
 
 
@@ -81,12 +77,10 @@ class ProbabilitySurface(BaseModel):
         "polygons as closed rings of (lat, lon).")
 
 
-class Prediction(BaseModel):
+class Prediction(Location):
     """Where the photo was taken, how sure we are, and why."""
 
     image: str = Field(description="The image reference: a path, URL or sha256 content hash.")
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
     confidence: float = Field(ge=0, le=1)
     probabilities: dict[str, float] = Field(
         default_factory=dict, description='P(error <= t km) for t in "1", "25", "200", "750", "2500".')
@@ -96,10 +90,10 @@ class Prediction(BaseModel):
         default_factory=dict, description="The probability model's own P(error <= t km), before calibration (what `geoagent calibrate` fits on).")
     calibrated: bool = Field(default=False, description="Whether confidence comes from a calibration fitted on labelled runs.")
     surface: ProbabilitySurface | None = None
-    source: PredictionSource
+    source: Source
     mode: str = "policy"
     place: Place = Field(default_factory=Place)
-    alternatives: list[Candidate] = Field(default_factory=list)
+    alternatives: list[Option] = Field(default_factory=list)
     candidates: list[Candidate] = Field(default_factory=list, description="Retrieval candidates considered.")
     clusters: list[Cluster] = Field(default_factory=list)
     rationale: str = ""

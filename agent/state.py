@@ -1,25 +1,28 @@
 """What flows between the graph nodes: typed observations, the committed answer, the graph states.
 
-The state carries a reference to the image (path, URL or content hash), never its bytes; the
-resolved photo travels in the run context (``agent.context.RunContext``), which LangGraph does not
-checkpoint. Lists marked with a reducer accumulate across nodes.
+The state carries the photo's handle (``Photo``: its reference, a checked local path and its content
+hash, never its bytes), so a thread continued later knows its photo; the run context
+(``agent.context.RunContext``) carries the same handle to the tools. Lists marked with a reducer
+accumulate across nodes. No routing flags: the LMM loop's nodes route with ``Command``; ``loop``
+holds only the loop's budget.
 """
 
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
 
 from agent.lmm.calls import add_usage
-from agent.prediction import Evidence, Place, Prediction, PredictionSource, TraceEntry, Usage
-from retrieval_service.core.types import Candidate, Location, RetrievalResult, Verification
+from agent.prediction import Evidence, Option, Prediction, TraceEntry, Usage
+from retrieval_service.core.photo import Photo
+from retrieval_service.core.types import Candidate, Location, Place, RetrievalResult, Source, Verification
 from retrieval_service.evidence.clustering import ClusteringResult
 from retrieval_service.evidence.exif import ExifInfo
-from retrieval_service.evidence.geocoding import PlaceInfo
+from retrieval_service.evidence.geocoding import GeocodedPlace
 from retrieval_service.evidence.ocr import TextReading
 from retrieval_service.evidence.scene import SceneComposition
 
@@ -33,7 +36,7 @@ class Observations(BaseModel):
     text: TextReading | None = None
     scene: SceneComposition | None = None
     verification: Verification | None = None
-    place: PlaceInfo | None = None
+    place: GeocodedPlace | None = None
 
 
 def merge_observations(old: Observations | None, new: Observations | None) -> Observations:
@@ -56,26 +59,36 @@ class Answer(Location):
     """The location a run commits to, before the place is named and the Prediction is built."""
 
     confidence: float = Field(ge=0, le=1)
-    source: PredictionSource
+    source: Source
     rationale: str = ""
-    alternatives: list[Candidate] = Field(default_factory=list)
+    alternatives: list[Option] = Field(default_factory=list)
     place: Place | None = Field(default=None, description="A place the LMM named itself (kept over reverse geocoding).")
-    chosen: Candidate | None = Field(default=None, description="The option the decision picked, with its support and verification.")
+    chosen: Option | None = Field(default=None, description="The option the decision picked, with its support and verification.")
+
+
+class Loop(BaseModel):
+    """The LMM loop's budget for one turn: the photo's ``analysis`` or a ``follow_up`` question on the
+    same thread; ``steps`` tool rounds used (invalid calls included), ``repairs`` asked for, and
+    whether the model was already told that the steps are spent (``warned``)."""
+
+    turn: Literal["analysis", "follow_up"] = "analysis"
+    steps: int = Field(default=0, ge=0)
+    repairs: int = Field(default=0, ge=0)
+    warned: bool = False
 
 
 class RunState(TypedDict, total=False):
     """The state every graph shares (``messages``: the LMM conversation, empty without an LMM).
 
     A node sees the keys of the state type it is annotated with, so the shared steps take this one.
-    ``image`` is the photo's reference (path, URL or content hash) and ``image_path`` where the tools
-    read it (a local path or URL): references, never bytes. ``usage`` adds up the LMM's requests."""
+    ``photo`` is the photo's handle (reference, checked path, content hash). ``usage`` adds up the
+    LMM's requests; ``llm_failed`` records that the LMM failed and the policy's steps decided."""
 
-    image: str
-    image_path: str
+    photo: Photo
     messages: Annotated[list[AnyMessage], add_messages]
     obs: Annotated[Observations, merge_observations]
     candidates: Annotated[list[Candidate], add_candidates]
-    options: list[Candidate]
+    options: list[Option]
     answer: Answer | None
     evidence: Annotated[list[Evidence], operator.add]
     trace: Annotated[list[TraceEntry], operator.add]
@@ -86,16 +99,10 @@ class RunState(TypedDict, total=False):
 
 
 class AgentState(RunState, total=False):
-    """The LMM loop's state: the step budget (``steps`` tool rounds used, invalid calls included),
-    the repair rounds, where the loop goes next (``loop_next``, set by ``reason``) and the turn: the
-    photo's ``analysis`` or a ``follow_up`` question on the same thread."""
+    """The LMM loop's state: its budget (``loop``) and, for a follow-up question, why the LMM gave no
+    reply (``reply_error``)."""
 
-    steps: int
-    repairs: int
-    budget_exhausted: bool
-    wants_fallback: bool
-    loop_next: str
-    turn: str
+    loop: Loop
     reply_error: str | None
 
 

@@ -1,5 +1,6 @@
 """Evaluation harness (``geoagent eval``): benchmark readers, metrics, the resumable runner, reports,
-comparisons, the retrieval baselines, and speed benchmarks (``python -m evals.bench_*``).
+comparisons and speed benchmarks (``python -m evals.bench_*``). It only reads predictions: every
+mode, the retrieval baselines included, is a graph of ``agent.graphs``.
 
 Nothing else imports this package; it imports the agent.
 """
@@ -13,8 +14,6 @@ __all__ = [
     "Dataset",
     "EvalRunSettings",
     "EvalSettings",
-    "RerankBaseline",
-    "RetrievalBaseline",
     "accuracy",
     "compare_runs",
     "distance_km",
@@ -26,7 +25,6 @@ __all__ = [
 _WHERE = {
     "Dataset": "evals.datasets", "load_dataset": "evals.datasets",
     "EvalRunSettings": "evals.settings", "EvalSettings": "evals.settings",
-    "RetrievalBaseline": "evals.baselines", "RerankBaseline": "evals.baselines",
     "accuracy": "evals.metrics", "distance_km": "evals.metrics",
     "compare_runs": "evals.compare", "run_eval": "evals.runner", "write_reports": "evals.report",
 }

@@ -132,16 +132,17 @@ def decide_once(candidates, rest, ocr, settings) -> dict:
     choice (the mixture's mode), then the Prediction's fields (probabilities, areas, clusters,
     alternatives, surface) and the tools-only mixture the LMM check uses."""
     from agent.decision import rules
-    from agent.decision.sources import build_mixture
+    from agent.decision.sources import Mixtures
     from agent.decision.summary import prediction_fields
     from retrieval_service.evidence.clustering import cluster_points
 
     clusters = cluster_points(rules.retrieval_candidates(candidates), eps_km=50.0, min_samples=2).clusters  # a tool's
     pool = candidates + ocr  # the run's candidates
     start = time.perf_counter()
-    options = rules.build_options(pool, clusters, ocr)
-    choice = rules.choose(options, pool, rest=rest)
-    mixture, tools_only = build_mixture(pool, rest), build_mixture(pool, rest)  # decide: with the LMM's (none), tools only
+    mixtures = Mixtures()  # one run's: each evidence set built once
+    options = rules.build_options(pool, clusters, ocr, support=rules.retrieval_mixture(mixtures, pool, rest))
+    choice = rules.choose(options, rules.tools_mixture(mixtures, pool, rest))
+    mixture, tools_only = mixtures.of(pool, rest), mixtures.of(pool, rest)  # decide: with the LMM's (none), tools only
     fields = prediction_fields(mixture, choice.chosen.lat, choice.chosen.lon, settings=settings, mode="policy")
     tools_only.prob_within(choice.chosen.lat, choice.chosen.lon, [200])
     fields["ms"] = (time.perf_counter() - start) * 1000

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from retrieval_service.core.tables import ID_COLUMNS, LAT_COLUMNS, LON_COLUMNS, find_column, read_csv_table
 from retrieval_service.core.errors import DatasetError
+from retrieval_service.core.types import Location
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,10 @@ LAYOUTS: dict[str, DatasetLayout] = {
 }
 
 
-class EvalItem(BaseModel):
+class EvalItem(Location):
     """One labelled photo of a benchmark."""
 
     id: str
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
     image: Path
 
 

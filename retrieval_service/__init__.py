@@ -2,8 +2,8 @@
 
 Rooms (each a subpackage):
 
-* ``core``: settings machinery, errors, the shared types (``Candidate``...), geo math, media
-  (resolving and validating photos), CSV tables, the model-hub check.
+* ``core``: settings machinery, errors, the shared types (``Candidate``, ``Place``...), geo math,
+  the photo handle (``Photo``: resolved once) and media checks, CSV tables, the model-hub check.
 * ``retrieval``: the image encoder, GeoCLIP heads, the GPS gallery, vector stores, ingest and
   ``Retriever`` (photo -> candidates).
 * ``evidence``: the back ends of the evidence tools (EXIF, OCR with gazetteer and scripts,
@@ -25,7 +25,8 @@ from retrieval_service.core.errors import (
     StoreError,
     WeightsNotFoundError,
 )
-from retrieval_service.core.types import Candidate, GeoFilter, Location, RetrievalResult, Verification
+from retrieval_service.core.photo import Photo
+from retrieval_service.core.types import Candidate, GeoFilter, Location, Place, RetrievalResult, Source, Verification
 from retrieval_service.evidence.settings import EvidenceSettings
 from retrieval_service.retrieval.settings import RetrievalSettings
 
@@ -42,9 +43,12 @@ __all__ = [
     "ImageLoadError",
     "Location",
     "ModelMismatchError",
+    "Photo",
+    "Place",
     "RetrievalResult",
     "RetrievalSettings",
     "Retriever",
+    "Source",
     "StoreError",
     "Verification",
     "WeightsNotFoundError",

@@ -162,3 +162,42 @@ def test_each_package_exports_its_public_api(package):
     assert module.__doc__ and getattr(module, "__all__", None), f"{package}/__init__.py exports nothing"
     for name in module.__all__:
         assert getattr(module, name) is not None
+
+
+def _entry_points(pyproject: Path) -> dict[str, dict[str, str]]:
+    import tomllib
+
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    return {group: dict(points) for group, points in (project.get("entry-points") or {}).items()}
+
+
+def runtime_back_edges(entry_points: dict[str, dict[str, str]], consumers: dict[str, str]) -> list[str]:
+    """Entry points that make a lower layer run a higher one's code at run time (an import the graph
+    above cannot see): a group read by ``consumers[group]`` whose target lies in a later layer.
+    ``geoagent.commands`` is the CLI's sub-command hook: the shell mounting a command, no data path."""
+    rank = {pkg: i for i, pkg in enumerate(LAYERS)}
+    found = []
+    for group, points in entry_points.items():
+        if group == "geoagent.commands":
+            continue
+        reader = consumers.get(group, "retrieval_service")  # an unknown group: assume the lowest reader
+        for name, target in points.items():
+            package = target.split(":")[0].split(".")[0]
+            if package in rank and rank[package] > rank[reader]:
+                found.append(f"{group}:{name} -> {target} (read by {reader})")
+    return sorted(found)
+
+
+def test_no_entry_point_makes_a_runtime_loop():
+    """The retrieval baselines are graphs of the agent; no plugin group lets the agent run evals code."""
+    points = _entry_points(REPO / "pyproject.toml")
+    assert "geoagent.predictors" not in points
+    assert runtime_back_edges(points, {"geoagent.commands": "agent"}) == []
+    for path in (REPO / "agent").rglob("*.py"):
+        assert "geoagent.predictors" not in path.read_text(encoding="utf-8"), path
+
+
+def test_the_entry_point_checker_catches_a_loop():
+    points = {"geoagent.predictors": {"rerank": "evals.baselines:RerankBaseline"}, "geoagent.commands": {"eval": "evals.cli:app"}}
+    assert runtime_back_edges(points, {"geoagent.predictors": "agent"}) == [
+        "geoagent.predictors:rerank -> evals.baselines:RerankBaseline (read by agent)"]

@@ -1,7 +1,8 @@
 """The agent's tools: one LangChain tool per module, built around shared ``Services``.
 
 ``make_tools(services)`` gives the seven tools in ``TOOL_NAMES`` order; ``ALL_TOOLS`` (built lazily on
-first access) uses ``Services(load_settings())``.
+first access) uses ``Services(load_settings())``. The photo tools read the photo from their injected
+runtime's context; outside a graph, pass ``runtime=photo_runtime(photo)``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
+from tools.common import GeoTool, photo_runtime
 from tools.services import Services, ToolSettings
 
 TOOL_NAMES = (
@@ -61,4 +63,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'tools' has no attribute {name!r}")
 
 
-__all__ = ["ALL_TOOLS", "TOOL_NAMES", "Services", "ToolSettings", "make_tools"]
+__all__ = ["ALL_TOOLS", "TOOL_NAMES", "GeoTool", "Services", "ToolSettings", "make_tools", "photo_runtime"]

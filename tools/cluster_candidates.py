@@ -38,6 +38,12 @@ class ClusterCandidatesArgs(BaseModel):
     min_samples: int = Field(default=2, ge=1, le=100, description="Candidates needed to form a cluster.")
 
 
+def summarise(content: dict[str, Any]) -> str:
+    best = content.get("best")
+    where = f"; best {best['lat']:.3f}, {best['lon']:.3f} support {best.get('support')}" if best else ""
+    return f"{len(content.get('clusters') or [])} clusters, {content.get('noise', 0)} noise{where}"
+
+
 def make_cluster_candidates(services: Services) -> BaseTool:
     del services
 
@@ -67,4 +73,4 @@ def make_cluster_candidates(services: Services) -> BaseTool:
             out["more_clusters"] = len(res.clusters) - MAX_CLUSTERS
         return out, res
 
-    return build_tool("cluster_candidates", run, ClusterCandidatesArgs, DESCRIPTION)
+    return build_tool("cluster_candidates", run, ClusterCandidatesArgs, DESCRIPTION, summarise)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from langchain_core.tools import BaseTool
-from pydantic import BaseModel, Field
+from typing import Any
 
-from retrieval_service.core.media import tool_image_path
+from langchain_core.tools import BaseTool
+
 from retrieval_service.evidence.exif import read_exif
-from tools.common import IMAGE_DESCRIPTION, Photo, ToolOutput, build_tool, r
+from tools.common import PhotoArgs, Runtime, ToolOutput, build_tool, photo_of, r
 from tools.services import Services
 
 DESCRIPTION = """Read the photo's EXIF metadata. Call this FIRST.
@@ -17,13 +17,18 @@ If "gps" is present the photo's location is known from the camera: that short-ci
 locate the photo from its content (retrieve, read_text, segment_scene...)."""
 
 
-class ReadExifArgs(BaseModel):
-    image: Photo = Field(min_length=1, description=IMAGE_DESCRIPTION)
+class ReadExifArgs(PhotoArgs):
+    """No arguments: the tool reads the photo being geolocated."""
+
+
+def summarise(content: dict[str, Any]) -> str:
+    gps = content.get("gps")
+    return f"GPS {gps['lat']:.4f}, {gps['lon']:.4f}" if gps else "no GPS in EXIF"
 
 
 def make_read_exif(services: Services) -> BaseTool:
-    def run(image: str) -> ToolOutput:
-        info = read_exif(tool_image_path(image, services.settings), services.settings)
+    def run(runtime: Runtime) -> ToolOutput:
+        info = read_exif(photo_of(runtime).path, services.settings)
         if info.gps is not None:
             gps = {
                 "lat": r(info.gps.lat, 5),
@@ -38,4 +43,4 @@ def make_read_exif(services: Services) -> BaseTool:
                 note = f"{info.gps_problem}. {note}"
         return {"gps": gps, "datetime": info.datetime, "camera": info.camera, "note": note}, info
 
-    return build_tool("read_exif", run, ReadExifArgs, DESCRIPTION)
+    return build_tool("read_exif", run, ReadExifArgs, DESCRIPTION, summarise)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from retrieval_service.core.errors import GeoAgentError
-from retrieval_service.core.types import Candidate, GeoFilter
+from retrieval_service.core.types import Candidate, GeoFilter, GeoFilterFields
 from retrieval_service.retrieval.settings import MAX_TOP_K
-from retrieval_service.core.media import tool_image_path
-from tools.common import IMAGE_DESCRIPTION, Photo, ToolOutput, build_tool, r
+from tools.common import PhotoArgs, Runtime, ToolOutput, build_tool, photo_of, r
 from tools.services import Services
 
 DESCRIPTION = """Find candidate locations for the photo by embedding retrieval.
@@ -23,21 +22,19 @@ lat+lon+radius_km (e.g. 300 km around a guess), or min_lat+max_lat+min_lon+max_l
 (ISO 2 letters, e.g. "FR"). Pass the lists to cluster_candidates to find the consensus area."""
 
 
-class RetrieveArgs(BaseModel):
-    image: Photo = Field(min_length=1, description=IMAGE_DESCRIPTION)
-    k: int = Field(default=10, ge=1, le=MAX_TOP_K, description="Candidates per list.")
-    lat: float | None = Field(default=None, ge=-90, le=90, description="Circle filter centre latitude.")
-    lon: float | None = Field(default=None, ge=-180, le=180, description="Circle filter centre longitude.")
-    radius_km: float | None = Field(default=None, gt=0, le=20_038, description="Circle filter radius in km.")
-    min_lat: float | None = Field(default=None, ge=-90, le=90)
-    max_lat: float | None = Field(default=None, ge=-90, le=90)
-    min_lon: float | None = Field(default=None, ge=-180, le=180)
-    max_lon: float | None = Field(default=None, ge=-180, le=180)
-    country_code: str | None = Field(default=None, min_length=2, max_length=2, description="ISO 3166-1 alpha-2 code.")
+class RetrieveArgs(GeoFilterFields, PhotoArgs):
+    """How many candidates, an optional geo filter (``GeoFilter``'s fields), dissimilar neighbours."""
+
+    k: int | None = Field(default=None, ge=1, le=MAX_TOP_K, description="Candidates per list (default: the configured top_k).")
     dissimilar: int = Field(default=0, ge=0, le=20, description="Also return this many least similar database photos.")
 
 
-_FILTER_FIELDS = ("lat", "lon", "radius_km", "min_lat", "max_lat", "min_lon", "max_lon", "country_code")
+def summarise(content: dict[str, Any]) -> str:
+    g, d = content.get("gallery") or [], content.get("database") or []
+    top = (g or d)[:1]
+    head = f"; top {top[0]['lat']:.3f}, {top[0]['lon']:.3f} ({top[0].get('score', 0):.3f})" if top else ""
+    filt = f" filter={content['filter']}" if content.get("filter") else ""
+    return f"{len(g)} gallery + {len(d)} database candidates{head}{filt}"
 
 
 def _db(c: Candidate) -> dict[str, Any]:
@@ -47,7 +44,11 @@ def _db(c: Candidate) -> dict[str, Any]:
     return row
 
 
-def _geo_filter(given: dict[str, Any]) -> GeoFilter:
+def geo_filter(given: dict[str, Any]) -> GeoFilter | None:
+    """The filter the set fields describe (None when none is set); a clear error when they do not
+    make one filter."""
+    if not given:
+        return None
     try:
         return GeoFilter(**given)
     except ValidationError as exc:
@@ -59,20 +60,15 @@ def _geo_filter(given: dict[str, Any]) -> GeoFilter:
 
 
 def make_retrieve(services: Services) -> BaseTool:
-    def run(image: str, k: int = 10, dissimilar: int = 0, **filter_args: Any) -> ToolOutput:
-        ref = tool_image_path(image, services.settings)
-        given = {key: filter_args.get(key) for key in _FILTER_FIELDS if filter_args.get(key) is not None}
-        geo_filter = _geo_filter(given) if given else None
-        result = services.retriever.search(ref, k_gallery=k, k_database=k, geo_filter=geo_filter, dissimilar=dissimilar)
-        used = result.geo_filter or geo_filter
+    def run(runtime: Runtime, k: int | None = None, dissimilar: int = 0, **filter_args: Any) -> ToolOutput:
+        k = k or services.settings.top_k
+        requested = geo_filter(GeoFilterFields(**filter_args).filter_given())
+        result = services.retriever.search(photo_of(runtime), k_gallery=k, k_database=k, geo_filter=requested,
+                                           dissimilar=dissimilar)
+        used = result.geo_filter or requested
         return {
             "gallery": [
-                {
-                    "lat": r(c.lat, 4),
-                    "lon": r(c.lon, 4),
-                    "score": r(c.score, 4),
-                    "country_code": c.get("country_code"),
-                }
+                {"lat": r(c.lat, 4), "lon": r(c.lon, 4), "score": r(c.score, 4), "country_code": c.get("country_code")}
                 for c in result.gallery[:k]
             ],
             "database": [_db(c) for c in result.database[:k]],
@@ -80,4 +76,4 @@ def make_retrieve(services: Services) -> BaseTool:
             "filter": used.model_dump(exclude_none=True) if used is not None else None,
         }, result
 
-    return build_tool("retrieve", run, RetrieveArgs, DESCRIPTION)
+    return build_tool("retrieve", run, RetrieveArgs, DESCRIPTION, summarise)

@@ -14,7 +14,7 @@ from tools.services import Services
 DESCRIPTION = f"""Name the place at a coordinate (offline GeoNames gazetteer of towns with >= 1000 people).
 Use it to turn a candidate (lat, lon) into a town, region and country, e.g. to check it against text,
 language or scenery in the photo.
-Returns {{"place","admin1","country","country_code","distance_km","remote"}}: distance_km is how far
+Returns {{"city","region","country","country_code","distance_km","remote"}}: distance_km is how far
 the nearest town is; "remote" is true when it is more than {REMOTE_KM:.0f} km away (open sea, desert,
 ice, wilderness), so the place name is then only a rough pointer."""
 
@@ -23,19 +23,24 @@ class ReverseGeocodeArgs(Location):
     """The coordinate to name."""
 
 
+def summarise(content: dict[str, Any]) -> str:
+    parts = [content.get(k) for k in ("city", "region", "country")]
+    return ", ".join(p for p in parts if p) + f" ({content.get('distance_km', '?')} km)"
+
+
 def make_reverse_geocode(services: Services) -> BaseTool:
     def run(lat: float, lon: float) -> ToolOutput:
         info = services.geocoder.lookup(lat, lon)
         out: dict[str, Any] = {
-            "place": info.place,
-            "admin1": info.admin1,
+            "city": info.city,
+            "region": info.region,
             "country": info.country,
             "country_code": info.country_code,
-            "distance_km": r(info.distance_km, 1),
+            "distance_km": r(info.distance_km or 0.0, 1),
             "remote": info.remote,
         }
         if info.address:
             out["address"] = info.address
         return out, info
 
-    return build_tool("reverse_geocode", run, ReverseGeocodeArgs, DESCRIPTION)
+    return build_tool("reverse_geocode", run, ReverseGeocodeArgs, DESCRIPTION, summarise)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from langchain_core.tools import BaseTool
-from pydantic import BaseModel, Field
+from typing import Any
 
-from retrieval_service.core.media import open_image
-from retrieval_service.evidence.scene import describe_scene
-from tools.common import IMAGE_DESCRIPTION, Photo, ToolOutput, build_tool
+from langchain_core.tools import BaseTool
+
+from retrieval_service.evidence.scene import SceneComposition, describe_scene
+from tools.common import PhotoArgs, Runtime, ToolOutput, build_tool, photo_of
 from tools.services import Services
 
 DESCRIPTION = """Describe what the photo is made of with semantic segmentation.
@@ -19,13 +19,17 @@ Returns {"shares": {class: fraction of pixels} largest first (e.g. {"sky": 0.31,
 or ADE20K's 150 classes)."""
 
 
-class SegmentSceneArgs(BaseModel):
-    image: Photo = Field(min_length=1, description=IMAGE_DESCRIPTION)
+class SegmentSceneArgs(PhotoArgs):
+    """No arguments: the tool segments the photo being geolocated."""
+
+
+def summarise(content: dict[str, Any]) -> str:
+    return SceneComposition.model_validate(content).describe() or "no segments"
 
 
 def make_segment_scene(services: Services) -> BaseTool:
-    def run(image: str) -> ToolOutput:
-        scene = describe_scene(services.segmenter, open_image(image, services.settings))
+    def run(runtime: Runtime) -> ToolOutput:
+        scene = describe_scene(services.segmenter, photo_of(runtime).decode(services.settings))
         return {"shares": scene.shares, "hints": scene.hints, "backend": scene.backend}, scene
 
-    return build_tool("segment_scene", run, SegmentSceneArgs, DESCRIPTION)
+    return build_tool("segment_scene", run, SegmentSceneArgs, DESCRIPTION, summarise)

@@ -1,6 +1,6 @@
 """`geoagent chat`: a terminal chat about where photos were taken.
 
-Every photo gets its own thread (``agent.threads``); questions go to the current photo's thread,
+Every photo gets its own thread (``agent.conversation.threads``); questions go to the current photo's thread,
 through the agent's graph with the tools and the photo when an LMM is configured. While a step runs
 a status line names it; the LMM's text is streamed as it is generated. Line editing and a
 persistent input history come from prompt_toolkit on a terminal; piped input is read line by line.
@@ -85,8 +85,8 @@ def chat(
     from rich.console import Console
 
     from agent.api import load_agent
-    from agent.chat import ChatSession
-    from agent.threads import sqlite_checkpointer
+    from agent.conversation.session import ChatSession
+    from agent.conversation.threads import sqlite_checkpointer
 
     if session is not None and not session.strip():
         raise GeoAgentError("the session name is empty", "pass --session NAME with a non-empty name")

@@ -14,7 +14,7 @@ from agent.cli.context import settings_from
 from agent.prediction import Prediction, Usage
 from agent.modes import available_modes, check_mode
 from retrieval_service.core.errors import GeoAgentError
-from retrieval_service.core.media import ResolvedImage, resolve_image
+from retrieval_service.core.photo import Photo
 from retrieval_service.retrieval.settings import MAX_TOP_K
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,10 @@ def locate(
         raise GeoAgentError(f"the map file {map_file} does not end in .html", "pass e.g. --map out.html")
     settings = settings_from(ctx, top_k=top_k, rag_samples=rag_samples)
     debug = bool(getattr(ctx.find_root().obj, "debug", False))
-    checked: list[ResolvedImage | BaseException] = []
+    checked: list[Photo | BaseException] = []
     for photo in photos:  # every input resolved and checked before any model loads
         try:
-            checked.append(resolve_image(photo, settings.cache_dir, settings))
+            checked.append(Photo.resolve(photo, settings.cache_dir, settings))
         except GeoAgentError as exc:
             if debug:
                 raise

@@ -27,7 +27,7 @@ def serve(
     and follow-up questions under /v1/threads. Limits come from the GEOAGENT_SERVICE_* settings.
     """
     from agent.api import GeoAgent, load_agent
-    from agent.threads import Threads, sqlite_checkpointer
+    from agent.conversation.threads import Threads, sqlite_checkpointer
     from agent.web.app import create_app
     from retrieval_service.service.server import serve as run_server
     from retrieval_service.service.settings import ServiceSettings

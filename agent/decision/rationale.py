@@ -20,13 +20,13 @@ def describe(answer: Answer, *, candidates: list[Candidate], obs: Observations, 
         top = clusters[0]
         parts.append(f"The strongest cluster groups {top.support} of them within about {top.radius_km:.1f} km.")
     if chosen is not None:
-        support = float(chosen.get("support", 0.0))
-        parts.append(f"The answer{where} ({answer.lat:.4f}, {answer.lon:.4f}) is a {chosen.get('label') or chosen.source} "
+        support = chosen.support or 0.0
+        parts.append(f"The answer{where} ({answer.lat:.4f}, {answer.lon:.4f}) is a {chosen.label or chosen.source} "
                      f"holding {support:.0%} of the retrieval evidence's probability within {SUPPORT_RADIUS_KM:.0f} km.")
-        if chosen.get("verify") is not None:
-            others = [o.get("verify") for o in answer.alternatives if o.get("verify") is not None]
+        if chosen.verification is not None:
+            others = [o.verification for o in answer.alternatives if o.verification is not None]
             versus = f" against at most {max(others):.3f} for the alternatives" if others else ""
-            parts.append(f"Image-to-GPS verification scored it {chosen.get('verify'):.3f}{versus} "
+            parts.append(f"Image-to-GPS verification scored it {chosen.verification:.3f}{versus} "
                          "(reported only: for gallery points it restates the retrieval score).")
     if obs.text and obs.text.lines:
         lines = [ln.text for ln in obs.text.lines[:3]]

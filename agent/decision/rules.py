@@ -1,18 +1,21 @@
 """The no-LMM decision: the mode of the one probability model, explained in words.
 
-Pure functions over typed observations, shared by the policy, the LMM fallbacks and the baselines.
-The locations to choose between ("options") are ``Candidate``s whose payload carries the policy's
-working values: ``label``, ``support`` (the probability within ``SUPPORT_RADIUS_KM`` under the
-tools' mixture, ``agent.decision.sources``) and ``verify`` (cosine of the photo and the location,
-reported but not counted again: for a gallery point it is the very score the gallery's softmax
-already holds). The answer is the mixture's most probable place; ``score`` is its probability mass.
+Pure functions over typed observations, shared by the policy, the LMM fallbacks and the RAG recipe.
+The locations to choose between are ``Option``s: a label, ``support`` (the probability within
+``SUPPORT_RADIUS_KM`` under the retrieval evidence's mixture) and ``verification`` (cosine of the
+photo and the location, reported but not counted again: for a gallery point it is the very score the
+gallery's softmax already holds). The answer is the mixture's most probable place; ``score`` is its
+probability mass. Mixtures come from the run's ``Mixtures`` (one per evidence set).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
-from agent.decision.sources import build_mixture, usable
+from agent.decision.mixture import Mixture, Mode
+from agent.decision.sources import Mixtures, usable
+from agent.prediction import Option
 from retrieval_service.core.geo import distance_km, distances_km
 from retrieval_service.core.types import Candidate, Verification
 from retrieval_service.evidence.clustering import Cluster
@@ -20,18 +23,19 @@ from retrieval_service.evidence.ocr import TextReading
 
 SUPPORT_RADIUS_KM = 50.0
 SAME_PLACE_KM = 1.0
+CONFIDENCE_KM = 25
 RETRIEVAL_SOURCES = ("gallery", "database")
 
 
 class Choice(NamedTuple):
     """The option the rule picked, its confidence and the runners-up."""
 
-    chosen: Candidate
+    chosen: Option
     confidence: float
-    alternatives: list[Candidate]
+    alternatives: list[Option]
 
 
-def retrieval_candidates(candidates: list[Candidate]) -> list[Candidate]:
+def retrieval_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
     """The candidates that came from image retrieval (gallery and database), not from a
     geo-filtered ("zoom") search."""
     return [c for c in usable(candidates) if c.source in RETRIEVAL_SOURCES]
@@ -43,76 +47,78 @@ def ocr_candidates(reading: TextReading | None) -> list[Candidate]:
             for p in (reading.places if reading else [])]
 
 
-def support_share(lat: float, lon: float, candidates: list[Candidate], radius_km: float = SUPPORT_RADIUS_KM,
-                  rest: list[Candidate] = ()) -> float:
-    """The probability within ``radius_km`` of a point under the retrieval evidence's mixture (gallery
-    softmax and database softmax, each on its own scale; zoom-search candidates left out); 0 without any."""
-    mixture = build_mixture(retrieval_candidates(candidates), list(rest))
+def retrieval_mixture(mixtures: Mixtures, candidates: Sequence[Candidate], rest: Sequence[Candidate] = ()) -> Mixture | None:
+    """The retrieval evidence's mixture (gallery softmax and its rest, database softmax)."""
+    return mixtures.of(retrieval_candidates(candidates), rest)
+
+
+def tools_mixture(mixtures: Mixtures, candidates: Sequence[Candidate], rest: Sequence[Candidate] = ()) -> Mixture | None:
+    """The tools' evidence's mixture: retrieval and the places the photo's text names."""
+    return mixtures.of(candidates, rest)
+
+
+def support_within(mixture: Mixture | None, lat: float, lon: float, radius_km: float = SUPPORT_RADIUS_KM) -> float:
+    """The probability within ``radius_km`` of a point under ``mixture`` (0 without one)."""
     return float(mixture.prob_within(lat, lon, [radius_km])[0]) if mixture is not None else 0.0
 
 
-def build_options(candidates: list[Candidate], clusters: list[Cluster], extra: list[Candidate] = (),
-                  top_singletons: int = 3) -> list[Candidate]:
-    """The locations to choose between: cluster centres, the best single candidates, OCR places."""
-    options: list[Candidate] = []
+def build_options(candidates: Sequence[Candidate], clusters: Sequence[Cluster], extra: Sequence[Candidate] = (), *,
+                  support: Mixture | None, top_singletons: int = 3) -> list[Option]:
+    """The locations to choose between: cluster centres, the best single candidates, OCR places,
+    each with its support under the retrieval evidence's mixture ``support``."""
+    options: list[Option] = []
     for i, cl in enumerate(clusters):
-        options.append(Candidate(lat=cl.lat, lon=cl.lon, source="cluster",
-                                 payload={"label": f"cluster {i + 1} ({cl.support} candidates)"}))
+        options.append(Option(lat=cl.lat, lon=cl.lon, source="cluster", label=f"cluster {i + 1} ({cl.support} candidates)"))
     ranked = sorted(retrieval_candidates(candidates), key=lambda c: -c.score)
     for c in ranked[:top_singletons]:
-        options.append(Candidate(lat=c.lat, lon=c.lon, source=c.source, payload={"label": f"{c.source} neighbour"}))
+        options.append(Option(lat=c.lat, lon=c.lon, source=c.source, label=f"{c.source} neighbour"))
     for c in extra:
-        options.append(Candidate(lat=c.lat, lon=c.lon, source=c.source, payload={"label": str(c.get("name") or c.source)}))
-    deduped: list[Candidate] = []
+        options.append(Option(lat=c.lat, lon=c.lon, source=c.source, label=str(c.get("name") or c.source)))
+    deduped: list[Option] = []
     for opt in options:
         if all(distance_km(opt.lat, opt.lon, o.lat, o.lon) > SAME_PLACE_KM for o in deduped):
             deduped.append(opt)
-    mixture = build_mixture(retrieval_candidates(candidates))
-    for opt in deduped:
-        support = float(mixture.prob_within(opt.lat, opt.lon, [SUPPORT_RADIUS_KM])[0]) if mixture is not None else 0.0
-        opt.payload = {**(opt.payload or {}), "support": round(support, 4)}
-    return deduped
+    return [o.model_copy(update={"support": round(support_within(support, o.lat, o.lon), 4)}) for o in deduped]
 
 
-def attach_verification(options: list[Candidate], verification: Verification | None) -> list[Candidate]:
-    """The options with their verification score in ``payload["verify"]`` (matched within 1 km:
-    tool results are rounded); options that were not verified keep ``None``."""
-    out = []
-    for opt in options:
-        score = verification.score_near(opt.lat, opt.lon, SAME_PLACE_KM) if verification else None
-        out.append(opt.model_copy(update={"payload": {**(opt.payload or {}), "verify": score}}))
-    return out
+def attach_verification(options: Sequence[Option], verification: Verification | None) -> list[Option]:
+    """The options with their verification score (matched within 1 km: tool results are rounded);
+    options that were not verified keep ``None``."""
+    return [o.model_copy(update={"verification": verification.score_near(o.lat, o.lon, SAME_PLACE_KM) if verification else None})
+            for o in options]
 
 
-def unverified(options: list[Candidate]) -> list[Candidate]:
-    return [o for o in options if o.get("verify") is None]
+def unverified(options: Sequence[Option]) -> list[Option]:
+    return [o for o in options if o.verification is None]
 
 
-def choose(options: list[Candidate], candidates: list[Candidate], *, rest: list[Candidate] = (),
-           n_alternatives: int = 5) -> Choice | None:
-    """The most probable place under the tools' mixture (gallery, database, OCR places; ``rest``: the
-    gallery's probability outside the top-k). The chosen option carries the label, support and
-    verification of the option at that place when there is one. Confidence: P(error <= 25 km)."""
-    mixture = build_mixture(list(candidates), list(rest))
+def mode_option(mixture: Mixture, mode: Mode, label: str | None = None, *, own_source: bool = False) -> Option:
+    """A mode of the mixture as an option: source "cluster", or with ``own_source`` the source that
+    made it when only one did."""
+    sources = {mixture.components[i].source for i in mode.members} if own_source else set()
+    source = sources.pop() if len(sources) == 1 else "cluster"
+    return Option(lat=mode.lat, lon=mode.lon, score=round(mode.mass, 6), probability=round(min(1.0, mode.mass), 6),
+                  source=source,  # type: ignore[arg-type]
+                  label=label or f"mode holding {mode.mass:.1%} of the probability")
+
+
+def choose(options: Sequence[Option], mixture: Mixture | None, *, n_alternatives: int = 5) -> Choice | None:
+    """The most probable place under the tools' ``mixture`` (gallery, database, OCR places). The
+    chosen option carries the label and verification of the option at that place when there is one,
+    and its support under ``mixture``. Confidence: P(error <= 25 km)."""
     if mixture is None:
         if not options:
             return None
         best = options[0]
-        return Choice(best.model_copy(update={"score": 0.0}), 0.0, options[1:1 + n_alternatives])
+        return Choice(best.model_copy(update={"score": 0.0}), 0.0, list(options[1:1 + n_alternatives]))
     modes = mixture.modes()
     top = max(modes, key=lambda md: md.density)
     near = [o for o in options if distance_km(o.lat, o.lon, top.lat, top.lon) <= SAME_PLACE_KM]
     apart = distances_km(top.lat, top.lon, [md.lat for md in modes], [md.lon for md in modes]) > SAME_PLACE_KM
     others = [md for md, far in zip(modes, apart.tolist()) if far][:n_alternatives]
-    sources = {mixture.components[i].source for i in top.members}  # gallery, database or ocr
-    source = sources.pop() if len(sources) == 1 else "cluster"
-    payload = {**(near[0].payload or {})} if near else {"label": f"most probable place ({len(top.members)} candidates)"}
-    payload["support"] = round(float(mixture.prob_within(top.lat, top.lon, [SUPPORT_RADIUS_KM])[0]), 4)
-    chosen = Candidate(lat=top.lat, lon=top.lon, score=round(top.mass, 6), probability=round(min(1.0, top.mass), 6),
-                       source=source,  # type: ignore[arg-type]
-                       payload=payload)
-    confidence = float(mixture.prob_within(top.lat, top.lon, [25])[0])
-    alternatives = [Candidate(lat=md.lat, lon=md.lon, score=round(md.mass, 6), probability=round(min(1.0, md.mass), 6),
-                              source="cluster", payload={"label": f"mode holding {md.mass:.1%} of the probability"})
-                    for md in others]
-    return Choice(chosen, round(confidence, 4), alternatives)
+    chosen = mode_option(mixture, top, f"most probable place ({len(top.members)} candidates)", own_source=True)
+    if near:
+        chosen = chosen.model_copy(update={"label": near[0].label, "verification": near[0].verification})
+    chosen = chosen.model_copy(update={"support": round(support_within(mixture, top.lat, top.lon), 4)})
+    confidence = float(mixture.prob_within(top.lat, top.lon, [CONFIDENCE_KM])[0])
+    return Choice(chosen, round(confidence, 4), [mode_option(mixture, md) for md in others])

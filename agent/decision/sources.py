@@ -10,8 +10,12 @@
 
 Each source sums to its ``SOURCE_WEIGHTS`` share, so a source with many candidates does not
 outweigh one with few, and gallery cosines (~0.1-0.5) never compete with image cosines (~0.6-1.0).
-Candidates found by a geo-filtered ("zoom") search (``payload["filtered"]``) are left out: they
+Candidates found by a geo-filtered ("zoom") search (``Candidate.filtered``) are left out: they
 were selected for a hypothesis and cannot support it.
+
+A run builds each evidence set's mixture once: ``Mixtures`` (one per run, in the run context) keeps
+the mixtures it built by their components, and every step that needs the probability model (the
+options' support, the choice, the Prediction's probabilities, areas and clusters) asks it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from cachetools import LRUCache
 
 from agent.decision.mixture import Component, Mixture
 from retrieval_service.core.types import Candidate
@@ -40,17 +43,11 @@ EXIF_SPREAD_KM = 0.05
 """Consumer GPS: tens of metres."""
 SOURCE_WEIGHTS: dict[str, float] = {"gallery": 1.0, "database": 1.0, "ocr": 0.25, "lmm": 0.5, "exif": 1000.0}
 """Each source's share of the mixture before normalisation (EXIF GPS, when present, dominates)."""
-MIXTURE_CACHE_SIZE = 16
-"""Mixtures kept by their components: one run builds the same evidence's mixture several times (the
-options' support, the rule's choice, the Prediction's fields), and a mixture's samples and modes are
-its cost, so each is computed once."""
-_mixtures: LRUCache = LRUCache(maxsize=MIXTURE_CACHE_SIZE)
-_mixtures_lock = threading.Lock()
 
 
 def usable(candidates: Iterable[Candidate]) -> list[Candidate]:
     """The candidates that may count as evidence: not found by a geo-filtered search."""
-    return [c for c in candidates if not (c.payload or {}).get("filtered")]
+    return [c for c in candidates if not c.filtered]
 
 
 def softmax(values: Sequence[float], temperature: float) -> np.ndarray:
@@ -105,47 +102,47 @@ def tool_components(candidates: list[Candidate], rest: list[Candidate] = ()) -> 
             *point_components([c for c in pool if c.source == "ocr"], "ocr", OCR_SPREAD_KM, SOURCE_WEIGHTS["ocr"])]
 
 
-def build_mixture(candidates: list[Candidate], rest: list[Candidate] = (), *, lmm: list[Candidate] = (),
-                  exif: Candidate | None = None) -> Mixture | None:
-    """The one probability model of a run: the tools' evidence, the LMM's proposals and EXIF GPS."""
-    comps = tool_components(candidates, rest)
+def components(candidates: Sequence[Candidate], rest: Sequence[Candidate] = (), *, lmm: Sequence[Candidate] = (),
+               exif: Candidate | None = None) -> list[Component]:
+    """The components of one evidence set: the tools' evidence, the LMM's proposals and EXIF GPS."""
+    comps = tool_components(list(candidates), list(rest))
     comps += point_components(list(lmm), "lmm", LMM_SPREAD_KM, SOURCE_WEIGHTS["lmm"])
     if exif is not None:
         comps.append(Component(exif.lat, exif.lon, SOURCE_WEIGHTS["exif"], EXIF_SPREAD_KM, "exif", "EXIF GPS"))
-    comps = [c for c in comps if c.weight > 0 and math.isfinite(c.weight)]
-    return mixture_of(comps) if comps else None
+    return [c for c in comps if c.weight > 0 and math.isfinite(c.weight)]
 
 
-class _Key:
-    """Components as a cache key that hashes them once (the cache looks a key up several times)."""
-
-    __slots__ = ("components", "_hash")
-
-    def __init__(self, components: Sequence[Component]) -> None:
-        self.components = tuple(components)
-        self._hash = hash(self.components)
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Key) and self._hash == other._hash and self.components == other.components
+def build_mixture(candidates: Sequence[Candidate], rest: Sequence[Candidate] = (), *, lmm: Sequence[Candidate] = (),
+                  exif: Candidate | None = None) -> Mixture | None:
+    """The probability model of one evidence set (None without any evidence); a new mixture each
+    call: a run asks its ``Mixtures`` instead, which builds each evidence set once."""
+    comps = components(candidates, rest, lmm=lmm, exif=exif)
+    return Mixture(comps) if comps else None
 
 
-def mixture_of(components: Sequence[Component]) -> Mixture:
-    """The mixture of these components, shared with earlier calls on the same components (a mixture
-    is immutable once built; its samples and modes are computed lazily, once)."""
-    key = _Key(components)
-    with _mixtures_lock:
-        found = _mixtures.get(key)
-    if found is None:
-        found = Mixture(list(components))
-        with _mixtures_lock:
-            _mixtures[key] = found
-    return found
+class Mixtures:
+    """The mixtures of one run, one per evidence set (keyed by its components): a mixture's samples
+    and modes are its cost, and several steps need the same evidence's mixture. ``built`` counts
+    the mixtures this run constructed."""
 
+    def __init__(self) -> None:
+        self._by_components: dict[tuple[Component, ...], Mixture] = {}
+        self._lock = threading.Lock()
+        self.built = 0
 
-def vote(proposals: list[Candidate], candidates: list[Candidate] = (), rest: list[Candidate] = ()) -> Mixture | None:
-    """Combine sampled answers (RAG's LMM proposals, self-consistency samples) with the tools'
-    evidence into one mixture: each proposal a point mass sharing the LMM's weight."""
-    return build_mixture(list(candidates), list(rest), lmm=proposals)
+    def of(self, candidates: Sequence[Candidate], rest: Sequence[Candidate] = (), *, lmm: Sequence[Candidate] = (),
+           exif: Candidate | None = None) -> Mixture | None:
+        """The mixture of this evidence set, built on the first request (None without any evidence)."""
+        comps = tuple(components(candidates, rest, lmm=lmm, exif=exif))
+        if not comps:
+            return None
+        with self._lock:
+            found = self._by_components.get(comps)
+            if found is None:
+                found = self._by_components[comps] = Mixture(list(comps))
+                self.built += 1
+        return found
+
+    def vote(self, proposals: Sequence[Candidate]) -> Mixture | None:
+        """Sampled answers (RAG's LMM proposals) as one mixture: each a point mass sharing the LMM's weight."""
+        return self.of([], lmm=proposals)

@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 
 from agent.decision.blas import single_blas_thread
 from agent.decision.mixture import Component, Mixture, Mode
-from agent.prediction import AREA_LEVELS, ProbabilitySurface
+from agent.decision.rules import mode_option
+from agent.prediction import AREA_LEVELS, Option, ProbabilitySurface
 from retrieval_service.core.geo import EARTH_RADIUS_KM, distances_km, to_unit_vectors
-from retrieval_service.core.types import Candidate
 from retrieval_service.evidence.clustering import Cluster
 
 N_ALTERNATIVES = 5
@@ -35,7 +35,7 @@ class Summary(BaseModel):
     probabilities: dict[str, float]
     search_area_km2: dict[str, float]
     clusters: list[Cluster] = Field(default_factory=list)
-    alternatives: list[Candidate] = Field(default_factory=list)
+    alternatives: list[Option] = Field(default_factory=list)
     surface: ProbabilitySurface | None = None
 
 
@@ -106,10 +106,7 @@ def summarise(mixture: Mixture, lat: float, lon: float, *, with_surface: bool = 
     """Probabilities of the answer (lat, lon), the search areas, clusters, alternatives, surface."""
     modes = mixture.modes()
     apart = distances_km(lat, lon, [md.lat for md in modes], [md.lon for md in modes]) > SAME_PLACE_KM
-    alternatives = [Candidate(lat=md.lat, lon=md.lon, score=round(md.mass, 6), source="cluster",
-                              probability=round(min(1.0, md.mass), 6),
-                              payload={"label": f"mode holding {md.mass:.1%} of the probability"})
-                    for md in [md for md, far in zip(modes, apart.tolist()) if far][:N_ALTERNATIVES]]
+    alternatives = [mode_option(mixture, md) for md in [md for md, far in zip(modes, apart.tolist()) if far][:N_ALTERNATIVES]]
     return Summary(probabilities=mixture.probabilities(lat, lon), search_area_km2=mixture.search_areas(),
                    clusters=mode_clusters(mixture, modes), alternatives=alternatives,
                    surface=surface(mixture, modes) if with_surface else None)
@@ -124,8 +121,6 @@ def low_probability_warning(tools: Mixture | None, lat: float, lon: float) -> st
         return None
     return (f"the LMM's answer has low probability under the tool evidence: P(within {LOW_PROBABILITY_KM} km) = "
             f"{p:.3f} < {LOW_PROBABILITY}; the tools point elsewhere (see alternatives)")
-
-
 
 
 def prediction_fields(mixture: Mixture | None, lat: float, lon: float, *, settings: Any, mode: str,

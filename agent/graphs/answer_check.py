@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
-from agent.graphs.steps import use_tool
 from agent.prediction import Evidence
 from agent.state import AgentState, observations
+from agent.toolbox import Step
 from retrieval_service.core.geo import distance_km
 from retrieval_service.core.types import Location
 
@@ -45,7 +46,7 @@ def evidence_points(state: AgentState) -> list[tuple[str, Location]]:
     return kept[:MAX_POINTS]
 
 
-def check_answer(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+def check_answer(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
     """Verify the LMM's answer against the photo and the retrieval evidence (see the module docs)."""
     answer = state.get("answer")
     if answer is None or answer.source != "lmm":
@@ -60,9 +61,9 @@ def check_answer(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, A
     verified_last: tuple[str, Location, float, float] | None = None
     if len(others) >= 2:
         points = [Location(lat=answer.lat, lon=answer.lon), *(p for _, p in others)]
-        args = {"image": runtime.context.image.path, "candidates": [p.model_dump() for p in points]}
-        _, verification, entry = use_tool(runtime, "verify_locations", args)
-        update["trace"] = [entry]
+        step = Step(runtime, config)
+        verification = step.call("verify_locations", {"candidates": [p.model_dump() for p in points]}).artifact
+        update["trace"] = step.trace
         if verification is not None and verification.ranked:
             def score(p: Location) -> float | None:
                 return next((c.score for c in verification.ranked

@@ -1,51 +1,55 @@
 """The LMM loop: the model calls the tools itself until it submits its answer.
 
-observe -> brief -> reason <-> tools -> gather -> reason ... -> check_answer -> name_place -> decide
-a follow-up question on the thread: START -> follow_up -> reason <-> tools ... -> END (a text reply),
-or -> check_answer -> name_place -> decide when the model submits a new answer.
+observe -> brief -> reason <-> tools -> reason ... -> check_answer -> name_place -> decide
+a follow-up question on the thread (``GeoAgent.stream({"question": ...})`` enters at ``follow_up``):
+follow_up -> reason <-> tools ... -> END (a text reply), or -> check_answer -> name_place -> decide
+when the model submits a new answer.
 
-* Protocol: every tool call of an assistant message is answered by exactly one tool message: the
-  tool's result (``tools``, one task per call), or an error ``reason`` writes itself: arguments that
-  are not valid JSON (the parse problem named), a ``submit_answer`` whose arguments do not validate
-  (the problems named), calls that cannot run (the budget is used up, the answer was submitted).
-* The answer is structured: the ``submit_answer`` tool's arguments, validated by pydantic.
-* Budget: ``steps`` counts the replies with tool calls (invalid ones included) and a first reply
-  that only notes what the photo shows (accepted once, without a repair). Once it reaches
-  ``max_steps`` only ``submit_answer`` is offered. A reply that should answer and does not (text only,
-  an invalid ``submit_answer``, other calls when the answer is due) gets one repair round; the next
-  such reply sends the run to the fallback (options -> verify -> choose). So a run that never answers
-  makes at most max_steps + 2 requests. An LMM failure (retries spent, the circuit breaker open, the
-  photo's limits used up) takes the policy's steps (inspect -> options -> verify -> choose).
+* ``reason`` makes one LMM request; ``classify`` (``agent.graphs.classify``, a pure function)
+  decides what the reply means and ``reason`` returns it as a ``Command`` to the next node. An LMM
+  failure (retries spent, the circuit breaker open, the photo's limits used up) goes to the
+  policy's steps (inspect -> options -> verify -> choose), or ends a follow-up with the error.
+* ``tools`` runs the reply's pending calls through the run's ToolNode and folds every result of
+  the turn into the state (``agent.toolbox``), then goes back to ``reason``.
+* Budget (``state["loop"]``): ``steps`` counts the replies with tool calls (invalid ones included)
+  and a first reply that only notes what the photo shows (accepted once). Once it reaches
+  ``max_steps`` only ``submit_answer`` is offered. A reply that should answer and does not gets one
+  repair round; the next sends the run to the fallback. So a run that never answers makes at most
+  max_steps + 2 requests.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
 from agent.context import RunContext
 from agent.graphs.answer_check import check_answer
-from agent.graphs.conversation import (FOLLOW_UP, follow_up, gather, make_tool_node, photo_note, route_start,
-                                       send_tool_calls, tool_reply)
+from agent.graphs.classify import Budget, Outcome, classify
+from agent.graphs.follow_up import FOLLOW_UP, follow_up, photo_note
 from agent.graphs.policy import add_ending, add_policy_steps
-from agent.graphs.steps import emit, make_observe, route_after_observe
-from agent.lmm.answer import SUBMIT_ANSWER, FinalAnswer, InvalidAnswer, message_text, submit_answer_tool, validate_args
+from agent.graphs.steps import make_observe, route_after_observe
+from agent.lmm.answer import submit_answer_tool
 from agent.lmm.calls import LLMFailure, call_lmm
 from agent.lmm.images import image_content_block, with_photo
 from agent.prediction import Evidence
 from agent.prompts import render
-from agent.state import AgentState, Answer, observations
+from agent.state import AgentState, Answer, Loop, observations
+from agent.toolbox import emit, fold, pending_calls, result_of, run_tools, turn_messages
 
 log = logging.getLogger(__name__)
 
-MAX_REPAIRS = 1
-GRAPH_STEPS_PER_ROUND = 3  # reason, tools, gather
+GRAPH_STEPS_PER_ROUND = 2  # reason, tools
 FIXED_GRAPH_STEPS = 20  # observe, brief, repair and budget rounds, the fallback path, name_place, decide
+
+ReasonNext = Literal["check_answer", "tools", "reason", "options", "inspect", "__end__"]
 
 
 def recursion_limit(max_steps: int) -> int:
@@ -68,7 +72,7 @@ def brief(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                   candidates=_compact([[c.lat, c.lon, round(c.score, 3)] for c in candidates[:10]]),
                   clusters=_compact([[round(c.lat, 4), round(c.lon, 4), c.support, round(c.score_mass, 3), round(c.radius_km, 1)]
                                      for c in clusters[:5]]))
-    return {"steps": 0, "repairs": 0, "turn": "analysis", "messages": [
+    return {"loop": Loop(), "messages": [
         SystemMessage(render("system", max_steps=ctx.settings.max_steps, photo_note=photo_note(ctx))),
         HumanMessage(text + "\n\n" + render("final_answer")),
     ]}
@@ -82,148 +86,103 @@ def _failure_warning(exc: LLMFailure) -> str:
     return f"the LMM failed ({exc}); fell back to the no-LMM policy"
 
 
-def reason(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """One LMM request, and what its reply means: tools to run, an answer, a repair or a fallback."""
-    ctx = runtime.context
-    follow = state.get("turn") == FOLLOW_UP
-    steps, repairs = state.get("steps", 0), state.get("repairs", 0)
-    must_answer = steps >= ctx.settings.max_steps
-    pre: list[Any] = []
-    if must_answer and not state.get("budget_exhausted"):
-        pre = [HumanMessage(render("budget_exhausted_follow_up" if follow else "budget_exhausted"))]
+def _request(state: AgentState, ctx: RunContext, loop: Loop, must_answer: bool) -> tuple[list[Any], Any]:
+    """The messages to send (with the budget notice when the steps were just spent) and the model."""
+    pre = [] if not must_answer or loop.warned else [
+        HumanMessage(render("budget_exhausted_follow_up" if loop.turn == FOLLOW_UP else "budget_exhausted"))]
     model = ctx.models.get("answer" if must_answer else "loop")
     if model is None:  # a context built without the agent's bound models
         model = ctx.chat_model.bind_tools([submit_answer_tool()] if must_answer else [*ctx.tools.values(), submit_answer_tool()])
-    block = image_content_block(ctx.image.path, max_side=ctx.settings.llm_image_max_side)
+    return pre, model
+
+
+def _command(outcome: Outcome, reply: AIMessage, pre: list[Any], update: dict[str, Any]) -> Command[ReasonNext]:
+    """The Command a classified reply becomes."""
+    messages: list[Any] = [*pre, reply, *outcome.replies]
+    update = {**update, "loop": outcome.loop}
+    if outcome.kind == "answer" and outcome.final is not None:
+        final = outcome.final
+        update["answer"] = Answer(lat=final.lat, lon=final.lon, confidence=final.confidence, source="lmm",
+                                  rationale=final.rationale, alternatives=final.alternative_options(), place=final.named_place())
+        update["evidence"] = [Evidence(kind="lmm", detail=final.rationale, lat=final.lat, lon=final.lon, weight=final.confidence)]
+    elif outcome.kind == "notes":
+        messages.append(HumanMessage(render("notes_received")))
+    elif outcome.kind == "repair":
+        update["warnings"] = [f"malformed final answer ({outcome.problem}); asked the LMM to repair it"]
+        if outcome.next == "reason":  # a text reply: ask again in a user message
+            messages.append(HumanMessage(render("repair", problem=outcome.problem)))
+    elif outcome.kind == "fallback":
+        update["warnings"] = [f"malformed final answer after repair ({outcome.problem}); using the best verified candidate"]
+    elif outcome.kind == "give_up":
+        update["reply_error"] = f"no valid answer ({outcome.problem})"
+    return Command(goto=outcome.next, update={**update, "messages": messages})
+
+
+def reason(state: AgentState, runtime: Runtime[RunContext]) -> Command[ReasonNext]:
+    """One LMM request; ``classify`` says what its reply means and where the loop goes next."""
+    ctx = runtime.context
+    loop = state.get("loop") or Loop()
+    budget = Budget(loop, ctx.settings.max_steps)
+    pre, model = _request(state, ctx, loop, budget.must_answer)
+    block = image_content_block(ctx.photo, max_side=ctx.settings.llm_image_max_side)
     sent = with_photo([*(state.get("messages") or []), *pre], block, resend=ctx.settings.llm_resend_photo,
-                      new_turn=follow and steps == 0 and repairs == 0)
+                      new_turn=loop.turn == FOLLOW_UP and loop.steps == 0 and loop.repairs == 0)
     try:
         result = call_lmm(model, sent, ctx.policy, spent=state.get("usage"))
     except LLMFailure as exc:
         for e in exc.entries:
             emit(runtime, {"type": "tool", **e.model_dump()})
         update: dict[str, Any] = {"trace": exc.entries, "usage": exc.usage}
-        if follow:
-            return {**update, "loop_next": "end", "reply_error": str(exc)}
+        if loop.turn == FOLLOW_UP:
+            return Command(goto=END, update={**update, "reply_error": str(exc)})
         log.warning(_failure_warning(exc))
-        return {**update, "llm_failed": True, "loop_next": "failed", "warnings": [_failure_warning(exc)]}
+        return Command(goto="inspect", update={**update, "llm_failed": True, "warnings": [_failure_warning(exc)]})
     for e in result.entries:
         emit(runtime, {"type": "tool", **e.model_dump()})
-    reply: AIMessage = result.reply
-    update = {"trace": result.entries, "usage": result.usage}
     if pre:
-        update["budget_exhausted"] = True
-    answers, final, problem = _answer_calls(reply, must_answer)
-    calls, invalid = reply.tool_calls or [], reply.invalid_tool_calls or []
-    if calls or invalid:
-        update["steps"] = steps + 1
-    messages: list[Any] = [*pre, reply, *answers]
-    if final is not None:
-        alternatives = final.alternative_candidates()
-        update["answer"] = Answer(lat=final.lat, lon=final.lon, confidence=final.confidence, source="lmm",
-                                  rationale=final.rationale, alternatives=alternatives, place=final.named_place())
-        update["evidence"] = [Evidence(kind="lmm", detail=final.rationale, lat=final.lat, lon=final.lon, weight=final.confidence)]
-        return {**update, "messages": messages, "loop_next": "answer"}
-    unanswered = len(calls) + len(invalid) - len(answers)
-    if follow and not calls and not invalid:
-        return {**update, "messages": messages, "loop_next": "end"}  # the text reply to the question
-    if not calls and not invalid and steps == 0 and repairs == 0 and not must_answer and message_text(reply.content).strip():
-        # the first reply: the model's notes on the photo (the prompt asks for them); it costs a step
-        return {**update, "steps": 1, "messages": [*messages, HumanMessage(render("notes_received"))], "loop_next": "reason"}
-    if problem is None and not calls and not invalid:
-        problem = "the reply did not call submit_answer"
-    if problem is None:
-        return {**update, "messages": messages, "loop_next": "tools" if unanswered else "gather"}
-    if repairs >= MAX_REPAIRS:  # the repair round is spent: whatever is still pending does not run
-        ai_calls = {a.tool_call_id for a in answers}
-        messages += [tool_reply(c["id"], c["name"], "not run: the loop ended without a valid answer")
-                     for c in calls if c["id"] not in ai_calls]
-        if follow:
-            return {**update, "messages": messages, "loop_next": "end", "reply_error": f"no valid answer ({problem})"}
-        return {**update, "messages": messages, "repairs": repairs + 1, "wants_fallback": True, "loop_next": "fallback",
-                "warnings": [f"malformed final answer after repair ({problem}); using the best verified candidate"]}
-    update["repairs"] = repairs + 1
-    update["warnings"] = [f"malformed final answer ({problem}); asked the LMM to repair it"]
-    if not calls and not invalid:  # a text reply: ask again in a user message
-        return {**update, "messages": [*messages, HumanMessage(render("repair", problem=problem))], "loop_next": "reason"}
-    return {**update, "messages": messages, "loop_next": "tools" if unanswered else "gather"}
+        budget = Budget(loop.model_copy(update={"warned": True}), ctx.settings.max_steps)
+    outcome = classify(result.reply, budget)
+    return _command(outcome, result.reply, pre, {"trace": result.entries, "usage": result.usage})
 
 
-def _answer_calls(reply: AIMessage, must_answer: bool) -> tuple[list[ToolMessage], FinalAnswer | None, str | None]:
-    """The tool messages ``reason`` writes itself for ``reply``'s calls, the valid final answer if
-    one was submitted, and the problem of a failed answer (None when there is none)."""
-    answers: list[ToolMessage] = []
-    final: FinalAnswer | None = None
-    problem: str | None = None
-    for bad in reply.invalid_tool_calls or []:
-        why = (f"the arguments of {bad.get('name') or 'this call'} are not valid JSON ({parse_problem(bad)}); "
-               "call it again with a JSON object")
-        answers.append(tool_reply(bad.get("id") or "", bad.get("name") or "invalid", why))
-        if bad.get("name") == SUBMIT_ANSWER:
-            problem = why
-    calls = reply.tool_calls or []
-    for call in (c for c in calls if c["name"] == SUBMIT_ANSWER):
-        if final is not None:
-            answers.append(tool_reply(call["id"], SUBMIT_ANSWER, "ignored: an answer was already submitted in this reply"))
-            continue
-        try:
-            final = validate_args(FinalAnswer, call["args"])
-            answers.append(tool_reply(call["id"], SUBMIT_ANSWER, "answer received", error=False))
-        except InvalidAnswer as exc:
-            problem = f"invalid submit_answer arguments: {exc}"
-            answers.append(tool_reply(call["id"], SUBMIT_ANSWER, f"{problem}. Call submit_answer again with corrected arguments."))
-    others = [c for c in calls if c["name"] != SUBMIT_ANSWER]
-    if final is not None:
-        return [*answers, *(tool_reply(c["id"], c["name"], "not run: the answer was submitted") for c in others)], final, None
-    if must_answer:  # only submit_answer may come now: anything else is a failed answer
-        answers += [tool_reply(c["id"], c["name"], "not run: the step budget is used up; call submit_answer now") for c in others]
-        if others or reply.invalid_tool_calls:
-            problem = problem or "tools were called after the step budget was used up"
-    return answers, None, problem
+def tools(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+    """Run the last reply's pending calls through the ToolNode and fold every result of the turn
+    (the loop's own answers to invalid calls included) into the state."""
+    messages = state.get("messages") or []
+    ran = run_tools(runtime, config, pending_calls(messages))
+    ai, answered = turn_messages([*messages, *ran])
+    calls = {c["id"]: c for c in (ai.tool_calls if ai else [])}
+    invalid = {c.get("id"): c for c in (ai.invalid_tool_calls if ai else [])}
+    results = []
+    for msg in answered:
+        call = calls.get(msg.tool_call_id)
+        if call is None:
+            bad = invalid.get(msg.tool_call_id) or {}
+            call = {"name": msg.name or bad.get("name") or "?", "args": {"raw_arguments": str(bad.get("args") or "")[:200]}}
+        results.append(result_of(runtime.context.tools, call, msg))
+    return {**fold(runtime, results), "messages": ran}
 
 
-def parse_problem(bad: dict[str, Any]) -> str:
-    """What was wrong with an invalid call's arguments, in one line (the JSON parser's message)."""
-    error = str(bad.get("error") or "unparseable")
-    for line in error.splitlines():
-        if "JSONDecodeError" in line or "Expecting" in line:
-            return line.strip().removeprefix("Received ")[:200]
-    return error.splitlines()[0][:200] if error.strip() else "unparseable"
-
-
-NEXT = {"answer": "check_answer", "fallback": "options", "failed": "inspect", "gather": "gather", "reason": "reason", "end": END}
-
-
-def route_after_reason(state: AgentState) -> Any:
-    nxt = state.get("loop_next") or "fallback"
-    if nxt == "tools":
-        return send_tool_calls(state)
-    return NEXT[nxt]
-
-
-def add_loop(graph: StateGraph, tools: list[Any]) -> None:
-    """The LMM loop's nodes (reason, tools, gather) and the follow-up entry, on ``graph`` that already
-    has the policy's steps and the ending."""
+def add_loop(graph: StateGraph) -> None:
+    """The LMM loop's nodes (reason, tools) and the follow-up entry, on ``graph`` that already has
+    the policy's steps and the ending."""
     graph.add_node("reason", reason)
-    graph.add_node("tools", make_tool_node(tools))
-    graph.add_node("gather", gather)
+    graph.add_node("tools", tools)
     graph.add_node(FOLLOW_UP, follow_up)
     graph.add_node("check_answer", check_answer)
     graph.add_edge("check_answer", "name_place")
-    graph.add_conditional_edges("reason", route_after_reason, ["tools", *NEXT.values()])
-    graph.add_edge("tools", "gather")
-    graph.add_edge("gather", "reason")
+    graph.add_edge("tools", "reason")
     graph.add_edge(FOLLOW_UP, "reason")
 
 
-def build_agent_graph(tools: list[Any], checkpointer: Any = None) -> Any:
+def build_agent_graph(checkpointer: Any = None) -> Any:
     graph = StateGraph(AgentState, context_schema=RunContext)
     graph.add_node("observe", make_observe())
     graph.add_node("brief", brief)
     add_policy_steps(graph)
     add_ending(graph)
-    add_loop(graph, tools)
-    graph.add_conditional_edges(START, route_start("observe"), ["observe", FOLLOW_UP])
+    add_loop(graph)
+    graph.add_edge(START, "observe")
     graph.add_conditional_edges("observe", route_after_observe("brief", needs_candidates=False), ["brief", "name_place"])
     graph.add_edge("brief", "reason")
     return graph.compile(checkpointer=checkpointer, name="geoagent-agent")

@@ -15,8 +15,6 @@ from agent.graphs.decide import decide
 from agent.graphs.steps import choose, inspect, make_observe, name_place, options, route_after_observe, verify
 from agent.state import RunState
 
-FALLBACK_PATH = ("inspect", "options", "verify", "choose")
-
 
 def add_policy_steps(graph: StateGraph, *, then: str = "name_place") -> None:
     """Add the policy's evidence and decision steps (inspect -> options -> verify -> choose -> ``then``)

@@ -15,25 +15,27 @@ is counted as unparseable in the warnings. Voting is one function, :func:`vote`,
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage
 from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
 from agent.context import RunContext
 from agent.decision import rules
-from agent.decision.sources import vote as decision_vote
-from agent.graphs.conversation import FOLLOW_UP, route_start, tool_reply
-from agent.graphs.llm_loop import add_loop, parse_problem
+from agent.decision.sources import Mixtures
+from agent.graphs.classify import parse_problem
+from agent.graphs.llm_loop import add_loop
 from agent.graphs.policy import add_ending, add_policy_steps
-from agent.graphs.steps import emit, make_observe, route_after_observe, verify
+from agent.graphs.steps import make_observe, route_after_observe, verify
 from agent.lmm.answer import PROPOSE_LOCATION, InvalidAnswer, LocationProposal, propose_location_tool, validate_args
 from agent.lmm.calls import LLMFailure, add_usage, call_lmm
 from agent.lmm.images import image_content_block
-from agent.prediction import Evidence, TraceEntry, Usage
+from agent.prediction import Evidence, Option, TraceEntry, Usage
 from agent.prompts import render
 from agent.state import Answer, RagState, observations
+from agent.toolbox import emit, tool_reply
 from retrieval_service.core.types import Candidate
 
 NEIGHBOURS = (0, 5, 10, 15)
@@ -45,17 +47,17 @@ def _points(candidates: list[Candidate]) -> str:
     return json.dumps([[round(c.lat, 4), round(c.lon, 4)] for c in candidates], separators=(",", ":")) if candidates else "none"
 
 
-def vote(proposals: list[Candidate]) -> list[Candidate]:
-    """The proposals combined by the decision core's probability model (``agent.decision.sources.vote``:
-    each proposal a point mass with the LMM's spread), one candidate per mode of that mixture, scored
-    by its share of the probability mass, heaviest first."""
-    mixture = decision_vote(proposals) if proposals else None
+def vote(proposals: list[Candidate], mixtures: Mixtures) -> list[Option]:
+    """The proposals combined by the decision core's probability model (``Mixtures.vote``: each
+    proposal a point mass with the LMM's spread), one option per mode of that mixture, scored by its
+    share of the probability mass, heaviest first."""
+    mixture = mixtures.vote(proposals) if proposals else None
     if mixture is None:
         return []
     modes = mixture.modes()
     total = sum(m.mass for m in modes) or 1.0
-    return [Candidate(lat=m.lat, lon=m.lon, score=round(m.mass / total, 4), source="lmm",
-                      payload={"label": "LMM vote", "votes": len(m.members), "proposals": len(proposals)})
+    return [Option(lat=m.lat, lon=m.lon, score=round(m.mass / total, 4), source="lmm", label="LMM vote",
+                   votes=len(m.members), proposals=len(proposals))
             for m in modes]
 
 
@@ -73,13 +75,13 @@ def _proposal(reply: Any, neighbours: int) -> tuple[Candidate | None, str | None
     return Candidate(lat=point.lat, lon=point.lon, score=0.0, source="lmm", payload={"neighbours": neighbours}), None
 
 
-def propose(state: RagState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+def propose(state: RagState, runtime: Runtime[RunContext]) -> Command[Literal["inspect", "verify_proposals"]]:
     """``rag_samples`` replies to each prompt (0/5/10/15 neighbours); the valid proposals are voted on."""
     ctx = runtime.context
     similar = rules.retrieval_candidates(state.get("candidates") or [])
     retrieval = observations(state).retrieval
     dissimilar = retrieval.dissimilar if retrieval else []
-    block = image_content_block(ctx.image.path, max_side=ctx.settings.llm_image_max_side)
+    block = image_content_block(ctx.photo, max_side=ctx.settings.llm_image_max_side)
     model = ctx.models.get("propose") or ctx.chat_model.bind_tools([propose_location_tool()]).bind(
         temperature=ctx.settings.rag_temperature)
     trace: list[TraceEntry] = []
@@ -122,20 +124,17 @@ def propose(state: RagState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         emit(runtime, {"type": "tool", **e.model_dump()})
     if not replies:
         why = f" ({stopped})" if stopped is not None else ""
-        return {"llm_failed": True, "trace": trace, "usage": usage,
-                "warnings": [f"every RAG prompt failed{why}; fell back to the no-LMM policy"]}
+        return Command(goto="inspect", update={"llm_failed": True, "trace": trace, "usage": usage,
+                                               "warnings": [f"every RAG prompt failed{why}; fell back to the no-LMM policy"]})
     warnings = [f"{failures} of {total} RAG prompts failed" + (f" ({stopped})" if stopped else "")] if failures else []
     if unparseable:
         kinds = sorted(set(unparseable))
         warnings.append(f"{len(unparseable)} of {replies} RAG replies were unparseable: {'; '.join(kinds)[:300]}")
-    voted = vote(proposals)
-    options = [c.model_copy() for c in [*voted[:VERIFIED_VOTES], *similar[:VERIFIED_SIMILAR]]]
-    return {"candidates": proposals, "proposals": proposals, "options": options, "messages": messages, "trace": trace,
-            "usage": usage, "warnings": warnings}
-
-
-def route_after_propose(state: RagState) -> str:
-    return "inspect" if state.get("llm_failed") else "verify_proposals"
+    voted = vote(proposals, ctx.mixtures)
+    options = [*voted[:VERIFIED_VOTES], *(Option.of(c) for c in similar[:VERIFIED_SIMILAR])]
+    return Command(goto="verify_proposals", update={
+        "candidates": proposals, "proposals": proposals, "options": options, "messages": messages, "trace": trace,
+        "usage": usage, "warnings": warnings})
 
 
 def choose_verified(state: RagState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -144,27 +143,30 @@ def choose_verified(state: RagState, runtime: Runtime[RunContext]) -> dict[str, 
     opts = state.get("options") or []
     if not opts:
         return {}
-    ranked = sorted(opts, key=lambda o: -(o.get("verify") if o.get("verify") is not None else -2.0))
+    ranked = sorted(opts, key=lambda o: -(o.verification if o.verification is not None else -2.0))
     best = ranked[0]
-    similar = rules.retrieval_candidates(state.get("candidates") or [])
-    support = rules.support_share(best.lat, best.lon, similar)
+    candidates = state.get("candidates") or []
+    similar = rules.retrieval_candidates(candidates)
+    retrieval = observations(state).retrieval
+    mixture = rules.retrieval_mixture(ctx.mixtures, candidates, retrieval.gallery_rest if retrieval else [])
+    support = rules.support_within(mixture, best.lat, best.lon)
     proposals = state.get("proposals") or []
-    groups = [o for o in opts if o.get("votes") is not None]
-    score = best.get("verify")
-    votes = f", {best.get('votes')} of {best.get('proposals')} votes" if best.get("votes") is not None else ""
+    groups = [o for o in opts if o.votes is not None]
+    score = best.verification
+    votes = f", {best.votes} of {best.proposals} votes" if best.votes is not None else ""
     rationale = (f"{len(proposals)} LMM proposals ({ctx.rag_samples} per prompt at temperature {ctx.settings.rag_temperature:g}, "
                  f"prompts with {', '.join(str(n) for n in NEIGHBOURS)} neighbours) voted into {len(groups)} places, "
                  f"verified against the photo with {len(similar[:VERIFIED_SIMILAR])} retrieval candidates; the best "
                  f"verification score ({score if score is not None else float('nan'):.3f}) is a {best.source} candidate{votes}.")
-    alternatives = [Candidate(lat=o.lat, lon=o.lon, score=o.get("verify") or 0.0, source=o.source) for o in ranked[1:6]]
+    alternatives = [Option(lat=o.lat, lon=o.lon, score=o.verification or 0.0, source=o.source) for o in ranked[1:6]]
     answer = Answer(lat=best.lat, lon=best.lon, confidence=round(max(0.02, min(0.95, support)), 4), source=best.source,
-                    rationale=rationale, alternatives=alternatives, chosen=best)
+                    rationale=rationale, alternatives=alternatives, chosen=best.model_copy(update={"support": round(support, 4)}))
     evidence = Evidence(kind="verification", detail=f"Best verified location scored {score}{votes}.", lat=best.lat, lon=best.lon,
                         weight=score)
     return {"answer": answer, "evidence": [evidence]}
 
 
-def build_rag_graph(tools: list[Any], checkpointer: Any = None) -> Any:
+def build_rag_graph(checkpointer: Any = None) -> Any:
     graph = StateGraph(RagState, context_schema=RunContext)
     graph.add_node("observe", make_observe(dissimilar=max(NEIGHBOURS)))
     graph.add_node("propose", propose)
@@ -172,10 +174,9 @@ def build_rag_graph(tools: list[Any], checkpointer: Any = None) -> Any:
     graph.add_node("choose_verified", choose_verified)
     add_policy_steps(graph)
     add_ending(graph)
-    add_loop(graph, tools)
-    graph.add_conditional_edges(START, route_start("observe"), ["observe", FOLLOW_UP])
+    add_loop(graph)
+    graph.add_edge(START, "observe")
     graph.add_conditional_edges("observe", route_after_observe("propose"), ["propose", "name_place", "decide"])
-    graph.add_conditional_edges("propose", route_after_propose, ["inspect", "verify_proposals"])
     graph.add_edge("verify_proposals", "choose_verified")
     graph.add_edge("choose_verified", "name_place")
     return graph.compile(checkpointer=checkpointer, name="geoagent-rag")

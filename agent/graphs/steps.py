@@ -1,5 +1,5 @@
-"""The evidence steps every graph is built from: each node calls tools and folds their typed results
-into the state.
+"""The evidence steps every graph is built from: each node calls tools (``agent.toolbox.Step``: the
+one way to call a tool and fold its result into the state) and decides with the typed results.
 
 observe (EXIF, retrieval, clustering) -> inspect (OCR, segmentation) -> options (the locations to
 choose between) -> verify (image-to-GPS verification of the options) -> choose (the policy's rule)
@@ -12,55 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
 from agent.decision import rules
-from agent.prediction import Evidence, TraceEntry
+from agent.prediction import Evidence
 from agent.state import Answer, Observations, RunState, observations
-from agent.tool_calls import call_tool
+from agent.toolbox import Step
 from retrieval_service.core.geo import distance_km
-from retrieval_service.core.types import Candidate, RetrievalResult, Verification
-from retrieval_service.evidence.clustering import ClusteringResult
-from retrieval_service.evidence.exif import ExifInfo
-from retrieval_service.evidence.geocoding import PlaceInfo
-from retrieval_service.evidence.ocr import TextReading
-from retrieval_service.evidence.scene import SceneComposition
+from retrieval_service.core.types import Candidate, Verification
 
 EPS_KM = 50.0
 CLUSTER_MIN_SAMPLES = 2
 
-Node = Callable[[RunState, Runtime[RunContext]], dict[str, Any]]
-
-
-def emit(runtime: Runtime[RunContext], event: dict[str, Any]) -> None:
-    """Send a live event to ``stream(..., stream_mode="custom")`` consumers (a no-op otherwise)."""
-    writer = getattr(runtime, "stream_writer", None)
-    if writer is not None:
-        writer(event)
-
-
-def use_tool(runtime: Runtime[RunContext], name: str, args: dict[str, Any]) -> tuple[dict[str, Any], Any, TraceEntry]:
-    """Call a tool from a node, announcing it live; ``(content, artifact, trace entry)``."""
-    emit(runtime, {"type": "tool_start", "tool": name})
-    content, artifact, entry = call_tool(runtime.context.tools, name, args)
-    emit(runtime, {"type": "tool", **entry.model_dump()})
-    return content, artifact, entry
-
-
-def absorb(name: str, artifact: Any) -> dict[str, Any]:
-    """The state update a tool's typed result makes (``{}`` for a failed call)."""
-    if isinstance(artifact, RetrievalResult):
-        update: dict[str, Any] = {"candidates": artifact.gallery + artifact.database}
-        if artifact.geo_filter is None:  # a zoomed-in search does not replace the photo's own retrieval
-            update["obs"] = Observations(retrieval=artifact)
-        return update
-    fields = {ExifInfo: "exif", ClusteringResult: "clusters", TextReading: "text", SceneComposition: "scene",
-              Verification: "verification", PlaceInfo: "place"}
-    for kind, field in fields.items():
-        if isinstance(artifact, kind):
-            return {"obs": Observations(**{field: artifact})}
-    return {}
+Node = Callable[[RunState, Runtime[RunContext], RunnableConfig], dict[str, Any]]
 
 
 def cluster_args(candidates: list[Candidate]) -> dict[str, Any]:
@@ -68,52 +34,55 @@ def cluster_args(candidates: list[Candidate]) -> dict[str, Any]:
             "eps_km": EPS_KM, "min_samples": CLUSTER_MIN_SAMPLES}
 
 
-def make_observe(dissimilar: int = 0) -> Node:
-    """The first step: EXIF (GPS commits to an answer at once), retrieval (``top_k`` candidates,
-    ``dissimilar`` least similar neighbours too) and the geographic clusters of the candidates."""
+def exif_answer(step: Step) -> tuple[dict[str, Any] | None, list[str]]:
+    """Read the EXIF: (the update committing to its GPS, or None without GPS; warnings about it)."""
+    exif = step.call("read_exif").artifact
+    warnings = [exif.gps_problem] if exif is not None and exif.gps_problem else []
+    if exif is None or exif.gps is None:
+        return None, warnings
+    lat, lon = exif.gps.lat, exif.gps.lon
+    evidence = Evidence(kind="exif", detail=f"The photo's EXIF holds GPS coordinates {lat:.5f}, {lon:.5f}.", lat=lat, lon=lon, weight=1.0)
+    answer = Answer(lat=lat, lon=lon, confidence=0.99, source="exif", rationale=(
+        f"The photo's EXIF metadata holds GPS coordinates ({lat:.5f}, {lon:.5f}); they are used as the answer."))
+    return step.update(answer=answer, evidence=[evidence], warnings=warnings), warnings
 
-    def observe(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        ctx = runtime.context
-        image = ctx.image.path
-        trace: list[TraceEntry] = []
-        evidence: list[Evidence] = []
+
+def retrieve(step: Step, settings: Any, dissimilar: int = 0) -> tuple[list[Candidate], list[str]]:
+    """Retrieve the photo's candidates (``top_k`` of each list, ``dissimilar`` least similar too)."""
+    args: dict[str, Any] = {"k": settings.top_k}
+    if dissimilar:
+        args["dissimilar"] = dissimilar
+    result = step.call("retrieve", args)
+    if result.artifact is None:
+        return [], [f"retrieval failed: {result.content.get('error')}"]
+    return result.artifact.gallery + result.artifact.database, []
+
+
+def clusters_of(step: Step, candidates: list[Candidate]) -> list[Evidence]:
+    """Cluster the candidates geographically; the strongest cluster as evidence."""
+    clusters = step.call("cluster_candidates", cluster_args(candidates)).artifact
+    if clusters is None or not clusters.clusters:
+        return []
+    top = clusters.clusters[0]
+    return [Evidence(kind="cluster", detail=f"{top.support} retrieval candidates cluster around {top.lat:.3f}, {top.lon:.3f}.",
+                     lat=top.lat, lon=top.lon, weight=top.score_mass)]
+
+
+def make_observe(dissimilar: int = 0, *, exif: bool = True, cluster: bool = True) -> Node:
+    """The first step: EXIF (GPS commits to an answer at once; ``exif=False`` skips it), retrieval
+    (``top_k`` candidates, ``dissimilar`` least similar neighbours too) and the geographic clusters
+    of the candidates (``cluster=False`` skips them)."""
+
+    def observe(state: RunState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+        step = Step(runtime, config)
         warnings: list[str] = []
-        obs = Observations()
-        update: dict[str, Any] = {}
-
-        _, exif, entry = use_tool(runtime, "read_exif", {"image": image})
-        trace.append(entry)
-        obs.exif = exif
-        if exif is not None and exif.gps_problem:
-            warnings.append(exif.gps_problem)
-        if exif is not None and exif.gps is not None:
-            lat, lon = exif.gps.lat, exif.gps.lon
-            evidence.append(Evidence(kind="exif", detail=f"The photo's EXIF holds GPS coordinates {lat:.5f}, {lon:.5f}.",
-                                     lat=lat, lon=lon, weight=1.0))
-            update["answer"] = Answer(lat=lat, lon=lon, confidence=0.99, source="exif", rationale=(
-                f"The photo's EXIF metadata holds GPS coordinates ({lat:.5f}, {lon:.5f}); they are used as the answer."))
-            return {**update, "obs": obs, "trace": trace, "evidence": evidence}
-
-        args: dict[str, Any] = {"image": image, "k": ctx.settings.top_k}
-        if dissimilar:
-            args["dissimilar"] = dissimilar
-        content, retrieval, entry = use_tool(runtime, "retrieve", args)
-        trace.append(entry)
-        candidates: list[Candidate] = []
-        if retrieval is None:
-            warnings.append(f"retrieval failed: {content.get('error')}")
-        else:
-            obs.retrieval = retrieval
-            candidates = retrieval.gallery + retrieval.database
-        if candidates:
-            _, clusters, entry = use_tool(runtime, "cluster_candidates", cluster_args(candidates))
-            trace.append(entry)
-            obs.clusters = clusters
-            if clusters is not None and clusters.clusters:
-                top = clusters.clusters[0]
-                evidence.append(Evidence(kind="cluster", detail=f"{top.support} retrieval candidates cluster around "
-                                         f"{top.lat:.3f}, {top.lon:.3f}.", lat=top.lat, lon=top.lon, weight=top.score_mass))
-        return {"obs": obs, "candidates": candidates, "trace": trace, "evidence": evidence, "warnings": warnings}
+        if exif:
+            answered, warnings = exif_answer(step)
+            if answered is not None:
+                return answered
+        candidates, failed = retrieve(step, runtime.context.settings, dissimilar)
+        evidence = clusters_of(step, candidates) if candidates and cluster else []
+        return step.update(evidence=evidence, warnings=warnings + failed)
 
     observe.__name__ = "observe"
     return observe
@@ -132,21 +101,16 @@ def route_after_observe(next_node: str, *, needs_candidates: bool = True) -> Cal
     return route
 
 
-def inspect(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+def inspect(state: RunState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
     """Read the photo's text (places named become candidates) and its scene composition."""
-    image = runtime.context.image.path
-    trace: list[TraceEntry] = []
-    evidence: list[Evidence] = []
-    obs = Observations()
-    _, obs.text, entry = use_tool(runtime, "read_text", {"image": image})
-    trace.append(entry)
-    _, obs.scene, entry = use_tool(runtime, "segment_scene", {"image": image})
-    trace.append(entry)
-    ocr = rules.ocr_candidates(obs.text)
-    evidence += [Evidence(kind="ocr", detail=f"Text in the photo names {c.get('name')}.", lat=c.lat, lon=c.lon) for c in ocr]
-    if obs.scene is not None and obs.scene.shares:
-        evidence.append(Evidence(kind="scene", detail=f"Scene segmentation: {obs.scene.describe()}"))
-    return {"obs": obs, "candidates": ocr, "trace": trace, "evidence": evidence}
+    step = Step(runtime, config)
+    text = step.call("read_text").artifact
+    scene = step.call("segment_scene").artifact
+    ocr = rules.ocr_candidates(text)
+    evidence = [Evidence(kind="ocr", detail=f"Text in the photo names {c.get('name')}.", lat=c.lat, lon=c.lon) for c in ocr]
+    if scene is not None and scene.shares:
+        evidence.append(Evidence(kind="scene", detail=f"Scene segmentation: {scene.describe()}"))
+    return step.update(candidates=ocr, evidence=evidence)
 
 
 def options(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -155,33 +119,34 @@ def options(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     obs = observations(state)
     clusters = obs.clusters.clusters if obs.clusters else []
     ocr = [c for c in candidates if c.source == "ocr"]
-    return {"options": rules.build_options(candidates, clusters, ocr)}
+    rest = obs.retrieval.gallery_rest if obs.retrieval else []
+    support = rules.retrieval_mixture(runtime.context.mixtures, candidates, rest)
+    return {"options": rules.build_options(candidates, clusters, ocr, support=support)}
 
 
-def verify(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+def verify(state: RunState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
     """Score the options not yet verified against the photo (verify_locations)."""
-    opts = rules.attach_verification(state.get("options") or [], observations(state).verification)
+    known = observations(state).verification
+    opts = rules.attach_verification(state.get("options") or [], known)
     todo = rules.unverified(opts)
     if not todo:
         return {"options": opts}
-    args = {"image": runtime.context.image.path, "candidates": [{"lat": o.lat, "lon": o.lon} for o in todo]}
-    _, verification, entry = use_tool(runtime, "verify_locations", args)
-    update: dict[str, Any] = {"trace": [entry]}
-    if verification is not None:
-        known = observations(state).verification
-        merged = Verification(ranked=sorted([*(known.ranked if known else []), *verification.ranked], key=lambda c: -c.score))
-        update["obs"] = Observations(verification=merged)
-        opts = rules.attach_verification(opts, merged)
-    return {**update, "options": opts}
+    step = Step(runtime, config)
+    verification = step.call("verify_locations", {"candidates": [{"lat": o.lat, "lon": o.lon} for o in todo]}).artifact
+    if verification is None:
+        return step.update(options=opts)
+    merged = Verification(ranked=sorted([*(known.ranked if known else []), *verification.ranked], key=lambda c: -c.score))
+    return step.update(obs=Observations(verification=merged), options=rules.attach_verification(opts, merged))
 
 
 def choose(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """The policy's rule: the option with the best mix of cluster support and verification. In the
-    LMM modes this is the fallback, reported as such."""
+    """The policy's rule: the most probable place under the tools' evidence. In the LMM modes this is
+    the fallback, reported as such."""
     ctx = runtime.context
     candidates = state.get("candidates") or []
     retrieval = observations(state).retrieval
-    choice = rules.choose(state.get("options") or [], candidates, rest=retrieval.gallery_rest if retrieval else [])
+    mixture = rules.tools_mixture(ctx.mixtures, candidates, retrieval.gallery_rest if retrieval else [])
+    choice = rules.choose(state.get("options") or [], mixture)
     if choice is None:
         return {}
     warnings: list[str] = []
@@ -191,13 +156,13 @@ def choose(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     chosen = choice.chosen
     answer = Answer(lat=chosen.lat, lon=chosen.lon, confidence=choice.confidence,
                     source=chosen.source if by_policy else "fallback", alternatives=choice.alternatives, chosen=chosen)
-    evidence = Evidence(kind="decision", detail=f"{chosen.get('label') or chosen.source}: support "
-                        f"{float(chosen.get('support', 0.0)):.0%}, verification {chosen.get('verify')}",
+    evidence = Evidence(kind="decision", detail=f"{chosen.label or chosen.source}: support "
+                        f"{chosen.support or 0.0:.0%}, verification {chosen.verification}",
                         lat=chosen.lat, lon=chosen.lon, weight=chosen.score)
     return {"answer": answer, "evidence": [evidence], "warnings": warnings}
 
 
-def name_place(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+def name_place(state: RunState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
     """Reverse geocode the answer (unless the place of that very point is already known)."""
     answer = state.get("answer")
     if answer is None:
@@ -205,8 +170,6 @@ def name_place(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     known = observations(state).place
     if known is not None and distance_km(answer.lat, answer.lon, known.lat, known.lon) <= rules.SAME_PLACE_KM:
         return {}
-    _, place, entry = use_tool(runtime, "reverse_geocode", {"lat": answer.lat, "lon": answer.lon})
-    update: dict[str, Any] = {"trace": [entry]}
-    if place is not None:
-        update["obs"] = Observations(place=place)
-    return update
+    step = Step(runtime, config)
+    step.call("reverse_geocode", {"lat": answer.lat, "lon": answer.lon})
+    return step.update()

@@ -15,8 +15,8 @@ from typing import Any
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.prediction import Place
-from retrieval_service.core.types import Candidate, Location
+from agent.prediction import Option
+from retrieval_service.core.types import Location, Place
 
 SUBMIT_ANSWER = "submit_answer"
 PROPOSE_LOCATION = "propose_location"
@@ -50,8 +50,8 @@ class FinalAnswer(Location):
         given = self.place.model_dump(exclude_none=True)
         return Place(**given) if given else None
 
-    def alternative_candidates(self) -> list[Candidate]:
-        return [Candidate(lat=a.lat, lon=a.lon, score=a.score, source="lmm") for a in self.alternatives]
+    def alternative_options(self) -> list[Option]:
+        return [Option(lat=a.lat, lon=a.lon, score=a.score, source="lmm") for a in self.alternatives]
 
 
 class LocationProposal(Location):

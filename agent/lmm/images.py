@@ -1,8 +1,8 @@
 """The photo as the LMM sees it: a langchain-core image content block (downscaled JPEG, base64),
 attached to a conversation once.
 
-Blocks are cached per file (path, size and modification time, size limit) so that a run that
-calls the model many times encodes the photo once. Chat Completions APIs are stateless, so
+Blocks are cached per photo (its content hash) and size limit, so that a run that calls the model
+many times encodes the photo once. Chat Completions APIs are stateless, so
 "once" means: the photo goes with the first request of a conversation only; later requests carry
 a note in its place (the system prompt asks the model to write down what it sees first).
 ``llm_resend_photo`` attaches it to every request instead, for models that need to look again.
@@ -12,52 +12,33 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from functools import lru_cache
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
-from PIL import Image, ImageOps
+from PIL import Image
 
-from retrieval_service.core.media import is_url, load_image
+from retrieval_service.core.photo import Photo
 
 MAX_SIDE = 1024
 JPEG_QUALITY = 85
 PHOTO_NOTE = "[The photo was attached here in the first request of this conversation; it is not sent again.]"
 
 
-def _load_scaled(src: str, max_side: int) -> Image.Image:
-    """The photo, RGB and upright; a large local JPEG is decoded at a reduced scale (PIL's draft
-    mode: 1/2, 1/4 or 1/8, never below ``max_side`` on the longest side), much faster than in full."""
-    if is_url(src):
-        return load_image(src)
-    with Image.open(src) as im:
-        w, h = im.size
-        if im.format == "JPEG" and max(w, h) > 2 * max_side:
-            scale = max_side / max(w, h)
-            im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
-        return ImageOps.exif_transpose(im).convert("RGB")
-
-
 @lru_cache(maxsize=16)
-def _encoded(src: str, _stamp: tuple[int, int] | None, max_side: int, quality: int) -> str:
-    img = _load_scaled(src, max_side)
+def _encoded(photo: Photo, max_side: int, quality: int) -> str:
+    img = photo.decode(max_side=max_side)  # a large JPEG is decoded at reduced scale, never below max_side
     if max(img.size) > max_side:
-        img = img.copy()
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def image_content_block(src: str, max_side: int = MAX_SIDE, quality: int = JPEG_QUALITY) -> dict[str, Any]:
-    """The photo at ``src`` (a local path or an http(s) URL), downscaled to ``max_side`` px, as a
-    langchain-core image block."""
-    stamp = None
-    if not is_url(src):
-        st = os.stat(src)
-        stamp = (st.st_size, st.st_mtime_ns)
-    return {"type": "image", "base64": _encoded(src, stamp, max_side, quality), "mime_type": "image/jpeg"}
+def image_content_block(photo: Photo, max_side: int = MAX_SIDE, quality: int = JPEG_QUALITY) -> dict[str, Any]:
+    """The photo downscaled to ``max_side`` px (longest side) as a langchain-core image block;
+    encoded once per photo (its content hash) and size."""
+    return {"type": "image", "base64": _encoded(photo, max_side, quality), "mime_type": "image/jpeg"}
 
 
 def _text(content: Any) -> str:

@@ -6,7 +6,7 @@ endpoints and the web chat page.
   conversation (a thread) that follow-up questions continue;
 * ``GET /v1/threads``, ``GET|DELETE /v1/threads/{id}``, ``POST /v1/threads/{id}/messages``
   ``{"text"}`` (``/messages/stream`` as events): earlier conversations and follow-up questions, on
-  ``agent.threads.Threads`` (the agent's checkpointer);
+  ``agent.conversation.threads.Threads`` (the agent's checkpointer);
 * ``GET /``: the chat page (static files under ``agent/web/static``; Leaflet, leaflet.heat and the
   land basemap from ``agent/assets`` at ``/assets``, the same vendored files the map pages inline; no CDN).
 
@@ -26,8 +26,8 @@ from fastapi.staticfiles import StaticFiles
 
 from agent.basemap import asset_path
 from agent.prediction import Prediction
-from agent.threads import ThreadError, Threads
-from agent.web.conversations import (
+from agent.conversation.threads import ThreadError, Threads
+from agent.conversation.web import (
     CHAT_PREFIX,
     ChatHistory,
     ChatThread,
@@ -72,7 +72,7 @@ def _internal(exc: Exception) -> ServiceError:
 def create_app(predictor: Any, service_settings: ServiceSettings, *, retriever: Any = None, threads: Threads | None = None,
                warm_up: bool = True) -> FastAPI:
     """The whole service around ``predictor`` (a ``load_agent`` result) for ``/v1/locate``;
-    ``threads`` (``agent.threads.Threads`` over an agent with a checkpointer, e.g. the same agent's
+    ``threads`` (``agent.conversation.threads.Threads`` over an agent with a checkpointer, e.g. the same agent's
     graph with a SQLite saver) holds the chat's conversations (without it the stream keeps none and
     the thread endpoints answer 501); ``retriever`` defaults to ``predictor.services.retriever``."""
     if retriever is None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from cachetools import LRUCache
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from retrieval_service.core.errors import ImageLoadError
 from retrieval_service.core.media_settings import DEFAULT_LIMITS, MediaLimits
@@ -39,6 +39,8 @@ def is_url(src: object) -> bool:
 
 class ImageMeta(BaseModel):
     """What the check of a photo found."""
+
+    model_config = ConfigDict(frozen=True)
 
     format: str
     width: int

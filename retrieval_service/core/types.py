@@ -27,6 +27,13 @@ class Location(BaseModel):
     lon: float = Field(ge=-180, le=180, description="Longitude in decimal degrees.")
 
 
+class MaybeLocated(BaseModel):
+    """A record that may name a point (evidence without a place, a thread without an answer yet)."""
+
+    lat: float | None = Field(default=None, ge=-90, le=90, description="Latitude in decimal degrees, if any.")
+    lon: float | None = Field(default=None, ge=-180, le=180, description="Longitude in decimal degrees, if any.")
+
+
 class Candidate(Location):
     """A candidate location for a photo: where it comes from and how strongly it is supported.
 

@@ -10,17 +10,18 @@ from typing import Any, Callable
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.tools import StructuredTool
+from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, PrivateAttr
 
 from retrieval_service.core.types import Candidate, GeoFilter, Location, RetrievalResult, Verification
 from retrieval_service.evidence.clustering import Cluster, ClusteringResult
 from retrieval_service.evidence.exif import ExifInfo, GpsFix
 from retrieval_service.evidence.gazetteer import PlaceMatch
-from retrieval_service.evidence.geocoding import PlaceInfo
+from retrieval_service.evidence.geocoding import GeocodedPlace
 from retrieval_service.evidence.ocr import TextLine, TextReading
 from retrieval_service.evidence.scene import SceneComposition
-from tools.common import Photo
+from tools import cluster_candidates, read_exif, read_text, retrieve, reverse_geocode, segment_scene, verify_locations
+from tools.common import build_tool, photo_of
 
 
 class ScriptExhausted(AssertionError):
@@ -112,40 +113,15 @@ def propose(lat: float, lon: float, id: str = "p") -> AIMessage:
     return AIMessage("", tool_calls=[call("propose_location", {"lat": lat, "lon": lon}, id)])
 
 
-class ImageArgs(BaseModel):
-    image: Photo
-
-
-class RetrieveArgs(BaseModel):
-    image: Photo
-    k: int = 10
-    lat: float | None = None
-    lon: float | None = None
-    radius_km: float | None = None
-    country_code: str | None = None
-    dissimilar: int = 0
-
-
-class Point(BaseModel):
-    lat: float
-    lon: float
-    score: float = 0.0
-
-
-class ClusterArgs(BaseModel):
-    candidates: list[Point]
-    eps_km: float = 50
-    min_samples: int = 2
-
-
-class GeocodeArgs(BaseModel):
-    lat: float
-    lon: float
-
-
-class VerifyArgs(BaseModel):
-    image: Photo
-    candidates: list[Point]
+REAL = {  # the real tools' argument schemas and trace summaries: the fakes differ only in what they answer
+    "read_exif": (read_exif.ReadExifArgs, read_exif.summarise),
+    "retrieve": (retrieve.RetrieveArgs, retrieve.summarise),
+    "cluster_candidates": (cluster_candidates.ClusterCandidatesArgs, cluster_candidates.summarise),
+    "reverse_geocode": (reverse_geocode.ReverseGeocodeArgs, reverse_geocode.summarise),
+    "read_text": (read_text.ReadTextArgs, read_text.summarise),
+    "segment_scene": (segment_scene.SegmentSceneArgs, segment_scene.summarise),
+    "verify_locations": (verify_locations.VerifyLocationsArgs, verify_locations.summarise),
+}
 
 
 PARIS = (48.8566, 2.3522)
@@ -153,8 +129,9 @@ LYON = (45.764, 4.8357)
 TOKYO = (35.6762, 139.6503)
 
 
-def _retrieve(image: str, k: int = 10, lat: float | None = None, lon: float | None = None,
-              radius_km: float | None = None, country_code: str | None = None, dissimilar: int = 0) -> dict:
+def _retrieve(image: str, k: int | None = None, lat: float | None = None, lon: float | None = None,
+              radius_km: float | None = None, country_code: str | None = None, dissimilar: int = 0, **_: Any) -> dict:
+    k = k or 10
     if lat is not None:  # a zoomed-in search: finer candidates around the point
         gallery = [{"lat": lat + 0.01 * i, "lon": lon + 0.01 * i, "score": 0.5 - 0.01 * i, "country_code": "FR"} for i in range(4)]
         return {"gallery": gallery, "database": [], "dissimilar": [],
@@ -166,7 +143,7 @@ def _retrieve(image: str, k: int = 10, lat: float | None = None, lon: float | No
     return {"gallery": gallery[:k], "database": [], "dissimilar": dis, "filter": None}
 
 
-def _cluster(candidates: list[Point], eps_km: float = 50, min_samples: int = 2) -> dict:
+def _cluster(candidates: list[Any], eps_km: float = 50, min_samples: int = 2) -> dict:
     from retrieval_service.core.geo import distance_km as haversine_km
 
     pts = [c.model_dump() if isinstance(c, BaseModel) else c for c in candidates]
@@ -193,11 +170,11 @@ def _geocode(lat: float, lon: float) -> dict:
                                             ("Tokyo", TOKYO, "JP", "Japan")):
         d = haversine_km(lat, lon, plat, plon)
         if d < 300:
-            return {"place": name, "admin1": None, "country": country, "country_code": cc, "distance_km": round(d, 1), "remote": False}
-    return {"place": "Nowhere", "admin1": None, "country": None, "country_code": None, "distance_km": 999.0, "remote": True}
+            return {"city": name, "region": None, "country": country, "country_code": cc, "distance_km": round(d, 1), "remote": False}
+    return {"city": "Nowhere", "region": None, "country": None, "country_code": None, "distance_km": 999.0, "remote": True}
 
 
-def _verify(image: str, candidates: list[Point]) -> dict:
+def _verify(image: str, candidates: list[Any]) -> dict:
     from retrieval_service.core.geo import distance_km as haversine_km
 
     ranked = []
@@ -231,13 +208,12 @@ def _artifact(name: str, content: dict) -> Any:
                                 best=Location(lat=best["lat"], lon=best["lon"]), best_support=best["support"],
                                 reranked=[], distance_km=[], noise=content.get("noise", 0))
     if name == "reverse_geocode":
-        return PlaceInfo(lat=content["_lat"], lon=content["_lon"], place=content["place"] or "", admin1=content["admin1"] or "",
-                         country=content["country"] or "", country_code=content["country_code"] or "",
-                         distance_km=content["distance_km"], remote=content["remote"], place_lat=content["_lat"],
-                         place_lon=content["_lon"])
+        return GeocodedPlace(lat=content["_lat"], lon=content["_lon"], city=content["city"], region=content["region"],
+                             country=content["country"], country_code=content["country_code"], distance_km=content["distance_km"],
+                             remote=content["remote"], town=Location(lat=content["_lat"], lon=content["_lon"]))
     if name == "read_text":
         return TextReading(lines=[TextLine(**ln) for ln in content.get("lines") or []], scripts=content.get("scripts") or [],
-                           places=[PlaceMatch(name=p["name"], admin1="", country_code=p["country_code"], lat=p["lat"],
+                           places=[PlaceMatch(name=p["name"], region="", country_code=p["country_code"], lat=p["lat"],
                                               lon=p["lon"], exact=True, words=1, size=1) for p in content.get("places") or []])
     if name == "segment_scene":
         return SceneComposition(**content)
@@ -247,13 +223,17 @@ def _artifact(name: str, content: dict) -> Any:
 
 
 def make_fake_tools(*, exif_gps: tuple[float, float] | None = None, overrides: dict[str, Callable] | None = None,
-                    calls: list | None = None) -> list[StructuredTool]:
-    """The seven tools, canned: Paris is right, Tokyo a strong single decoy, Lyon noise. Like the real
-    tools they answer with content (what the LMM reads) and a typed artifact (what the graph keeps)."""
+                    calls: list | None = None) -> list[BaseTool]:
+    """The seven tools, canned: Paris is right, Tokyo a strong single decoy, Lyon noise. Built like
+    the real tools (the real argument schemas, builder and summaries), they answer with content (what
+    the LMM reads) and a typed artifact (what the graph keeps). The photo tools read the photo from
+    their injected runtime, as the real ones do; the call log shows it as ``image`` (its path)."""
     log = calls if calls is not None else []
 
     def rec(name: str, fn: Callable) -> Callable:
-        def inner(**kwargs: Any) -> tuple[dict, Any]:
+        def inner(runtime: Any = None, **kwargs: Any) -> tuple[dict, Any]:
+            if runtime is not None:
+                kwargs["image"] = photo_of(runtime).path
             log.append((name, kwargs))
             content = fn(**kwargs)
             if name == "reverse_geocode" and "error" not in content:  # the artifact knows the queried point
@@ -267,19 +247,16 @@ def make_fake_tools(*, exif_gps: tuple[float, float] | None = None, overrides: d
         gps = {"lat": exif_gps[0], "lon": exif_gps[1], "altitude_m": None} if exif_gps else None
         return {"gps": gps, "datetime": None, "camera": None, "note": ""}
 
-    fns: dict[str, tuple[Callable, type[BaseModel]]] = {
-        "read_exif": (exif, ImageArgs),
-        "retrieve": (_retrieve, RetrieveArgs),
-        "cluster_candidates": (_cluster, ClusterArgs),
-        "reverse_geocode": (_geocode, GeocodeArgs),
-        "read_text": (lambda image: {"lines": [{"text": "Rue de Rivoli", "confidence": 0.9}], "scripts": ["Latin"],
-                                     "places": [{"name": "Paris", "country_code": "FR", "lat": PARIS[0], "lon": PARIS[1]}]}, ImageArgs),
-        "segment_scene": (lambda image: {"shares": {"building": 0.5, "sky": 0.3, "road": 0.2}, "hints": ["urban street"],
-                                         "backend": "fake"}, ImageArgs),
-        "verify_locations": (_verify, VerifyArgs),
+    fns: dict[str, Callable] = {
+        "read_exif": exif,
+        "retrieve": _retrieve,
+        "cluster_candidates": _cluster,
+        "reverse_geocode": _geocode,
+        "read_text": lambda image: {"lines": [{"text": "Rue de Rivoli", "confidence": 0.9}], "scripts": ["Latin"],
+                                    "places": [{"name": "Paris", "country_code": "FR", "lat": PARIS[0], "lon": PARIS[1]}]},
+        "segment_scene": lambda image: {"shares": {"building": 0.5, "sky": 0.3, "road": 0.2}, "hints": ["urban street"],
+                                        "backend": "fake"},
+        "verify_locations": _verify,
     }
-    for name, fn in (overrides or {}).items():
-        fns[name] = (fn, fns[name][1])
-    return [StructuredTool.from_function(func=rec(name, fn), name=name, description=f"fake {name}", args_schema=schema,
-                                         response_format="content_and_artifact")
-            for name, (fn, schema) in fns.items()]
+    fns.update(overrides or {})
+    return [build_tool(name, rec(name, fn), REAL[name][0], f"fake {name}", REAL[name][1]) for name, fn in fns.items()]

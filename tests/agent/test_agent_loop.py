@@ -75,11 +75,12 @@ def test_graph_state_holds_reference_not_bytes(agent_settings, photo):
     from agent.graphs.llm_loop import recursion_limit
 
     state, ctx, cfg = agent._prepare(photo.read_bytes())
-    assert state["image"].startswith("sha256:") and cfg["recursion_limit"] == recursion_limit(agent_settings.max_steps)
+    assert state["photo"].ref.startswith("sha256:") and cfg["recursion_limit"] == recursion_limit(agent_settings.max_steps)
+    assert set(state["photo"].model_dump()) == {"ref", "path", "sha256", "meta"}  # a handle: no pixels, no bytes
     out = agent.graph.invoke(state, config=cfg, context=ctx)
     for msg in out["messages"]:
         assert "base64" not in json.dumps(msg.content, default=str)
-    assert out["prediction"].image == state["image"]
+    assert out["prediction"].image == state["photo"].ref
 
 
 def test_tool_error_reaches_lmm_as_message(agent_settings, photo):
@@ -91,7 +92,7 @@ def test_tool_error_reaches_lmm_as_message(agent_settings, photo):
     agent, model, _ = _agent(agent_settings, script, tool_kw={"overrides": {"segment_scene": broken}})
     pred = agent.invoke(str(photo))
     tool_msgs = [m for m in model.received[1] if isinstance(m, ToolMessage)]
-    assert len(tool_msgs) == 1 and tool_msgs[0].status == "error" and "segmenter exploded" in tool_msgs[0].content
+    assert len(tool_msgs) == 1 and "segmenter exploded" in json.loads(tool_msgs[0].content)["error"]
     entry = [t for t in pred.trace if t.tool == "segment_scene"][0]
     assert entry.error and "segmenter exploded" in entry.error
     assert pred.source == "lmm"
@@ -198,13 +199,14 @@ def test_scripted_model_fails_loudly_when_script_runs_out():
 
 def test_image_content_block_is_valid(photo, tmp_path):
     from agent.lmm.images import image_content_block
+    from retrieval_service.core.photo import Photo
 
-    block = image_content_block(str(photo))
+    block = image_content_block(Photo.resolve(photo, tmp_path))
     assert block["type"] == "image" and block["mime_type"] == "image/jpeg"
     img = Image.open(io.BytesIO(base64.b64decode(block["base64"], validate=True)))
     assert img.format == "JPEG" and max(img.size) <= 1024 and img.size == (1024, 768)
     Image.new("RGB", (300, 200)).save(tmp_path / "small.png")
-    img2 = Image.open(io.BytesIO(base64.b64decode(image_content_block(str(tmp_path / "small.png"))["base64"])))
+    img2 = Image.open(io.BytesIO(base64.b64decode(image_content_block(Photo.resolve(tmp_path / "small.png", tmp_path))["base64"])))
     assert img2.size == (300, 200)
 
 
@@ -252,9 +254,10 @@ def test_an_answer_every_tool_contradicts_gets_a_warning(agent_settings, photo):
 
 def test_a_large_jpeg_is_decoded_scaled_and_upright(tmp_path):
     from agent.lmm.images import image_content_block
+    from retrieval_service.core.photo import Photo
 
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated: the photo is upright when turned 90 degrees
     Image.new("RGB", (4000, 3000), (10, 200, 30)).save(tmp_path / "big.jpg", exif=exif)
-    img = Image.open(io.BytesIO(base64.b64decode(image_content_block(str(tmp_path / "big.jpg"))["base64"])))
+    img = Image.open(io.BytesIO(base64.b64decode(image_content_block(Photo.resolve(tmp_path / "big.jpg", tmp_path))["base64"])))
     assert img.size == (768, 1024)

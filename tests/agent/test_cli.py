@@ -96,7 +96,7 @@ def test_chat_follow_up_with_lmm_runs_the_tools_on_the_photos_thread(agent_setti
     from langgraph.checkpoint.memory import InMemorySaver
 
     from agent import load_agent
-    from agent.chat import ChatSession
+    from agent.conversation.session import ChatSession
     from tests.agent.fakes import ScriptedChatModel, call, submit
 
     final = {"lat": 48.86, "lon": 2.35, "confidence": 0.7, "rationale": "the Paris cluster"}

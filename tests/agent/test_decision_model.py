@@ -7,7 +7,7 @@ import pytest
 
 from agent.decision import rules
 from agent.decision.mixture import Component, Mixture
-from agent.decision.sources import build_mixture, vote
+from agent.decision.sources import Mixtures, build_mixture
 from agent.decision.summary import low_probability_warning, prediction_fields, summarise
 from agent.settings import Settings
 from retrieval_service.core.geo import distance_km
@@ -16,8 +16,16 @@ from retrieval_service.core.types import Candidate, Verification
 ROME, MADRID = (41.90, 12.50), (40.42, -3.70)
 
 
-def _gallery(lat: float, lon: float, p: float, score: float = 0.3, **payload) -> Candidate:
-    return Candidate(lat=lat, lon=lon, score=score, probability=p, source="gallery", payload=payload or None)
+def _gallery(lat: float, lon: float, p: float, score: float = 0.3, filtered: bool = False, **payload) -> Candidate:
+    return Candidate(lat=lat, lon=lon, score=score, probability=p, source="gallery", filtered=filtered, payload=payload or None)
+
+
+def _choose(options, candidates):
+    return rules.choose(options, build_mixture(candidates))
+
+
+def _support(lat, lon, candidates):
+    return rules.support_within(build_mixture(rules.retrieval_candidates(candidates)), lat, lon)
 
 
 def test_two_sources_on_different_scales_both_count():
@@ -40,7 +48,7 @@ def test_two_sources_on_different_scales_both_count():
 def test_four_scattered_candidates_give_the_most_probable_one():
     pts = [_gallery(48.86, 2.35, 0.10), _gallery(35.68, 139.65, 0.25), _gallery(40.71, -74.0, 0.08),
            _gallery(-33.87, 151.21, 0.12)]
-    choice = rules.choose([], pts)
+    choice = _choose([], pts)
     assert distance_km(choice.chosen.lat, choice.chosen.lon, 35.68, 139.65) < 1
     assert len(choice.alternatives) == 3
 
@@ -57,20 +65,20 @@ def test_cluster_across_the_antimeridian():
 
 def test_a_zoom_search_does_not_support_its_own_hypothesis():
     base = [_gallery(*ROME, 0.3), _gallery(*MADRID, 0.3)]
-    before = rules.support_share(*MADRID, base)
+    before = _support(*MADRID, base)
     zoom = [_gallery(MADRID[0] + 0.02 * i, MADRID[1], 0.001, filtered=True) for i in range(10)]
-    assert rules.support_share(*MADRID, base + zoom) == pytest.approx(before)
-    assert rules.choose([], base + zoom).chosen.probability == rules.choose([], base).chosen.probability
+    assert _support(*MADRID, base + zoom) == pytest.approx(before)
+    assert _choose([], base + zoom).chosen.probability == _choose([], base).chosen.probability
 
 
 def test_verification_is_not_counted_twice():
     """Verifying a gallery point returns its own retrieval score: the choice and the confidence must
     be the same with and without it."""
     cands = [_gallery(*ROME, 0.3, score=0.31), _gallery(*MADRID, 0.25, score=0.30)]
-    options = rules.build_options(cands, [])
+    options = rules.build_options(cands, [], support=build_mixture(cands))
     verified = rules.attach_verification(options, Verification(ranked=[
         Candidate(lat=c.lat, lon=c.lon, score=c.score, source="gallery") for c in cands]))
-    plain, checked = rules.choose(options, cands), rules.choose(verified, cands)
+    plain, checked = _choose(options, cands), _choose(verified, cands)
     assert (checked.chosen.lat, checked.chosen.lon, checked.confidence) == (plain.chosen.lat, plain.chosen.lon, plain.confidence)
 
 
@@ -78,8 +86,8 @@ def test_confidence_does_not_move_when_top_k_adds_far_low_probability_candidates
     rng = np.random.default_rng(3)
     near = [_gallery(ROME[0] + 0.02 * i, ROME[1], 0.15) for i in range(4)]
     far = [_gallery(float(rng.uniform(-50, 60)), float(rng.uniform(-170, 170)), 0.0005) for _ in range(30)]
-    c5 = rules.choose([], near).confidence
-    c35 = rules.choose([], near + far).confidence
+    c5 = _choose([], near).confidence
+    c35 = _choose([], near + far).confidence
     assert abs(c35 - c5) < 0.01, (c5, c35)
 
 
@@ -111,7 +119,7 @@ def test_lmm_answer_far_from_the_evidence_is_warned_about():
 def test_vote_combines_sampled_answers():
     proposals = [Candidate(lat=ROME[0] + 0.01 * i, lon=ROME[1], source="lmm") for i in range(3)]
     proposals.append(Candidate(lat=MADRID[0], lon=MADRID[1], source="lmm"))
-    mix = vote(proposals)
+    mix = Mixtures().vote(proposals)
     assert distance_km(mix.mode().lat, mix.mode().lon, *ROME) < 5 and mix.modes()[0].mass == pytest.approx(0.75)
 
 
@@ -126,12 +134,14 @@ def test_one_runs_evidence_is_modelled_once():
     the same evidence: it is built, sampled and mean-shifted once, not once per question."""
     rome = [_gallery(ROME[0] + 0.01 * i, ROME[1], 0.2) for i in range(3)]
     madrid = [Candidate(lat=MADRID[0], lon=MADRID[1], score=0.9, source="database")]
-    first = build_mixture(rome + madrid)
+    mixtures = Mixtures()
+    first = mixtures.of(rome + madrid)
     samples, modes = first.samples()[0], first.modes()
-    again = build_mixture([c.model_copy() for c in rome + madrid])
-    assert again is first
+    again = mixtures.of([c.model_copy() for c in rome + madrid])
+    assert again is first and mixtures.built == 1
     assert again.samples()[0] is samples and again.modes() == modes
-    assert build_mixture(rome) is not first  # other evidence, another mixture
+    assert mixtures.of(rome) is not first and mixtures.built == 2  # other evidence, another mixture
+    assert Mixtures().of(rome + madrid) is not first  # another run builds its own
 
 
 def test_fast_density_equals_the_exact_sum():

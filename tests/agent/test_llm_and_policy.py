@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.decision import rules
+from agent.decision.sources import build_mixture
 from agent.lmm.answer import FinalAnswer, InvalidAnswer, submit_answer_tool, validate_args
 from agent.lmm.calls import CallPolicy, LLMFailure, call_lmm
 from agent.lmm.factory import make_chat_model
@@ -40,9 +41,11 @@ def test_load_agent_picks_agent_mode_when_an_lmm_is_configured(agent_settings):
 
 
 def test_retries_with_backoff_then_success_records_every_attempt():
+    import httpx
     import openai
 
-    model = ScriptedChatModel(script=[openai.APITimeoutError(request=None), ConnectionError("reset"), "ok"])
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    model = ScriptedChatModel(script=[openai.APITimeoutError(request=request), ConnectionError("reset"), "ok"])
     result = call_lmm(model, ["hi"], CallPolicy(retries=2, initial_s=0.001, max_wait_s=0.01))
     assert result.reply.content == "ok" and [e.error is None for e in result.entries] == [False, False, True]
     assert result.usage.calls == 3
@@ -86,14 +89,15 @@ def test_policy_answers_the_most_probable_place():
     cands = ([Candidate(lat=48.85 + 0.01 * i, lon=2.35, score=0.3, probability=0.15, source="gallery") for i in range(4)]
              + [Candidate(lat=35.7, lon=139.7, score=0.5, probability=0.3, source="gallery")])
     clusters = [Cluster(lat=48.865, lon=2.35, support=4, score_mass=1.2, radius_km=3, members=[0, 1, 2, 3])]
-    options = rules.build_options(cands, clusters)
-    d = rules.choose(_verified(options, lambda o: 0.2), cands)
+    mixture = build_mixture(cands)
+    options = rules.build_options(cands, clusters, support=mixture)
+    d = rules.choose(_verified(options, lambda o: 0.2), mixture)
     assert abs(d.chosen.lat - 48.865) < 0.01 and abs(d.chosen.lon - 2.35) < 0.01 and 0.1 < d.confidence < 0.6
     assert any(abs(a.lat - 35.7) < 0.01 for a in d.alternatives)
-    d2 = rules.choose(_verified(options, lambda o: 0.6 if o.lat == 35.7 else 0.1), cands)
+    d2 = rules.choose(_verified(options, lambda o: 0.6 if o.lat == 35.7 else 0.1), mixture)
     assert (d2.chosen.lat, d2.confidence) == (d.chosen.lat, d.confidence)
-    assert rules.choose([], []) is None
-    assert rules.support_share(0, 0, []) == 0.0
+    assert rules.choose([], build_mixture([])) is None
+    assert rules.support_within(build_mixture([]), 0, 0) == 0.0
 
 
 def test_breaker_opens_after_n_failures_and_half_opens_after_reset():
@@ -131,13 +135,14 @@ def test_per_photo_call_limit_stops_the_lmm(agent_settings, photo):
 
 
 def test_rag_vote_groups_proposals_by_place():
+    from agent.decision.sources import Mixtures
     from agent.graphs.rag import vote
 
     proposals = [Candidate(lat=48.85 + d, lon=2.35, score=0.0, source="lmm") for d in (0.0, 0.05, 0.1)]
     proposals.append(Candidate(lat=35.68, lon=139.65, score=0.0, source="lmm"))
-    voted = vote(proposals)
-    assert [v.get("votes") for v in voted] == [3, 1] and voted[0].score == 0.75 and abs(voted[0].lat - 48.9) < 0.1
-    assert vote([]) == []
+    voted = vote(proposals, Mixtures())
+    assert [v.votes for v in voted] == [3, 1] and voted[0].score == 0.75 and abs(voted[0].lat - 48.9) < 0.1
+    assert vote([], Mixtures()) == []
 
 
 def test_factory_provider_prefix_and_missing_packages(agent_settings):

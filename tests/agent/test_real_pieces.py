@@ -33,8 +33,8 @@ def test_exif_photo_as_bytes_and_pil(exif_dir, tiny_settings):
     pred = agent.invoke({"image": data})
     assert pred.image.startswith("sha256:") and pred.source == "exif" and round(pred.lat, 4) == 45.5007
     state, ctx, _ = agent._prepare(Image.open(exif_dir / "HTC_Desire.jpg"))
-    assert state["image"].startswith("sha256:") and state["image"] != pred.image
-    assert ctx.image.path.endswith(".png") and Image.open(ctx.image.path).size == Image.open(exif_dir / "HTC_Desire.jpg").size
+    assert state["photo"].ref.startswith("sha256:") and state["photo"].ref != pred.image and ctx.photo is state["photo"]
+    assert ctx.photo.path.endswith(".png") and Image.open(ctx.photo.path).size == Image.open(exif_dir / "HTC_Desire.jpg").size
 
 
 def test_unreadable_image_raises_image_load_error(tiny_settings, tmp_path, exif_dir):

@@ -8,7 +8,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from PIL import Image
 
 from agent import load_agent
-from agent.threads import Threads, ThreadError, sqlite_checkpointer
+from agent.conversation.threads import Threads, ThreadError, sqlite_checkpointer
 from tests.agent.fakes import ScriptedChatModel, call, make_fake_tools, submit
 
 FINAL = {"lat": 48.86, "lon": 2.35, "confidence": 0.7, "rationale": "the Paris cluster"}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from retrieval_service.core.media import load_image
+from retrieval_service.core.photo import Photo
 from retrieval_service.core.types import Candidate, GeoFilter, RetrievalResult
 from tests.conftest import shared_path
 
@@ -36,7 +36,7 @@ class FakeRetriever:
         geo_filter: GeoFilter | None = None,
         dissimilar: int = 0,
     ) -> RetrievalResult:
-        load_image(image)
+        image.decode()
         self.calls.append(
             (
                 "search",
@@ -78,7 +78,7 @@ class FakeRetriever:
         )
 
     def verify(self, image: Any, coords: Sequence[tuple[float, float]]) -> list[float]:
-        load_image(image)
+        image.decode()
         self.calls.append(("verify", list(coords)))
         return [math.exp(-math.dist(PARIS, c) / 10.0) for c in coords]
 
@@ -123,6 +123,13 @@ def tools_by_name(services) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def dev_photo(dev_images: Path) -> Path:
     return sorted(dev_images.glob("*.jpg"))[0]
+
+
+def shot(path: Path | str) -> dict[str, Any]:
+    """A photo tool's arguments for ``path``: the runtime carrying its resolved Photo (as the graph injects it)."""
+    from tools import photo_runtime
+
+    return {"runtime": photo_runtime(Photo.resolve(path, Path(path).parent / ".cache"))}
 
 
 def draw_text(path: Path, lines: Sequence[str], size: tuple[int, int] = (1024, 512)) -> Path:

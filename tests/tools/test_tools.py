@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import tools
-from tests.tools.conftest import FakeRetriever, draw_text
+from tests.tools.conftest import FakeRetriever, draw_text, shot
 from tools import TOOL_NAMES, Services, make_tools
 
 IMAGE_TOOLS = ("read_exif", "retrieve", "read_text", "segment_scene", "verify_locations")
@@ -32,9 +32,10 @@ def test_names_order_and_schemas(tools_by_name):
     assert tuple(tools_by_name) == TOOL_NAMES
     for name, tool in tools_by_name.items():
         assert tool.description and len(tool.description) > 80, name
-        if name in IMAGE_TOOLS:  # the photo is injected: in the tool's own schema, never in the model's
-            assert "image" in tool.get_input_schema().model_fields
-        assert "image" not in tool.tool_call_schema.model_json_schema().get("properties", {}), name
+        if name in IMAGE_TOOLS:  # the photo comes with the injected runtime: in the tool's own schema, never in the model's
+            assert "runtime" in tool.get_input_schema().model_fields
+        properties = tool.tool_call_schema.model_json_schema().get("properties", {})
+        assert "runtime" not in properties and "image" not in properties, name
     assert set(tools_by_name["reverse_geocode"].args) == {"lat", "lon"}
     assert "candidates" in tools_by_name["cluster_candidates"].args
 
@@ -49,10 +50,10 @@ def test_all_tools_is_lazy_and_uses_settings(monkeypatch, tiny_env):
 
 
 def test_read_exif(tools_by_name, exif_dir: Path, dev_photo: Path):
-    res = _ok(tools_by_name["read_exif"].invoke({"image": str(exif_dir / "FujiFilm_FinePixS2Pro.jpg")}))
+    res = _ok(tools_by_name["read_exif"].invoke({**shot(exif_dir / "FujiFilm_FinePixS2Pro.jpg")}))
     assert res["gps"]["lat"] == pytest.approx(48.8578, abs=1e-4) and res["gps"]["lon"] == pytest.approx(2.297, abs=1e-4)
     assert "short-circuits" in res["note"]
-    res = _ok(tools_by_name["read_exif"].invoke({"image": str(dev_photo)}))
+    res = _ok(tools_by_name["read_exif"].invoke({**shot(dev_photo)}))
     assert res["gps"] is None and "no GPS" in res["note"]
 
 
@@ -80,7 +81,7 @@ def test_cluster_candidates(tools_by_name):
 
 
 def test_segment_scene(tools_by_name, cityscapes_dir: Path):
-    res = _ok(tools_by_name["segment_scene"].invoke({"image": str(cityscapes_dir / "cityscapes_segmentation.bmp")}))
+    res = _ok(tools_by_name["segment_scene"].invoke({**shot(cityscapes_dir / "cityscapes_segmentation.bmp")}))
     assert res["backend"] == "tflite"
     assert max(res["shares"], key=res["shares"].get) == "road"
     assert res["hints"]
@@ -88,57 +89,54 @@ def test_segment_scene(tools_by_name, cityscapes_dir: Path):
 
 def test_read_text(tools_by_name, tmp_path: Path):
     path = draw_text(tmp_path / "sign.jpg", ["Rue de Rivoli, Paris"])
-    res = _ok(tools_by_name["read_text"].invoke({"image": str(path)}))
+    res = _ok(tools_by_name["read_text"].invoke({**shot(path)}))
     assert any("Paris" in line["text"] for line in res["lines"])
     assert res["scripts"] == ["Latin"] and res["script_regions"] == {}
     assert res["places"][0]["country_code"] == "FR"
 
 
 def test_retrieve_with_and_without_filter(tools_by_name, fake_retriever: FakeRetriever, dev_photo: Path):
-    res = _ok(tools_by_name["retrieve"].invoke({"image": str(dev_photo), "k": 5}))
+    res = _ok(tools_by_name["retrieve"].invoke({**shot(dev_photo), "k": 5}))
     assert len(res["gallery"]) == 5 and res["gallery"][0]["country_code"] == "FR"
     assert res["database"][0]["id"] == "img0" and res["dissimilar"] == [] and res["filter"] is None
     assert fake_retriever.calls[-1][1]["k_gallery"] == 5
     res = _ok(
         tools_by_name["retrieve"].invoke(
-            {"image": str(dev_photo), "lat": 48.9, "lon": 2.3, "radius_km": 300, "dissimilar": 2}
+            {**shot(dev_photo), "lat": 48.9, "lon": 2.3, "radius_km": 300, "dissimilar": 2}
         )
     )
     assert res["filter"] == {"lat": 48.9, "lon": 2.3, "radius_km": 300}
     assert len(res["dissimilar"]) == 2
     assert fake_retriever.calls[-1][1]["geo_filter"].kind == "circle"
-    res = _ok(tools_by_name["retrieve"].invoke({"image": str(dev_photo), "country_code": "fr"}))
+    res = _ok(tools_by_name["retrieve"].invoke({**shot(dev_photo), "country_code": "fr"}))
     assert res["filter"] == {"country_code": "FR"}
 
 
 def test_verify_locations(tools_by_name, dev_photo: Path):
     cands = [{"lat": 40.7, "lon": -74.0}, {"lat": 48.86, "lon": 2.35}, {"lat": 45.0, "lon": 5.0}]
-    res = _ok(tools_by_name["verify_locations"].invoke({"image": str(dev_photo), "candidates": cands}))
+    res = _ok(tools_by_name["verify_locations"].invoke({**shot(dev_photo), "candidates": cands}))
     ranked = res["ranked"]
     assert [(c["lat"], c["lon"]) for c in ranked] == [(48.86, 2.35), (45.0, 5.0), (40.7, -74.0)]
     assert ranked[0]["score"] > ranked[1]["score"] > ranked[2]["score"]
 
 
 @pytest.mark.parametrize("name", IMAGE_TOOLS)
-def test_missing_image_file(tools_by_name, name, tmp_path: Path):
-    args: dict[str, Any] = {"image": str(tmp_path / "missing.jpg")}
+def test_a_photo_tool_without_a_photo_says_how_to_call_it(tools_by_name, name):
+    """The photo is resolved once, before any tool runs (missing files and non-images fail there,
+    see the media tests); a tool called with a runtime that carries no photo says so."""
+    from tools.common import photo_runtime
+
+    args: dict[str, Any] = {"runtime": photo_runtime(None)}  # type: ignore[arg-type]
     if name == "verify_locations":
         args["candidates"] = [{"lat": 1, "lon": 2}]
-    assert "not found" in _err(tools_by_name[name].invoke(args))
-
-
-@pytest.mark.parametrize("name", ("read_text", "segment_scene", "read_exif", "retrieve"))
-def test_file_that_is_not_an_image(tools_by_name, name, tmp_path: Path):
-    bad = tmp_path / "notes.jpg"
-    bad.write_text("hello")
-    assert "image" in _err(tools_by_name[name].invoke({"image": str(bad)}))
+    message = _err(tools_by_name[name].invoke(args))
+    assert "without a photo" in message and "photo_runtime" in message
 
 
 @pytest.mark.parametrize(
     ("name", "args", "fragment"),
     [
-        ("read_exif", {}, "image"),
-        ("read_exif", {"image": ""}, "image"),
+        ("read_exif", {}, "runtime"),
         ("reverse_geocode", {"lat": 91, "lon": 0}, "lat"),
         ("reverse_geocode", {"lat": "north", "lon": 0}, "lat"),
         ("reverse_geocode", {"lon": 0}, "lat"),
@@ -152,13 +150,13 @@ def test_file_that_is_not_an_image(tools_by_name, name, tmp_path: Path):
         ("retrieve", {"image": "x.jpg", "country_code": "France"}, "country_code"),
         ("verify_locations", {"image": "x.jpg", "candidates": []}, "candidates"),
         ("verify_locations", {"image": "x.jpg", "candidates": [{"lat": 0, "lon": 500}]}, "lon"),
-        ("segment_scene", {"picture": "x.jpg"}, "image"),
-        ("read_text", {"image": 42}, "image"),
+        ("segment_scene", {"picture": "x.jpg"}, "runtime"),
+        ("read_text", {"runtime": 42}, "runtime"),
     ],
 )
 def test_invalid_arguments_come_back_as_errors(tools_by_name, name, args, fragment, dev_photo: Path):
     if args.get("image") == "x.jpg":
-        args = {**args, "image": str(dev_photo)}  # only the other argument is wrong
+        args = {**{k: v for k, v in args.items() if k != "image"}, **shot(dev_photo)}  # only the other argument is wrong
     message = _err(tools_by_name[name].invoke(args))
     assert fragment in message
 
@@ -179,15 +177,15 @@ def test_failures_inside_back_ends_become_errors(tool_settings, dev_photo: Path)
             return [0.1]  # wrong length
 
     by_name = {t.name: t for t in make_tools(Services(tool_settings, retriever=Broken()))}
-    assert "qdrant went away" in _err(by_name["retrieve"].invoke({"image": str(dev_photo)}))
+    assert "qdrant went away" in _err(by_name["retrieve"].invoke({**shot(dev_photo)}))
     two = [{"lat": 1, "lon": 1}, {"lat": 2, "lon": 2}]
-    assert "2 candidates" in _err(by_name["verify_locations"].invoke({"image": str(dev_photo), "candidates": two}))
+    assert "2 candidates" in _err(by_name["verify_locations"].invoke({**shot(dev_photo), "candidates": two}))
 
 
 def test_segmentation_unavailable_says_how_to_enable(tool_settings, dev_photo: Path):
     settings = tool_settings.model_copy(update={"segmenter": "none"})
     seg = {t.name: t for t in make_tools(Services(settings))}["segment_scene"]
-    message = _err(seg.invoke({"image": str(dev_photo)}))
+    message = _err(seg.invoke({**shot(dev_photo)}))
     assert "disabled" in message and "GEOAGENT_SEGMENTER" in message
 
 

@@ -41,7 +41,7 @@ def web_agent(web_settings):
 @pytest.fixture(scope="module")
 def web_threads(web_agent, web_settings):
     from agent.api import load_agent
-    from agent.threads import Threads, sqlite_checkpointer
+    from agent.conversation.threads import Threads, sqlite_checkpointer
 
     with sqlite_checkpointer(web_settings.data_dir / "web" / "threads.sqlite") as saver:
         yield Threads(load_agent(web_settings, mode="policy", services=web_agent.services, checkpointer=saver))

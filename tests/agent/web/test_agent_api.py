@@ -197,7 +197,7 @@ def test_serve_command_is_registered_with_help():
 
 
 def test_uploads_are_kept_inside_their_folder_under_a_clean_name(tmp_path):
-    from agent.web.conversations import keep_upload, title_of
+    from agent.conversation.web import keep_upload, title_of
 
     data = jpeg((1, 1, 1))
     for name, want in (("../../etc/passwd", "passwd.jpg"), ("a b?.JPG", "a_b_.JPG"), ("", "photo.jpg"),

@@ -94,8 +94,8 @@ def test_map_draws_the_heatmap_and_search_area(browser, web_url, web_threads, tm
 
     from tests.agent.web.conftest import jpeg
     from agent.prediction import Prediction, ProbabilitySurface
-    from agent.threads import thread_config
-    from agent.web.conversations import chat_thread_id
+    from agent.conversation.threads import thread_config
+    from agent.conversation.web import chat_thread_id
 
     photo = tmp_path / "surface.jpg"
     photo.write_bytes(jpeg((120, 60, 30)))

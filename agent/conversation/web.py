@@ -1,4 +1,4 @@
-"""The web chat's conversations on ``agent.threads.Threads``: one thread per photo (ids ``chat-...``,
+"""The web chat's conversations on ``agent.conversation.threads.Threads``: one thread per photo (ids ``chat-...``,
 so the listing shows the chat's threads, not other users of the same checkpointer), the photo kept
 on disk under its own file name (the listing's title, and what follow-ups look at again), and the
 shapes the endpoints answer with."""
@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.prediction import Prediction, Usage
-from agent.threads import ThreadHistory, ThreadSummary, Turn, new_thread_id
+from agent.conversation.threads import ThreadHistory, ThreadSummary, Turn, new_thread_id
 
 CHAT_PREFIX = "chat-"
 

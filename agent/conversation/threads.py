@@ -18,7 +18,7 @@ The API the CLI chat and the web chat build on::
 the agent's events (``node``, ``tool_start``, ``tool``, ``token``, ``prediction``, ``reply``; see
 ``GeoAgent.stream``) and a last ``{"type": "thread", "thread_id": ...}``. With an LMM (modes agent
 and rag) a question runs the agent's graph again with the tools and the photo; without one, or
-when the LMM fails, it is answered from the analysis by rules (:mod:`agent.rule_answers`).
+when the LMM fails, it is answered from the analysis by rules (:mod:`agent.conversation.rules`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.lmm.answer import message_text
 from agent.prediction import Prediction, Usage
-from agent.rule_answers import rule_answer
+from retrieval_service.core.types import MaybeLocated
+from agent.conversation.rules import rule_answer
 from retrieval_service.core.errors import ConfigError, GeoAgentError
 
 Event = dict[str, Any]
@@ -70,15 +71,13 @@ class Turn(BaseModel):
     name: str | None = Field(default=None, description="The tool of a tool_result turn.")
 
 
-class ThreadSummary(BaseModel):
+class ThreadSummary(MaybeLocated):
     """A thread in a listing."""
 
     thread_id: str
     image: str
     created_at: str | None = Field(default=None, description="ISO time of the thread's first checkpoint.")
     updated_at: str | None = Field(default=None, description="ISO time of its latest checkpoint.")
-    lat: float | None = None
-    lon: float | None = None
     place: str | None = None
     confidence: float | None = None
     questions: int = Field(default=0, description="Follow-up questions asked on it.")
@@ -116,9 +115,15 @@ def with_thread(config: dict[str, Any], prefix: str = "photo") -> dict[str, Any]
     return {**config, "configurable": {**(config.get("configurable") or {}), "thread_id": new_thread_id(prefix)}}
 
 
+def held_image(values: dict[str, Any]) -> str | None:
+    """The reference of the photo a thread's values hold (None: no photo yet)."""
+    photo = values.get("photo")
+    return photo.ref if photo is not None else None
+
+
 def check_free(values: dict[str, Any], tid: str, image_ref: str) -> None:
     """Refuse to analyse ``image_ref`` on a thread that already holds a photo."""
-    held = values.get("image")
+    held = held_image(values)
     if not held:
         return
     if held == image_ref:
@@ -193,7 +198,7 @@ class Threads:
 
     def _held(self, tid: str) -> dict[str, Any]:
         values = self.values(tid)
-        if not values.get("image"):
+        if not held_image(values):
             raise ThreadError(f"no thread {tid!r} with a photo", "create one with a photo first (Threads.create)")
         return values
 
@@ -266,7 +271,7 @@ class Threads:
     def history(self, tid: str) -> ThreadHistory:
         """The thread's photo, current prediction, conversation turns and LMM usage."""
         values = self._held(tid)
-        return ThreadHistory(thread_id=tid, image=values["image"], prediction=values.get("prediction"),
+        return ThreadHistory(thread_id=tid, image=held_image(values) or "", prediction=values.get("prediction"),
                              turns=turns(values.get("messages") or []), usage=values.get("usage") or Usage())
 
     def list(self, prefix: str | None = None) -> list[ThreadSummary]:
@@ -284,12 +289,12 @@ class Threads:
         out: list[ThreadSummary] = []
         for tid, stamps in times.items():
             values = self.values(tid)
-            if not values.get("image"):
+            if not held_image(values):
                 continue
             pred: Prediction | None = values.get("prediction")
             asked = sum(1 for m in values.get("messages") or [] if isinstance(m, HumanMessage)
                         and QUESTION_KEY in (m.additional_kwargs or {}))
-            out.append(ThreadSummary(thread_id=tid, image=values["image"], created_at=min(stamps) or None,
+            out.append(ThreadSummary(thread_id=tid, image=held_image(values) or "", created_at=min(stamps) or None,
                                      updated_at=max(stamps) or None, questions=asked,
                                      lat=pred.lat if pred else None, lon=pred.lon if pred else None,
                                      place=pred.place.label() or None if pred else None,

@@ -1,6 +1,6 @@
 """A chat about photos: attach photos, ask follow-up questions about them.
 
-Every photo gets its own thread (``agent.threads``: ``<session>/photo-<n>``): its analysis, then the
+Every photo gets its own thread (``agent.conversation.threads``: ``<session>/photo-<n>``): its analysis, then the
 questions about it. A new photo starts a new thread, so two photos' conversations never mix; the
 earlier ones stay in the session. The session's own record (its photos and the transcript that
 ``/history`` shows) lives in the same checkpointer under ``chat:<session>``, so a named session can
@@ -20,8 +20,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
 from agent.prediction import Prediction
-from agent.rule_answers import summary
-from agent.threads import Threads
+from agent.conversation.rules import summary
+from agent.conversation.threads import Threads, held_image
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class ChatSession:
     def attach(self, photo: str, on_event: Callable[[Event], None] | None = None) -> Prediction:
         """Analyse a photo on a new thread (events go to ``on_event`` live); it becomes the current photo."""
         tid = f"{self.session}/photo-{len(self.photos()) + 1}"
-        if self.threads.values(tid).get("image"):  # a thread left by an interrupted attach: never reuse it
+        if held_image(self.threads.values(tid)):  # a thread left by an interrupted attach: never reuse it
             tid = f"{tid}-{len(self.threads.list(prefix=f'{self.session}/'))}"
         _, pred = self.threads.create(photo, thread_id=tid, on_event=on_event)
         self._save(transcript=[HumanMessage(f"/image {photo}"), AIMessage(summary(pred.model_dump(mode="json")))],
@@ -93,7 +93,7 @@ class ChatSession:
         """Answer a question about the current photo (through the graph with an LMM, else by rules)."""
         tid = self.current_thread()
         if tid is None:
-            from agent.rule_answers import rule_answer
+            from agent.conversation.rules import rule_answer
 
             reply = rule_answer(question, [])
         else:

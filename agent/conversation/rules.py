@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.prediction import Place
+from retrieval_service.core.types import Place
 
 
 def _place(pred: dict[str, Any]) -> str:
