@@ -102,8 +102,11 @@ def declared_fields(cls: type) -> list[str]:
 
 def settings_modules() -> list[str]:
     """The modules that may define settings sections, by file-name convention plus EXTRA_MODULES."""
-    found = {".".join(p.relative_to(REPO).with_suffix("").parts)
-             for package in PACKAGES for p in (REPO / package).rglob("*settings*.py")}
+    found = {
+        ".".join(p.relative_to(REPO).with_suffix("").parts)
+        for package in PACKAGES
+        for p in (REPO / package).rglob("*settings*.py")
+    }
     return sorted(found | set(EXTRA_MODULES))
 
 
@@ -192,12 +195,20 @@ def _cell(text: str) -> str:
 def section_table(title: str, cls: type) -> str:
     doc = inspect.getdoc(cls) or ""
     first = doc.split("\n\n")[0].replace("\n", " ")
-    lines = [f"## {title}", "", f"`{cls.__module__}.{cls.__qualname__}`: {first}", "",
-             "| variable | type | default | description |", "|---|---|---|---|"]
+    lines = [
+        f"## {title}",
+        "",
+        f"`{cls.__module__}.{cls.__qualname__}`: {first}",
+        "",
+        "| variable | type | default | description |",
+        "|---|---|---|---|",
+    ]
     for name in declared_fields(cls):
         info = cls.model_fields[name]
-        lines.append(f"| `{ENV_PREFIX}{name.upper()}` | {type_text(info)} | {_cell(default_text(name, info))} "
-                     f"| {_cell(info.description or '')} |")
+        lines.append(
+            f"| `{ENV_PREFIX}{name.upper()}` | {type_text(info)} | {_cell(default_text(name, info))} "
+            f"| {_cell(info.description or '')} |"
+        )
     return "\n".join(lines)
 
 
@@ -214,10 +225,17 @@ def check(path: Path = OUTPUT) -> tuple[bool, str]:
     current = path.read_text(encoding="utf-8") if path.is_file() else ""
     if current == expected:
         return True, ""
-    diff = "".join(difflib.unified_diff(current.splitlines(keepends=True), expected.splitlines(keepends=True),
-                                        fromfile=f"{path.name} (committed)", tofile=f"{path.name} (generated)"))
-    return False, (f"{path} is out of date with the settings models; "
-                   f"run `python docs/generate_settings.py` and commit the result.\n{diff}")
+    diff = "".join(
+        difflib.unified_diff(
+            current.splitlines(keepends=True),
+            expected.splitlines(keepends=True),
+            fromfile=f"{path.name} (committed)",
+            tofile=f"{path.name} (generated)",
+        )
+    )
+    return False, (
+        f"{path} is out of date with the settings models; run `python docs/generate_settings.py` and commit the result.\n{diff}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,8 +37,13 @@ def test_the_settings_reference_is_the_generated_one():
 def test_the_check_fails_on_a_stale_reference(tmp_path):
     stale = tmp_path / "settings.md"
     stale.write_text((DOCS / "settings.md").read_text(encoding="utf-8").replace("GEOAGENT_TOP_K", "GEOAGENT_TOPK"))
-    done = subprocess.run([sys.executable, str(DOCS / "generate_settings.py"), "--check", "--output", str(stale)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(DOCS / "generate_settings.py"), "--check", "--output", str(stale)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "generate_settings.py" in done.stderr and "+| `GEOAGENT_TOP_K`" in done.stderr
 
@@ -92,9 +97,8 @@ def test_relative_links_point_to_existing_files(path: Path):
             continue  # http(s)://, mailto:
         file_part, _, anchor = target.partition("#")
         linked = (path.parent / file_part) if file_part else path
-        if not linked.exists():
-            broken.append(target)
-        elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+        missing_heading = anchor and linked.suffix == ".md" and linked.exists() and anchor not in _anchors(linked)
+        if not linked.exists() or missing_heading:
             broken.append(target)
     assert broken == [], f"{path.name}: links to missing files or headings: {broken}"
 
