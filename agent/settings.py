@@ -25,8 +25,8 @@ class AgentSettings(CoreSettings):
         "unset = no-LMM policy."))
     llm_provider: str = Field(default="openai", description=(
         "Provider when llm_model has no 'provider:' prefix: 'openai' = any OpenAI-compatible endpoint."))
-    llm_base_url: str | None = None
-    llm_api_key: str | None = None
+    llm_base_url: str | None = Field(default=None, description="Base URL of the OpenAI-compatible endpoint (e.g. http://localhost:8000/v1); unset = the provider's own.")
+    llm_api_key: str | None = Field(default=None, description="API key of the LMM endpoint.")
     llm_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one LMM request.")
     llm_max_retries: int = Field(default=2, ge=0, le=10, description="Retries of a failed LMM request (jittered, Retry-After honoured).")
     llm_retry_initial_s: float = Field(default=1.0, ge=0, le=60, description="First retry wait; it doubles, with jitter.")
@@ -38,7 +38,7 @@ class AgentSettings(CoreSettings):
         "After this long an open breaker lets one trial request through; 0 = stay open for the batch."))
     llm_max_calls_per_photo: int = Field(default=40, ge=1, le=10_000, description="LMM requests allowed per photo.")
     llm_max_tokens_per_photo: int = Field(default=400_000, ge=1, description="Input + output tokens allowed per photo.")
-    llm_temperature: float = Field(default=0.0, ge=0, le=2)
+    llm_temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature of the LMM's requests (mode rag's proposals use rag_temperature).")
     llm_resend_photo: bool = Field(default=False, description=(
         "Attach the photo to every LMM request of a conversation; by default only the first request "
         "carries it (the model is asked to note what it sees)."))

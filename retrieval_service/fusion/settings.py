@@ -12,9 +12,9 @@ class FusionSettings(CoreSettings):
     """How the fusion model is precomputed and trained when the command line does not say."""
 
     fusion_batch_size: int = Field(default=256, ge=2, description="Training batch size (InfoNCE negatives per step).")
-    fusion_epochs: int = Field(default=10, ge=1)
-    fusion_lr: float = Field(default=1e-4, gt=0.0)
-    fusion_warmup_steps: int = Field(default=500, ge=0)
+    fusion_epochs: int = Field(default=10, ge=1, description="Passes over the training rows.")
+    fusion_lr: float = Field(default=1e-4, gt=0.0, description="Peak learning rate of AdamW (after the warm-up, then cosine decay).")
+    fusion_warmup_steps: int = Field(default=500, ge=0, description="Steps of linear learning-rate warm-up.")
     fusion_checkpoint_every: int = Field(default=500, ge=1, description="Steps between resumable training states.")
     fusion_val_gallery: str = Field(default="geoclip", description="'geoclip', 'train' or a CSV of LAT/LON coordinates.")
     fusion_workers: int = Field(default=4, ge=0, description="Threads reading images (precompute) or batches (training) ahead.")
