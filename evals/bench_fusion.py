@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         pre_rate = args.steps * args.batch_size / (time.perf_counter() - t0)
 
         # on the fly: decode, frozen tower (and class maps) for every batch, then the same step
-        from retrieval_service.core.media import load_image
+        from retrieval_service.core.media import decode_image
         from retrieval_service.fusion.classmaps import ClassMapper
         from retrieval_service.fusion.tokens import TokenEncoder
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         for b in range(fly_batches):
             sel = list(range(b * args.batch_size, (b + 1) * args.batch_size))
-            pil = [load_image(paths[i]) for i in sel]
+            pil = [decode_image(paths[i]) for i in sel]
             tok, pooled = tokens.encode(pil)
             batch = {"tokens": torch.from_numpy(tok).to(device), "pooled": torch.from_numpy(pooled).to(device)}
             if mapper is not None:

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)
 
     from agent.settings import load_settings
+    from retrieval_service.core.photo import Photo
     from retrieval_service.retrieval.retriever import Retriever
     from retrieval_service.service.app import create_retrieval_app
     from retrieval_service.service.server import BackgroundServer
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         photos = synthetic_photos(16)
     print(f"{len(photos)} photos, mean {statistics.mean(map(len, photos)) / 1024:.0f} KiB; {args.requests} searches per row; "
           f"service concurrency {args.concurrency}")
-    service = ServiceSettings(service_max_concurrency=args.concurrency, service_max_queue=1000, service_timeout_s=600)
+    service = ServiceSettings(data_dir=settings.data_dir, service_max_concurrency=args.concurrency, service_max_queue=1000,
+                              service_timeout_s=600)
     app = create_retrieval_app(retriever, service, warm_up=False)
     rows = []
     with BackgroundServer(app) as url:
@@ -102,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                                data={"k_gallery": str(args.k), "k_database": "0"})
                 r.raise_for_status()
 
-            def in_process(i: int, photo: bytes) -> None:
-                retriever.search(photo, k_gallery=args.k, k_database=0)
+            def in_process(i: int, photo: bytes) -> None:  # resolved once per request, as the service does
+                retriever.search(Photo.resolve(photo, settings.cache_dir, settings), k_gallery=args.k, k_database=0)
 
             run_clients(in_process, photos, min(8, args.requests), clients)  # warm both paths
             run_clients(over_http, photos, min(8, args.requests), clients)

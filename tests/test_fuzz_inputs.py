@@ -73,13 +73,13 @@ def test_python_api_with_the_real_tools(corpus, real_tools_agent):
 _MEDIA_ONLY = """
 import json, sys
 from retrieval_service.core.errors import ImageLoadError
-from retrieval_service.core.media import load_image, resolve_image
+from retrieval_service.core.photo import Photo
 from retrieval_service.evidence.exif import read_exif
 outcome = {}
 for path in sys.argv[2:]:
     try:
-        resolved = resolve_image(path, sys.argv[1])
-        load_image(resolved), read_exif(resolved.path)
+        photo = Photo.resolve(path, sys.argv[1])
+        photo.decode(), read_exif(photo.path)
         outcome[path] = "ok"
     except ImageLoadError as exc:
         outcome[path] = "error" if exc.hint else "no fix"

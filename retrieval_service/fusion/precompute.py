@@ -37,10 +37,10 @@ class PrecomputeReport(BaseModel):
 
 
 def _load(path: Path) -> Image.Image | None:
-    from retrieval_service.core.media import load_image
+    from retrieval_service.core.media import decode_image
 
     try:
-        return load_image(path)
+        return decode_image(path)
     except ImageLoadError as exc:
         logger.warning("unreadable image %s: %s", path, exc.message)
         return None

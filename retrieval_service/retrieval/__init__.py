@@ -1,2 +1,2 @@
 """Retrieval proper: photo -> GPS candidates (image encoder, GeoCLIP heads, gallery, stores, ingest,
-``Retriever``)."""
+the back ends of each encoder family in ``backends``, and the ``Retriever`` written against them)."""

@@ -118,12 +118,13 @@ class GalleryIndex:
         idx = pool[order]
         return GalleryHits(idx, scores[idx].astype(np.float64), np.exp(logp[idx])), logp
 
-    def candidates(self, hits: GalleryHits, **payload: object) -> list[Candidate]:
-        """Gallery hits as Candidates (score: cosine; probability: GeoCLIP's softmax)."""
+    def candidates(self, hits: GalleryHits, *, filtered: bool = False) -> list[Candidate]:
+        """Gallery hits as Candidates (score: cosine; probability: GeoCLIP's softmax; ``filtered``:
+        found by a geo-filtered search)."""
         return [
             Candidate(lat=float(self.coords[i, 0]), lon=float(self.coords[i, 1]), score=float(s),
-                      probability=float(min(1.0, p)), source="gallery",
-                      payload={"country_code": str(self.countries[i]), "gallery_index": int(i), **payload})
+                      probability=float(min(1.0, p)), source="gallery", filtered=filtered,
+                      payload={"country_code": str(self.countries[i]), "gallery_index": int(i)})
             for i, s, p in zip(hits.indices.tolist(), hits.scores.tolist(), hits.probabilities.tolist())
         ]
 

@@ -127,7 +127,7 @@ def ingest_csv(
     called with the number of rows handled after each batch.
     """
     from retrieval_service.core.geo import country_codes
-    from retrieval_service.core.media import load_image
+    from retrieval_service.core.media import decode_image
     from retrieval_service.retrieval.stores import point_id
 
     if not images_dir.is_dir():
@@ -152,7 +152,7 @@ def ingest_csv(
                 path = Path(row["path"])
                 path = path if path.is_absolute() else images_dir / path
                 try:
-                    images.append(load_image(path, retriever.settings))
+                    images.append(decode_image(path, retriever.settings))  # a dataset file: checked and decoded
                 except ImageLoadError as exc:
                     unreadable += 1
                     logger.warning("skipping %s: %s", row["id"], exc.message)

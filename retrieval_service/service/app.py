@@ -9,7 +9,9 @@
   OpenAPI docs at ``/docs``.
 
 ``retriever`` is anything with the ``Retriever``'s interface (``RetrievalClient`` too, so a
-service can front another). Blocking work runs through the ``Gate`` (concurrency, queue, deadline).
+service can front another). Each request's photo becomes one ``Photo`` (``ServiceState.photo``:
+checked, stored content-addressed under the data dir's cache) that the retriever decodes. Blocking
+work runs through the ``Gate`` (concurrency, queue, deadline).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from retrieval_service.core.errors import GeoAgentError
+from retrieval_service.core.photo import Photo
 from retrieval_service.core.types import RetrievalResult
 from retrieval_service.service.errors import ErrorBody, ServiceError, as_service_error, install_error_handlers
 from retrieval_service.service.inputs import ImageSource, read_request
@@ -59,10 +62,11 @@ class ServiceState:
         self.ready = threading.Event()
         self.warm_error: ServiceError | None = None
 
-    def photo(self, source: ImageSource) -> bytes:
-        """The checked bytes of a request's photo (a URL is fetched under the URL policy); blocking."""
-        return source.load(allow_private=self.settings.service_allow_private_urls, max_bytes=self.settings.max_upload_bytes,
-                           limits=self.settings.media_limits)
+    def photo(self, source: ImageSource) -> Photo:
+        """A request's photo as one checked ``Photo``, stored under the data dir's cache (a URL is
+        fetched under the URL policy); blocking. The endpoints pass it on; nothing checks it again."""
+        return source.resolve(self.settings.cache_dir, allow_private=self.settings.service_allow_private_urls,
+                              max_bytes=self.settings.max_upload_bytes, limits=self.settings.media_limits)
 
     def warm_up(self) -> None:
         try:

@@ -2,18 +2,19 @@
 
 Set ``GEOAGENT_RETRIEVAL_URL`` and the tools use it instead of an in-process ``Retriever``, with
 no other change: the same methods, the same result types, the same error classes (the server's
-structured errors come back as ``ImageLoadError``, ``StoreError``...). Photos given as paths, bytes
-or PIL images are uploaded; http(s) URLs are passed on for the server to fetch (under its URL
-policy). Connection failures and "busy" answers are retried with backoff.
+structured errors come back as ``ImageLoadError``, ``StoreError``...). It takes what the Retriever
+takes: a resolved ``Photo`` (its file is uploaded as it is, EXIF intact: the photo was resolved,
+and a URL downloaded, once, by the caller) or a decoded PIL image (uploaded as PNG). Connection
+failures and "busy" answers are retried with backoff.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,7 +31,7 @@ from retrieval_service.core.errors import (
     StoreError,
     WeightsNotFoundError,
 )
-from retrieval_service.core.media import ImageInput, is_url, local_file
+from retrieval_service.core.photo import Photo
 from retrieval_service.core.types import GeoFilter, RetrievalResult
 from retrieval_service.retrieval.settings import RetrievalSettings
 
@@ -42,6 +43,10 @@ _ERRORS: dict[str, type[GeoAgentError]] = {
     "server_config": ConfigError,
     "unauthorized": ConfigError,
 }
+
+
+RetrieverImage = Photo | Image.Image
+"""What the client takes, as the Retriever does: a resolved ``Photo`` or a decoded PIL image."""
 
 
 class _Busy(Exception):
@@ -103,57 +108,50 @@ class RetrievalClient:
         return response.json()
 
     @staticmethod
-    def _file(image: ImageInput) -> tuple[str, bytes, str]:
+    def _file(image: RetrieverImage) -> tuple[str, bytes, str]:
+        if isinstance(image, Photo):
+            try:
+                return Path(image.path).name, image.read_bytes(), "application/octet-stream"
+            except OSError as exc:
+                raise ImageLoadError(f"cannot read {image.path}: {exc}", "check the file permissions") from exc
         if isinstance(image, Image.Image):
             buf = io.BytesIO()
             image.convert("RGB").save(buf, format="PNG")
             return "image.png", buf.getvalue(), "image/png"
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            if not bytes(image):
-                raise ImageLoadError("the image bytes are empty", "pass the encoded contents of an image file")
-            return "image", bytes(image), "application/octet-stream"
-        if isinstance(image, (str, os.PathLike)):
-            path = local_file(os.fspath(image))
-            try:
-                return path.name, path.read_bytes(), "application/octet-stream"
-            except OSError as exc:
-                raise ImageLoadError(f"cannot read {path}: {exc}", "check the file permissions") from exc
-        raise ImageLoadError(f"unsupported image input of type {type(image).__name__}", "pass a path, an http(s) URL, bytes or a PIL image")
+        raise TypeError(f"the RetrievalClient takes a Photo or a decoded PIL image, not {type(image).__name__}: "
+                        "resolve photo inputs once with Photo.resolve(src, settings.cache_dir, settings)")
 
-    def _post_photo(self, path: str, image: ImageInput, fields: dict[str, Any]) -> Any:
-        if isinstance(image, str) and is_url(image):
-            return self._request("POST", path, json={"url": image, **fields})
+    def _post_photo(self, path: str, image: RetrieverImage, fields: dict[str, Any]) -> Any:
         data = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in fields.items()}
         return self._request("POST", path, files={"image": self._file(image)}, data=data)
 
     # ------------------------------------------------------------------ the Retriever's interface
-    def search(self, image: ImageInput, *, k_gallery: int = 10, k_database: int = 10, geo_filter: GeoFilter | None = None,
+    def search(self, image: RetrieverImage, *, k_gallery: int = 10, k_database: int = 10, geo_filter: GeoFilter | None = None,
                dissimilar: int = 0) -> RetrievalResult:
         fields: dict[str, Any] = {"k_gallery": k_gallery, "k_database": k_database, "dissimilar": dissimilar}
         if geo_filter is not None:
             fields["filter"] = geo_filter.model_dump(exclude_none=True)
         return RetrievalResult.model_validate(self._post_photo("/v1/search", image, fields))
 
-    def verify(self, image: ImageInput, coords: Sequence[tuple[float, float]]) -> list[float]:
+    def verify(self, image: RetrieverImage, coords: Sequence[tuple[float, float]]) -> list[float]:
+        if not isinstance(image, (Photo, Image.Image)):
+            self._file(image)  # refused as by the Retriever, even with no coordinates
         if not coords:
             return []
         locations = [{"lat": float(lat), "lon": float(lon)} for lat, lon in coords]
         return [float(s) for s in self._post_photo("/v1/verify", image, {"locations": locations})["scores"]]
 
-    def _embed(self, images: Sequence[ImageInput], space: str) -> np.ndarray:
+    def _embed(self, images: Sequence[RetrieverImage], space: str) -> np.ndarray:
         if not images:
             return np.zeros((0, 0), dtype=np.float32)
-        if len(images) == 1 and isinstance(images[0], str) and is_url(images[0]):
-            body = self._request("POST", "/v1/embed", json={"url": images[0], "space": space})
-        else:
-            body = self._request("POST", "/v1/embed", files=[("image", self._file(i)) for i in images], data={"space": space})
+        body = self._request("POST", "/v1/embed", files=[("image", self._file(i)) for i in images], data={"space": space})
         return np.asarray(body["vectors"], dtype=np.float32).reshape(len(images), body["dim"])
 
-    def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+    def embed_images(self, images: Sequence[RetrieverImage]) -> np.ndarray:
         """(n, D) L2-normalised CLIP features."""
         return self._embed(list(images), "clip")
 
-    def gps_embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+    def gps_embed_images(self, images: Sequence[RetrieverImage]) -> np.ndarray:
         """(n, 512) GeoCLIP image-head embeddings."""
         return self._embed(list(images), "gps")
 

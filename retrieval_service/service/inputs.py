@@ -1,11 +1,15 @@
 """A photo from a request: a multipart upload (field ``image``) or a JSON body ``{"url": ...}``,
-checked before any model sees it (content type, size, a complete decodable image), with the
-request's other fields. URLs are fetched here, each redirect hop checked against the URL policy
-(``core.download``: no loopback, private or link-local targets unless allowed)."""
+with the request's other fields. ``ImageSource.resolve`` makes it ONE ``Photo`` before any model
+sees it: the bytes (a URL is fetched here, each redirect hop checked against the URL policy of
+``core.download``: no loopback, private or link-local targets unless allowed) are checked and
+stored content-addressed under the cache dir by ``Photo.resolve``; the endpoints pass that Photo on,
+so nothing decodes or checks the same bytes again."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +18,9 @@ from starlette.datastructures import UploadFile
 
 from retrieval_service.core.errors import ImageLoadError
 from retrieval_service.core.download import download
-from retrieval_service.core.media import decode_bytes, is_url
+from retrieval_service.core.media import is_url
 from retrieval_service.core.media_settings import DEFAULT_LIMITS, MediaLimits
+from retrieval_service.core.photo import Photo
 from retrieval_service.service.errors import ServiceError
 from retrieval_service.service.limits import too_large
 
@@ -25,10 +30,18 @@ MAX_IMAGES = 64
 _UPLOAD_TYPES = ("image/", "application/octet-stream")
 
 
-def validate_image(data: bytes, name: str = "the uploaded image", limits: MediaLimits = DEFAULT_LIMITS) -> None:
-    """ImageLoadError unless ``data`` is a complete image within the media limits (``media.decode_bytes``:
-    the one check every photo input goes through)."""
-    decode_bytes(data, name, limits).close()
+def resolve_upload(data: bytes, name: str, cache_dir: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS) -> Photo:
+    """The request's photo bytes as one checked ``Photo`` (``Photo.resolve``: stored under
+    ``cache_dir/images`` by their sha256, then checked like every photo input). An ImageLoadError
+    names the upload (``name``: the uploaded file, or the URL), never the server's stored file."""
+    try:
+        return Photo.resolve(data, cache_dir, limits)
+    except ImageLoadError as exc:
+        stored = re.escape(os.path.join(os.fspath(cache_dir), "images", "")) + r"[0-9a-f]{64}\.\w+"
+        message = re.sub(stored, lambda _: name, exc.message)
+        if message == exc.message:
+            raise
+        raise ImageLoadError(message, exc.hint, reason=exc.reason) from exc
 
 
 def fetch_url(url: str, *, allow_private: bool, max_bytes: int, limits: MediaLimits = DEFAULT_LIMITS) -> bytes:
@@ -59,10 +72,13 @@ class ImageSource:
     url: str | None = None
     name: str = "the uploaded image"
 
-    def load(self, *, allow_private: bool, max_bytes: int, limits: MediaLimits = DEFAULT_LIMITS) -> bytes:
-        data = self.data if self.url is None else fetch_url(self.url, allow_private=allow_private, max_bytes=max_bytes, limits=limits)
-        validate_image(data, self.name if self.url is None else self.url, limits)
-        return data
+    def resolve(self, cache_dir: str | os.PathLike, *, allow_private: bool, max_bytes: int,
+                limits: MediaLimits = DEFAULT_LIMITS) -> Photo:
+        """The photo, fetched when it is a URL, as one checked ``Photo`` (blocking)."""
+        if self.url is None:
+            return resolve_upload(self.data or b"", self.name, cache_dir, limits)
+        data = fetch_url(self.url, allow_private=allow_private, max_bytes=max_bytes, limits=limits)
+        return resolve_upload(data, self.url, cache_dir, limits)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from retrieval_service.core.geo import (
     geodesic_km,
     spherical_mean,
 )
-from retrieval_service.core.media import resolve_image
+from retrieval_service.core.photo import Photo
 
 PARIS, LONDON = (48.8566, 2.3522), (51.5074, -0.1278)
 
@@ -49,23 +49,26 @@ def test_country_lookup_and_names():
     assert (country_name("fr"), country_name("XK"), country_name("??")) == ("France", "Kosovo", "??")
 
 
-def test_resolve_image_gives_a_reference_and_a_file(tmp_path: Path):
+def test_photo_resolve_gives_a_reference_a_file_and_a_content_key(tmp_path: Path):
     photo = tmp_path / "a photo.jpg"
     Image.new("RGB", (64, 48), (10, 20, 30)).save(photo)
-    r = resolve_image(photo, tmp_path / "cache")
-    assert r.ref == r.path == str(photo)
+    r = Photo.resolve(photo, tmp_path / "cache")
+    assert r.ref == r.path == str(photo) and not (tmp_path / "cache").exists()  # a local file is used where it is
     data = photo.read_bytes()
-    rb = resolve_image(data, tmp_path / "cache")
+    rb = Photo.resolve(data, tmp_path / "cache")
     assert rb.ref.startswith("sha256:") and Path(rb.path).read_bytes() == data and rb.path.endswith(".jpeg")
-    assert resolve_image(data, tmp_path / "cache") == rb  # content-addressed: same bytes, same file
-    rp = resolve_image(Image.open(io.BytesIO(data)), tmp_path / "cache")
+    assert Photo.resolve(data, tmp_path / "cache") == rb  # content-addressed: same bytes, same file
+    assert rb.key == r.key == rb.ref and Photo.resolve(rb, tmp_path / "cache") is rb  # same content, same key
+    assert Photo.resolve(rb.ref, tmp_path / "cache") == rb  # a sha256: reference finds the stored file
+    rp = Photo.resolve(Image.open(io.BytesIO(data)), tmp_path / "cache")
     assert rp.ref.startswith("sha256:") and Image.open(rp.path).size == (64, 48)
+    assert (rp.meta.width, rp.meta.height) == (64, 48) and rp.decode().size == (64, 48)
 
 
 @pytest.mark.parametrize("bad, problem", [(b"", "empty"), (b"not an image", "not an image"), ("missing.jpg", "not found"),
                                           (".", "is a directory, not an image file"), ({"image": "x"}, "dict"), (42, "unsupported")])
-def test_resolve_image_refuses_what_cannot_be_read(bad, problem, tmp_path: Path, monkeypatch):
+def test_photo_resolve_refuses_what_cannot_be_read(bad, problem, tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ImageLoadError, match=problem) as err:
-        resolve_image(bad, tmp_path / "cache")
+        Photo.resolve(bad, tmp_path / "cache")
     assert err.value.hint

@@ -15,8 +15,8 @@ from PIL import Image
 
 from retrieval_service.core import download as dl
 from retrieval_service.core.errors import ImageLoadError
-from retrieval_service.core.media import load_image, resolve_image
-from retrieval_service.core.media_settings import MediaLimits
+from retrieval_service.core.media_settings import DEFAULT_LIMITS, MediaLimits
+from retrieval_service.core.photo import Photo
 
 
 def _jpeg() -> bytes:
@@ -99,6 +99,12 @@ def server():
 ALLOW = MediaLimits(allow_private_urls=True, url_timeout_s=5.0)
 
 
+@pytest.fixture()
+def load(tmp_path: Path):
+    """A photo URL resolved (downloaded once, checked) and decoded."""
+    return lambda src, limits=DEFAULT_LIMITS: Photo.resolve(src, tmp_path / "cache", limits).decode(limits)
+
+
 @pytest.mark.parametrize("address, kind", [("127.0.0.1", "loopback"), ("::1", "loopback"), ("10.0.0.1", "private"),
                                            ("192.168.1.20", "private"), ("169.254.169.254", "link-local"),
                                            ("224.0.0.1", "multicast"), ("0.0.0.0", "unspecified"),
@@ -114,62 +120,63 @@ def test_address_policy(address: str, kind: str):
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/x.jpg", "http://localhost:9/x.jpg", "http://[::1]:9/x.jpg",
                                  "http://2130706433:9/x.jpg", "http://10.0.0.1/x.jpg", "http://169.254.169.254/latest/meta-data/"])
-def test_local_targets_are_refused_by_default_without_connecting(url: str):
+def test_local_targets_are_refused_by_default_without_connecting(url: str, load):
     start = time.monotonic()
     with pytest.raises(ImageLoadError, match="refused to download") as err:
-        load_image(url)
+        load(url)
     assert "GEOAGENT_ALLOW_PRIVATE_URLS" in err.value.hint
     assert time.monotonic() - start < 5
 
 
 def test_loopback_server_refused_by_default_allowed_by_the_setting(server: str, tmp_path: Path):
     with pytest.raises(ImageLoadError, match="loopback"):
-        resolve_image(f"{server}/ok.jpg", tmp_path)
-    resolved = resolve_image(f"{server}/ok.jpg", tmp_path, ALLOW)
+        Photo.resolve(f"{server}/ok.jpg", tmp_path)
+    resolved = Photo.resolve(f"{server}/ok.jpg", tmp_path, ALLOW)
     assert resolved.ref == f"{server}/ok.jpg" and Path(resolved.path).read_bytes() == JPEG  # byte for byte, EXIF intact
-    assert load_image(resolved, ALLOW).size == (64, 48)
+    assert resolved.decode(ALLOW).size == (64, 48) and resolved.read_bytes() == JPEG
 
 
-def test_every_redirect_hop_is_checked(server: str, monkeypatch: pytest.MonkeyPatch):
+def test_every_redirect_hop_is_checked(server: str, monkeypatch: pytest.MonkeyPatch, load):
     real = dl.address_problem
     monkeypatch.setattr(dl, "address_problem", lambda a: None if a == "127.0.0.1" else real(a))  # the test server only
     limits = MediaLimits(url_timeout_s=5.0)
-    assert load_image(f"{server}/to-ok", limits).size == (64, 48)
+    assert load(f"{server}/to-ok", limits).size == (64, 48)
     with pytest.raises(ImageLoadError, match="169.254.169.254, a link-local address"):
-        load_image(f"{server}/to-metadata", limits)
+        load(f"{server}/to-metadata", limits)
 
 
-def test_redirect_loops_stop(server: str):
+def test_redirect_loops_stop(server: str, load):
     with pytest.raises(ImageLoadError, match="redirects more than 2 times"):
-        load_image(f"{server}/loop", MediaLimits(allow_private_urls=True, url_max_redirects=2))
+        load(f"{server}/loop", MediaLimits(allow_private_urls=True, url_max_redirects=2))
 
 
-def test_a_dripping_server_cannot_hold_a_photo_past_the_deadline(server: str):
+def test_a_dripping_server_cannot_hold_a_photo_past_the_deadline(server: str, load):
     start = time.monotonic()
     with pytest.raises(ImageLoadError, match="took longer than 1.5 s"):
-        load_image(f"{server}/drip", MediaLimits(allow_private_urls=True, url_timeout_s=1.5))
+        load(f"{server}/drip", MediaLimits(allow_private_urls=True, url_timeout_s=1.5))
     assert time.monotonic() - start < 3.0
 
 
-def test_a_huge_body_is_cut_off_while_streaming(server: str):
+def test_a_huge_body_is_cut_off_while_streaming(server: str, load):
     start = time.monotonic()
     with pytest.raises(ImageLoadError, match="larger than the 1.0 MiB limit"):
-        load_image(f"{server}/huge", MediaLimits(allow_private_urls=True, max_image_bytes=2**20))
+        load(f"{server}/huge", MediaLimits(allow_private_urls=True, max_image_bytes=2**20))
     assert time.monotonic() - start < 5.0
 
 
-def test_pages_and_http_errors_are_clear(server: str):
+def test_pages_and_http_errors_are_clear(server: str, load):
     with pytest.raises(ImageLoadError, match="is a web page"):
-        load_image(f"{server}/page", ALLOW)
+        load(f"{server}/page", ALLOW)
     with pytest.raises(ImageLoadError, match="HTTP 404"):
-        load_image(f"{server}/missing.jpg", ALLOW)
+        load(f"{server}/missing.jpg", ALLOW)
 
 
 def test_a_url_is_downloaded_once_per_photo(server: str, tmp_path: Path):
-    """resolve_image downloads once; the tools then read the local file (the ResolvedImage)."""
+    """Photo.resolve downloads once; the tools then read the local file (the Photo)."""
     HITS.clear()
-    resolved = resolve_image(f"{server}/ok.jpg?once", tmp_path, ALLOW)
+    resolved = Photo.resolve(f"{server}/ok.jpg?once", tmp_path, ALLOW)
     for _ in range(3):
-        load_image(resolved, ALLOW)
-        resolve_image(resolved, tmp_path, ALLOW)
+        resolved.decode(ALLOW)
+        assert Photo.resolve(resolved, tmp_path, ALLOW) is resolved
+        assert Photo.resolve(resolved.key, tmp_path, ALLOW).path == resolved.path  # by content reference: no download
     assert HITS == {"/ok.jpg?once": 1}

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from retrieval_service.core.photo import Photo
+
 N_PHOTOS = 20
 
 
@@ -97,14 +99,14 @@ def both_forms(tmp_path_factory: pytest.TempPathFactory, gallery_data_dir: Path)
     return reference, retriever
 
 
-def test_retrieval_reproduces_geoclip_predict(both_forms, dev_images: Path):
+def test_retrieval_reproduces_geoclip_predict(both_forms, dev_images: Path, tmp_path: Path):
     reference, retriever = both_forms
     photos = sorted(p for p in dev_images.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[:N_PHOTOS]
     assert len(photos) == N_PHOTOS
     worst = 0.0
     for photo in photos:
         ref_gps, ref_prob = reference.predict(str(photo), top_k=5)
-        result = retriever.search(photo, k_gallery=5, k_database=0)
+        result = retriever.search(Photo.resolve(photo, tmp_path / "cache"), k_gallery=5, k_database=0)
         ours = result.gallery
         assert len(ours) == 5
         assert (ours[0].lat, ours[0].lon) == pytest.approx((float(ref_gps[0, 0]), float(ref_gps[0, 1])), abs=1e-6), photo.name

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from agent.cli import app, main
 from retrieval_service.core.errors import DatasetError
+from retrieval_service.core.photo import Photo
 from retrieval_service.retrieval.ingest import ingest_csv, read_rows
 from retrieval_service.retrieval.retriever import Retriever
 
@@ -35,7 +36,8 @@ def test_ingest_counts_unreadable_and_resumes(tiny_settings, small_set):
     assert (first.added, first.unreadable, first.skipped_existing, first.total_in_collection) == (6, 2, 0, 6)
     second = ingest_csv(r, csv, images, batch_size=4)
     assert (second.added, second.skipped_existing, second.unreadable, second.total_in_collection) == (0, 6, 2, 6)
-    hit = r.store.search(tiny_settings.database_collection, r.embed_images([images / csv.read_text().splitlines()[1].split(",")[0]])[0], 1)[0]
+    first = Photo.resolve(images / csv.read_text().splitlines()[1].split(",")[0], tiny_settings.cache_dir)
+    hit = r.store.search(tiny_settings.database_collection, r.embed_images([first])[0], 1)[0]
     assert hit.payload["extra"]["AUTHOR"] and hit.payload["path"].startswith(str(images))
     r.close()
 

@@ -88,8 +88,9 @@ def test_nominatim_failures_are_not_cached(tiny_settings):
     assert len(calls) == 2
 
 
-def test_the_feature_cache_holds_more_inputs_than_its_size(tiny_settings, monkeypatch):
+def test_the_feature_cache_holds_more_inputs_than_its_size(tiny_settings, monkeypatch, tmp_path):
     """More than 64 new images in one call once raised KeyError."""
+    from retrieval_service.core.photo import Photo
     from retrieval_service.retrieval import retriever as module
     from retrieval_service.retrieval.retriever import Retriever
 
@@ -103,7 +104,7 @@ def test_the_feature_cache_holds_more_inputs_than_its_size(tiny_settings, monkey
             Encoder.calls += 1
             return np.stack([np.full(8, float(np.asarray(im).mean()), dtype=np.float32) for im in images])
 
-    r.__dict__["encoder"] = Encoder()
+    r.backend.__dict__["encoder"] = Encoder()  # the back end's lazily loaded encoder, replaced
     from io import BytesIO
 
     from PIL import Image
@@ -113,9 +114,12 @@ def test_the_feature_cache_holds_more_inputs_than_its_size(tiny_settings, monkey
         Image.new("RGB", (32, 32), (v, v, v)).save(buf, "PNG")
         return buf.getvalue()
 
-    images = [jpeg(v) for v in range(10, 250, 20)]  # 12 images, cache of 4
+    images = [Photo.resolve(jpeg(v), tmp_path / "cache") for v in range(10, 250, 20)]  # 12 images, cache of 4
     feats = r._raw_features(images + images[:2])
     assert feats.shape == (14, 8) and np.allclose(feats[12], feats[0]) and Encoder.calls == 1
+    pixels = [im.decode() for im in images]  # decoded images too (keyed by their pixels)
+    feats = r._raw_features(pixels + pixels[:2])
+    assert feats.shape == (14, 8) and np.allclose(feats[13], feats[1]) and Encoder.calls == 2
 
 
 def test_exif_gps_out_of_range_is_reported_not_silently_dropped(tmp_path):

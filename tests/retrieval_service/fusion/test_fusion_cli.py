@@ -14,6 +14,7 @@ from PIL import Image
 from agent.cli import main
 from tests.conftest import shared_path
 from retrieval_service.core.errors import ConfigError, DatasetError, ModelMismatchError, WeightsNotFoundError
+from retrieval_service.core.photo import Photo
 from retrieval_service.fusion.features import FeatureSet
 
 TINY = ["--dim", "16", "--embed-dim", "16", "--heads", "2", "--layers", "1", "--batch-size", "4", "--epochs", "2",
@@ -80,10 +81,11 @@ def test_fusion_cli_precompute_train_index_search(tiny_env, tiny_settings, photo
 
     monkeypatch.setenv("GEOAGENT_ENCODER", f"fusion:{run_dir / 'fusion.pt'}")
     fusion = Retriever.from_settings(load_settings())
-    result = fusion.search(images / "p3.png", k_gallery=3, k_database=2)
+    photo = Photo.resolve(images / "p3.png", tmp_path / "cache")
+    result = fusion.search(photo, k_gallery=3, k_database=2)
     assert len(result.gallery) == 3 and len(result.database) == 2
     assert "-fusion-" in fusion.gallery_collection and fusion.settings.database_collection == built["collection"]
-    scores = fusion.verify(images / "p3.png", [(g.lat, g.lon) for g in result.gallery])
+    scores = fusion.verify(photo, [(g.lat, g.lon) for g in result.gallery])
     assert scores == pytest.approx([g.score for g in result.gallery], abs=1e-4)
     assert fusion.info()["gallery_ready"] is True
     store = fusion.store

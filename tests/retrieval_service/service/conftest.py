@@ -47,11 +47,12 @@ def make_service_settings(**overrides):
 
 
 @pytest.fixture(scope="module")
-def served(inprocess) -> Iterator[str]:
+def served(inprocess, module_settings) -> Iterator[str]:
     from retrieval_service.service.app import create_retrieval_app
     from retrieval_service.service.server import BackgroundServer
 
-    app = create_retrieval_app(inprocess, make_service_settings(), warm_up=False)
+    # the service stores each upload, checked, as one Photo under its data dir's cache
+    app = create_retrieval_app(inprocess, make_service_settings(data_dir=module_settings.data_dir / "service"), warm_up=False)
     with BackgroundServer(app) as url:
         yield url
 
@@ -69,3 +70,12 @@ def remote(module_settings, served):
 def any_retriever(request, inprocess, remote):
     """The same behavioural suite runs against the in-process Retriever and the HTTP client."""
     return inprocess if request.param == "inprocess" else remote
+
+
+@pytest.fixture(scope="module")
+def resolve(tmp_path_factory: pytest.TempPathFactory):
+    """Photo inputs resolved once, at the boundary, as the agent and the tools do before retrieving."""
+    from retrieval_service.core.photo import Photo
+
+    cache = tmp_path_factory.mktemp("photos")
+    return lambda src: Photo.resolve(src, cache)

@@ -1,0 +1,57 @@
+"""The fusion back end (``encoder = "fusion:PATH"``): a trained fusion checkpoint
+(``FusionEncoder``) is both the image encoder (photo -> fused database vector) and the GPS head (its
+own GPS encoder), with its own collections: the image database and the GPS gallery are named by the
+checkpoint's fingerprint (``fusion.gallery``), so they never mix with GeoCLIP's or another
+checkpoint's. The gallery is searched in the store (no exact in-memory index yet).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from retrieval_service.retrieval.backends.base import RetrievalBackend
+from retrieval_service.retrieval.settings import RetrievalSettings
+from retrieval_service.retrieval.stores import VectorStore
+
+
+class FusionBackend(RetrievalBackend):
+    """A fusion checkpoint as encoder and GPS head, with its fingerprinted collections."""
+
+    family = "fusion"
+
+    def __init__(self, settings: RetrievalSettings) -> None:
+        from retrieval_service.fusion.checkpoint import fingerprint
+        from retrieval_service.fusion.gallery import database_name
+
+        if settings.fusion_checkpoint is None:
+            raise ValueError(f"the fusion back end needs encoder='fusion:PATH', not {settings.encoder!r}")
+        self.checkpoint = settings.fusion_checkpoint
+        self.fingerprint = fingerprint(self.checkpoint)  # of the file (WeightsNotFoundError when it is missing)
+        super().__init__(settings.model_copy(update={"database_collection": database_name(settings, self.fingerprint)}))
+
+    @cached_property
+    def encoder(self):  # -> FusionEncoder
+        from retrieval_service.fusion.encoder import FusionEncoder
+
+        s = self.settings
+        return FusionEncoder(self.checkpoint, s, s.device, s.batch_size)
+
+    @property
+    def heads(self):  # -> FusionEncoder: a fusion model is its own GPS head
+        return self.encoder
+
+    @property
+    def gallery_collection(self) -> str:
+        from retrieval_service.fusion.gallery import gallery_name
+
+        return gallery_name(self.settings, self.fingerprint)
+
+    def build_gallery(self, store: VectorStore) -> None:
+        from retrieval_service.fusion.gallery import ensure_gallery
+
+        ensure_gallery(self.settings, store, self.encoder)
+
+    def gallery_ready(self, store: VectorStore) -> bool:
+        from retrieval_service.fusion.gallery import gallery_ready
+
+        return gallery_ready(self.settings, store, self.fingerprint)
