@@ -130,13 +130,14 @@ def create_app(predictor: Any, service_settings: ServiceSettings, *, retriever: 
         sources, fields = await read_request(request)
         LocateOptions.parse(fields)
         source = sources[0]
-        data = await state.gate.run(state.photo, source)  # a bad photo is a 4xx before the stream starts
+        photo = await state.gate.run(state.photo, source)  # resolved once; a bad photo is a 4xx before the stream starts
         if threads is None:
-            return streaming(events([], lambda: predictor.stream({"image": data})))
+            return streaming(events([], lambda: predictor.stream({"image": photo})))
         name = source.url.rsplit("/", 1)[-1].split("?")[0] if source.url else source.name.removeprefix("the uploaded file ").strip("'")
-        path = await state.gate.run(keep_upload, data, name, uploads)
+        path = await state.gate.run(keep_upload, photo.read_bytes(), name, uploads)
+        kept = photo.model_copy(update={"ref": str(path), "path": str(path)})  # the same bytes, under the name the chat lists
         tid = chat_thread_id()
-        return streaming(events([("thread", {"thread_id": tid})], lambda: threads.stream_create(str(path), thread_id=tid)))
+        return streaming(events([("thread", {"thread_id": tid})], lambda: threads.stream_create(kept, thread_id=tid)))
 
     @api.get("/threads", response_model=list[ChatThread], tags=["threads"])
     async def list_threads() -> Any:

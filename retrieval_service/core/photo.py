@@ -95,7 +95,11 @@ class Photo(BaseModel):
     def _stored(cls, data: bytes, ref: str, cache_dir: Path, limits: MediaLimits) -> Photo:
         digest = hashlib.sha256(data).hexdigest()
         path = _store(data, digest, cache_dir, _suffix(data))
-        meta = inspect_image(path, limits)
+        try:
+            meta = inspect_image(path, limits)
+        except ImageLoadError:
+            path.unlink(missing_ok=True)  # an unusable input leaves nothing behind
+            raise
         return cls(ref=ref or SHA_PREFIX + digest, path=str(path), sha256=digest, meta=meta)
 
     @classmethod

@@ -51,11 +51,11 @@ def test_unknown_country_codes_are_refused():
 
 
 def test_the_retrieve_tool_reports_a_bad_country_code():
-    from tools.retrieve import _geo_filter
     from retrieval_service.core.errors import GeoAgentError
+    from tools.retrieve import geo_filter
 
     with pytest.raises(GeoAgentError, match="unknown country code"):
-        _geo_filter({"country_code": "QQ"})
+        geo_filter({"country_code": "QQ"})
 
 
 def test_reserved_csv_columns_are_refused_and_duplicates_counted(tmp_path):

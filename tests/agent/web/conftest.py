@@ -52,7 +52,8 @@ def serve_app(agent, threads=None, **service_overrides):
     from retrieval_service.service.server import BackgroundServer
     from retrieval_service.service.settings import ServiceSettings
 
-    settings = ServiceSettings(**{"service_max_concurrency": 4, "service_timeout_s": 120, **service_overrides})
+    settings = ServiceSettings(**{"service_max_concurrency": 4, "service_timeout_s": 120, "data_dir": agent.settings.data_dir,
+                                  **service_overrides})
     return BackgroundServer(create_app(agent, settings, threads=threads, warm_up=False))
 
 

@@ -42,19 +42,18 @@ def test_the_client_answers_exactly_what_the_retriever_answers(inprocess, remote
 
 
 def test_the_tools_retrieve_over_http_when_the_url_is_set(module_settings, served, photo):
-    from tools import make_tools
-    from tools.services import Services
     from retrieval_service.service.client import RetrievalClient
+    from tools import make_tools, photo_runtime
+    from tools.services import Services
 
     local = {t.name: t for t in make_tools(Services(module_settings))}
     services = Services(module_settings.model_copy(update={"retrieval_url": served}))
     remote = {t.name: t for t in make_tools(services)}
     assert isinstance(services.retriever, RetrievalClient)
-    args = {"image": photo.path, "k": 5, "country_code": "JP"}
+    args = {"runtime": photo_runtime(photo), "k": 5, "country_code": "JP"}
     assert remote["retrieve"].invoke(args) == local["retrieve"].invoke(args)
-    points = {"image": photo.path, "candidates": [{"lat": 35.7, "lon": 139.7}, {"lat": 48.85, "lon": 2.35}]}
+    points = {"runtime": photo_runtime(photo), "candidates": [{"lat": 35.7, "lon": 139.7}, {"lat": 48.85, "lon": 2.35}]}
     assert remote["verify_locations"].invoke(points) == local["verify_locations"].invoke(points)
-    assert "not found" in remote["retrieve"].invoke({"image": "/nonexistent.jpg"})["error"]
     services.retriever.close()
 
 
