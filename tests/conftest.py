@@ -89,6 +89,7 @@ def gallery_data_dir(request: pytest.FixtureRequest) -> Path:
     from retrieval_service.retrieval.geoclip_heads import GeoClipHeads
     from agent.settings import Settings
     from retrieval_service.retrieval.stores import EdgeStore
+    from tests.waiting import GUARD_S
 
     name = f"geoagent-gallery-v2-{weights_fingerprint()}"
     cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
@@ -96,8 +97,6 @@ def gallery_data_dir(request: pytest.FixtureRequest) -> Path:
     settings = Settings(data_dir=data_dir, qdrant_url=None)
     store = EdgeStore(settings.embedded_qdrant_path, build_index=False)
     heads = GeoClipHeads(torch.device("cpu"))
-    from tests.waiting import GUARD_S
-
     guard = time.monotonic() + GUARD_S  # the other session's build ending is the event; this only stops a hang
     try:
         while True:
