@@ -89,6 +89,7 @@ def gallery_data_dir(request: pytest.FixtureRequest) -> Path:
     from retrieval_service.retrieval.geoclip_heads import GeoClipHeads
     from agent.settings import Settings
     from retrieval_service.retrieval.stores import EdgeStore
+    from tests.waiting import GUARD_S
 
     name = f"geoagent-gallery-v2-{weights_fingerprint()}"
     cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
@@ -96,14 +97,14 @@ def gallery_data_dir(request: pytest.FixtureRequest) -> Path:
     settings = Settings(data_dir=data_dir, qdrant_url=None)
     store = EdgeStore(settings.embedded_qdrant_path, build_index=False)
     heads = GeoClipHeads(torch.device("cpu"))
-    deadline = time.monotonic() + 600
+    guard = time.monotonic() + GUARD_S  # the other session's build ending is the event; this only stops a hang
     try:
         while True:
             try:
                 ensure_gallery(settings, store, heads)
                 break
             except StoreError:  # another test session is building it right now
-                if time.monotonic() > deadline:
+                if time.monotonic() > guard:
                     raise
                 time.sleep(2)
         assert gallery_ready(settings, store)

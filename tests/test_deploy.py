@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.waiting import GUARD_S
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 
@@ -36,7 +38,7 @@ def test_compose_file_is_valid_for_every_profile(profile, tmp_path):
     if cmd is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed (.ci/run installs docker-compose)")
     args = [*cmd, "-f", str(COMPOSE), *(["--profile", profile] if profile else []), "config"]
-    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=GUARD_S)
     assert out.returncode == 0, out.stderr
     resolved = yaml.safe_load(out.stdout)
     assert {"qdrant", "geoagent"} <= set(resolved["services"])

@@ -22,6 +22,7 @@ from agent.cli import app
 from agent.prediction import Prediction
 from retrieval_service.core.errors import ImageLoadError
 from tests.fuzz_corpus import EXPECTED_VALID, build_corpus
+from tests.waiting import GUARD_S
 
 MAX_RSS_BYTES = 2**30
 
@@ -96,7 +97,7 @@ def test_the_media_path_stays_within_its_memory_bound(corpus, tmp_path: Path):
     import sys
 
     res = subprocess.run([sys.executable, "-c", _MEDIA_ONLY, str(tmp_path / "cache"), *map(str, corpus.values())],
-                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+                         capture_output=True, text=True, timeout=GUARD_S, cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(res.stdout)
     assert report["rss"] < MAX_RSS_BYTES, report["rss"]

@@ -14,6 +14,7 @@ from PIL import Image
 
 from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
 from agent.settings import load_settings
+from tests.waiting import GUARD_S
 
 
 def test_locate_without_cached_weights_exits_2_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,7 +30,7 @@ def test_locate_without_cached_weights_exits_2_with_the_fix(tmp_path: Path, monk
     )
     res = subprocess.run(
         [sys.executable, "-m", "agent.cli", "locate", str(photo), "--json"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True, text=True, env=env, timeout=GUARD_S,
     )
     assert res.returncode == 2, res.stderr
     [line] = res.stdout.splitlines()  # one line for the photo: its error, no placeholder 0,0 answer

@@ -44,7 +44,7 @@ def test_retries_with_backoff_then_success_records_every_attempt():
     import httpx
     import openai
 
-    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")  # newer openai reads its headers
     model = ScriptedChatModel(script=[openai.APITimeoutError(request=request), ConnectionError("reset"), "ok"])
     result = call_lmm(model, ["hi"], CallPolicy(retries=2, initial_s=0.001, max_wait_s=0.01))
     assert result.reply.content == "ok" and [e.error is None for e in result.entries] == [False, False, True]

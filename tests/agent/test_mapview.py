@@ -20,6 +20,7 @@ from agent.prediction import ProbabilitySurface, Prediction
 from retrieval_service.core.errors import GeoAgentError
 from retrieval_service.core.types import Candidate
 from retrieval_service.evidence.clustering import Cluster
+from tests.waiting import GUARD_S
 
 PARIS = (48.8566, 2.3522)
 
@@ -97,7 +98,7 @@ def test_an_offline_screenshot_shows_the_land_the_answer_and_the_candidates(tmp_
     cmd = [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
            "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
            "--window-size=900,700", "--virtual-time-budget=4000", f"--screenshot={shot}", page.as_uri()]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=GUARD_S)
     assert shot.is_file(), res.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     land, sea = _share(pixels, (0xEC, 0xE6, 0xD4)), _share(pixels, (0xAA, 0xD3, 0xDF))

@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from agent.cli import main
 from evals.compare import compare_runs
 from evals.records import read_rows
 from retrieval_service.core.errors import DatasetError
+from tests.waiting import GUARD_S, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 GEOAGENT = [sys.executable, "-c", "import sys; from agent.cli import main; sys.exit(main())"]
@@ -52,18 +52,14 @@ def test_kill_mid_run_then_resume_every_id_once(small_bench, tmp_path):
     cmd = GEOAGENT + _run_args(small_bench, out, "--predictor", "tests.evals.fakes:slow_factory")
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     path = out / "predictions.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if path.exists() and path.read_bytes().count(b"\n") >= 2:
-            break
-        time.sleep(0.02)
+    wait_for(lambda: path.exists() and path.read_bytes().count(b"\n") >= 2, "two predictions written", proc=proc, poll_s=0.02)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=GUARD_S)
     killed_rows = read_rows(path)
     assert 2 <= len(killed_rows) < 6
     done = subprocess.run(GEOAGENT + _run_args(small_bench, out, "--predictor", "tests.evals.fakes:slow_factory"),
-                          cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+                          cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=GUARD_S)
     assert done.returncode == 0, done.stderr
     assert f"{len(killed_rows)} resumed" in done.stdout
     ids = [json.loads(line)["id"] for line in path.read_text().splitlines()]

@@ -13,6 +13,7 @@ from PIL import Image
 
 from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
 from retrieval_service.retrieval.image_encoder import ImageEncoder, resolve_device
+from tests.waiting import GUARD_S
 
 
 def _images(n: int) -> list[Image.Image]:
@@ -41,7 +42,7 @@ def test_random_init_is_identical_across_processes(tiny_model_config, tmp_path):
         subprocess.Popen([sys.executable, "-c", code, str(tiny_model_config), str(img)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
-    runs = [(p.communicate(timeout=120), p.returncode) for p in procs]
+    runs = [(p.communicate(timeout=GUARD_S), p.returncode) for p in procs]
     assert all(rc == 0 for _, rc in runs), runs[0][0][1]
     assert "RANDOM WEIGHTS" in runs[0][0][1]
     a, b = (json.loads(out.strip().splitlines()[-1]) for (out, _), _ in runs)

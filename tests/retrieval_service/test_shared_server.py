@@ -21,6 +21,7 @@ from retrieval_service.retrieval import gallery
 from retrieval_service.retrieval.gallery import ensure_gallery, gallery_name, gallery_ready
 from retrieval_service.retrieval.geoclip_heads import GeoClipHeads, gallery_coordinates
 from retrieval_service.retrieval.stores import ServerStore, make_store
+from tests.waiting import GUARD_S
 
 POINTS = 1500
 
@@ -88,7 +89,8 @@ def test_two_clients_with_different_data_dirs_build_the_gallery_once(tmp_path, s
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=300)
+        t.join(timeout=GUARD_S)  # the builds' end is the event; GUARD_S only stops a hang
+        assert not t.is_alive(), f"a gallery build still runs after {GUARD_S:.0f} s"
     assert results == [POINTS, POINTS]
     assert sorted(c.encoded for c in counters) == [0, POINTS]  # one built, the other waited
     assert server.deleted == []

@@ -11,6 +11,7 @@ import pytest
 from retrieval_service.core.errors import StoreError
 from retrieval_service.core.types import GeoFilter
 from retrieval_service.retrieval.stores import EdgeStore, ServerStore, make_store, point_id
+from tests.waiting import GUARD_S
 
 # (name, lat, lon, country)
 PLACES = [
@@ -112,7 +113,7 @@ def test_embedded_store_is_readable_from_another_process_while_open(filled, tmp_
         "import numpy as np, sys; from retrieval_service.retrieval.stores import EdgeStore; "
         f"s = EdgeStore(sys.argv[1]); print(s.count('places'), s.search('places', np.array({vecs[2].tolist()}), 1)[0].payload['id'])"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, timeout=GUARD_S)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(len(PLACES)), "berlin"]
 
@@ -157,8 +158,8 @@ def test_readers_never_break_a_concurrent_writer(tmp_path):
     first.close()
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     reads, errors = 0, []
-    deadline = time.monotonic() + 120
-    while writer.poll() is None and time.monotonic() < deadline:
+    guard = time.monotonic() + GUARD_S  # read until the writer is done (its exit is the event), however long that takes
+    while writer.poll() is None and time.monotonic() < guard:
         reader = EdgeStore(root)  # like `locate` / `index info`: open, read, close
         try:
             reader.count("c")
@@ -168,6 +169,6 @@ def test_readers_never_break_a_concurrent_writer(tmp_path):
             errors.append(exc.message)
         finally:
             reader.close()
-    out, err = writer.communicate(timeout=60)
+    out, err = writer.communicate(timeout=GUARD_S)
     assert writer.returncode == 0, err[-2000:]
     assert out.split() == ["2000"] and not errors and reads > 0

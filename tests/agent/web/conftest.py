@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.retrieval_service.service.conftest import linked_gallery_dir
+from tests.waiting import GUARD_S
 
 
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> bytes:
@@ -52,9 +53,10 @@ def serve_app(agent, threads=None, **service_overrides):
     from retrieval_service.service.server import BackgroundServer
     from retrieval_service.service.settings import ServiceSettings
 
-    settings = ServiceSettings(**{"service_max_concurrency": 4, "service_timeout_s": 120, "data_dir": agent.settings.data_dir,
+    # the server's start and each request's deadline are guards against a hang, not the expected time
+    settings = ServiceSettings(**{"service_max_concurrency": 4, "service_timeout_s": GUARD_S, "data_dir": agent.settings.data_dir,
                                   **service_overrides})
-    return BackgroundServer(create_app(agent, settings, threads=threads, warm_up=False))
+    return BackgroundServer(create_app(agent, settings, threads=threads, warm_up=False), start_timeout_s=GUARD_S)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import shared_path
+from tests.waiting import GUARD_S
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def browser():
                 "--proxy-server=direct://", "--proxy-bypass-list=*"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=Service(DRIVER))
-    driver.set_page_load_timeout(60)
+    driver.set_page_load_timeout(GUARD_S)
     yield driver
     driver.quit()
 
@@ -45,7 +46,7 @@ def test_upload_answer_map_and_follow_up(browser, web_url, tmp_path: Path):
     images = shared_path("data", "im2gps3k-dev", "images")
     photo = sorted(images.glob("*.jpg"))[0]
     browser.get(f"{web_url}/")
-    wait = WebDriverWait(browser, 180)
+    wait = WebDriverWait(browser, GUARD_S)  # the page's own progress is the event
     # the bundled land basemap draws without any network beyond loopback
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".leaflet-overlay-pane path.land"))
 
@@ -53,9 +54,9 @@ def test_upload_answer_map_and_follow_up(browser, web_url, tmp_path: Path):
     wait.until(lambda d: d.find_element(By.ID, "status").text in ("done",) or "error" in d.find_element(By.ID, "status").text)
     assert browser.find_element(By.ID, "status").text == "done", browser.find_element(By.ID, "status").text
 
-    threads = httpx.get(f"{web_url}/v1/threads", timeout=30).json()
+    threads = httpx.get(f"{web_url}/v1/threads", timeout=GUARD_S).json()
     assert threads[0]["title"] == photo.name
-    pred = httpx.get(f"{web_url}/v1/threads/{threads[0]['thread_id']}", timeout=30).json()["prediction"]
+    pred = httpx.get(f"{web_url}/v1/threads/{threads[0]['thread_id']}", timeout=GUARD_S).json()["prediction"]
     assert browser.find_element(By.ID, "answer-coords").text == f"{pred['lat']:.5f}, {pred['lon']:.5f}"
     assert browser.find_element(By.ID, "answer-confidence").text == f"{pred['confidence']:.2f}"
     assert browser.find_element(By.ID, "answer-rationale").text.strip() == pred["rationale"].strip()
@@ -111,7 +112,7 @@ def test_map_draws_the_heatmap_and_search_area(browser, web_url, web_threads, tm
     web_threads.agent.graph.update_state(thread_config(tid), {"prediction": pred}, as_node="decide")
 
     browser.get(f"{web_url}/")
-    wait = WebDriverWait(browser, 60)
+    wait = WebDriverWait(browser, GUARD_S)
     wait.until(lambda d: any(li.get_attribute("data-id") == tid for li in d.find_elements(By.CSS_SELECTOR, "#threads li")))
     next(li for li in browser.find_elements(By.CSS_SELECTOR, "#threads li") if li.get_attribute("data-id") == tid).click()
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "path.search-area")) == 3)

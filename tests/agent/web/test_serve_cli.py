@@ -7,13 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.agent.web.conftest import jpeg
+from tests.waiting import GUARD_S, wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
@@ -32,23 +32,20 @@ def test_serve_command_serves_until_interrupted(gallery_env):
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
+        def ready() -> bool:
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.5)
+                return httpx.get(f"{url}/readyz", timeout=GUARD_S).status_code == 200
+            except httpx.TransportError:  # not listening yet
+                return False
+
+        wait_for(ready, "/readyz to answer 200", proc=proc, poll_s=0.5)
         photo = {"image": ("a.jpg", jpeg((10, 200, 90)), "image/jpeg")}
-        assert httpx.post(f"{url}/v1/locate", files=photo, timeout=120).status_code == 401
-        resp = httpx.post(f"{url}/v1/locate", files=photo, headers={"Authorization": "Bearer k"}, timeout=120)
+        assert httpx.post(f"{url}/v1/locate", files=photo, timeout=GUARD_S).status_code == 401
+        resp = httpx.post(f"{url}/v1/locate", files=photo, headers={"Authorization": "Bearer k"}, timeout=GUARD_S)
         assert resp.status_code == 200 and -90 <= resp.json()["lat"] <= 90
-        assert httpx.get(f"{url}/v1/threads", headers={"X-API-Key": "k"}, timeout=30).json() == []
+        assert httpx.get(f"{url}/v1/threads", headers={"X-API-Key": "k"}, timeout=GUARD_S).json() == []
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=GUARD_S)
     assert proc.returncode == 0, out
     assert f"on http://127.0.0.1:{port}/" in out

@@ -163,7 +163,8 @@ def test_fusion_cli_resumes_exactly_after_kill_9(tmp_path: Path) -> None:
     import signal
     import subprocess
     import sys
-    import time
+
+    from tests.waiting import GUARD_S, wait_for
 
     features = write_synthetic_features(tmp_path / "features", rows=200, view="image")
     repo = Path(__file__).resolve().parents[3]
@@ -175,16 +176,14 @@ def test_fusion_cli_resumes_exactly_after_kill_9(tmp_path: Path) -> None:
                 "--embed-dim", "32", "--heads", "4", "--layers", "1", "--batch-size", "32", "--epochs", "3", "--lr", "3e-3",
                 "--warmup-steps", "5", "--checkpoint-every", "3", "--val-fraction", "0", "--json"]
 
-    straight = subprocess.run(command(tmp_path / "a"), cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    straight = subprocess.run(command(tmp_path / "a"), cwd=repo, env=env, capture_output=True, text=True, timeout=GUARD_S)
     assert straight.returncode == 0, straight.stderr
     proc = subprocess.Popen(command(tmp_path / "b"), cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = tmp_path / "b" / ckpt.STATE_FILE
-    deadline = time.monotonic() + 120
-    while not state.is_file() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    wait_for(state.is_file, "the first checkpoint", proc=proc)
     os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
-    resumed = subprocess.run(command(tmp_path / "b"), cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.wait(timeout=GUARD_S) == -signal.SIGKILL
+    resumed = subprocess.run(command(tmp_path / "b"), cwd=repo, env=env, capture_output=True, text=True, timeout=GUARD_S)
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout)
     assert 0 < result["resumed_from_step"] < result["steps"] == json.loads(straight.stdout)["steps"]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import GUARD_S
+
 
 def linked_gallery_dir(gallery_data_dir: Path, target: Path) -> Path:
     """A fresh data dir whose qdrant folder links the prebuilt (complete) gallery collection."""
@@ -43,7 +45,8 @@ def inprocess(module_settings):
 def make_service_settings(**overrides):
     from retrieval_service.service.settings import ServiceSettings
 
-    return ServiceSettings(**{"service_max_concurrency": 4, "service_timeout_s": 120, **overrides})
+    # a request's deadline (its wait in the queue included) guards against a hang; it is not the expected time
+    return ServiceSettings(**{"service_max_concurrency": 4, "service_timeout_s": GUARD_S, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,7 @@ def served(inprocess, module_settings) -> Iterator[str]:
 
     # the service stores each upload, checked, as one Photo under its data dir's cache
     app = create_retrieval_app(inprocess, make_service_settings(data_dir=module_settings.data_dir / "service"), warm_up=False)
-    with BackgroundServer(app) as url:
+    with BackgroundServer(app, start_timeout_s=GUARD_S) as url:
         yield url
 
 
@@ -61,7 +64,7 @@ def served(inprocess, module_settings) -> Iterator[str]:
 def remote(module_settings, served):
     from retrieval_service.service.client import RetrievalClient
 
-    client = RetrievalClient(module_settings.model_copy(update={"retrieval_url": served}))
+    client = RetrievalClient(module_settings.model_copy(update={"retrieval_url": served, "retrieval_timeout_s": GUARD_S}))
     yield client
     client.close()
 
