@@ -23,8 +23,19 @@ if TYPE_CHECKING:
     from agent.api import GeoAgent, RunResult, load_agent
     from agent.modes import available_modes
 
-__all__ = ["Evidence", "GeoAgent", "Option", "Place", "Prediction", "RunResult", "Settings", "TraceEntry",
-           "available_modes", "load_agent", "load_settings"]
+__all__ = [
+    "Evidence",
+    "GeoAgent",
+    "Option",
+    "Place",
+    "Prediction",
+    "RunResult",
+    "Settings",
+    "TraceEntry",
+    "available_modes",
+    "load_agent",
+    "load_settings",
+]
 
 _LAZY = {"GeoAgent": "agent.api", "load_agent": "agent.api", "RunResult": "agent.api", "available_modes": "agent.modes"}
 

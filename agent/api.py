@@ -66,18 +66,31 @@ class GeoAgent:
     ``retry_backoff_s`` and ``rag_samples`` override ``llm_retry_initial_s`` and ``rag_samples``.
     """
 
-    def __init__(self, settings: Settings, *, mode: str, tools: list[Any], chat_model: Any = None,
-                 services: Any = None, retry_backoff_s: float | None = None, rag_samples: int | None = None,
-                 checkpointer: Any = None, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        mode: str,
+        tools: list[Any],
+        chat_model: Any = None,
+        services: Any = None,
+        retry_backoff_s: float | None = None,
+        rag_samples: int | None = None,
+        checkpointer: Any = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         if mode not in GRAPH_MODES:
             raise ConfigError(f"GeoAgent has no graph for mode {mode!r}", f"use one of: {', '.join(GRAPH_MODES)}")
         if mode in LMM_MODES and chat_model is None:
-            raise ConfigError(f"mode {mode!r} needs an LMM but none is configured",
-                              "set GEOAGENT_LLM_MODEL (+ GEOAGENT_LLM_BASE_URL / GEOAGENT_LLM_API_KEY), "
-                              "or use --mode policy")
+            raise ConfigError(
+                f"mode {mode!r} needs an LMM but none is configured",
+                "set GEOAGENT_LLM_MODEL (+ GEOAGENT_LLM_BASE_URL / GEOAGENT_LLM_API_KEY), or use --mode policy",
+            )
         missing = REQUIRED_TOOLS - {t.name for t in tools}
         if missing:
-            raise ConfigError(f"the tool set lacks {', '.join(sorted(missing))}", "build the tools with tools.make_tools(services)")
+            raise ConfigError(
+                f"the tool set lacks {', '.join(sorted(missing))}", "build the tools with tools.make_tools(services)"
+            )
         if rag_samples is not None and rag_samples < 1:
             raise ConfigError(f"rag_samples must be at least 1, got {rag_samples}", "pass --rag-samples 1 or more")
         self.settings = settings
@@ -106,9 +119,18 @@ class GeoAgent:
         return Photo.resolve(input, self.settings.cache_dir, self.settings)
 
     def _context(self, photo: Photo) -> RunContext:
-        return RunContext(settings=self.settings, tools={t.name: t for t in self.tools}, photo=photo, tool_node=self.tool_node,
-                          mode=self.mode, chat_model=self.chat_model, models=self.models, policy=self.policy,
-                          rag_samples=self.rag_samples, mixtures=Mixtures())
+        return RunContext(
+            settings=self.settings,
+            tools={t.name: t for t in self.tools},
+            photo=photo,
+            tool_node=self.tool_node,
+            mode=self.mode,
+            chat_model=self.chat_model,
+            models=self.models,
+            policy=self.policy,
+            rag_samples=self.rag_samples,
+            mixtures=Mixtures(),
+        )
 
     def _config(self, config: dict | None) -> dict[str, Any]:
         limit = recursion_limit(self.settings.max_steps)
@@ -144,8 +166,13 @@ class GeoAgent:
         timer = NodeTimer()
         cfg["callbacks"] = [*(cfg.get("callbacks") or []), timer]
         out = self.graph.invoke(state, config=cfg, context=ctx)
-        return RunResult(prediction=out["prediction"], total_ms=(time.perf_counter() - start) * 1000,
-                         prepare_ms=(prepared - start) * 1000, node_ms=dict(timer.node_ms), node_own_ms=timer.own_ms)
+        return RunResult(
+            prediction=out["prediction"],
+            total_ms=(time.perf_counter() - start) * 1000,
+            prepare_ms=(prepared - start) * 1000,
+            node_ms=dict(timer.node_ms),
+            node_own_ms=timer.own_ms,
+        )
 
     def invoke(self, input: Any, config: dict | None = None) -> Prediction:
         """Geolocate one photo: ``{"image": path|bytes|PIL image|url}`` (or the image itself)."""
@@ -166,8 +193,9 @@ class GeoAgent:
         before = self.thread_values(cfg)
         questions.check_analysed(before, thread_id(cfg))
         ctx = self._context(before["photo"].check_present())
-        yield from events(self.graph.stream(questions.question_input(question), config=cfg, context=ctx,
-                                            stream_mode=STREAM_MODES))
+        yield from events(
+            self.graph.stream(questions.question_input(question), config=cfg, context=ctx, stream_mode=STREAM_MODES)
+        )
         outcome = questions.outcome(self.thread_values(cfg), before)
         yield {"type": "reply", "text": outcome.reply, "changed": outcome.changed, "usage": outcome.usage, "error": outcome.error}
 
@@ -187,9 +215,16 @@ class GeoAgent:
             return list(pool.map(one, inputs))
 
 
-def load_agent(settings: Settings | None = None, *, mode: str | None = None, chat_model: Any = None,
-               services: Any = None, config_file: Any = None, tools: list[Any] | None = None,
-               **agent_options: Any) -> GeoAgent:
+def load_agent(
+    settings: Settings | None = None,
+    *,
+    mode: str | None = None,
+    chat_model: Any = None,
+    services: Any = None,
+    config_file: Any = None,
+    tools: list[Any] | None = None,
+    **agent_options: Any,
+) -> GeoAgent:
     """Build an agent from settings (``GEOAGENT_*`` / TOML, like the CLI).
 
     mode None -> "agent" when an LMM is configured (``settings.llm_model`` or ``chat_model``), else

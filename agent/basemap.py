@@ -69,11 +69,16 @@ def build_land(step_deg: float = DEFAULT_STEP_DEG, tolerance_deg: float = 0.3) -
             return [rounded(g) for g in geometry]
         return geometry
 
-    features = [{"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": rounded(mapping(p)["coordinates"])}}
-                for p in polygons if p.area >= step_deg * step_deg]
-    return {"type": "FeatureCollection",
-            "properties": {"source": "global-land-mask 1.0.0 (MIT; NOAA GLOBE, public domain)", "step_deg": step_deg},
-            "features": features}
+    features = [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": rounded(mapping(p)["coordinates"])}}
+        for p in polygons
+        if p.area >= step_deg * step_deg
+    ]
+    return {
+        "type": "FeatureCollection",
+        "properties": {"source": "global-land-mask 1.0.0 (MIT; NOAA GLOBE, public domain)", "step_deg": step_deg},
+        "features": features,
+    }
 
 
 def main() -> None:

@@ -34,8 +34,10 @@ def asset_text(name: str) -> str:
     """The text of a vendored asset under ``agent/assets`` (GeoAgentError if the package lacks it)."""
     path = asset_path(name)
     if not path.is_file():
-        raise GeoAgentError(f"the map asset {name} is missing from the installed package ({path})",
-                            "reinstall geoagent; the wheel ships agent/assets/")
+        raise GeoAgentError(
+            f"the map asset {name} is missing from the installed package ({path})",
+            "reinstall geoagent; the wheel ships agent/assets/",
+        )
     return path.read_text(encoding="utf-8")
 
 
@@ -64,8 +66,12 @@ def leaflet_head() -> str:
 
 
 def _point(c: Any) -> dict[str, Any]:
-    return {"lat": round(float(c.lat), 5), "lon": round(float(c.lon), 5), "score": round(float(getattr(c, "score", 0.0)), 4),
-            "source": str(getattr(c, "source", ""))}
+    return {
+        "lat": round(float(c.lat), 5),
+        "lon": round(float(c.lon), 5),
+        "score": round(float(getattr(c, "score", 0.0)), 4),
+        "source": str(getattr(c, "source", "")),
+    }
 
 
 def map_data(predictions: list[Prediction]) -> list[dict[str, Any]]:
@@ -75,17 +81,29 @@ def map_data(predictions: list[Prediction]) -> list[dict[str, Any]]:
         candidates = sorted(pred.candidates, key=lambda c: -c.score)[:MAX_CANDIDATES]
         surface = None
         if pred.surface is not None:
-            surface = {"heat": [[round(a, 4), round(b, 4), round(w, 4)] for a, b, w in pred.surface.heat],
-                       "regions": {level: [[[round(a, 4), round(b, 4)] for a, b in ring] for ring in rings]
-                                   for level, rings in pred.surface.regions.items()}}
-        out.append({
-            "name": Path(pred.image).name or pred.image, "lat": pred.lat, "lon": pred.lon,
-            "confidence": pred.confidence, "source": pred.source, "place": pred.place.label(),
-            "rationale": pred.rationale[:1000], "candidates": [_point(c) for c in candidates],
-            "alternatives": [_point(a) for a in pred.alternatives],
-            "clusters": [{"lat": c.lat, "lon": c.lon, "support": c.support, "radius_km": c.radius_km} for c in pred.clusters],
-            "surface": surface, "search_area_km2": dict(pred.search_area_km2),
-        })
+            surface = {
+                "heat": [[round(a, 4), round(b, 4), round(w, 4)] for a, b, w in pred.surface.heat],
+                "regions": {
+                    level: [[[round(a, 4), round(b, 4)] for a, b in ring] for ring in rings]
+                    for level, rings in pred.surface.regions.items()
+                },
+            }
+        out.append(
+            {
+                "name": Path(pred.image).name or pred.image,
+                "lat": pred.lat,
+                "lon": pred.lon,
+                "confidence": pred.confidence,
+                "source": pred.source,
+                "place": pred.place.label(),
+                "rationale": pred.rationale[:1000],
+                "candidates": [_point(c) for c in candidates],
+                "alternatives": [_point(a) for a in pred.alternatives],
+                "clusters": [{"lat": c.lat, "lon": c.lon, "support": c.support, "radius_km": c.radius_km} for c in pred.clusters],
+                "surface": surface,
+                "search_area_km2": dict(pred.search_area_km2),
+            }
+        )
     return out
 
 
@@ -99,12 +117,12 @@ def render_map(predictions: list[Prediction], *, tiles: bool = True, title: str 
         raise GeoAgentError("no prediction to put on the map", "give at least one photo that can be located")
     data = {"land": land_geojson(), "tiles": ONLINE_TILES if tiles else None, "predictions": map_data(predictions)}
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{escape(title)}</title>\n{leaflet_head()}"
         "<style>html,body{margin:0;height:100%}#map{position:absolute;inset:0;background:#aad3df}</style>\n"
-        "</head><body><div id=\"map\"></div>\n"
-        f"<script>geoagentMap(\"map\", {_json_for_script(data)});</script>\n</body></html>\n"
+        '</head><body><div id="map"></div>\n'
+        f'<script>geoagentMap("map", {_json_for_script(data)});</script>\n</body></html>\n'
     )
 
 

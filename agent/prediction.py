@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
 from retrieval_service.core.types import Candidate, Location, MaybeLocated, Place, Source
 from retrieval_service.evidence.clustering import Cluster
+
 
 class Option(Candidate):
     """A location a decision chooses between (or reports as an alternative), with the decision's
@@ -71,10 +72,12 @@ class ProbabilitySurface(BaseModel):
     """The probability over the Earth behind the answer, for maps."""
 
     heat: list[tuple[float, float, float]] = Field(
-        default_factory=list, description="(lat, lon, density relative to the densest point, in (0, 1]) samples of the surface.")
+        default_factory=list, description="(lat, lon, density relative to the densest point, in (0, 1]) samples of the surface."
+    )
     regions: dict[str, list[list[tuple[float, float]]]] = Field(
-        default_factory=dict, description='The smallest regions holding 50% and 90% of the mass ("50", "90"): '
-        "polygons as closed rings of (lat, lon).")
+        default_factory=dict,
+        description='The smallest regions holding 50% and 90% of the mass ("50", "90"): polygons as closed rings of (lat, lon).',
+    )
 
 
 class Prediction(Location):
@@ -83,11 +86,15 @@ class Prediction(Location):
     image: str = Field(description="The image reference: a path, URL or sha256 content hash.")
     confidence: float = Field(ge=0, le=1)
     probabilities: dict[str, float] = Field(
-        default_factory=dict, description='P(error <= t km) for t in "1", "25", "200", "750", "2500".')
+        default_factory=dict, description='P(error <= t km) for t in "1", "25", "200", "750", "2500".'
+    )
     search_area_km2: dict[str, float] = Field(
-        default_factory=dict, description='Area of the smallest region holding 50% ("50") and 90% ("90") of the probability.')
+        default_factory=dict, description='Area of the smallest region holding 50% ("50") and 90% ("90") of the probability.'
+    )
     raw_probabilities: dict[str, float] = Field(
-        default_factory=dict, description="The probability model's own P(error <= t km), before calibration (what `geoagent calibrate` fits on).")
+        default_factory=dict,
+        description="The probability model's own P(error <= t km), before calibration (what `geoagent calibrate` fits on).",
+    )
     calibrated: bool = Field(default=False, description="Whether confidence comes from a calibration fitted on labelled runs.")
     surface: ProbabilitySurface | None = None
     source: Source

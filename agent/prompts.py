@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,7 +10,7 @@ from typing import Any
 from retrieval_service.core.errors import ConfigError
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt(name: str) -> str:
     """The text of ``prompts/<name>.txt``."""
     filename = f"{name}.txt"

@@ -13,10 +13,9 @@ import os
 import threading
 from typing import Any
 
-from typing_extensions import TypedDict
-
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
 
 _lock = threading.Lock()
 _agent: Any = None
@@ -47,8 +46,11 @@ def studio_agent() -> Any:
 
 def locate(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     # stream, not invoke: the node's callbacks (a manager inside a run) pass straight to the agent's graph
-    preds = [e["prediction"] for e in studio_agent().stream({"image": state["image"]}, {"callbacks": config.get("callbacks")})
-             if e.get("type") == "prediction"]
+    preds = [
+        e["prediction"]
+        for e in studio_agent().stream({"image": state["image"]}, {"callbacks": config.get("callbacks")})
+        if e.get("type") == "prediction"
+    ]
     if not preds:
         raise RuntimeError("the agent ended without a prediction")
     return {"prediction": preds[-1].model_dump(mode="json")}

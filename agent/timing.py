@@ -38,8 +38,7 @@ class NodeTimer(BaseCallbackHandler):
             target = self.inner_ms if inner else self.node_ms
             target[node] = target.get(node, 0.0) + (time.perf_counter() - t0) * 1000
 
-    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, metadata: dict | None = None,
-                       **kwargs: Any) -> None:
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, metadata: dict | None = None, **kwargs: Any) -> None:
         node = (metadata or {}).get("langgraph_node")
         if node and kwargs.get("name") == node:  # the node's own run, not a runnable inside it
             self._start(run_id, node, inner=False)
@@ -50,8 +49,9 @@ class NodeTimer(BaseCallbackHandler):
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(run_id)
 
-    def on_tool_start(self, serialized: Any, input_str: str, *, run_id: UUID, metadata: dict | None = None,
-                      **kwargs: Any) -> None:
+    def on_tool_start(
+        self, serialized: Any, input_str: str, *, run_id: UUID, metadata: dict | None = None, **kwargs: Any
+    ) -> None:
         self._start(run_id, (metadata or {}).get("langgraph_node"), inner=True)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -60,8 +60,9 @@ class NodeTimer(BaseCallbackHandler):
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(run_id)
 
-    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, metadata: dict | None = None,
-                            **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self, serialized: Any, messages: Any, *, run_id: UUID, metadata: dict | None = None, **kwargs: Any
+    ) -> None:
         self._start(run_id, (metadata or {}).get("langgraph_node"), inner=True)
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:

@@ -35,8 +35,14 @@ from retrieval_service.evidence.scene import SceneComposition
 
 log = logging.getLogger(__name__)
 
-OBSERVED = {ExifInfo: "exif", ClusteringResult: "clusters", TextReading: "text", SceneComposition: "scene",
-            Verification: "verification", GeocodedPlace: "place"}
+OBSERVED = {
+    ExifInfo: "exif",
+    ClusteringResult: "clusters",
+    TextReading: "text",
+    SceneComposition: "scene",
+    Verification: "verification",
+    GeocodedPlace: "place",
+}
 """Which observation each typed artifact is (a retrieval result is handled on its own)."""
 
 
@@ -129,8 +135,9 @@ def _shown_args(args: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def trace_entry(tools: Mapping[str, BaseTool], name: str, args: dict[str, Any], content: dict[str, Any],
-                latency_ms: float) -> TraceEntry:
+def trace_entry(
+    tools: Mapping[str, BaseTool], name: str, args: dict[str, Any], content: dict[str, Any], latency_ms: float
+) -> TraceEntry:
     """The trace entry of one call; its summary comes from the tool's own module."""
     error = content.get("error")
     tool = tools.get(name)
@@ -141,8 +148,13 @@ def trace_entry(tools: Mapping[str, BaseTool], name: str, args: dict[str, Any], 
         summary = summarise(content)
     else:
         summary = json.dumps(content, default=str)[:160]
-    return TraceEntry(tool=name, args=_shown_args(args), summary=summary, latency_ms=round(latency_ms, 3),
-                      error=str(error)[:300] if error is not None else None)
+    return TraceEntry(
+        tool=name,
+        args=_shown_args(args),
+        summary=summary,
+        latency_ms=round(latency_ms, 3),
+        error=str(error)[:300] if error is not None else None,
+    )
 
 
 def result_of(tools: Mapping[str, BaseTool], call: dict[str, Any], message: ToolMessage) -> ToolResult:
@@ -150,8 +162,13 @@ def result_of(tools: Mapping[str, BaseTool], call: dict[str, Any], message: Tool
     content = tool_message_content(message)
     artifact = None if "error" in content else message.artifact
     latency = float((message.response_metadata or {}).get("latency_ms", 0.0))
-    return ToolResult(call["name"], call.get("args") or {}, content, artifact,
-                      trace_entry(tools, call["name"], call.get("args") or {}, content, latency))
+    return ToolResult(
+        call["name"],
+        call.get("args") or {},
+        content,
+        artifact,
+        trace_entry(tools, call["name"], call.get("args") or {}, content, latency),
+    )
 
 
 def run_tools(runtime: Runtime[Any], config: RunnableConfig, calls: list[dict[str, Any]]) -> list[ToolMessage]:
@@ -222,7 +239,9 @@ class Step:
         if results:
             return results[0]
         content = {"error": f"tool {name!r} gave no result"}
-        return ToolResult(name, call["args"], content, None, trace_entry(self.runtime.context.tools, name, call["args"], content, 0.0))
+        return ToolResult(
+            name, call["args"], content, None, trace_entry(self.runtime.context.tools, name, call["args"], content, 0.0)
+        )
 
     def update(self, **more: Any) -> dict[str, Any]:
         out: dict[str, Any] = {"trace": self.trace}

@@ -23,10 +23,15 @@ __all__ = [
 ]
 
 _WHERE = {
-    "Dataset": "evals.datasets", "load_dataset": "evals.datasets",
-    "EvalRunSettings": "evals.settings", "EvalSettings": "evals.settings",
-    "accuracy": "evals.metrics", "distance_km": "evals.metrics",
-    "compare_runs": "evals.compare", "run_eval": "evals.runner", "write_reports": "evals.report",
+    "Dataset": "evals.datasets",
+    "load_dataset": "evals.datasets",
+    "EvalRunSettings": "evals.settings",
+    "EvalSettings": "evals.settings",
+    "accuracy": "evals.metrics",
+    "distance_km": "evals.metrics",
+    "compare_runs": "evals.compare",
+    "run_eval": "evals.runner",
+    "write_reports": "evals.report",
 }
 
 

@@ -50,8 +50,9 @@ def _qdrant(index, data_dir: Path, hnsw: bool):
     shard = store._shard(name)
 
     def search(q: np.ndarray) -> np.ndarray:
-        request = qe.QueryRequest(limit=10, query=qe.Query.Nearest(q.tolist()), with_payload=False,
-                                  params=qe.SearchParams(exact=not hnsw, hnsw_ef=128))
+        request = qe.QueryRequest(
+            limit=10, query=qe.Query.Nearest(q.tolist()), with_payload=False, params=qe.SearchParams(exact=not hnsw, hnsw_ef=128)
+        )
         return np.array([int(p.id) for p in shard.query(request)])
 
     return search
@@ -120,10 +121,11 @@ def photo_evidence(index, query: np.ndarray, rng: np.random.Generator):
         base = gallery[i % 3] if i % 2 == 0 else gallery[int(rng.integers(len(gallery)))]
         lat = base.lat + float(rng.normal(0, 0.05)) if i < 5 else float(index.coords[int(rng.integers(len(index))), 0])
         lon = base.lon + float(rng.normal(0, 0.05)) if i < 5 else float(index.coords[int(rng.integers(len(index))), 1])
-        database.append(Candidate(lat=lat, lon=lon, score=float(0.95 - 0.035 * i), source="database",
-                                  payload={"id": f"db-{i}"}))
-    ocr = [Candidate(lat=gallery[0].lat + 0.1, lon=gallery[0].lon, score=0.0, source="ocr", payload={"name": "a town"}),
-           Candidate(lat=48.8566, lon=2.3522, score=0.0, source="ocr", payload={"name": "Paris"})]
+        database.append(Candidate(lat=lat, lon=lon, score=float(0.95 - 0.035 * i), source="database", payload={"id": f"db-{i}"}))
+    ocr = [
+        Candidate(lat=gallery[0].lat + 0.1, lon=gallery[0].lon, score=0.0, source="ocr", payload={"name": "a town"}),
+        Candidate(lat=48.8566, lon=2.3522, score=0.0, source="ocr", payload={"name": "Paris"}),
+    ]
     return gallery + database, rest, ocr
 
 
@@ -160,9 +162,11 @@ def decision_times(index, queries: np.ndarray) -> list[dict]:
     times = [f["ms"] for f in out]
     n = np.mean([len(c) + len(r) + len(o) for c, r, o in evidence])
     mean = float(np.mean(times))
-    print(f"decision (20 gallery + ~{n - 32:.0f} rest cells + 10 database + 2 OCR: options, choice, probabilities, "
-          f"areas, clusters, surface): {mean:.1f} ms/photo (median {np.median(times):.1f}); "
-          f"target 20 ms -> {mean / 20:.2f}x the target")
+    print(
+        f"decision (20 gallery + ~{n - 32:.0f} rest cells + 10 database + 2 OCR: options, choice, probabilities, "
+        f"areas, clusters, surface): {mean:.1f} ms/photo (median {np.median(times):.1f}); "
+        f"target 20 ms -> {mean / 20:.2f}x the target"
+    )
     return out
 
 

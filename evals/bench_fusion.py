@@ -55,8 +55,12 @@ def peak_rss_mib() -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-model", default="ViT-L-14")
-    parser.add_argument("--pretrained", default="none", help="open_clip tag or checkpoint; 'none' = random weights (same compute).")
-    parser.add_argument("--segmenter-model", default=None, help="A TFLite segmenter for the class maps; unset = no segmentation view.")
+    parser.add_argument(
+        "--pretrained", default="none", help="open_clip tag or checkpoint; 'none' = random weights (same compute)."
+    )
+    parser.add_argument(
+        "--segmenter-model", default=None, help="A TFLite segmenter for the class maps; unset = no segmentation view."
+    )
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--size", type=int, default=640, help="Width of the generated photos.")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -76,9 +80,18 @@ def main(argv: list[str] | None = None) -> None:
         root = Path(tmp)
         images = make_photos(root, args.images, args.size)
         t0 = time.perf_counter()
-        report = precompute(root / "photos.csv", images, root / "features", image_model=args.image_model,
-                            image_pretrained=args.pretrained, device=args.device, batch_size=args.batch_size,
-                            segmenter_settings=seg_settings, workers=2, shard_size=max(16, args.images))
+        report = precompute(
+            root / "photos.csv",
+            images,
+            root / "features",
+            image_model=args.image_model,
+            image_pretrained=args.pretrained,
+            device=args.device,
+            batch_size=args.batch_size,
+            segmenter_settings=seg_settings,
+            workers=2,
+            shard_size=max(16, args.images),
+        )
         precompute_s = time.perf_counter() - t0
         features = FeatureSet(root / "features")
         config = FusionConfig(use_segmentation=seg_settings is not None)
@@ -95,8 +108,10 @@ def main(argv: list[str] | None = None) -> None:
 
         # precomputed: read the batch from the shards, one optimiser step
         order = np.arange(len(features))
-        trainer.train_step(to_device(features.take(order[: args.batch_size], names), device),
-                           torch.from_numpy(features.coords[: args.batch_size]).to(device))  # warm-up
+        trainer.train_step(
+            to_device(features.take(order[: args.batch_size], names), device),
+            torch.from_numpy(features.coords[: args.batch_size]).to(device),
+        )  # warm-up
         sync()
         t0 = time.perf_counter()
         for step in range(args.steps):
@@ -140,8 +155,14 @@ def main(argv: list[str] | None = None) -> None:
         from retrieval_service.retrieval.settings import RetrievalSettings
 
         save_model(trainer.model, root / "run" / "fusion.pt")
-        settings = RetrievalSettings(data_dir=root / "data", encoder=f"fusion:{root / 'run' / 'fusion.pt'}", image_model=args.image_model,
-                                     image_pretrained=args.pretrained, device=args.device, batch_size=args.batch_size)
+        settings = RetrievalSettings(
+            data_dir=root / "data",
+            encoder=f"fusion:{root / 'run' / 'fusion.pt'}",
+            image_model=args.image_model,
+            image_pretrained=args.pretrained,
+            device=args.device,
+            batch_size=args.batch_size,
+        )
         retriever = Retriever(settings)
         _ = retriever.encoder  # model loading is not part of the rate (the checkpoint names its own segmenter)
         t0 = time.perf_counter()
@@ -149,14 +170,18 @@ def main(argv: list[str] | None = None) -> None:
         index_rate = ingest.added / (time.perf_counter() - t0)
         retriever.close()
 
-    print(f"device: {device}  tower: {args.image_model}/{args.pretrained}  segmentation view: {seg_settings is not None}  "
-          f"batch {args.batch_size}  photos {args.images} at {args.size} px")
+    print(
+        f"device: {device}  tower: {args.image_model}/{args.pretrained}  segmentation view: {seg_settings is not None}  "
+        f"batch {args.batch_size}  photos {args.images} at {args.size} px"
+    )
     print(f"precompute:             {report.rows / precompute_s:8.1f} images/s  ({report.rows} images in {precompute_s:.1f} s)")
     print(f"train, precomputed:     {pre_rate:8.1f} samples/s  ({args.steps} steps)")
     print(f"train, on the fly:      {fly_rate:8.1f} samples/s  ({fly_batches} steps)")
     print(f"ratio precomputed/fly:  {pre_rate / fly_rate:8.1f} x  (target >= 10)")
     print(f"fusion index build:     {index_rate:8.1f} images/s  ({ingest.added} images)")
-    print(f"peak RSS:               {peak_rss_mib():8.0f} MiB" + (f"   peak GPU allocated: {gpu_peak:.0f} MiB" if gpu_peak else ""))
+    print(
+        f"peak RSS:               {peak_rss_mib():8.0f} MiB" + (f"   peak GPU allocated: {gpu_peak:.0f} MiB" if gpu_peak else "")
+    )
 
 
 if __name__ == "__main__":

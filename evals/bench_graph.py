@@ -30,11 +30,16 @@ class _Canned:
         self.s = ms / 1000
         self.name, self.labels = "canned", ["building", "sky", "road"]
 
-    def search(self, image: Any, *, k_gallery: int = 10, k_database: int = 10, geo_filter: Any = None,
-               dissimilar: int = 0) -> RetrievalResult:
+    def search(
+        self, image: Any, *, k_gallery: int = 10, k_database: int = 10, geo_filter: Any = None, dissimilar: int = 0
+    ) -> RetrievalResult:
         time.sleep(self.s)
-        gallery = [Candidate(lat=48.85 + 0.02 * i, lon=2.35 + 0.02 * i, score=0.4 - 0.01 * i, source="gallery",
-                             payload={"country_code": "FR"}) for i in range(min(k_gallery, 8))]
+        gallery = [
+            Candidate(
+                lat=48.85 + 0.02 * i, lon=2.35 + 0.02 * i, score=0.4 - 0.01 * i, source="gallery", payload={"country_code": "FR"}
+            )
+            for i in range(min(k_gallery, 8))
+        ]
         gallery.append(Candidate(lat=35.68, lon=139.65, score=0.41, source="gallery", payload={"country_code": "JP"}))
         return RetrievalResult(gallery=gallery, geo_filter=geo_filter)
 
@@ -93,14 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     overhead = total - tools_t
     nodes_own = sum(sum(v) for v in node_own.values()) / n
     framework = overhead - nodes_own - sum(prepare) / n
-    print(f"tools: {'canned, %.0f ms each' % args.fake_tools_ms if tools else 'real'}; {len(args.photos)} photos x {args.repeat} runs")
+    print(
+        f"tools: {'canned, %.0f ms each' % args.fake_tools_ms if tools else 'real'}; {len(args.photos)} photos x {args.repeat} runs"
+    )
     print(f"{'node':<10} {'wall ms':>10} {'own ms':>10}")
     for node in node_wall:
         print(f"{node:<10} {sum(node_wall[node]) / n:>10.2f} {sum(node_own[node]) / n:>10.2f}")
     print(f"{'prepare':<10} {sum(prepare) / n:>10.2f} {sum(prepare) / n:>10.2f}   (resolve + decode-check the image)")
     print(f"{'langgraph':<10} {'':>10} {framework:>10.2f}   (scheduling, state merges, validation)")
-    print(f"end-to-end {total:.1f} ms/photo (median {statistics.median(totals):.1f}); tools {tools_t:.1f} ms; "
-          f"agent overhead {overhead:.2f} ms = {100 * overhead / total:.2f}% (target < 5%)")
+    print(
+        f"end-to-end {total:.1f} ms/photo (median {statistics.median(totals):.1f}); tools {tools_t:.1f} ms; "
+        f"agent overhead {overhead:.2f} ms = {100 * overhead / total:.2f}% (target < 5%)"
+    )
     return 0
 
 

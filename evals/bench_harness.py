@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.prediction import Prediction, TraceEntry
+from agent.settings import Settings, load_settings
 from evals.datasets import Dataset, EvalItem
 from evals.runner import run_eval
 from retrieval_service.core.types import Candidate
-from agent.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,16 @@ class SimulatedPredictor:
         if self.latency_s:
             time.sleep(self.latency_s)
         return Prediction(
-            image=str(input["image"]), lat=48.85, lon=2.35, confidence=0.5, source="gallery",
+            image=str(input["image"]),
+            lat=48.85,
+            lon=2.35,
+            confidence=0.5,
+            source="gallery",
             alternatives=[Candidate(lat=48.85, lon=2.35, score=0.9) for _ in range(5)],
-            trace=[TraceEntry(tool=t, args={"image": str(input["image"])}, summary="ok", latency_ms=1.0)
-                   for t in ("read_exif", "retrieve", "cluster_candidates", "reverse_geocode", "verify_locations")],
+            trace=[
+                TraceEntry(tool=t, args={"image": str(input["image"])}, summary="ok", latency_ms=1.0)
+                for t in ("read_exif", "retrieve", "cluster_candidates", "reverse_geocode", "verify_locations")
+            ],
         )
 
 
@@ -66,9 +72,18 @@ def _run(settings: Settings, n: int, latency_s: float, workers: int) -> tuple[fl
     with tempfile.TemporaryDirectory() as tmp:
         ds = _dataset(Path(tmp), n)
         predictor = SimulatedPredictor(latency_s)
-        result = run_eval(ds, Path(tmp) / "run", settings=settings, mode="policy",
-                          factory=lambda s, mode: predictor, predictor_name="bench", workers=workers,
-                          progress=False, argv=["bench"], report=False)
+        result = run_eval(
+            ds,
+            Path(tmp) / "run",
+            settings=settings,
+            mode="policy",
+            factory=lambda s, mode: predictor,
+            predictor_name="bench",
+            workers=workers,
+            progress=False,
+            argv=["bench"],
+            report=False,
+        )
     end_to_end = max(result.elapsed_s - result.predictor_s / workers, 0.0) / n
     return n / result.elapsed_s, result.harness_s / n, end_to_end
 
@@ -98,22 +113,25 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     _run(settings, 4, 0.0, 1)  # warm-up: reverse geocoder index, imports
     _, row_s, overhead_s = _run(settings, max(args.images, 128), 0.0, 1)
-    print(f"harness overhead per image, zero-latency predictor, 1 worker: {row_s * 1000:.2f} ms per row "
-          f"(score + geocode + append + fsync), {overhead_s * 1000:.2f} ms end to end")
+    print(
+        f"harness overhead per image, zero-latency predictor, 1 worker: {row_s * 1000:.2f} ms per row "
+        f"(score + geocode + append + fsync), {overhead_s * 1000:.2f} ms end to end"
+    )
     policy_ms = args.policy_ms
     if policy_ms is None and args.policy_image is not None:
         policy_ms = policy_prediction_ms(settings, args.policy_image)
         print(f"policy-mode prediction ({settings.image_model}): {policy_ms:.1f} ms (median of 3)")
     if policy_ms:
-        print(f"overhead as share of a policy prediction: {100 * row_s * 1000 / policy_ms:.2f} % per row, "
-              f"{100 * overhead_s * 1000 / policy_ms:.2f} % end to end")
+        print(
+            f"overhead as share of a policy prediction: {100 * row_s * 1000 / policy_ms:.2f} % per row, "
+            f"{100 * overhead_s * 1000 / policy_ms:.2f} % end to end"
+        )
     else:
         print("policy-mode share: not measured (pass --policy-image PATH or --policy-ms MS)")
     for workers in (1, 4, 16):
         rate, _, _ = _run(settings, args.images, args.latency_ms / 1000, workers)
         ideal = workers * 1000 / args.latency_ms if args.latency_ms else float("inf")
-        print(f"workers={workers:2d}: {rate:7.2f} images/s (simulated latency {args.latency_ms:.0f} ms; "
-              f"ideal {ideal:.1f})")
+        print(f"workers={workers:2d}: {rate:7.2f} images/s (simulated latency {args.latency_ms:.0f} ms; ideal {ideal:.1f})")
 
 
 if __name__ == "__main__":

@@ -28,16 +28,23 @@ from PIL import Image
 from evals.bench_graph import _canned_tools
 from evals.fake_llm_server import FakeOpenAI, Reply
 
-FINAL = {"lat": 48.86, "lon": 2.35, "confidence": 0.7, "place": {"city": "Paris", "country": "France"},
-         "rationale": "the cluster around Paris, verified"}
+FINAL = {
+    "lat": 48.86,
+    "lon": 2.35,
+    "confidence": 0.7,
+    "place": {"city": "Paris", "country": "France"},
+    "rationale": "the cluster around Paris, verified",
+}
 
 
 def conversation(body: dict[str, Any]) -> Reply:
     """The scripted model: the next step of a fixed four-request conversation."""
     step = sum(1 for m in body["messages"] if m.get("role") == "assistant")
     if step == 0:
-        return Reply(text="Haussmann facades, a wide boulevard, Latin-script signs.",
-                     calls=[("retrieve", {"k": 10, "lat": 48.85, "lon": 2.35, "radius_km": 300})])
+        return Reply(
+            text="Haussmann facades, a wide boulevard, Latin-script signs.",
+            calls=[("retrieve", {"k": 10, "lat": 48.85, "lon": 2.35, "radius_km": 300})],
+        )
     if step == 1:
         return Reply(calls=[("verify_locations", {"candidates": [{"lat": 48.85, "lon": 2.35}, {"lat": 45.76, "lon": 4.84}]})])
     if step == 2:
@@ -64,8 +71,9 @@ def measure(settings: Any, photos: list[Path], *, model_ms: float, tools_ms: flo
 
     _encoded.cache_clear()  # each measurement encodes every photo once, as a fresh process would
     with FakeOpenAI(conversation, latency_s=model_ms / 1000) as server:
-        agent = load_agent(settings, mode="agent", chat_model=server.chat_model(timeout=30.0),
-                           tools=_canned_tools(settings, tools_ms))
+        agent = load_agent(
+            settings, mode="agent", chat_model=server.chat_model(timeout=30.0), tools=_canned_tools(settings, tools_ms)
+        )
         agent.run({"image": str(photos[0])})  # warm-up: imports, the first photo's encoding
         _encoded.cache_clear()
         first = len(server.requests)
@@ -83,9 +91,15 @@ def measure(settings: Any, photos: list[Path], *, model_ms: float, tools_ms: flo
             raise RuntimeError(f"protocol violations: {server.violations[:3]}")
         sizes = [req.size for req in server.requests[first:]]
     runs = len(totals)
-    return {"total_ms": statistics.fmean(totals), "model_ms": statistics.fmean(model), "tools_ms": statistics.fmean(tools),
-            "own_ms": statistics.fmean(own), "own_median_ms": statistics.median(own),
-            "requests": len(sizes) / runs, "bytes": sum(sizes) / runs}
+    return {
+        "total_ms": statistics.fmean(totals),
+        "model_ms": statistics.fmean(model),
+        "tools_ms": statistics.fmean(tools),
+        "own_ms": statistics.fmean(own),
+        "own_median_ms": statistics.median(own),
+        "requests": len(sizes) / runs,
+        "bytes": sum(sizes) / runs,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,18 +118,33 @@ def main(argv: list[str] | None = None) -> int:
         # the fake server counts request bytes / 4 as tokens (images included): lift the per-photo token cap
         base = load_settings(args.config, data_dir=Path(tmp) / "data", llm_model="fake-vl", llm_max_tokens_per_photo=10**9)
         once = measure(base, photos, model_ms=args.model_ms, tools_ms=args.tools_ms, repeat=args.repeat)
-        every = measure(base.model_copy(update={"llm_resend_photo": True}), photos, model_ms=args.model_ms,
-                        tools_ms=args.tools_ms, repeat=args.repeat)
-    print(f"{len(photos)} photos x {args.repeat} runs; fake model {args.model_ms:.0f} ms/request, canned tools {args.tools_ms:.0f} ms each")
-    print(f"{'photo sent':<12} {'requests':>9} {'KB/photo':>10} {'total ms':>10} {'model ms':>10} {'tools ms':>10} {'agent ms':>10} {'agent %':>8}")
+        every = measure(
+            base.model_copy(update={"llm_resend_photo": True}),
+            photos,
+            model_ms=args.model_ms,
+            tools_ms=args.tools_ms,
+            repeat=args.repeat,
+        )
+    print(
+        f"{len(photos)} photos x {args.repeat} runs; fake model {args.model_ms:.0f} ms/request, canned tools {args.tools_ms:.0f} ms each"
+    )
+    print(
+        f"{'photo sent':<12} {'requests':>9} {'KB/photo':>10} {'total ms':>10} {'model ms':>10} {'tools ms':>10} {'agent ms':>10} {'agent %':>8}"
+    )
     for name, m in (("once", once), ("every call", every)):
-        print(f"{name:<12} {m['requests']:>9.1f} {m['bytes'] / 1024:>10.1f} {m['total_ms']:>10.1f} {m['model_ms']:>10.1f} "
-              f"{m['tools_ms']:>10.1f} {m['own_ms']:>10.2f} {100 * m['own_ms'] / m['total_ms']:>7.2f}%")
-    print(f"request bytes per photo, once / every call: {once['bytes'] / every['bytes']:.3f} "
-          f"({every['bytes'] / once['bytes']:.2f}x less sent)")
-    print(f"agent's own time per photo (model and tools excluded; the photo's downscaling and encoding, once per "
-          f"photo, included): {once['own_ms']:.1f} ms (median {once['own_median_ms']:.1f}) = "
-          f"{100 * once['own_ms'] / once['total_ms']:.2f}% of the run (target < 5%)")
+        print(
+            f"{name:<12} {m['requests']:>9.1f} {m['bytes'] / 1024:>10.1f} {m['total_ms']:>10.1f} {m['model_ms']:>10.1f} "
+            f"{m['tools_ms']:>10.1f} {m['own_ms']:>10.2f} {100 * m['own_ms'] / m['total_ms']:>7.2f}%"
+        )
+    print(
+        f"request bytes per photo, once / every call: {once['bytes'] / every['bytes']:.3f} "
+        f"({every['bytes'] / once['bytes']:.2f}x less sent)"
+    )
+    print(
+        f"agent's own time per photo (model and tools excluded; the photo's downscaling and encoding, once per "
+        f"photo, included): {once['own_ms']:.1f} ms (median {once['own_median_ms']:.1f}) = "
+        f"{100 * once['own_ms'] / once['total_ms']:.2f}% of the run (target < 5%)"
+    )
     return 0
 
 

@@ -50,8 +50,10 @@ def main() -> None:
         t_draft, img_draft = _best(lambda: decode_image(big, max_side=1024))
         px_full = img_full.width * img_full.height  # type: ignore[union-attr]
         px_draft = img_draft.width * img_draft.height  # type: ignore[union-attr]
-        print(f"{args.side}x{h} JPEG: full decode {t_full * 1000:.0f} ms, {px_full:,} px; "
-              f"draft decode {t_draft * 1000:.0f} ms, {px_draft:,} px ({img_draft.width}x{img_draft.height})")  # type: ignore[union-attr]
+        print(
+            f"{args.side}x{h} JPEG: full decode {t_full * 1000:.0f} ms, {px_full:,} px; "
+            f"draft decode {t_draft * 1000:.0f} ms, {px_draft:,} px ({img_draft.width}x{img_draft.height})"
+        )  # type: ignore[union-attr]
         print(f"ratio full/draft: time {t_full / t_draft:.1f}x, pixels (memory) {px_full / px_draft:.1f}x")
 
         strip = folder / "strip.jpg"

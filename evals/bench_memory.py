@@ -87,8 +87,12 @@ def default_photo() -> Path | None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photo", type=Path, default=None, help="the photo (default: the first IM2GPS3k dev photo in ../shared)")
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="where the two random ViT-L/14 files (3.4 GB) and the gallery cache are kept (default: a temp dir)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where the two random ViT-L/14 files (3.4 GB) and the gallery cache are kept (default: a temp dir)",
+    )
     args = parser.parse_args(argv)
     photo = args.photo or default_photo()
     if photo is None or not photo.is_file():
@@ -99,10 +103,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"building / reusing the random ViT-L/14 files in {work} ...", flush=True)
     subprocess.run([sys.executable, "-c", SETUP, str(work)], env=env, check=True, capture_output=True)
 
-    geoagent_env = dict(env, GEOAGENT_DATA_DIR=str(work / "data"), GEOAGENT_IMAGE_MODEL="ViT-L-14-quickgelu",
-                        GEOAGENT_IMAGE_PRETRAINED=str(work / "vit_l14_quickgelu_random.pt"), GEOAGENT_DEVICE="cpu")
-    ours, ours_s, ours_out = peak_rss_mb([sys.executable, "-m", "agent.cli", "locate", str(photo), "--mode", "retrieval",
-                                          "--json"], geoagent_env)
+    geoagent_env = dict(
+        env,
+        GEOAGENT_DATA_DIR=str(work / "data"),
+        GEOAGENT_IMAGE_MODEL="ViT-L-14-quickgelu",
+        GEOAGENT_IMAGE_PRETRAINED=str(work / "vit_l14_quickgelu_random.pt"),
+        GEOAGENT_DEVICE="cpu",
+    )
+    ours, ours_s, ours_out = peak_rss_mb(
+        [sys.executable, "-m", "agent.cli", "locate", str(photo), "--mode", "retrieval", "--json"], geoagent_env
+    )
     theirs, theirs_s, theirs_out = peak_rss_mb([sys.executable, "-c", GEOCLIP, str(work / "hf-clip"), str(photo)], env)
     print(f"photo: {photo.name}; one random-weight ViT-L/14 from a local file on each side, CPU")
     print(f"{'':44s} {'peak RSS':>10s} {'wall':>7s}")

@@ -83,7 +83,9 @@ def report(label: str, n: int, rate: float, rows: list[dict[str, float]]) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="100000", help="comma-separated synthetic set sizes (e.g. 100000,1000000); empty = none")
+    parser.add_argument(
+        "--sizes", default="100000", help="comma-separated synthetic set sizes (e.g. 100000,1000000); empty = none"
+    )
     parser.add_argument("--ef", default="64,128,256", help="comma-separated HNSW ef values to try")
     parser.add_argument("--queries", type=int, default=200, help="queries per measurement")
     parser.add_argument("--k", type=int, default=10)
@@ -136,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         for ef in efs:
             a = next(r for n, r in synth if n == small and r["ef"] == ef)
             b = next(r for n, r in synth if n == large and r["ef"] == ef)
-            print(f"  ef={ef}: qdrant x{b['qdrant_ms'] / a['qdrant_ms']:.2f}, numpy x{b['numpy_ms'] / a['numpy_ms']:.2f} (size x{large / small:.0f})")
+            print(
+                f"  ef={ef}: qdrant x{b['qdrant_ms'] / a['qdrant_ms']:.2f}, numpy x{b['numpy_ms'] / a['numpy_ms']:.2f} (size x{large / small:.0f})"
+            )
     store.close()
     return 0
 

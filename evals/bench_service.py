@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=10, help="gallery candidates per search")
     parser.add_argument("--concurrency", type=int, default=4, help="the service's GEOAGENT_SERVICE_MAX_CONCURRENCY")
     parser.add_argument("--data-dir", type=Path, default=None, help="GEOAGENT_DATA_DIR (holds or gets the gallery)")
-    parser.add_argument("--tiny", action="store_true", help="a tiny random CLIP instead of the configured one (plumbing speed only)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="a tiny random CLIP instead of the configured one (plumbing speed only)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
 
@@ -78,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         from retrieval_service.retrieval.tiny_clip import write_tiny_config
 
-        overrides.update(image_model=str(write_tiny_config(Path(tempfile.mkdtemp(prefix="geoagent-tiny-")))),
-                         image_pretrained="none", device="cpu")
+        overrides.update(
+            image_model=str(write_tiny_config(Path(tempfile.mkdtemp(prefix="geoagent-tiny-")))),
+            image_pretrained="none",
+            device="cpu",
+        )
     settings = load_settings(**overrides)
     retriever = Retriever(settings)
     t0 = time.perf_counter()
@@ -89,10 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         photos = [p.read_bytes() for p in sorted(args.photos.glob("*.jpg"))[:64]]
     else:
         photos = synthetic_photos(16)
-    print(f"{len(photos)} photos, mean {statistics.mean(map(len, photos)) / 1024:.0f} KiB; {args.requests} searches per row; "
-          f"service concurrency {args.concurrency}")
-    service = ServiceSettings(data_dir=settings.data_dir, service_max_concurrency=args.concurrency, service_max_queue=1000,
-                              service_timeout_s=600)
+    print(
+        f"{len(photos)} photos, mean {statistics.mean(map(len, photos)) / 1024:.0f} KiB; {args.requests} searches per row; "
+        f"service concurrency {args.concurrency}"
+    )
+    service = ServiceSettings(
+        data_dir=settings.data_dir, service_max_concurrency=args.concurrency, service_max_queue=1000, service_timeout_s=600
+    )
     app = create_retrieval_app(retriever, service, warm_up=False)
     rows = []
     with BackgroundServer(app) as url:
@@ -100,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
             local = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=clients))
 
             def over_http(i: int, photo: bytes) -> None:
-                r = local.post(f"{url}/v1/search", files={"image": (f"p{i}.jpg", photo, "image/jpeg")},
-                               data={"k_gallery": str(args.k), "k_database": "0"})
+                r = local.post(
+                    f"{url}/v1/search",
+                    files={"image": (f"p{i}.jpg", photo, "image/jpeg")},
+                    data={"k_gallery": str(args.k), "k_database": "0"},
+                )
                 r.raise_for_status()
 
             def in_process(i: int, photo: bytes) -> None:  # resolved once per request, as the service does
@@ -114,12 +125,16 @@ def main(argv: list[str] | None = None) -> int:
             local.close()
             rows.append((clients, http, inproc))
 
-    print(f"\n{'clients':>7} | {'HTTP /s':>8} {'p50 ms':>8} {'p95 ms':>8} | {'in-proc /s':>10} {'p50 ms':>8} {'p95 ms':>8} | "
-          f"{'thru ratio':>10} {'p50 ratio':>9} {'p95 ratio':>9}")
+    print(
+        f"\n{'clients':>7} | {'HTTP /s':>8} {'p50 ms':>8} {'p95 ms':>8} | {'in-proc /s':>10} {'p50 ms':>8} {'p95 ms':>8} | "
+        f"{'thru ratio':>10} {'p50 ratio':>9} {'p95 ratio':>9}"
+    )
     for clients, http, inproc in rows:
-        print(f"{clients:>7} | {http['rps']:>8.1f} {http['p50']:>8.1f} {http['p95']:>8.1f} | {inproc['rps']:>10.1f} "
-              f"{inproc['p50']:>8.1f} {inproc['p95']:>8.1f} | {http['rps'] / inproc['rps']:>10.2f} "
-              f"{http['p50'] / inproc['p50']:>9.2f} {http['p95'] / inproc['p95']:>9.2f}")
+        print(
+            f"{clients:>7} | {http['rps']:>8.1f} {http['p50']:>8.1f} {http['p95']:>8.1f} | {inproc['rps']:>10.1f} "
+            f"{inproc['p50']:>8.1f} {inproc['p95']:>8.1f} | {http['rps'] / inproc['rps']:>10.2f} "
+            f"{http['p50'] / inproc['p50']:>9.2f} {http['p95'] / inproc['p95']:>9.2f}"
+        )
     print("\nthru ratio: HTTP searches/s over in-process searches/s (1.0 = no cost); latency ratios: HTTP over in-process.")
     retriever.close()
     return 0

@@ -37,7 +37,9 @@ def reliability(probs: Sequence[float], hit: Sequence[bool | float], bins: int =
     """(mean predicted, observed rate, count) for each non-empty bin of the predicted probability."""
     p, h = _arrays(probs, hit)
     idx = np.minimum((p * bins).astype(int), bins - 1)
-    return [(float(p[idx == b].mean()), float(h[idx == b].mean()), int((idx == b).sum())) for b in range(bins) if (idx == b).any()]
+    return [
+        (float(p[idx == b].mean()), float(h[idx == b].mean()), int((idx == b).sum())) for b in range(bins) if (idx == b).any()
+    ]
 
 
 def ece(probs: Sequence[float], hit: Sequence[bool | float], bins: int = N_BINS) -> float:
@@ -52,8 +54,9 @@ def brier(probs: Sequence[float], hit: Sequence[bool | float]) -> float:
     return float(np.mean((p - h) ** 2)) if p.size else 0.0
 
 
-def recall_vs_area(areas_90: Sequence[float | None], errors_km: Sequence[float | None],
-                   grid: Sequence[float] = AREA_GRID_KM2) -> list[tuple[float, float]]:
+def recall_vs_area(
+    areas_90: Sequence[float | None], errors_km: Sequence[float | None], grid: Sequence[float] = AREA_GRID_KM2
+) -> list[tuple[float, float]]:
     """(area budget km2, share of all rows found within a 90% region no larger than it)."""
     n = len(areas_90)
     if n == 0:
@@ -90,5 +93,9 @@ def confidence_metrics(rows: list[dict[str, Any]]) -> ConfidenceMetrics | None:
         out["brier"][key] = round(brier(probs, hit), 4)
         out["reliability"][key] = reliability(probs, hit)
     areas = [(r.get("search_area_km2") or {}).get("90") for r in usable]
-    return ConfidenceMetrics(rows=len(usable), calibrated_rows=sum(1 for r in usable if r.get("calibrated")),
-                             recall_vs_area=recall_vs_area(areas, errors), **out)
+    return ConfidenceMetrics(
+        rows=len(usable),
+        calibrated_rows=sum(1 for r in usable if r.get("calibrated")),
+        recall_vs_area=recall_vs_area(areas, errors),
+        **out,
+    )

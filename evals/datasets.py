@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from retrieval_service.core.tables import ID_COLUMNS, LAT_COLUMNS, LON_COLUMNS, find_column, read_csv_table
 from retrieval_service.core.errors import DatasetError
+from retrieval_service.core.tables import ID_COLUMNS, LAT_COLUMNS, LON_COLUMNS, find_column, read_csv_table
 from retrieval_service.core.types import Location
 
 log = logging.getLogger(__name__)
@@ -155,8 +155,10 @@ def load_dataset(
         if not image_id:
             image_id, reason = f"<line {line}>", f"empty id in column {cid}"
         elif not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
-            reason = (f"bad coordinates {frame[clat].iloc[i]!r}, {frame[clon].iloc[i]!r} in {clat}/{clon} "
-                      "(decimal degrees, latitude -90..90, longitude -180..180)")
+            reason = (
+                f"bad coordinates {frame[clat].iloc[i]!r}, {frame[clon].iloc[i]!r} in {clat}/{clon} "
+                "(decimal degrees, latitude -90..90, longitude -180..180)"
+            )
         elif image_id in seen:
             image_id, reason = f"{image_id} (line {line})", f"repeats the id {image_id!r} of an earlier row (the first is used)"
         elif not _confined(image_id):
@@ -174,7 +176,12 @@ def load_dataset(
         shown = "; ".join(f"line {r.line} ({r.id}): {r.reason}" for r in invalid[:5])
         log.warning("%s: %d bad row(s), recorded as failed rows of the run: %s", labels, len(invalid), shown)
     dataset = Dataset(
-        name=layout.name, labels=labels, images=images, items=items, missing=missing, invalid=invalid,
+        name=layout.name,
+        labels=labels,
+        images=images,
+        items=items,
+        missing=missing,
+        invalid=invalid,
         columns={"id": cid, "lat": clat, "lon": clon},
     )
     if missing:

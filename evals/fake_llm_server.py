@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-NO_RESPONSE = ("An assistant message with 'tool_calls' must be followed by tool messages responding to each "
-               "'tool_call_id'. The following tool_call_ids did not have response messages: {ids}")
+NO_RESPONSE = (
+    "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+    "'tool_call_id'. The following tool_call_ids did not have response messages: {ids}"
+)
 ORPHAN_TOOL = "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'."
 
 
@@ -114,7 +116,9 @@ def protocol_errors(body: dict[str, Any]) -> list[tuple[str, str]]:
             for c in calls:
                 fn = c.get("function") or {}
                 if c.get("type") != "function" or not isinstance(fn.get("name"), str) or not isinstance(fn.get("arguments"), str):
-                    errors.append((f"messages.[{i}].tool_calls", "each tool call needs type 'function', a name and string arguments"))
+                    errors.append(
+                        (f"messages.[{i}].tool_calls", "each tool call needs type 'function', a name and string arguments")
+                    )
             pending = [x for x in ids if isinstance(x, str)]
             offered = set(pending)
         elif role == "tool":
@@ -185,13 +189,23 @@ class FakeOpenAI:
         n = self._new_id()
         message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
         if reply.calls:
-            message["tool_calls"] = [{"id": f"call_{n}_{i}", "type": "function", "function": {
-                "name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
-                for i, (name, args) in enumerate(reply.calls)]
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{n}_{i}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+                }
+                for i, (name, args) in enumerate(reply.calls)
+            ]
         prompt, completion = reply.usage or (size // 4, max(1, len(json.dumps(message)) // 4))
-        return {"id": f"chatcmpl-{n}", "object": "chat.completion", "created": int(time.time()), "model": body.get("model"),
-                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if reply.calls else "stop"}],
-                "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}
+        return {
+            "id": f"chatcmpl-{n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if reply.calls else "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }
 
     def start(self) -> FakeOpenAI:
         server = self
@@ -216,7 +230,7 @@ class FakeOpenAI:
                 kind = "invalid_request_error" if status == 400 else "server_error"
                 self._json(status, {"error": {"message": message, "type": kind, "param": param, "code": None}}, headers)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._error(404, f"no route {self.path}")
@@ -308,6 +322,13 @@ class FakeOpenAI:
         """A ``ChatOpenAI`` for this server (no retries of its own, a short timeout, usage on streams)."""
         from langchain_openai import ChatOpenAI
 
-        kwargs = {"model": "fake-vl", "base_url": self.base_url, "api_key": "test", "max_retries": 0, "timeout": 5.0,
-                  "temperature": 0.0, "stream_usage": True}
+        kwargs = {
+            "model": "fake-vl",
+            "base_url": self.base_url,
+            "api_key": "test",
+            "max_retries": 0,
+            "timeout": 5.0,
+            "temperature": 0.0,
+            "stream_usage": True,
+        }
         return ChatOpenAI(**{**kwargs, **overrides})

@@ -13,11 +13,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
 
-from evals.metrics import THRESHOLDS_KM  # noqa: E402
+from evals.metrics import THRESHOLDS_KM
 
 LAND_STEP = 30  # keep every 30th cell of the 43200 x 21600 mask: a 15-arc-minute grid
 
@@ -58,8 +58,13 @@ def plot_accuracy_curve(curves: dict[str, Sequence[float | None]], path: Path) -
     return path
 
 
-def plot_error_map(gt: Sequence[tuple[float, float]], pred: Sequence[tuple[float, float] | None],
-                   distances: Sequence[float | None], path: Path, title: str = "Errors by ground-truth location") -> Path:
+def plot_error_map(
+    gt: Sequence[tuple[float, float]],
+    pred: Sequence[tuple[float, float] | None],
+    distances: Sequence[float | None],
+    path: Path,
+    title: str = "Errors by ground-truth location",
+) -> Path:
     """World map: each ground truth coloured by its error (log km); thin lines to the prediction; x = failed."""
     lons, lats, mask = land_grid()
     fig, ax = plt.subplots(figsize=(11, 5.6), dpi=110)
@@ -73,8 +78,17 @@ def plot_error_map(gt: Sequence[tuple[float, float]], pred: Sequence[tuple[float
             ax.plot([glon, plon], [glat, plat], color="0.4", lw=0.3, alpha=0.5)
     if ok:
         errors = np.clip([d for _, _, d in ok], 0.1, 20000)
-        sc = ax.scatter([g[1] for g, _, _ in ok], [g[0] for g, _, _ in ok], c=errors, cmap="plasma_r",
-                        norm=LogNorm(vmin=0.1, vmax=20000), s=14, edgecolors="k", linewidths=0.2, zorder=3)
+        sc = ax.scatter(
+            [g[1] for g, _, _ in ok],
+            [g[0] for g, _, _ in ok],
+            c=errors,
+            cmap="plasma_r",
+            norm=LogNorm(vmin=0.1, vmax=20000),
+            s=14,
+            edgecolors="k",
+            linewidths=0.2,
+            zorder=3,
+        )
         fig.colorbar(sc, ax=ax, label="error (km)", fraction=0.025, pad=0.01)
     if bad:
         ax.scatter([g[1] for g in bad], [g[0] for g in bad], marker="x", color="red", s=16, zorder=4, label="failed")
@@ -91,8 +105,9 @@ def plot_error_map(gt: Sequence[tuple[float, float]], pred: Sequence[tuple[float
     return path
 
 
-def plot_confidence(reliability: dict[str, list[tuple[float, float, int]]], recall_vs_area: list[tuple[float, float]],
-                    path: Path) -> Path:
+def plot_confidence(
+    reliability: dict[str, list[tuple[float, float, int]]], recall_vs_area: list[tuple[float, float]], path: Path
+) -> Path:
     """Reliability diagram (predicted P(error <= t) against the observed hit rate, per threshold)
     beside the Recall-vs-Area curve."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -103,8 +118,13 @@ def plot_confidence(reliability: dict[str, list[tuple[float, float, int]]], reca
     left.set(xlabel="predicted P(error <= t)", ylabel="observed hit rate", xlim=(0, 1), ylim=(0, 1), title="Reliability")
     left.legend(fontsize=8)
     right.plot([a for a, _ in recall_vs_area], [100 * r for _, r in recall_vs_area], marker="o", markersize=3)
-    right.set(xscale="log", xlabel="area of the 90% search region (km2)", ylabel="found within it (% of photos)",
-              title="Recall vs area", ylim=(0, 100))
+    right.set(
+        xscale="log",
+        xlabel="area of the 90% search region (km2)",
+        ylabel="found within it (% of photos)",
+        title="Recall vs area",
+        ylim=(0, 100),
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -34,6 +34,9 @@ def load_published(dataset: str | None = None) -> list[PublishedResult]:
         if dataset and row["dataset"] != dataset:
             continue
         acc = {str(t): (float(row[f"acc_{t}"]) if row[f"acc_{t}"].strip() else None) for t in THRESHOLDS_KM}
-        out.append(PublishedResult(method=row["method"], variant=row["variant"], dataset=row["dataset"],
-                                   accuracy_pct=acc, source=row["source"]))
+        out.append(
+            PublishedResult(
+                method=row["method"], variant=row["variant"], dataset=row["dataset"], accuracy_pct=acc, source=row["source"]
+            )
+        )
     return out

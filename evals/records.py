@@ -104,7 +104,7 @@ class RowWriter:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "RowWriter":
+    def __enter__(self) -> RowWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

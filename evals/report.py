@@ -11,16 +11,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from retrieval_service.core.geo import country_codes
-from evals.metrics import DISTANCE_METHOD, THRESHOLD_NAMES, THRESHOLDS_KM, accuracy, bootstrap_ci, geoscore
 from evals.confidence import ConfidenceMetrics, confidence_metrics
+from evals.metrics import DISTANCE_METHOD, THRESHOLD_NAMES, THRESHOLDS_KM, accuracy, bootstrap_ci, geoscore
 from evals.plots import plot_accuracy_curve, plot_confidence, plot_error_map
 from evals.published import load_published
 from evals.records import PREDICTIONS_FILE, read_rows
 from evals.run_info import CONFIG_FILE
-from evals.usage import UsageSummary, summarise_usage, usage_markdown
 from evals.settings import EvalSettings
+from evals.usage import UsageSummary, summarise_usage, usage_markdown
 from retrieval_service.core.errors import DatasetError
+from retrieval_service.core.geo import country_codes
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +72,31 @@ def _fill_countries(rows: list[dict[str, Any]]) -> None:
     """Reverse geocode (in one batch) any country a row lacks, e.g. rows written by older versions."""
     need_gt = [r for r in rows if r.get("country_gt") is None and r.get("gt")]
     need_pred = [r for r in rows if r.get("country_pred") is None and r.get("pred")]
-    codes = country_codes([(r["gt"]["lat"], r["gt"]["lon"]) for r in need_gt] + [(r["pred"]["lat"], r["pred"]["lon"]) for r in need_pred])
+    codes = country_codes(
+        [(r["gt"]["lat"], r["gt"]["lon"]) for r in need_gt] + [(r["pred"]["lat"], r["pred"]["lon"]) for r in need_pred]
+    )
     for r, cc in zip(need_gt, codes[: len(need_gt)]):
         r["country_gt"] = cc
-    for r, cc in zip(need_pred, codes[len(need_gt):]):
+    for r, cc in zip(need_pred, codes[len(need_gt) :]):
         r["country_pred"] = cc
 
 
-def summarise(rows: list[dict[str, Any]], config: dict[str, Any] | None = None, *,
-              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Summary:
+def summarise(
+    rows: list[dict[str, Any]],
+    config: dict[str, Any] | None = None,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> Summary:
     """Metrics over all rows: accuracy counts failed rows as misses; median/mean over scored rows."""
     config = config or {}
     _fill_countries(rows)
     distances = [r.get("distance_km") if not r.get("error") else None for r in rows]
     scored = [d for d in distances if d is not None]
-    country_hits = [0.0 if (not r.get("error") and r.get("country_gt") and r.get("country_gt") == r.get("country_pred")) else None
-                    for r in rows]
+    country_hits = [
+        0.0 if (not r.get("error") and r.get("country_gt") and r.get("country_gt") == r.get("country_pred")) else None
+        for r in rows
+    ]
     # country accuracy reuses the bootstrap over a 0/inf encoding: a hit is distance 0 < 1
     country_ci = bootstrap_ci(country_hits, (1,), resamples=resamples, seed=seed)["1"]
     latencies = [r["latency_ms"] for r in rows if isinstance(r.get("latency_ms"), (int, float))]
@@ -124,16 +133,22 @@ def _confidence_lines(conf: ConfidenceMetrics | None) -> list[str]:
     budgets = {a: r for a, r in conf.recall_vs_area}
     shown = [a for a in (1e2, 1e4, 1e6) if a in budgets]
     return [
-        "## Confidence", "",
+        "## Confidence",
+        "",
         f"{conf.rows} rows with probabilities, {conf.calibrated_rows} of them calibrated "
-        "(`geoagent calibrate`, fitted on other labelled runs, never on this benchmark).", "",
+        "(`geoagent calibrate`, fitted on other labelled runs, never on this benchmark).",
+        "",
         "| P(error <= t) | " + " | ".join(f"{k} km" for k in keys) + " |",
         "|---|" + "---:|" * len(keys),
         "| ECE | " + " | ".join(f"{conf.ece[k]:.4f}" for k in keys) + " |",
-        "| Brier | " + " | ".join(f"{conf.brier[k]:.4f}" for k in keys) + " |", "",
+        "| Brier | " + " | ".join(f"{conf.brier[k]:.4f}" for k in keys) + " |",
+        "",
         "Recall vs area (share of photos whose true location lies in a 90% region of at most A km2): "
-        + ", ".join(f"A = {a:.0e}: {_pct(budgets[a])}%" for a in shown) + ".", "",
-        f"![reliability and recall vs area]({CONFIDENCE_PNG})", "",
+        + ", ".join(f"A = {a:.0e}: {_pct(budgets[a])}%" for a in shown)
+        + ".",
+        "",
+        f"![reliability and recall vs area]({CONFIDENCE_PNG})",
+        "",
     ]
 
 
@@ -142,9 +157,18 @@ def render_markdown(summary: Summary, config: dict[str, Any], run_name: str) -> 
     dataset = summary.dataset or "?"
     header = "| Method | Street 1 km | City 25 km | Region 200 km | Country 750 km | Continent 2500 km |"
     rule = "|---|---:|---:|---:|---:|---:|"
-    ours = "| **this run** (" + (summary.mode or "?") + ") | " + " | ".join(_pct(summary.accuracy_km[str(t)]) for t in THRESHOLDS_KM) + " |"
-    ci = "| 95% CI (bootstrap) | " + " | ".join(
-        f"{_pct(summary.accuracy_ci95[str(t)][0])}–{_pct(summary.accuracy_ci95[str(t)][1])}" for t in THRESHOLDS_KM) + " |"
+    ours = (
+        "| **this run** ("
+        + (summary.mode or "?")
+        + ") | "
+        + " | ".join(_pct(summary.accuracy_km[str(t)]) for t in THRESHOLDS_KM)
+        + " |"
+    )
+    ci = (
+        "| 95% CI (bootstrap) | "
+        + " | ".join(f"{_pct(summary.accuracy_ci95[str(t)][0])}–{_pct(summary.accuracy_ci95[str(t)][1])}" for t in THRESHOLDS_KM)
+        + " |"
+    )
     lines = [f"# Evaluation: {run_name}", ""]
     versions = config.get("versions", {})
     lines += [
@@ -165,13 +189,19 @@ def render_markdown(summary: Summary, config: dict[str, Any], run_name: str) -> 
     ]
     published = load_published(dataset)
     for p in published:
-        lines.append(f"| {p.label} | " + " | ".join("" if p.accuracy_pct[str(t)] is None else f"{p.accuracy_pct[str(t)]:.2f}"
-                                                    for t in THRESHOLDS_KM) + " |")
+        lines.append(
+            f"| {p.label} | "
+            + " | ".join("" if p.accuracy_pct[str(t)] is None else f"{p.accuracy_pct[str(t)]:.2f}" for t in THRESHOLDS_KM)
+            + " |"
+        )
     if not published:
         lines += ["", f"No published figures on file for dataset '{dataset}' (published tables cover im2gps3k and yfcc4k)."]
     elif dataset in ("im2gps3k", "yfcc4k") and summary.n < 2000:
-        lines += ["", f"Note: this run covers {summary.n} images, not the full benchmark; "
-                  "the published rows are on the full test set and are not directly comparable."]
+        lines += [
+            "",
+            f"Note: this run covers {summary.n} images, not the full benchmark; "
+            "the published rows are on the full test set and are not directly comparable.",
+        ]
     lines += [
         "",
         "## Other metrics",
@@ -207,8 +237,10 @@ def write_reports(run_dir: str | Path, *, plots: bool = True, settings: EvalSett
         summary = summarise(rows, config)
     else:
         summary = summarise(rows, config, resamples=settings.eval_bootstrap_resamples, seed=settings.eval_bootstrap_seed)
-    summary.bootstrap = {"resamples": settings.eval_bootstrap_resamples if settings else BOOTSTRAP_RESAMPLES,
-                         "seed": settings.eval_bootstrap_seed if settings else BOOTSTRAP_SEED}
+    summary.bootstrap = {
+        "resamples": settings.eval_bootstrap_resamples if settings else BOOTSTRAP_RESAMPLES,
+        "seed": settings.eval_bootstrap_seed if settings else BOOTSTRAP_SEED,
+    }
     (run_dir / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2), encoding="utf-8")
     (run_dir / REPORT_FILE).write_text(render_markdown(summary, config, run_dir.name), encoding="utf-8")
     if plots:
@@ -218,7 +250,9 @@ def write_reports(run_dir: str | Path, *, plots: bool = True, settings: EvalSett
         plot_error_map(
             [(r["gt"]["lat"], r["gt"]["lon"]) for r, _ in labelled],
             [(r["pred"]["lat"], r["pred"]["lon"]) if r.get("pred") else None for r, _ in labelled],
-            [d for _, d in labelled], run_dir / MAP_PNG, title=f"{run_dir.name}: error by ground-truth location",
+            [d for _, d in labelled],
+            run_dir / MAP_PNG,
+            title=f"{run_dir.name}: error by ground-truth location",
         )
         if summary.confidence is not None:
             plot_confidence(summary.confidence.reliability, summary.confidence.recall_vs_area, run_dir / CONFIDENCE_PNG)

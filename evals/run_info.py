@@ -9,13 +9,13 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from retrieval_service.core.errors import ConfigError
 from agent.settings import Settings
+from retrieval_service.core.errors import ConfigError
 
 CONFIG_FILE = "config.json"
 SECRET_MARKERS = ("key", "token", "secret", "password")
@@ -60,10 +60,26 @@ def versions() -> dict[str, str | None]:
     }
 
 
-FINGERPRINT_FIELDS = ("image_model", "image_pretrained", "top_k", "gallery_collection", "database_collection",
-                      "qdrant_url", "llm_model", "llm_base_url", "llm_temperature", "max_steps", "segmenter",
-                      "segmenter_model", "segmenter_labels", "nominatim", "decode_max_side", "max_image_pixels",
-                      "min_image_side", "max_aspect_ratio")
+FINGERPRINT_FIELDS = (
+    "image_model",
+    "image_pretrained",
+    "top_k",
+    "gallery_collection",
+    "database_collection",
+    "qdrant_url",
+    "llm_model",
+    "llm_base_url",
+    "llm_temperature",
+    "max_steps",
+    "segmenter",
+    "segmenter_model",
+    "segmenter_labels",
+    "nominatim",
+    "decode_max_side",
+    "max_image_pixels",
+    "min_image_side",
+    "max_aspect_ratio",
+)
 """The settings that change predictions; a run is resumable only with all of them unchanged."""
 
 
@@ -98,8 +114,9 @@ def fingerprint(settings: Settings, *, mode: str, predictor: str | None = None) 
     return {"digest": hashlib.sha256(canonical).hexdigest()[:16], "fields": fields}
 
 
-def build_config(settings: Settings, *, mode: str, dataset: dict[str, Any], argv: list[str] | None = None,
-                 predictor: str | None = None) -> dict[str, Any]:
+def build_config(
+    settings: Settings, *, mode: str, dataset: dict[str, Any], argv: list[str] | None = None, predictor: str | None = None
+) -> dict[str, Any]:
     return {
         "fingerprint": fingerprint(settings, mode=mode, predictor=predictor),
         "mode": mode,
@@ -108,7 +125,7 @@ def build_config(settings: Settings, *, mode: str, dataset: dict[str, Any], argv
         "argv": list(sys.argv if argv is None else argv),
         "settings": redacted_settings(settings),
         "versions": versions(),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -137,15 +154,21 @@ def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
     before = (old.get("fingerprint") or {}).get("fields")
     now = config["fingerprint"]["fields"]
     if before is None:
-        raise ConfigError(f"{run_dir} holds a run without a settings fingerprint (an older geoagent)",
-                          "pass a new --out directory; rows of two configurations must not mix")
-    changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(before) | set(now))
-               if before.get(key) != now.get(key)]
+        raise ConfigError(
+            f"{run_dir} holds a run without a settings fingerprint (an older geoagent)",
+            "pass a new --out directory; rows of two configurations must not mix",
+        )
+    changed = [
+        f"{key}: {before.get(key)!r} -> {now.get(key)!r}"
+        for key in sorted(set(before) | set(now))
+        if before.get(key) != now.get(key)
+    ]
     if changed:
         raise ConfigError(
             f"{run_dir} holds a run made with other settings; resuming would mix two systems in one file. "
             f"Changed: {'; '.join(changed)}",
-            "resume with the same settings and options, or pass a new --out directory")
+            "resume with the same settings and options, or pass a new --out directory",
+        )
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
@@ -153,8 +176,7 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     path = run_dir / CONFIG_FILE
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
-        config = {**config, "started_at": old.get("started_at"),
-                  "resumed_at": [*old.get("resumed_at", []), config["started_at"]]}
+        config = {**config, "started_at": old.get("started_at"), "resumed_at": [*old.get("resumed_at", []), config["started_at"]]}
     tmp = path.with_name(f".{CONFIG_FILE}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(config, indent=2, default=str))

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,15 +22,15 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel
 from tqdm import tqdm
 
-from retrieval_service.core.geo import country_code, country_codes
+from agent.modes import available_modes, check_mode
+from agent.settings import Settings
 from evals.datasets import Dataset, EvalItem, InvalidRow
 from evals.metrics import DISTANCE_METHOD, THRESHOLDS_KM, distance_km, hits
 from evals.records import PREDICTIONS_FILE, RowWriter, read_rows, repair, rewrite
 from evals.run_info import build_config, check_resumable, write_config
 from evals.usage import row_usage
 from retrieval_service.core.errors import ConfigError
-from agent.modes import available_modes, check_mode
-from agent.settings import Settings
+from retrieval_service.core.geo import country_code, country_codes
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ def import_factory(spec: str) -> PredictorFactory:
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot import predictor factory {spec!r}: {exc}", "check the module path and the function name") from exc
+        raise ConfigError(
+            f"cannot import predictor factory {spec!r}: {exc}", "check the module path and the function name"
+        ) from exc
     if not callable(factory):
         raise ConfigError(f"predictor factory {spec!r} is not callable", "point at a function(settings, mode=...)")
     return factory
@@ -85,8 +87,9 @@ def _jsonable(value: Any) -> Any:
     return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
 
 
-def build_row(item: EvalItem, prediction: Any, error: BaseException | None, latency_ms: float,
-              country_gt: str | None, mode: str) -> dict[str, Any]:
+def build_row(
+    item: EvalItem, prediction: Any, error: BaseException | None, latency_ms: float, country_gt: str | None, mode: str
+) -> dict[str, Any]:
     """Score one prediction (or failure) against its ground truth as a JSONL row."""
     row: dict[str, Any] = {
         "id": item.id,
@@ -96,12 +99,23 @@ def build_row(item: EvalItem, prediction: Any, error: BaseException | None, late
         "latency_ms": round(latency_ms, 3),
         "distance_method": DISTANCE_METHOD,
         "country_gt": country_gt,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if error is not None or prediction is None:
         row.update(
-            pred=None, top_k=[], distance_km=None, hits=hits(None), country_pred=None, country_match=False,
-            confidence=None, source=None, place=None, rationale="", trace=[], messages=[], warnings=[],
+            pred=None,
+            top_k=[],
+            distance_km=None,
+            hits=hits(None),
+            country_pred=None,
+            country_match=False,
+            confidence=None,
+            source=None,
+            place=None,
+            rationale="",
+            trace=[],
+            messages=[],
+            warnings=[],
             usage=row_usage(None),
             error=f"{type(error).__name__}: {error}" if error is not None else "predictor returned nothing",
             error_type=type(error).__name__ if error is not None else None,
@@ -138,12 +152,32 @@ def build_row(item: EvalItem, prediction: Any, error: BaseException | None, late
 
 def invalid_row(bad: InvalidRow, mode: str, fingerprint: str) -> dict[str, Any]:
     """The failed row of a label row that cannot be evaluated (no ground truth, no prediction)."""
-    return {"id": bad.id, "image": None, "gt": None, "mode": mode, "latency_ms": 0.0, "distance_method": DISTANCE_METHOD,
-            "country_gt": None, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "pred": None, "top_k": [], "distance_km": None, "hits": hits(None), "country_pred": None,
-            "country_match": False, "confidence": None, "source": None, "place": None, "rationale": "", "trace": [],
-            "messages": [], "warnings": [], "error": f"line {bad.line} of the labels: {bad.reason}",
-            "error_type": "LabelError", "fingerprint": fingerprint}
+    return {
+        "id": bad.id,
+        "image": None,
+        "gt": None,
+        "mode": mode,
+        "latency_ms": 0.0,
+        "distance_method": DISTANCE_METHOD,
+        "country_gt": None,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "pred": None,
+        "top_k": [],
+        "distance_km": None,
+        "hits": hits(None),
+        "country_pred": None,
+        "country_match": False,
+        "confidence": None,
+        "source": None,
+        "place": None,
+        "rationale": "",
+        "trace": [],
+        "messages": [],
+        "warnings": [],
+        "error": f"line {bad.line} of the labels: {bad.reason}",
+        "error_type": "LabelError",
+        "fingerprint": fingerprint,
+    }
 
 
 def run_lock(run_dir: Path) -> FileLock:
@@ -152,8 +186,10 @@ def run_lock(run_dir: Path) -> FileLock:
     try:
         lock.acquire()
     except Timeout:
-        raise ConfigError(f"another `geoagent eval run` is writing to {run_dir}",
-                          "wait for it to finish (it resumes where it stops), or pass another --out directory") from None
+        raise ConfigError(
+            f"another `geoagent eval run` is writing to {run_dir}",
+            "wait for it to finish (it resumes where it stops), or pass another --out directory",
+        ) from None
     return lock
 
 
@@ -192,23 +228,57 @@ def run_eval(
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = run_lock(run_dir)
     try:
-        return _run_locked(dataset, run_dir, settings=settings, mode=mode, factory=factory, predictor_name=predictor_name,
-                           limit=limit, workers=workers, retry_failed=retry_failed, progress=progress, argv=argv,
-                           report=report)
+        return _run_locked(
+            dataset,
+            run_dir,
+            settings=settings,
+            mode=mode,
+            factory=factory,
+            predictor_name=predictor_name,
+            limit=limit,
+            workers=workers,
+            retry_failed=retry_failed,
+            progress=progress,
+            argv=argv,
+            report=report,
+        )
     finally:
         lock.release()
 
 
-def _run_locked(dataset: Dataset, run_dir: Path, *, settings: Settings, mode: str, factory: PredictorFactory,
-                predictor_name: str | None, limit: int | None, workers: int, retry_failed: bool, progress: bool,
-                argv: list[str] | None, report: bool) -> RunResult:
+def _run_locked(
+    dataset: Dataset,
+    run_dir: Path,
+    *,
+    settings: Settings,
+    mode: str,
+    factory: PredictorFactory,
+    predictor_name: str | None,
+    limit: int | None,
+    workers: int,
+    retry_failed: bool,
+    progress: bool,
+    argv: list[str] | None,
+    report: bool,
+) -> RunResult:
     items = dataset.items[:limit] if limit else list(dataset.items)
     config = build_config(
-        settings, mode=mode, argv=argv, predictor=predictor_name,
-        dataset={"name": dataset.name, "labels": str(dataset.labels), "images": str(dataset.images),
-                 "columns": dataset.columns, "rows_with_images": len(dataset.items), "limit": limit,
-                 "evaluated": len(items), "missing_images": len(dataset.missing), "missing_ids": dataset.missing,
-                 "invalid_rows": [bad.model_dump() for bad in dataset.invalid]},
+        settings,
+        mode=mode,
+        argv=argv,
+        predictor=predictor_name,
+        dataset={
+            "name": dataset.name,
+            "labels": str(dataset.labels),
+            "images": str(dataset.images),
+            "columns": dataset.columns,
+            "rows_with_images": len(dataset.items),
+            "limit": limit,
+            "evaluated": len(items),
+            "missing_images": len(dataset.missing),
+            "missing_ids": dataset.missing,
+            "invalid_rows": [bad.model_dump() for bad in dataset.invalid],
+        },
     )
     digest = config["fingerprint"]["digest"]
     check_resumable(run_dir, config)
@@ -248,8 +318,14 @@ def _run_locked(dataset: Dataset, run_dir: Path, *, settings: Settings, mode: st
         check = getattr(predictor, "check", None)
         if callable(check):  # a predictor that cannot work at all stops here, not as N failed rows
             check()
-        bar = tqdm(total=len(items), initial=resumed, desc=f"eval {dataset.name}/{mode}", unit="img",
-                   disable=not progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(items),
+            initial=resumed,
+            desc=f"eval {dataset.name}/{mode}",
+            unit="img",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eval")
         try:
             with RowWriter(path) as writer:
@@ -273,16 +349,24 @@ def _run_locked(dataset: Dataset, run_dir: Path, *, settings: Settings, mode: st
                     hit2500 += row["hits"]["2500"]
                     n_done = resumed + written
                     bar.update(1)
-                    bar.set_postfix_str(f"acc@25km {hit25 / n_done:.1%} acc@2500km {hit2500 / n_done:.1%} failed {failed}",
-                                        refresh=False)
+                    bar.set_postfix_str(
+                        f"acc@25km {hit25 / n_done:.1%} acc@2500km {hit2500 / n_done:.1%} failed {failed}", refresh=False
+                    )
                     if error is not None:
                         log.warning("%s failed: %s", item.id, row["error"])
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
     result = RunResult(
-        run_dir=run_dir, total=len(items), resumed=resumed, written=written, failed=failed,
-        missing=len(dataset.missing), invalid=len(dataset.invalid), elapsed_s=time.perf_counter() - start, harness_s=harness_s,
+        run_dir=run_dir,
+        total=len(items),
+        resumed=resumed,
+        written=written,
+        failed=failed,
+        missing=len(dataset.missing),
+        invalid=len(dataset.invalid),
+        elapsed_s=time.perf_counter() - start,
+        harness_s=harness_s,
         predictor_s=predictor_s,
     )
     if report:
@@ -292,5 +376,14 @@ def _run_locked(dataset: Dataset, run_dir: Path, *, settings: Settings, mode: st
     return result
 
 
-__all__ = ["THRESHOLDS_KM", "available_modes", "Predictor", "PredictorFactory", "RunResult", "build_row", "default_factory",
-           "import_factory", "run_eval"]
+__all__ = [
+    "THRESHOLDS_KM",
+    "Predictor",
+    "PredictorFactory",
+    "RunResult",
+    "available_modes",
+    "build_row",
+    "default_factory",
+    "import_factory",
+    "run_eval",
+]

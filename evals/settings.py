@@ -16,7 +16,9 @@ class EvalSettings(CoreSettings):
     """How benchmark runs execute and how their reports are computed."""
 
     eval_workers: int = Field(default=1, ge=1, le=256, description="Predictions running at once in `geoagent eval run`.")
-    eval_bootstrap_resamples: int = Field(default=1000, ge=100, le=100_000, description="Bootstrap resamples for the 95% intervals.")
+    eval_bootstrap_resamples: int = Field(
+        default=1000, ge=100, le=100_000, description="Bootstrap resamples for the 95% intervals."
+    )
     eval_bootstrap_seed: int = Field(default=0, description="Seed of the bootstrap resampling.")
 
 

@@ -38,8 +38,9 @@ def row_usage(prediction: Any) -> dict[str, float]:
 
 
 def _stat(values: list[float]) -> UsageStat:
-    return UsageStat(total=round(sum(values), 6), mean=round(statistics.fmean(values), 6),
-                     median=round(statistics.median(values), 6))
+    return UsageStat(
+        total=round(sum(values), 6), mean=round(statistics.fmean(values), 6), median=round(statistics.median(values), 6)
+    )
 
 
 def summarise_usage(rows: list[dict[str, Any]], settings: dict[str, Any] | None = None) -> UsageSummary | None:
@@ -60,8 +61,12 @@ def usage_markdown(usage: UsageSummary | None) -> list[str]:
     if usage is None:
         return []
     lines = ["## LMM usage (per photo)", "", "| | total | mean | median |", "|---|---:|---:|---:|"]
-    for key, label, fmt in (("calls", "requests", ".0f"), ("input_tokens", "input tokens", ".0f"),
-                            ("output_tokens", "output tokens", ".0f"), ("seconds", "LMM seconds", ".2f")):
+    for key, label, fmt in (
+        ("calls", "requests", ".0f"),
+        ("input_tokens", "input tokens", ".0f"),
+        ("output_tokens", "output tokens", ".0f"),
+        ("seconds", "LMM seconds", ".2f"),
+    ):
         stat: UsageStat = getattr(usage, key)
         lines.append(f"| {label} | {stat.total:{fmt}} | {stat.mean:.2f} | {stat.median:{fmt}} |")
     if usage.cost is not None:

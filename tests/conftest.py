@@ -84,10 +84,10 @@ def gallery_data_dir(request: pytest.FixtureRequest) -> Path:
 
     import torch
 
+    from agent.settings import Settings
     from retrieval_service.core.errors import StoreError
     from retrieval_service.retrieval.gallery import ensure_gallery, gallery_ready, load_gallery_index, weights_fingerprint
     from retrieval_service.retrieval.geoclip_heads import GeoClipHeads
-    from agent.settings import Settings
     from retrieval_service.retrieval.stores import EdgeStore
     from tests.waiting import GUARD_S
 
@@ -115,7 +115,9 @@ def gallery_data_dir(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture()
-def gallery_env(gallery_data_dir: Path, tiny_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def gallery_env(
+    gallery_data_dir: Path, tiny_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """Like ``tiny_env`` (tiny random image model, cpu) but with a fresh per-test data dir that
     already holds the built GPS gallery (linked read-only from ``gallery_data_dir``), so search
     works at once and anything a test writes (an image database, sessions) stays in that test."""

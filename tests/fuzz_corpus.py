@@ -52,7 +52,7 @@ def build_corpus(folder: Path) -> dict[str, Path]:
     save("photo.webp", _photo(), "WEBP")
     save("photo.bmp", _photo(), "BMP")
     save("photo.tiff", _photo(), "TIFF")
-    save("sixteen_bit.png", Image.fromarray((np.arange(96 * 72, dtype=np.uint16).reshape(72, 96) * 9)), "PNG")
+    save("sixteen_bit.png", Image.fromarray(np.arange(96 * 72, dtype=np.uint16).reshape(72, 96) * 9), "PNG")
     rotated = Image.Exif()
     rotated[0x0112] = 6
     save("rotated.jpg", _photo(), "JPEG", exif=rotated.tobytes())
@@ -66,5 +66,17 @@ def build_corpus(folder: Path) -> dict[str, Path]:
     return out
 
 
-EXPECTED_VALID = {"gray.jpg", "cmyk.jpg", "rgba.png", "palette.png", "animated.gif", "photo.webp", "photo.bmp",
-                  "photo.tiff", "sixteen_bit.png", "rotated.jpg", "gps_out_of_range.jpg", "ünïcødé 写真 with spaces.jpg"}
+EXPECTED_VALID = {
+    "gray.jpg",
+    "cmyk.jpg",
+    "rgba.png",
+    "palette.png",
+    "animated.gif",
+    "photo.webp",
+    "photo.bmp",
+    "photo.tiff",
+    "sixteen_bit.png",
+    "rotated.jpg",
+    "gps_out_of_range.jpg",
+    "ünïcødé 写真 with spaces.jpg",
+}

@@ -51,8 +51,9 @@ def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
 def back_edges(graph: dict[str, set[str]], layers: tuple[str, ...] = LAYERS) -> list[str]:
     """Imports from a layer into a later one (e.g. retrieval_service -> agent)."""
     rank = {pkg: i for i, pkg in enumerate(layers)}
-    return sorted(f"{src} -> {dst}" for src, dsts in graph.items() for dst in dsts
-                  if rank[dst.split(".")[0]] > rank[src.split(".")[0]])
+    return sorted(
+        f"{src} -> {dst}" for src, dsts in graph.items() for dst in dsts if rank[dst.split(".")[0]] > rank[src.split(".")[0]]
+    )
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -112,36 +113,49 @@ def test_no_package_imports_the_tests():
     for package in LAYERS:
         for path in (REPO / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                )
                 if any(n == "tests" or n.startswith("tests.") for n in names) or (
-                        isinstance(node, ast.Attribute) and ast.unparse(node) == "sys.path"):
+                    isinstance(node, ast.Attribute) and ast.unparse(node) == "sys.path"
+                ):
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert offenders == []
 
 
 def test_the_checker_catches_a_back_edge(tmp_path):
-    _write(tmp_path, {
-        "retrieval_service/__init__.py": "",
-        "retrieval_service/core.py": "def f():\n    from agent.api import g\n",  # lazy, still a back-edge
-        "tools/__init__.py": "from retrieval_service.core import f\n",
-        "agent/__init__.py": "", "agent/api.py": "import tools\ndef g(): ...\n",
-        "evals/__init__.py": "from agent.api import g\n",
-    })
+    _write(
+        tmp_path,
+        {
+            "retrieval_service/__init__.py": "",
+            "retrieval_service/core.py": "def f():\n    from agent.api import g\n",  # lazy, still a back-edge
+            "tools/__init__.py": "from retrieval_service.core import f\n",
+            "agent/__init__.py": "",
+            "agent/api.py": "import tools\ndef g(): ...\n",
+            "evals/__init__.py": "from agent.api import g\n",
+        },
+    )
     graph = import_graph(tmp_path, LAYERS)
     assert back_edges(graph) == ["retrieval_service.core -> agent.api"]
 
 
 def test_the_checker_catches_a_cycle_and_ignores_type_checking_imports(tmp_path):
-    _write(tmp_path, {
-        "retrieval_service/__init__.py": "", "tools/__init__.py": "", "evals/__init__.py": "",
-        "agent/__init__.py": "",
-        "agent/a.py": "from agent.b import x\n",
-        "agent/b.py": "import agent.c\nx = 1\n",
-        "agent/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from agent.b import x\nfrom agent import a\n",
-        "agent/d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from agent.e import y\n",
-        "agent/e.py": "from agent.d import z\n",
-    })
+    _write(
+        tmp_path,
+        {
+            "retrieval_service/__init__.py": "",
+            "tools/__init__.py": "",
+            "evals/__init__.py": "",
+            "agent/__init__.py": "",
+            "agent/a.py": "from agent.b import x\n",
+            "agent/b.py": "import agent.c\nx = 1\n",
+            "agent/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from agent.b import x\nfrom agent import a\n",
+            "agent/d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from agent.e import y\n",
+            "agent/e.py": "from agent.d import z\n",
+        },
+    )
     graph = import_graph(tmp_path, LAYERS)
     assert back_edges(graph) == []
     assert cycles(graph) == [["agent.a", "agent.b", "agent.c"]]
@@ -149,8 +163,11 @@ def test_the_checker_catches_a_cycle_and_ignores_type_checking_imports(tmp_path)
 
 @pytest.mark.parametrize("package", LAYERS)
 def test_modules_stay_readable(package):
-    long = {str(p.relative_to(REPO)): n for p in (REPO / package).rglob("*.py")
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in (REPO / package).rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
     assert long == {}, f"split these modules (over {MAX_LINES} lines): {long}"
 
 
@@ -200,4 +217,5 @@ def test_no_entry_point_makes_a_runtime_loop():
 def test_the_entry_point_checker_catches_a_loop():
     points = {"geoagent.predictors": {"rerank": "evals.baselines:RerankBaseline"}, "geoagent.commands": {"eval": "evals.cli:app"}}
     assert runtime_back_edges(points, {"geoagent.predictors": "agent"}) == [
-        "geoagent.predictors:rerank -> evals.baselines:RerankBaseline (read by agent)"]
+        "geoagent.predictors:rerank -> evals.baselines:RerankBaseline (read by agent)"
+    ]

@@ -87,7 +87,6 @@ def test_cluster_settings_reach_qdrant_client(compose, monkeypatch, tmp_path):
 
     from agent.settings import Settings
     from retrieval_service.retrieval.stores import ServerStore, make_store
-
     from retrieval_service.service.settings import ServiceSettings
 
     raw = compose["services"]["geoagent-cluster"]["environment"]
@@ -98,7 +97,11 @@ def test_cluster_settings_reach_qdrant_client(compose, monkeypatch, tmp_path):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings(data_dir=tmp_path)
-    assert (settings.qdrant_url, settings.qdrant_shard_number, settings.qdrant_replication_factor) == ("http://qdrant-node1:6333", 3, 2)
+    assert (settings.qdrant_url, settings.qdrant_shard_number, settings.qdrant_replication_factor) == (
+        "http://qdrant-node1:6333",
+        3,
+        2,
+    )
     local = qdrant_client.QdrantClient(location=":memory:")
     seen: list[dict] = []
     monkeypatch.setattr(qdrant_client, "QdrantClient", lambda **kw: seen.append(kw) or local)

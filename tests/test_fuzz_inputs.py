@@ -96,8 +96,13 @@ def test_the_media_path_stays_within_its_memory_bound(corpus, tmp_path: Path):
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-c", _MEDIA_ONLY, str(tmp_path / "cache"), *map(str, corpus.values())],
-                         capture_output=True, text=True, timeout=GUARD_S, cwd=Path(__file__).resolve().parents[1])
+    res = subprocess.run(
+        [sys.executable, "-c", _MEDIA_ONLY, str(tmp_path / "cache"), *map(str, corpus.values())],
+        capture_output=True,
+        text=True,
+        timeout=GUARD_S,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(res.stdout)
     assert report["rss"] < MAX_RSS_BYTES, report["rss"]
@@ -167,7 +172,7 @@ def test_eval_run_keeps_a_row_for_every_input(corpus, tmp_path: Path):
     images = corpus["gray.jpg"].parent
     labels = tmp_path / "labels.csv"
     names = [n for n in corpus if n not in ("a_directory", "missing.jpg")]
-    labels.write_text("IMG_ID,LAT,LON\n" + "".join(f"\"{n}\",48.85,2.35\n" for n in names))
+    labels.write_text("IMG_ID,LAT,LON\n" + "".join(f'"{n}",48.85,2.35\n' for n in names))
     settings = Settings(data_dir=tmp_path / "data")
 
     def factory(s, mode):
@@ -191,7 +196,7 @@ def test_index_build_counts_every_bad_file(corpus, tiny_settings, tmp_path: Path
 
     names = list(corpus)
     csv = tmp_path / "db.csv"
-    csv.write_text("IMG_ID,LAT,LON\n" + "".join(f"\"{n}\",48.85,2.35\n" for n in names))
+    csv.write_text("IMG_ID,LAT,LON\n" + "".join(f'"{n}",48.85,2.35\n' for n in names))
     r = Retriever(tiny_settings)
     try:
         report = ingest_csv(r, csv, corpus["gray.jpg"].parent, batch_size=8)

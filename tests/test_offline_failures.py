@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
 from agent.settings import load_settings
+from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
 from tests.waiting import GUARD_S
 
 
@@ -30,12 +30,17 @@ def test_locate_without_cached_weights_exits_2_with_the_fix(tmp_path: Path, monk
     )
     res = subprocess.run(
         [sys.executable, "-m", "agent.cli", "locate", str(photo), "--json"],
-        capture_output=True, text=True, env=env, timeout=GUARD_S,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=GUARD_S,
     )
     assert res.returncode == 2, res.stderr
     [line] = res.stdout.splitlines()  # one line for the photo: its error, no placeholder 0,0 answer
     row = json.loads(line)
-    assert "lat" not in row and row["error"]["type"] == "WeightsNotFoundError" and "geoagent models download" in row["error"]["fix"]
+    assert (
+        "lat" not in row and row["error"]["type"] == "WeightsNotFoundError" and "geoagent models download" in row["error"]["fix"]
+    )
     assert "ViT-B-32" in res.stderr and "fix:" in res.stderr and "GEOAGENT_IMAGE_PRETRAINED" in res.stderr
     assert "Traceback" not in res.stderr
 

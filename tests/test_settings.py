@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from retrieval_service.core.errors import ConfigError
 from agent.settings import load_settings
+from retrieval_service.core.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)

@@ -63,8 +63,12 @@ def make_cluster_candidates(services: Services) -> BaseTool:
             ],
             "best": {"lat": r(res.best.lat, 4), "lon": r(res.best.lon, 4), "support": res.best_support},
             "reranked": [
-                {"lat": r(points[i].lat, 4), "lon": r(points[i].lon, 4), "score": r(points[i].score),
-                 "dist_km": r(res.distance_km[i], 1)}
+                {
+                    "lat": r(points[i].lat, 4),
+                    "lon": r(points[i].lon, 4),
+                    "score": r(points[i].score),
+                    "dist_km": r(res.distance_km[i], 1),
+                }
                 for i in res.reranked[:MAX_RERANKED]
             ],
             "noise": res.noise,

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools import StructuredTool
 from langgraph.prebuilt import ToolRuntime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -60,16 +60,19 @@ class PhotoContext:
 def photo_runtime(photo: Photo, tool_call_id: str = "direct") -> Runtime:
     """A ``ToolRuntime`` carrying ``photo``, to call a photo tool outside a graph:
     ``tool.invoke({"runtime": photo_runtime(photo), ...})``."""
-    return ToolRuntime(state={}, context=PhotoContext(photo), config={}, stream_writer=lambda _event: None,
-                       tool_call_id=tool_call_id, store=None)
+    return ToolRuntime(
+        state={}, context=PhotoContext(photo), config={}, stream_writer=lambda _event: None, tool_call_id=tool_call_id, store=None
+    )
 
 
 def photo_of(runtime: Any) -> Photo:
     """The photo of a tool's runtime; a clear error when the tool was called without one."""
     photo = getattr(getattr(runtime, "context", None), "photo", None)
     if not isinstance(photo, Photo):
-        raise GeoAgentError("the tool was called without a photo in its runtime context",
-                            "call it through the agent's graph, or pass runtime=tools.common.photo_runtime(photo)")
+        raise GeoAgentError(
+            "the tool was called without a photo in its runtime context",
+            "call it through the agent's graph, or pass runtime=tools.common.photo_runtime(photo)",
+        )
     return photo
 
 
@@ -80,8 +83,7 @@ def error_output(message: str) -> ToolOutput:
 
 def _validation_message(tool_name: str, exc: ValidationError) -> str:
     problems = "; ".join(
-        f"{'.'.join(str(p) for p in err.get('loc', ())) or 'arguments'}: {err.get('msg', 'invalid')}"
-        for err in exc.errors()
+        f"{'.'.join(str(p) for p in err.get('loc', ())) or 'arguments'}: {err.get('msg', 'invalid')}" for err in exc.errors()
     )
     return f"invalid arguments for {tool_name}: {problems}. Fix the arguments and call again."
 
@@ -107,8 +109,13 @@ class GeoTool(StructuredTool):
             return default_summary(content)
 
 
-def build_tool(name: str, func: Callable[..., ToolOutput], args_schema: type[BaseModel], description: str,
-               summarise: Callable[[dict[str, Any]], str] = default_summary) -> GeoTool:
+def build_tool(
+    name: str,
+    func: Callable[..., ToolOutput],
+    args_schema: type[BaseModel],
+    description: str,
+    summarise: Callable[[dict[str, Any]], str] = default_summary,
+) -> GeoTool:
     """A content-and-artifact tool whose failures (bad arguments included) come back as
     ``{"error": ...}`` content with no artifact."""
 

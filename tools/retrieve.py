@@ -63,8 +63,9 @@ def make_retrieve(services: Services) -> BaseTool:
     def run(runtime: Runtime, k: int | None = None, dissimilar: int = 0, **filter_args: Any) -> ToolOutput:
         k = k or services.settings.top_k
         requested = geo_filter(GeoFilterFields(**filter_args).filter_given())
-        result = services.retriever.search(photo_of(runtime), k_gallery=k, k_database=k, geo_filter=requested,
-                                           dissimilar=dissimilar)
+        result = services.retriever.search(
+            photo_of(runtime), k_gallery=k, k_database=k, geo_filter=requested, dissimilar=dissimilar
+        )
         used = result.geo_filter or requested
         return {
             "gallery": [

@@ -37,7 +37,7 @@ app = typer.Typer(
 def _root(
     ctx: typer.Context,
     config: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--config", help="TOML settings file (keys as the GEOAGENT_* names, lower-case, without the prefix)."),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,

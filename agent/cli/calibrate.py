@@ -40,9 +40,14 @@ def register(app: typer.Typer) -> None:
     @app.command("calibrate")
     def calibrate(
         ctx: typer.Context,
-        run_dirs: Annotated[list[Path], typer.Argument(help="Eval run directories (`geoagent eval run --out DIR`) on LABELLED photos "
-                                                        "that are not the benchmark you report: a held-out slice of your own "
-                                                        "database, or YFCC26k.")],
+        run_dirs: Annotated[
+            list[Path],
+            typer.Argument(
+                help="Eval run directories (`geoagent eval run --out DIR`) on LABELLED photos "
+                "that are not the benchmark you report: a held-out slice of your own "
+                "database, or YFCC26k."
+            ),
+        ],
         as_json: Annotated[bool, typer.Option("--json", help="Print what was saved as JSON.")] = False,
     ) -> None:
         """Fit one isotonic map per error threshold (1, 25, 200, 750, 2500 km) from the runs' predicted
@@ -66,13 +71,17 @@ def register(app: typer.Typer) -> None:
                 predicted.append(raw)
                 errors.append(row.get("distance_km"))
         if not groups:
-            raise DatasetError("the runs hold no rows with probabilities",
-                               "re-run `geoagent eval run` with this version (rows need raw_probabilities and distance_km)")
+            raise DatasetError(
+                "the runs hold no rows with probabilities",
+                "re-run `geoagent eval run` with this version (rows need raw_probabilities and distance_km)",
+            )
         saved = []
         for (mode, fingerprint), (predicted, errors) in groups.items():
             if len(predicted) < MIN_ROWS:
-                raise DatasetError(f"only {len(predicted)} usable rows for mode {mode}; a calibration needs at least {MIN_ROWS}",
-                                   "evaluate more labelled photos (a few hundred is better)")
+                raise DatasetError(
+                    f"only {len(predicted)} usable rows for mode {mode}; a calibration needs at least {MIN_ROWS}",
+                    "evaluate more labelled photos (a few hundred is better)",
+                )
             path = save(fit(predicted, errors, mode, fingerprint), settings.data_dir)
             saved.append({"mode": mode, "fingerprint": fingerprint, "rows": len(predicted), "path": str(path)})
         if as_json:

@@ -13,15 +13,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from agent.cli.context import settings_from
 from retrieval_service.core.errors import GeoAgentError
 
-HELP = ("Commands: /image PATH (attach a photo), /history, /map [FILE.html], /help, /quit. "
-        "Anything else is a question about the current photo.")
+HELP = (
+    "Commands: /image PATH (attach a photo), /history, /map [FILE.html], /help, /quit. "
+    "Anything else is a question about the current photo."
+)
 
 
 def _lines(history_file: Path | None) -> Iterator[str]:
@@ -77,8 +79,8 @@ class Display:
 
 def chat(
     ctx: typer.Context,
-    session: Annotated[Optional[str], typer.Option("--session", help="Name of a saved conversation to start or resume.")] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="How photos are analysed (policy, agent, rag).")] = None,
+    session: Annotated[str | None, typer.Option("--session", help="Name of a saved conversation to start or resume.")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="How photos are analysed (policy, agent, rag).")] = None,
 ) -> None:
     """Chat: attach photos with /image PATH and ask where they were taken, and why. Follow-up questions
     run the agent again with its tools when an LMM is configured (GEOAGENT_LLM_MODEL)."""
@@ -103,8 +105,9 @@ def chat(
         sess = ChatSession(agent, session=session or "default")
         console.print(f"geoagent chat ({agent.mode} mode). {HELP}")
         if not sess.can_follow_up:
-            console.print("No LMM is configured: each photo runs the no-LMM policy and follow-up questions are "
-                          "answered from its analysis.")
+            console.print(
+                "No LMM is configured: each photo runs the no-LMM policy and follow-up questions are answered from its analysis."
+            )
         if session and (old := sess.history()):
             console.print(f"Resumed session '{session}' with {len(old)} earlier messages (/history shows them).")
         display = Display(console)
@@ -121,7 +124,7 @@ def chat(
                 _handle(line, sess, console, display)
             except GeoAgentError as exc:
                 console.print(f"error: {exc.message}" + (f"\n  fix: {exc.hint}" if exc.hint else ""), style="red", markup=False)
-            except Exception as exc:  # noqa: BLE001 - bad input never ends the chat
+            except Exception as exc:
                 if getattr(ctx.find_root().obj, "debug", False):
                     raise
                 console.print(f"error: {type(exc).__name__}: {exc}", style="red", markup=False)
@@ -133,11 +136,11 @@ def _handle(line: str, sess: Any, console: Any, display: Display) -> None:
         console.print(HELP)
     elif line.startswith("/image"):
         try:
-            args = shlex.split(line[len("/image"):])
+            args = shlex.split(line[len("/image") :])
         except ValueError:  # e.g. an unclosed quote: a bad line, not the end of the chat
             args = []
         if len(args) != 1:
-            console.print("usage: /image PATH (quote a path with spaces: /image \"my photo.jpg\")", style="red", markup=False)
+            console.print('usage: /image PATH (quote a path with spaces: /image "my photo.jpg")', style="red", markup=False)
             return
         with display.run():
             sess.attach(args[0], on_event=display)
@@ -154,7 +157,7 @@ def _handle(line: str, sess: Any, console: Any, display: Display) -> None:
     elif line == "/map" or line.startswith("/map "):
         from agent.mapview import write_map
 
-        args = shlex.split(line[len("/map"):])
+        args = shlex.split(line[len("/map") :])
         target = Path(args[0]) if args else Path(f"geoagent-chat-{sess.session}.html")
         if target.suffix.lower() not in (".html", ".htm"):
             raise GeoAgentError(f"the map file {target} does not end in .html", "use /map out.html")

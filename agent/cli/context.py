@@ -11,7 +11,6 @@ import typer
 from agent.settings import Settings
 from retrieval_service.core.settings import load_section
 
-
 S = TypeVar("S", bound=Settings)
 
 

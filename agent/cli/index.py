@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,15 +19,48 @@ index_app = typer.Typer(
 @index_app.command("build")
 def build(
     ctx: typer.Context,
-    csv_file: Annotated[Path, typer.Argument(help="CSV with one row per image: an id or path column and latitude/longitude columns (MP-16 and IM2GPS3k layouts work as they are).")],
+    csv_file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with one row per image: an id or path column and latitude/longitude columns (MP-16 and IM2GPS3k layouts work as they are)."
+        ),
+    ],
     images: Annotated[Path, typer.Option("--images", help="Folder the image ids/paths in the CSV are relative to.")],
-    id_col: Annotated[Optional[str], typer.Option("--id-col", help="Column with the image id (default: IMG_ID, id, ... ; also used as the file name when there is no path column).")] = None,
-    lat_col: Annotated[Optional[str], typer.Option("--lat-col", help="Latitude column in decimal degrees (default: LAT, lat or latitude).")] = None,
-    lon_col: Annotated[Optional[str], typer.Option("--lon-col", help="Longitude column in decimal degrees (default: LON, lon, lng or longitude).")] = None,
-    path_col: Annotated[Optional[str], typer.Option("--path-col", help="Column with the image file path, relative to --images (default: path/file/filename if present, else the id).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, max=4096, help="Images encoded per batch (default: GEOAGENT_BATCH_SIZE, 32).")] = None,
-    collection: Annotated[Optional[str], typer.Option("--collection", help="Collection to fill (default: GEOAGENT_DATABASE_COLLECTION, image_database).")] = None,
-    encoder: Annotated[Optional[str], typer.Option("--encoder", help="geoclip, or fusion:PATH (a checkpoint of geoagent train fusion; its own collections). Default GEOAGENT_ENCODER.")] = None,
+    id_col: Annotated[
+        str | None,
+        typer.Option(
+            "--id-col",
+            help="Column with the image id (default: IMG_ID, id, ... ; also used as the file name when there is no path column).",
+        ),
+    ] = None,
+    lat_col: Annotated[
+        str | None, typer.Option("--lat-col", help="Latitude column in decimal degrees (default: LAT, lat or latitude).")
+    ] = None,
+    lon_col: Annotated[
+        str | None, typer.Option("--lon-col", help="Longitude column in decimal degrees (default: LON, lon, lng or longitude).")
+    ] = None,
+    path_col: Annotated[
+        str | None,
+        typer.Option(
+            "--path-col",
+            help="Column with the image file path, relative to --images (default: path/file/filename if present, else the id).",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, max=4096, help="Images encoded per batch (default: GEOAGENT_BATCH_SIZE, 32)."),
+    ] = None,
+    collection: Annotated[
+        str | None,
+        typer.Option("--collection", help="Collection to fill (default: GEOAGENT_DATABASE_COLLECTION, image_database)."),
+    ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            "--encoder",
+            help="geoclip, or fusion:PATH (a checkpoint of geoagent train fusion; its own collections). Default GEOAGENT_ENCODER.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Embed the images of a CSV into the image database. Resumable: ids already stored are skipped;
@@ -38,7 +71,9 @@ def build(
     from retrieval_service.retrieval.retriever import Retriever
 
     settings = settings_from(ctx, encoder=encoder)
-    frame, _ = read_rows(csv_file, id_col=id_col, lat_col=lat_col, lon_col=lon_col, path_col=path_col)  # fail fast, before models load
+    frame, _ = read_rows(
+        csv_file, id_col=id_col, lat_col=lat_col, lon_col=lon_col, path_col=path_col
+    )  # fail fast, before models load
     retriever = Retriever.from_settings(settings)
     try:
         with Progress(
@@ -46,8 +81,16 @@ def build(
         ) as bar:
             task = bar.add_task("index", total=len(frame))
             report = ingest_csv(
-                retriever, csv_file, images, collection=collection, batch_size=batch_size, id_col=id_col,
-                lat_col=lat_col, lon_col=lon_col, path_col=path_col, progress=lambda n: bar.advance(task, n),
+                retriever,
+                csv_file,
+                images,
+                collection=collection,
+                batch_size=batch_size,
+                id_col=id_col,
+                lat_col=lat_col,
+                lon_col=lon_col,
+                path_col=path_col,
+                progress=lambda n: bar.advance(task, n),
             )
     finally:
         retriever.close()

@@ -6,13 +6,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from agent.cli.context import settings_from
-from agent.prediction import Prediction, Usage
 from agent.modes import available_modes, check_mode
+from agent.prediction import Prediction, Usage
 from retrieval_service.core.errors import GeoAgentError
 from retrieval_service.core.photo import Photo
 from retrieval_service.retrieval.settings import MAX_TOP_K
@@ -30,15 +30,19 @@ def prediction_json(pred: Prediction) -> dict:
 def usage_text(usage: Usage, cost: float | None = None) -> str:
     """LMM usage in one line: requests, tokens, seconds (and money when prices are configured)."""
     money = f", cost {cost:.4f}" if cost is not None else ""
-    return (f"{usage.calls} LMM requests, {usage.input_tokens} input + {usage.output_tokens} output tokens, "
-            f"{usage.seconds:.1f} s{money}")
+    return (
+        f"{usage.calls} LMM requests, {usage.input_tokens} input + {usage.output_tokens} output tokens, "
+        f"{usage.seconds:.1f} s{money}"
+    )
 
 
 def format_text(pred: Prediction, n_alternatives: int, cost: float | None = None) -> str:
     place = pred.place.label("unknown place")
-    lines = [f"{pred.image}",
-             f"  answer:      {pred.lat:.5f}, {pred.lon:.5f}  ({place})",
-             f"  confidence:  {pred.confidence:.2f}  source: {pred.source}  mode: {pred.mode}"]
+    lines = [
+        f"{pred.image}",
+        f"  answer:      {pred.lat:.5f}, {pred.lon:.5f}  ({place})",
+        f"  confidence:  {pred.confidence:.2f}  source: {pred.source}  mode: {pred.mode}",
+    ]
     for i, a in enumerate(pred.alternatives[:n_alternatives], 1):
         lines.append(f"  alternative {i}: {a.lat:.4f}, {a.lon:.4f}  ({a.source}, score {a.score:.3f})")
     lines.append(f"  why: {pred.rationale}")
@@ -53,8 +57,11 @@ def error_json(image: str, exc: BaseException) -> dict:
     if isinstance(exc, GeoAgentError):
         error = {"type": type(exc).__name__, "message": exc.message, "fix": exc.hint}
     else:
-        error = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
-                 "fix": "run again with --debug before the sub-command for the full traceback"}
+        error = {
+            "type": type(exc).__name__,
+            "message": str(exc) or type(exc).__name__,
+            "fix": "run again with --debug before the sub-command for the full traceback",
+        }
     return {"image": image, "error": error}
 
 
@@ -75,13 +82,36 @@ def _emit_json(row: dict) -> None:
 def locate(
     ctx: typer.Context,
     photos: Annotated[list[str], typer.Argument(help="Photo files or http(s) URLs.")],
-    mode: Annotated[Optional[str], typer.Option("--mode", help=f"One of {', '.join(available_modes())}; default: agent with an LMM configured, else policy.")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=MAX_TOP_K, help=f"Retrieval candidates per photo (1..{MAX_TOP_K}; default GEOAGENT_TOP_K, 20).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Exactly one JSON object per photo per line, in order; a failed photo's has \"error\": {type, message, fix} and no lat/lon.")] = False,
-    map_file: Annotated[Optional[Path], typer.Option("--map", help="Write a self-contained HTML map here (works offline).")] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode", help=f"One of {', '.join(available_modes())}; default: agent with an LMM configured, else policy."
+        ),
+    ] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            "--top-k", min=1, max=MAX_TOP_K, help=f"Retrieval candidates per photo (1..{MAX_TOP_K}; default GEOAGENT_TOP_K, 20)."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='Exactly one JSON object per photo per line, in order; a failed photo\'s has "error": {type, message, fix} and no lat/lon.',
+        ),
+    ] = False,
+    map_file: Annotated[Path | None, typer.Option("--map", help="Write a self-contained HTML map here (works offline).")] = None,
     alternatives: Annotated[int, typer.Option("--alternatives", min=0, max=20, help="Alternatives shown per photo.")] = 3,
-    rag_samples: Annotated[Optional[int], typer.Option("--rag-samples", min=1, max=20, help=(
-        "Mode rag: replies sampled per prompt (at GEOAGENT_RAG_TEMPERATURE), voted on before verification."))] = None,
+    rag_samples: Annotated[
+        int | None,
+        typer.Option(
+            "--rag-samples",
+            min=1,
+            max=20,
+            help=("Mode rag: replies sampled per prompt (at GEOAGENT_RAG_TEMPERATURE), voted on before verification."),
+        ),
+    ] = None,
 ) -> None:
     """Geolocate photos: the answer, place, confidence, alternatives and the rationale.
 
@@ -142,8 +172,10 @@ def locate(
         typer.echo(f"map written to {out}", err=True)
     total = Usage(**{k: sum(getattr(p.usage, k) for p in done) for k in ("calls", "input_tokens", "output_tokens", "seconds")})
     if total.calls and len(done) > 1:
-        typer.echo(f"total over {len(done)} photos: "
-                   f"{usage_text(total, settings.lmm_cost(total.input_tokens, total.output_tokens))}", err=True)
+        typer.echo(
+            f"total over {len(done)} photos: {usage_text(total, settings.lmm_cost(total.input_tokens, total.output_tokens))}",
+            err=True,
+        )
     if failed:
         typer.echo(f"{failed} of {len(photos)} photos failed", err=True)
         raise typer.Exit(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -33,8 +33,11 @@ def list_models(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
     rows = inventory(settings.data_dir)
     name = resolve_model_name(settings.image_model)
     configured = f"{name}/{settings.image_pretrained}"
-    ready = settings.image_pretrained.lower() == "none" or Path(settings.image_pretrained).expanduser().is_file() or \
-        find_weights(models_dir(settings.data_dir), name, settings.image_pretrained) is not None
+    ready = (
+        settings.image_pretrained.lower() == "none"
+        or Path(settings.image_pretrained).expanduser().is_file()
+        or find_weights(models_dir(settings.data_dir), name, settings.image_pretrained) is not None
+    )
     if as_json:
         typer.echo(json.dumps({"configured": configured, "configured_stored": ready, "files": rows}, indent=2))
         return
@@ -47,8 +50,10 @@ def list_models(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
 @models_app.command("download")
 def download(
     ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Option("--model", help="open_clip model name (default: GEOAGENT_IMAGE_MODEL).")] = None,
-    pretrained: Annotated[Optional[str], typer.Option("--pretrained", help="open_clip pretrained tag (default: GEOAGENT_IMAGE_PRETRAINED).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="open_clip model name (default: GEOAGENT_IMAGE_MODEL).")] = None,
+    pretrained: Annotated[
+        str | None, typer.Option("--pretrained", help="open_clip pretrained tag (default: GEOAGENT_IMAGE_PRETRAINED).")
+    ] = None,
 ) -> None:
     """Download the CLIP weights that `locate` needs into the data dir (needs the model hub)."""
     from retrieval_service.retrieval.image_encoder import resolve_model_name
@@ -70,7 +75,9 @@ def export(ctx: typer.Context, archive: Annotated[Path, typer.Argument(help="The
 
 
 @models_app.command("import")
-def import_(ctx: typer.Context, archive: Annotated[Path, typer.Argument(help="A file written by `geoagent models export`.")]) -> None:
+def import_(
+    ctx: typer.Context, archive: Annotated[Path, typer.Argument(help="A file written by `geoagent models export`.")]
+) -> None:
     """Unpack exported weights into this machine's data dir (every file's size and sha256 checked)."""
     from retrieval_service.retrieval.model_store import import_models
 

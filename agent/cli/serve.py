@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,12 +11,32 @@ from agent.cli.context import settings_from
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 for every interface, e.g. in a container).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (0.0.0.0 for every interface, e.g. in a container).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="How /v1/locate analyses photos (policy, agent, rag, retrieval, rerank); default: agent with an LMM, else policy.")] = None,
-    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="GEOAGENT_SERVICE_API_KEY", help="Require this key on every /v1 request (Authorization: Bearer or X-API-Key).")] = None,
-    max_concurrency: Annotated[Optional[int], typer.Option("--max-concurrency", help="Requests worked on at once (GEOAGENT_SERVICE_MAX_CONCURRENCY, default 4).")] = None,
-    allow_private_urls: Annotated[bool, typer.Option("--allow-private-urls", help="Let URL inputs reach loopback/private/link-local addresses.")] = False,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="How /v1/locate analyses photos (policy, agent, rag, retrieval, rerank); default: agent with an LMM, else policy.",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="GEOAGENT_SERVICE_API_KEY",
+            help="Require this key on every /v1 request (Authorization: Bearer or X-API-Key).",
+        ),
+    ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option("--max-concurrency", help="Requests worked on at once (GEOAGENT_SERVICE_MAX_CONCURRENCY, default 4)."),
+    ] = None,
+    allow_private_urls: Annotated[
+        bool, typer.Option("--allow-private-urls", help="Let URL inputs reach loopback/private/link-local addresses.")
+    ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve geoagent over HTTP: the web chat at /, the API under /v1 (docs at /docs).
@@ -33,14 +53,25 @@ def serve(
     from retrieval_service.service.settings import ServiceSettings
 
     settings = settings_from(ctx)
-    service = settings_from(ctx, ServiceSettings, service_api_key=api_key, service_max_concurrency=max_concurrency,
-                            service_allow_private_urls=allow_private_urls or None)
+    service = settings_from(
+        ctx,
+        ServiceSettings,
+        service_api_key=api_key,
+        service_max_concurrency=max_concurrency,
+        service_allow_private_urls=allow_private_urls or None,
+    )
     agent = load_agent(settings, mode=mode)
     with sqlite_checkpointer(settings.data_dir / "web" / "threads.sqlite") as saver:
         threads = None
         if isinstance(agent, GeoAgent):  # the chat's conversations: the same agent's graph on a saver
-            chat_agent = load_agent(settings, mode=agent.mode, services=agent.services, chat_model=agent.chat_model,
-                                    checkpointer=saver, breaker=agent.breaker)
+            chat_agent = load_agent(
+                settings,
+                mode=agent.mode,
+                services=agent.services,
+                chat_model=agent.chat_model,
+                checkpointer=saver,
+                breaker=agent.breaker,
+            )
             threads = Threads(chat_agent)
         app = create_app(agent, service, retriever=agent.services.retriever, threads=threads)
         typer.echo(f"geoagent ({agent.mode} mode) on http://{host}:{port}/  (API docs: /docs; readiness: /readyz)", err=True)

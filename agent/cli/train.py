@@ -9,7 +9,7 @@ resume, a progress bar and validation every epoch; the run folder's fusion.pt is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,8 +17,9 @@ from agent.cli.context import settings_from
 from agent.settings import Settings
 from retrieval_service.fusion.settings import FusionSettings
 
-train_app = typer.Typer(help="Train the fusion retriever (DualGeo image+segmentation fusion, TransGeoCLIP GPS encoder).",
-                        no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train the fusion retriever (DualGeo image+segmentation fusion, TransGeoCLIP GPS encoder).", no_args_is_help=True
+)
 
 
 class TrainCliSettings(Settings, FusionSettings):
@@ -28,20 +29,44 @@ class TrainCliSettings(Settings, FusionSettings):
 @train_app.command("precompute")
 def precompute_cmd(
     ctx: typer.Context,
-    csv_file: Annotated[Path, typer.Argument(help="CSV with one row per image (the index build conventions: IMG_ID/LAT/LON, id/lat/lon, a path column...).")],
+    csv_file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with one row per image (the index build conventions: IMG_ID/LAT/LON, id/lat/lon, a path column...)."
+        ),
+    ],
     images: Annotated[Path, typer.Option("--images", help="Folder the image ids/paths in the CSV are relative to.")],
     out: Annotated[Path, typer.Option("--out", help="Features folder to write (an interrupted run resumes into it).")],
-    segmentation: Annotated[bool, typer.Option("--segmentation/--no-segmentation", help="Compute class maps with the configured segmenter (GEOAGENT_SEGMENTER, GEOAGENT_SEGMENTER_MODEL).")] = True,
-    text: Annotated[bool, typer.Option("--text", help="Also encode 'A photo taken in {city}, {region}, {country}.' from the CSV's place columns.")] = False,
-    token_grid: Annotated[Optional[int], typer.Option("--token-grid", min=1, max=64, help="Patch tokens pooled to N x N (default GEOAGENT_FUSION_TOKEN_GRID, 4).")] = None,
-    seg_grid: Annotated[Optional[int], typer.Option("--seg-grid", min=1, max=512, help="Class-map cells per side (default GEOAGENT_FUSION_SEG_GRID, 32).")] = None,
-    shard_size: Annotated[Optional[int], typer.Option("--shard-size", min=16, help="Rows per shard (default 4096).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, max=4096, help="Images per CLIP batch (default GEOAGENT_BATCH_SIZE).")] = None,
-    id_col: Annotated[Optional[str], typer.Option("--id-col")] = None,
-    lat_col: Annotated[Optional[str], typer.Option("--lat-col")] = None,
-    lon_col: Annotated[Optional[str], typer.Option("--lon-col")] = None,
-    path_col: Annotated[Optional[str], typer.Option("--path-col")] = None,
-    author_col: Annotated[Optional[str], typer.Option("--author-col", help="Column naming the photographer (for --val-split author).")] = None,
+    segmentation: Annotated[
+        bool,
+        typer.Option(
+            "--segmentation/--no-segmentation",
+            help="Compute class maps with the configured segmenter (GEOAGENT_SEGMENTER, GEOAGENT_SEGMENTER_MODEL).",
+        ),
+    ] = True,
+    text: Annotated[
+        bool,
+        typer.Option("--text", help="Also encode 'A photo taken in {city}, {region}, {country}.' from the CSV's place columns."),
+    ] = False,
+    token_grid: Annotated[
+        int | None,
+        typer.Option("--token-grid", min=1, max=64, help="Patch tokens pooled to N x N (default GEOAGENT_FUSION_TOKEN_GRID, 4)."),
+    ] = None,
+    seg_grid: Annotated[
+        int | None,
+        typer.Option("--seg-grid", min=1, max=512, help="Class-map cells per side (default GEOAGENT_FUSION_SEG_GRID, 32)."),
+    ] = None,
+    shard_size: Annotated[int | None, typer.Option("--shard-size", min=16, help="Rows per shard (default 4096).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, max=4096, help="Images per CLIP batch (default GEOAGENT_BATCH_SIZE).")
+    ] = None,
+    id_col: Annotated[str | None, typer.Option("--id-col")] = None,
+    lat_col: Annotated[str | None, typer.Option("--lat-col")] = None,
+    lon_col: Annotated[str | None, typer.Option("--lon-col")] = None,
+    path_col: Annotated[str | None, typer.Option("--path-col")] = None,
+    author_col: Annotated[
+        str | None, typer.Option("--author-col", help="Column naming the photographer (for --val-split author).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Precompute the frozen inputs of the fusion model once, so that an epoch costs only the trainable part."""
@@ -55,54 +80,80 @@ def precompute_cmd(
     with Progress(TextColumn("precompute"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=as_json) as bar:
         task = bar.add_task("precompute", total=total)
         report = precompute(
-            csv_file, images, out, image_model=settings.image_model, image_pretrained=settings.image_pretrained,
-            device=settings.device, batch_size=batch_size or settings.batch_size,
-            token_grid=token_grid or settings.fusion_token_grid, seg_grid=seg_grid or settings.fusion_seg_grid,
-            shard_size=shard_size or settings.fusion_shard_size, segmenter_settings=settings if segmentation else None,
-            text=text, workers=settings.fusion_workers, progress=lambda n: bar.advance(task, n), **cols,
+            csv_file,
+            images,
+            out,
+            image_model=settings.image_model,
+            image_pretrained=settings.image_pretrained,
+            device=settings.device,
+            batch_size=batch_size or settings.batch_size,
+            token_grid=token_grid or settings.fusion_token_grid,
+            seg_grid=seg_grid or settings.fusion_seg_grid,
+            shard_size=shard_size or settings.fusion_shard_size,
+            segmenter_settings=settings if segmentation else None,
+            text=text,
+            workers=settings.fusion_workers,
+            progress=lambda n: bar.advance(task, n),
+            **cols,
         )
     if as_json:
         typer.echo(report.model_dump_json())
     else:
-        typer.echo(f"{report.out}: {report.rows} rows ({report.unreadable} unreadable images), "
-                   f"{report.shards_written} shards written, {report.shards_reused} reused")
+        typer.echo(
+            f"{report.out}: {report.rows} rows ({report.unreadable} unreadable images), "
+            f"{report.shards_written} shards written, {report.shards_reused} reused"
+        )
 
 
 @train_app.command("fusion")
 def fusion_cmd(
     ctx: typer.Context,
     features: Annotated[Path, typer.Argument(help="Features folder written by geoagent train precompute.")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder: fusion.pt, best.pt, state.pt (resume), train.csv, validation.csv.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Run folder: fusion.pt, best.pt, state.pt (resume), train.csv, validation.csv.")
+    ],
     # the model and its ablations
     dim: Annotated[int, typer.Option("--dim", min=8, help="Width of the fusion tokens.")] = 512,
     embed_dim: Annotated[int, typer.Option("--embed-dim", min=8, help="Width of the image/GPS space.")] = 512,
     heads: Annotated[int, typer.Option("--heads", min=1)] = 8,
     layers: Annotated[int, typer.Option("--layers", min=0, help="Bidirectional cross-attention layers.")] = 2,
     dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.9)] = 0.1,
-    segmentation: Annotated[bool, typer.Option("--segmentation/--no-segmentation", help="Ablation: drop the segmentation view.")] = True,
-    fusion: Annotated[str, typer.Option("--fusion", help="cross_attention, or concat (ablation: no attention).")] = "cross_attention",
+    segmentation: Annotated[
+        bool, typer.Option("--segmentation/--no-segmentation", help="Ablation: drop the segmentation view.")
+    ] = True,
+    fusion: Annotated[
+        str, typer.Option("--fusion", help="cross_attention, or concat (ablation: no attention).")
+    ] = "cross_attention",
     seg_encoding: Annotated[str, typer.Option("--seg-encoding", help="embed (learned class vectors) or onehot.")] = "embed",
-    gps_encoder: Annotated[str, typer.Option("--gps-encoder", help="rff (summed multi-scale RFF, GeoCLIP/G3) or location_attention (TransGeoCLIP).")] = "rff",
-    projection: Annotated[str, typer.Option("--projection", help="equal_earth (GeoCLIP) or mercator (G3/DualGeo).")] = "equal_earth",
-    gps_init: Annotated[str, typer.Option("--gps-init", help="random, or geoclip (start from GeoCLIP's location encoder; needs embed_dim 512).")] = "random",
+    gps_encoder: Annotated[
+        str, typer.Option("--gps-encoder", help="rff (summed multi-scale RFF, GeoCLIP/G3) or location_attention (TransGeoCLIP).")
+    ] = "rff",
+    projection: Annotated[
+        str, typer.Option("--projection", help="equal_earth (GeoCLIP) or mercator (G3/DualGeo).")
+    ] = "equal_earth",
+    gps_init: Annotated[
+        str, typer.Option("--gps-init", help="random, or geoclip (start from GeoCLIP's location encoder; needs embed_dim 512).")
+    ] = "random",
     text: Annotated[bool, typer.Option("--text", help="Add the image<->text loss (needs precompute --text).")] = False,
     queue_size: Annotated[int, typer.Option("--queue-size", min=0, help="GeoCLIP's GPS queue of extra negatives (0 = off).")] = 0,
     database_vector: Annotated[str, typer.Option("--database-vector", help="fused+clip (DualGeo) or fused.")] = "fused+clip",
     # the optimisation
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Default GEOAGENT_FUSION_EPOCHS (10).")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=2, help="Default GEOAGENT_FUSION_BATCH_SIZE (256).")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Default GEOAGENT_FUSION_LR (1e-4).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Default GEOAGENT_FUSION_EPOCHS (10).")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=2, help="Default GEOAGENT_FUSION_BATCH_SIZE (256).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Default GEOAGENT_FUSION_LR (1e-4).")] = None,
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0)] = 0.01,
-    warmup_steps: Annotated[Optional[int], typer.Option("--warmup-steps", min=0)] = None,
+    warmup_steps: Annotated[int | None, typer.Option("--warmup-steps", min=0)] = None,
     grad_clip: Annotated[float, typer.Option("--grad-clip", min=0.0, help="0 = no clipping.")] = 1.0,
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")] = True,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", min=1)] = None,
+    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", min=1)] = None,
     log_every: Annotated[int, typer.Option("--log-every", min=1, help="Steps between rows of train.csv.")] = 50,
     val_split: Annotated[str, typer.Option("--val-split", help="id or author (all of an author's photos on one side).")] = "id",
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.5)] = 0.01,
-    val_gallery: Annotated[Optional[str], typer.Option("--val-gallery", help="geoclip (100K), train, or a CSV of LAT/LON.")] = None,
+    val_gallery: Annotated[str | None, typer.Option("--val-gallery", help="geoclip (100K), train, or a CSV of LAT/LON.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over even if --out holds a training state.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -117,15 +168,37 @@ def fusion_cmd(
     s = settings_from(ctx, TrainCliSettings)
     try:
         config = FusionConfig(
-            dim=dim, embed_dim=embed_dim, heads=heads, layers=layers, dropout=dropout, use_segmentation=segmentation,
-            fusion=fusion, seg_encoding=seg_encoding, gps_encoder=gps_encoder, projection=projection, gps_init=gps_init,  # type: ignore[arg-type]
-            use_text=text, queue_size=queue_size, database_vector=database_vector, seed=seed,  # type: ignore[arg-type]
+            dim=dim,
+            embed_dim=embed_dim,
+            heads=heads,
+            layers=layers,
+            dropout=dropout,
+            use_segmentation=segmentation,
+            fusion=fusion,
+            seg_encoding=seg_encoding,
+            gps_encoder=gps_encoder,
+            projection=projection,
+            gps_init=gps_init,  # type: ignore[arg-type]
+            use_text=text,
+            queue_size=queue_size,
+            database_vector=database_vector,
+            seed=seed,  # type: ignore[arg-type]
         )
         train = TrainConfig(
-            epochs=epochs or s.fusion_epochs, max_steps=max_steps, batch_size=batch_size or s.fusion_batch_size, lr=lr or s.fusion_lr,
-            weight_decay=weight_decay, warmup_steps=s.fusion_warmup_steps if warmup_steps is None else warmup_steps,
-            grad_clip=grad_clip or None, amp=amp, seed=seed, checkpoint_every=checkpoint_every or s.fusion_checkpoint_every, log_every=log_every,
-            val_split=val_split, val_fraction=val_fraction, val_gallery=val_gallery or s.fusion_val_gallery,  # type: ignore[arg-type]
+            epochs=epochs or s.fusion_epochs,
+            max_steps=max_steps,
+            batch_size=batch_size or s.fusion_batch_size,
+            lr=lr or s.fusion_lr,
+            weight_decay=weight_decay,
+            warmup_steps=s.fusion_warmup_steps if warmup_steps is None else warmup_steps,
+            grad_clip=grad_clip or None,
+            amp=amp,
+            seed=seed,
+            checkpoint_every=checkpoint_every or s.fusion_checkpoint_every,
+            log_every=log_every,
+            val_split=val_split,
+            val_fraction=val_fraction,
+            val_gallery=val_gallery or s.fusion_val_gallery,  # type: ignore[arg-type]
             workers=s.fusion_workers,
         )
     except ValueError as exc:
@@ -133,25 +206,40 @@ def fusion_cmd(
 
         raise ConfigError(f"invalid training options: {exc}", "see geoagent train fusion --help") from exc
     trainer = FusionTrainer(FeatureSet(features), out, config, train, device=s.device, resume=not fresh)
-    columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.0f} samples/s"), TimeRemainingColumn())
+    columns = (
+        TextColumn("epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.0f} samples/s"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, disable=as_json) as bar:
-        task = bar.add_task("train", total=int(trainer.total_steps), completed=trainer.step, epoch=trainer.epoch + 1, loss=float("nan"), rate=0.0)
+        task = bar.add_task(
+            "train", total=int(trainer.total_steps), completed=trainer.step, epoch=trainer.epoch + 1, loss=float("nan"), rate=0.0
+        )
 
         def on_event(event: dict) -> None:
             if event["kind"] == "step":
-                bar.update(task, completed=event["step"], epoch=event["epoch"] + 1, loss=event["loss"], rate=event["samples_per_s"])
+                bar.update(
+                    task, completed=event["step"], epoch=event["epoch"] + 1, loss=event["loss"], rate=event["samples_per_s"]
+                )
             elif event["kind"] == "validation" and not as_json:
                 accs = "  ".join(f"{k.removeprefix('acc_')} {v:.3f}" for k, v in event.items() if k.startswith("acc_"))
-                bar.console.print(f"epoch {event['epoch']} step {event['step']}: top-1 within {accs}; median {event['median_km']:.0f} km")
+                bar.console.print(
+                    f"epoch {event['epoch']} step {event['step']}: top-1 within {accs}; median {event['median_km']:.0f} km"
+                )
 
         result = trainer.run(on_event)
     if as_json:
         typer.echo(result.model_dump_json())
     else:
-        typer.echo(f"{result.steps} steps ({result.epochs_completed} epochs, resumed from step {result.resumed_from_step}); "
-                   f"{result.samples_per_s:.0f} samples/s; model: {result.model_path}")
-        typer.echo(f"use it: GEOAGENT_ENCODER=fusion:{result.model_path} (or geoagent index build ... --encoder fusion:{result.model_path})")
+        typer.echo(
+            f"{result.steps} steps ({result.epochs_completed} epochs, resumed from step {result.resumed_from_step}); "
+            f"{result.samples_per_s:.0f} samples/s; model: {result.model_path}"
+        )
+        typer.echo(
+            f"use it: GEOAGENT_ENCODER=fusion:{result.model_path} (or geoagent index build ... --encoder fusion:{result.model_path})"
+        )
 
 
 def register(app: typer.Typer) -> None:

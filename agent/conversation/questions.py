@@ -26,12 +26,16 @@ def check_question(agent: Any, question: Any, config: dict | None) -> str:
     """The question, stripped, when ``agent`` can answer it on the thread of ``config``; a clear
     error naming what is missing otherwise."""
     if agent.chat_model is None or agent.mode not in LMM_MODES:
-        raise ConfigError(f"follow-up questions need an LMM; this agent runs mode {agent.mode!r}",
-                          "set GEOAGENT_LLM_MODEL and use mode agent or rag")
+        raise ConfigError(
+            f"follow-up questions need an LMM; this agent runs mode {agent.mode!r}",
+            "set GEOAGENT_LLM_MODEL and use mode agent or rag",
+        )
     if agent.checkpointer is None or thread_id(config) is None:
-        raise ConfigError("follow-up questions need a thread",
-                          "build the agent with load_agent(..., checkpointer=InMemorySaver()) and pass "
-                          "config={'configurable': {'thread_id': ...}} to invoke and ask")
+        raise ConfigError(
+            "follow-up questions need a thread",
+            "build the agent with load_agent(..., checkpointer=InMemorySaver()) and pass "
+            "config={'configurable': {'thread_id': ...}} to invoke and ask",
+        )
     if not isinstance(question, str) or not question.strip():
         raise GeoAgentError("the question is empty", "ask a question in words, e.g. 'could it be Belgium instead?'")
     return question.strip()
@@ -40,8 +44,9 @@ def check_question(agent: Any, question: Any, config: dict | None) -> str:
 def check_analysed(values: dict[str, Any], tid: str | None) -> None:
     """Refuse a question on a thread that holds no analysed photo."""
     if values.get("prediction") is None or values.get("photo") is None:
-        raise ThreadError(f"thread {tid!r} holds no analysed photo yet",
-                          "analyse a photo on it first: agent.invoke({'image': ...}, config)")
+        raise ThreadError(
+            f"thread {tid!r} holds no analysed photo yet", "analyse a photo on it first: agent.invoke({'image': ...}, config)"
+        )
 
 
 def question_input(question: str) -> Command:
@@ -60,7 +65,14 @@ def outcome(after: dict[str, Any], before: dict[str, Any]) -> FollowUp:
     reply = message_text(last.content).strip() if last is not None else ""
     error = after.get("reply_error")
     if changed and not reply:
-        reply = (f"I changed my answer to {prediction.lat:.5f}, {prediction.lon:.5f} "
-                 f"({prediction.place.label('an unnamed place')}): {prediction.rationale}")
-    return FollowUp(reply="" if error and not changed else reply, prediction=prediction, changed=changed,
-                    usage=usage_delta(after.get("usage"), before.get("usage")), error=error)
+        reply = (
+            f"I changed my answer to {prediction.lat:.5f}, {prediction.lon:.5f} "
+            f"({prediction.place.label('an unnamed place')}): {prediction.rationale}"
+        )
+    return FollowUp(
+        reply="" if error and not changed else reply,
+        prediction=prediction,
+        changed=changed,
+        usage=usage_delta(after.get("usage"), before.get("usage")),
+        error=error,
+    )

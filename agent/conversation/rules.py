@@ -14,8 +14,10 @@ def _place(pred: dict[str, Any]) -> str:
 
 
 def summary(pred: dict[str, Any]) -> str:
-    return (f"{pred['image']}: {pred['lat']:.5f}, {pred['lon']:.5f} near {_place(pred)} "
-            f"(confidence {pred['confidence']:.2f}, source {pred['source']}). {pred.get('rationale', '')}").strip()
+    return (
+        f"{pred['image']}: {pred['lat']:.5f}, {pred['lon']:.5f} near {_place(pred)} "
+        f"(confidence {pred['confidence']:.2f}, source {pred['source']}). {pred.get('rationale', '')}"
+    ).strip()
 
 
 def rule_answer(question: str, analyses: list[dict[str, Any]]) -> str:
@@ -32,8 +34,11 @@ def rule_answer(question: str, analyses: list[dict[str, Any]]) -> str:
         parts.append(f"Confidence {pred['confidence']:.2f} (0 = a guess, 1 = certain), from {pred['source']} evidence.")
     if any(w in q for w in ("alternative", "else", "other", "instead")):
         alts = pred.get("alternatives") or []
-        parts.append("Alternatives: " + "; ".join(f"{a['lat']:.4f}, {a['lon']:.4f} ({a['source']})" for a in alts[:5])
-                     if alts else "The analysis kept no alternatives.")
+        parts.append(
+            "Alternatives: " + "; ".join(f"{a['lat']:.4f}, {a['lon']:.4f} ({a['source']})" for a in alts[:5])
+            if alts
+            else "The analysis kept no alternatives."
+        )
     if any(w in q for w in ("country", "city", "where", "place", "region", "town")):
         parts.append(f"It was most likely taken near {_place(pred)}.")
     if any(w in q for w in ("coordinat", "lat", "gps", "position")):
@@ -42,6 +47,8 @@ def rule_answer(question: str, analyses: list[dict[str, Any]]) -> str:
         parts.append("Steps: " + "; ".join(f"{t['tool']} -> {t['summary']}" for t in pred.get("trace") or []))
     if not parts:
         parts.append(summary(pred))
-        parts.append("(No LMM is configured: I answer from the analysis. Ask about the place, coordinates, "
-                     "confidence, alternatives, evidence or the steps taken.)")
+        parts.append(
+            "(No LMM is configured: I answer from the analysis. Ask about the place, coordinates, "
+            "confidence, alternatives, evidence or the steps taken.)"
+        )
     return "\n".join(parts)

@@ -19,9 +19,9 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
-from agent.prediction import Prediction
 from agent.conversation.rules import summary
 from agent.conversation.threads import Threads, held_image
+from agent.prediction import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,10 @@ class ChatSession:
         if held_image(self.threads.values(tid)):  # a thread left by an interrupted attach: never reuse it
             tid = f"{tid}-{len(self.threads.list(prefix=f'{self.session}/'))}"
         _, pred = self.threads.create(photo, thread_id=tid, on_event=on_event)
-        self._save(transcript=[HumanMessage(f"/image {photo}"), AIMessage(summary(pred.model_dump(mode="json")))],
-                   photos=[{"image": pred.image, "thread_id": tid}])
+        self._save(
+            transcript=[HumanMessage(f"/image {photo}"), AIMessage(summary(pred.model_dump(mode="json")))],
+            photos=[{"image": pred.image, "thread_id": tid}],
+        )
         return pred
 
     def ask(self, question: str, on_event: Callable[[Event], None] | None = None) -> str:

@@ -33,11 +33,11 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.conversation.rules import rule_answer
 from agent.lmm.answer import message_text
 from agent.prediction import Prediction, Usage
-from retrieval_service.core.types import MaybeLocated
-from agent.conversation.rules import rule_answer
 from retrieval_service.core.errors import ConfigError, GeoAgentError
+from retrieval_service.core.types import MaybeLocated
 
 Event = dict[str, Any]
 QUESTION_KEY = "geoagent_question"  # additional_kwargs of a follow-up's HumanMessage: the question as asked
@@ -64,9 +64,12 @@ class Turn(BaseModel):
 
     role: Literal["user", "assistant", "tool"]
     text: str
-    kind: Literal["question", "prompt", "reply", "tool_calls", "tool_result"] = Field(description=(
-        "question: a follow-up as the user asked it; prompt: a message the agent wrote to the LMM; "
-        "reply: the assistant's text; tool_calls: an assistant message calling tools; tool_result: a tool's answer."))
+    kind: Literal["question", "prompt", "reply", "tool_calls", "tool_result"] = Field(
+        description=(
+            "question: a follow-up as the user asked it; prompt: a message the agent wrote to the LMM; "
+            "reply: the assistant's text; tool_calls: an assistant message calling tools; tool_result: a tool's answer."
+        )
+    )
     tool_calls: list[dict[str, Any]] = Field(default_factory=list, description="[{name, args}] of a tool_calls turn.")
     name: str | None = Field(default=None, description="The tool of a tool_result turn.")
 
@@ -127,16 +130,21 @@ def check_free(values: dict[str, Any], tid: str, image_ref: str) -> None:
     if not held:
         return
     if held == image_ref:
-        raise ThreadError(f"thread {tid!r} already holds the analysis of {held}",
-                          "ask follow-up questions on it, or use a new thread id to analyse the photo again")
-    raise ThreadError(f"thread {tid!r} holds the photo {held}; a thread holds one photo",
-                      f"use a new thread id for {image_ref}")
+        raise ThreadError(
+            f"thread {tid!r} already holds the analysis of {held}",
+            "ask follow-up questions on it, or use a new thread id to analyse the photo again",
+        )
+    raise ThreadError(f"thread {tid!r} holds the photo {held}; a thread holds one photo", f"use a new thread id for {image_ref}")
 
 
 def usage_delta(after: Usage | None, before: Usage | None) -> Usage:
     a, b = after or Usage(), before or Usage()
-    return Usage(calls=a.calls - b.calls, input_tokens=a.input_tokens - b.input_tokens,
-                 output_tokens=a.output_tokens - b.output_tokens, seconds=round(max(0.0, a.seconds - b.seconds), 6))
+    return Usage(
+        calls=a.calls - b.calls,
+        input_tokens=a.input_tokens - b.input_tokens,
+        output_tokens=a.output_tokens - b.output_tokens,
+        seconds=round(max(0.0, a.seconds - b.seconds), 6),
+    )
 
 
 @contextmanager
@@ -150,8 +158,9 @@ def sqlite_checkpointer(path: str | Path) -> Iterator[Any]:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), check_same_thread=False)
     except (OSError, sqlite3.Error) as exc:
-        raise ConfigError(f"cannot open the sessions database {path} ({exc})",
-                          "set GEOAGENT_DATA_DIR to a writable folder") from exc
+        raise ConfigError(
+            f"cannot open the sessions database {path} ({exc})", "set GEOAGENT_DATA_DIR to a writable folder"
+        ) from exc
     try:
         yield SqliteSaver(conn)
     finally:
@@ -166,14 +175,22 @@ def turns(messages: list[Any]) -> list[Turn]:
             continue
         if isinstance(msg, HumanMessage):
             question = (msg.additional_kwargs or {}).get(QUESTION_KEY)
-            out.append(Turn(role="user", text=question if question is not None else message_text(msg.content),
-                            kind="question" if question is not None else "prompt"))
+            out.append(
+                Turn(
+                    role="user",
+                    text=question if question is not None else message_text(msg.content),
+                    kind="question" if question is not None else "prompt",
+                )
+            )
         elif isinstance(msg, AIMessage):
             calls = [{"name": c["name"], "args": c.get("args") or {}} for c in msg.tool_calls or []]
-            calls += [{"name": c.get("name") or "?", "args": {"raw_arguments": str(c.get("args") or "")[:200]}}
-                      for c in msg.invalid_tool_calls or []]
-            out.append(Turn(role="assistant", text=message_text(msg.content), kind="tool_calls" if calls else "reply",
-                            tool_calls=calls))
+            calls += [
+                {"name": c.get("name") or "?", "args": {"raw_arguments": str(c.get("args") or "")[:200]}}
+                for c in msg.invalid_tool_calls or []
+            ]
+            out.append(
+                Turn(role="assistant", text=message_text(msg.content), kind="tool_calls" if calls else "reply", tool_calls=calls)
+            )
         elif isinstance(msg, ToolMessage):
             out.append(Turn(role="tool", text=message_text(msg.content)[:2000], kind="tool_result", name=msg.name))
     return out
@@ -184,8 +201,10 @@ class Threads:
 
     def __init__(self, agent: Any) -> None:
         if getattr(agent, "checkpointer", None) is None or not hasattr(agent, "graph"):
-            raise ConfigError("threads need a graph agent with a checkpointer (every photo gets a thread)",
-                              "build it with load_agent(settings, mode='policy'|'agent'|'rag', checkpointer=...)")
+            raise ConfigError(
+                "threads need a graph agent with a checkpointer (every photo gets a thread)",
+                "build it with load_agent(settings, mode='policy'|'agent'|'rag', checkpointer=...)",
+            )
         self.agent = agent
 
     @property
@@ -209,8 +228,9 @@ class Threads:
         yield from self.agent.stream({"image": image}, thread_config(tid))
         yield {"type": "thread", "thread_id": tid}
 
-    def create(self, image: Any, *, thread_id: str | None = None,
-               on_event: Callable[[Event], None] | None = None) -> tuple[str, Prediction]:
+    def create(
+        self, image: Any, *, thread_id: str | None = None, on_event: Callable[[Event], None] | None = None
+    ) -> tuple[str, Prediction]:
         """Analyse ``image`` on a new thread; returns (thread id, prediction)."""
         tid, pred = thread_id or "", None
         for event in self.stream_create(image, thread_id=thread_id):
@@ -254,8 +274,13 @@ class Threads:
         if failed is None or not isinstance(last, HumanMessage):  # a failed LMM turn already holds the question
             messages.insert(0, HumanMessage(question, additional_kwargs={QUESTION_KEY: question}))
         self.agent.graph.update_state(thread_config(tid), {"messages": messages}, as_node="decide")
-        return {"type": "reply", "text": text, "changed": False, "error": (failed or {}).get("error"),
-                "usage": (failed or {}).get("usage") or Usage()}
+        return {
+            "type": "reply",
+            "text": text,
+            "changed": False,
+            "error": (failed or {}).get("error"),
+            "usage": (failed or {}).get("usage") or Usage(),
+        }
 
     def ask(self, tid: str, question: str, on_event: Callable[[Event], None] | None = None) -> FollowUp:
         """A follow-up question on thread ``tid`` (see :meth:`stream_ask`)."""
@@ -265,14 +290,24 @@ class Threads:
                 on_event(event)
             if event["type"] == "reply":
                 outcome = event
-        return FollowUp(reply=outcome.get("text") or "", prediction=self.values(tid).get("prediction"),
-                        changed=bool(outcome.get("changed")), usage=outcome.get("usage") or Usage(), error=outcome.get("error"))
+        return FollowUp(
+            reply=outcome.get("text") or "",
+            prediction=self.values(tid).get("prediction"),
+            changed=bool(outcome.get("changed")),
+            usage=outcome.get("usage") or Usage(),
+            error=outcome.get("error"),
+        )
 
     def history(self, tid: str) -> ThreadHistory:
         """The thread's photo, current prediction, conversation turns and LMM usage."""
         values = self._held(tid)
-        return ThreadHistory(thread_id=tid, image=held_image(values) or "", prediction=values.get("prediction"),
-                             turns=turns(values.get("messages") or []), usage=values.get("usage") or Usage())
+        return ThreadHistory(
+            thread_id=tid,
+            image=held_image(values) or "",
+            prediction=values.get("prediction"),
+            turns=turns(values.get("messages") or []),
+            usage=values.get("usage") or Usage(),
+        )
 
     def list(self, prefix: str | None = None) -> list[ThreadSummary]:
         """The threads that hold a photo (``prefix``: only ids starting with it), newest first.
@@ -292,11 +327,22 @@ class Threads:
             if not held_image(values):
                 continue
             pred: Prediction | None = values.get("prediction")
-            asked = sum(1 for m in values.get("messages") or [] if isinstance(m, HumanMessage)
-                        and QUESTION_KEY in (m.additional_kwargs or {}))
-            out.append(ThreadSummary(thread_id=tid, image=held_image(values) or "", created_at=min(stamps) or None,
-                                     updated_at=max(stamps) or None, questions=asked,
-                                     lat=pred.lat if pred else None, lon=pred.lon if pred else None,
-                                     place=pred.place.label() or None if pred else None,
-                                     confidence=pred.confidence if pred else None))
+            asked = sum(
+                1
+                for m in values.get("messages") or []
+                if isinstance(m, HumanMessage) and QUESTION_KEY in (m.additional_kwargs or {})
+            )
+            out.append(
+                ThreadSummary(
+                    thread_id=tid,
+                    image=held_image(values) or "",
+                    created_at=min(stamps) or None,
+                    updated_at=max(stamps) or None,
+                    questions=asked,
+                    lat=pred.lat if pred else None,
+                    lon=pred.lon if pred else None,
+                    place=pred.place.label() or None if pred else None,
+                    confidence=pred.confidence if pred else None,
+                )
+            )
         return sorted(out, key=lambda t: t.updated_at or "", reverse=True)

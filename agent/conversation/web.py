@@ -8,10 +8,11 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.prediction import Prediction, Usage
 from agent.conversation.threads import ThreadHistory, ThreadSummary, Turn, new_thread_id
+from agent.prediction import Prediction, Usage
 
 CHAT_PREFIX = "chat-"
 
@@ -78,5 +79,3 @@ def chat_history(history: ThreadHistory) -> ChatHistory:
     """The history with only the turns a chat shows (questions and replies, not tool traffic)."""
     shown: list[Turn] = [t for t in history.turns if t.kind in ("question", "reply") and t.text.strip()]
     return ChatHistory(**history.model_dump(exclude={"turns"}), turns=shown, title=title_of(history.image))
-
-

@@ -115,13 +115,13 @@ class Mixture:
         kmu, offset, w32 = self._scaled
         out = np.zeros(len(x))
         for start in range(0, len(x), DENSITY_CHUNK):
-            arg = np.asarray(x[start:start + DENSITY_CHUNK], dtype=float) @ kmu.T
+            arg = np.asarray(x[start : start + DENSITY_CHUNK], dtype=float) @ kmu.T
             arg += offset
             k32 = arg.astype(np.float32)
             # kernel values below e^-87 are dropped (float32 denormals make exp and the product 10x slower)
             np.maximum(k32, np.float32(FLOAT32_EXP_FLOOR), out=k32)
             np.exp(k32, out=k32)
-            out[start:start + DENSITY_CHUNK] = k32 @ w32
+            out[start : start + DENSITY_CHUNK] = k32 @ w32
         return out
 
     def density(self, lats, lons) -> np.ndarray:
@@ -198,8 +198,15 @@ class Mixture:
     def _find_modes(self) -> list[Mode]:
         local = self.kappa > 0
         if not local.any():
-            return [Mode(lat=float(self.components[0].lat), lon=float(self.components[0].lon),
-                         density=1 / (4 * math.pi), mass=1.0, members=list(range(len(self.components))))]
+            return [
+                Mode(
+                    lat=float(self.components[0].lat),
+                    lon=float(self.components[0].lon),
+                    density=1 / (4 * math.pi),
+                    mass=1.0,
+                    members=list(range(len(self.components))),
+                )
+            ]
         x = self.mu[local].copy()
         mu, log_c, kap = self.mu[local], self._log_c[local], self.kappa[local]
         pull = self.weights[local] * kap
@@ -233,8 +240,10 @@ class Mixture:
         dens = self.density_xyz(ends)
         lats = np.degrees(np.arcsin(np.clip(ends[:, 2], -1.0, 1.0)))
         lons = np.degrees(np.arctan2(ends[:, 1], ends[:, 0]))
-        out = [Mode(lat=float(lat), lon=float(lon), density=float(d), mass=float(self.weights[mem].sum()), members=mem.tolist())
-               for lat, lon, d, mem in zip(lats, lons, dens, members)]
+        out = [
+            Mode(lat=float(lat), lon=float(lon), density=float(d), mass=float(self.weights[mem].sum()), members=mem.tolist())
+            for lat, lon, d, mem in zip(lats, lons, dens, members)
+        ]
         out.sort(key=lambda md: (-md.mass, -md.density))
         return out
 

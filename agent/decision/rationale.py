@@ -21,18 +21,24 @@ def describe(answer: Answer, *, candidates: list[Candidate], obs: Observations, 
         parts.append(f"The strongest cluster groups {top.support} of them within about {top.radius_km:.1f} km.")
     if chosen is not None:
         support = chosen.support or 0.0
-        parts.append(f"The answer{where} ({answer.lat:.4f}, {answer.lon:.4f}) is a {chosen.label or chosen.source} "
-                     f"holding {support:.0%} of the retrieval evidence's probability within {SUPPORT_RADIUS_KM:.0f} km.")
+        parts.append(
+            f"The answer{where} ({answer.lat:.4f}, {answer.lon:.4f}) is a {chosen.label or chosen.source} "
+            f"holding {support:.0%} of the retrieval evidence's probability within {SUPPORT_RADIUS_KM:.0f} km."
+        )
         if chosen.verification is not None:
             others = [o.verification for o in answer.alternatives if o.verification is not None]
             versus = f" against at most {max(others):.3f} for the alternatives" if others else ""
-            parts.append(f"Image-to-GPS verification scored it {chosen.verification:.3f}{versus} "
-                         "(reported only: for gallery points it restates the retrieval score).")
+            parts.append(
+                f"Image-to-GPS verification scored it {chosen.verification:.3f}{versus} "
+                "(reported only: for gallery points it restates the retrieval score)."
+            )
     if obs.text and obs.text.lines:
         lines = [ln.text for ln in obs.text.lines[:3]]
         places = list(dict.fromkeys(p.name for p in obs.text.places))
-        parts.append(f"Text read in the photo: {', '.join(repr(s) for s in lines)}"
-                     + (f" (place names: {', '.join(places[:3])})." if places else " (no known place names)."))
+        parts.append(
+            f"Text read in the photo: {', '.join(repr(s) for s in lines)}"
+            + (f" (place names: {', '.join(places[:3])})." if places else " (no known place names).")
+        )
     if obs.scene and obs.scene.shares:
         parts.append(f"Scene: {obs.scene.describe()}.")
     if obs.scene and obs.scene.hints:

@@ -43,8 +43,10 @@ def retrieval_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
 
 def ocr_candidates(reading: TextReading | None) -> list[Candidate]:
     """Places named in the photo's text become candidates (source "ocr")."""
-    return [Candidate(lat=p.lat, lon=p.lon, score=0.0, source="ocr", payload={"name": p.name, "country_code": p.country_code})
-            for p in (reading.places if reading else [])]
+    return [
+        Candidate(lat=p.lat, lon=p.lon, score=0.0, source="ocr", payload={"name": p.name, "country_code": p.country_code})
+        for p in (reading.places if reading else [])
+    ]
 
 
 def retrieval_mixture(mixtures: Mixtures, candidates: Sequence[Candidate], rest: Sequence[Candidate] = ()) -> Mixture | None:
@@ -62,8 +64,14 @@ def support_within(mixture: Mixture | None, lat: float, lon: float, radius_km: f
     return float(mixture.prob_within(lat, lon, [radius_km])[0]) if mixture is not None else 0.0
 
 
-def build_options(candidates: Sequence[Candidate], clusters: Sequence[Cluster], extra: Sequence[Candidate] = (), *,
-                  support: Mixture | None, top_singletons: int = 3) -> list[Option]:
+def build_options(
+    candidates: Sequence[Candidate],
+    clusters: Sequence[Cluster],
+    extra: Sequence[Candidate] = (),
+    *,
+    support: Mixture | None,
+    top_singletons: int = 3,
+) -> list[Option]:
     """The locations to choose between: cluster centres, the best single candidates, OCR places,
     each with its support under the retrieval evidence's mixture ``support``."""
     options: list[Option] = []
@@ -84,8 +92,10 @@ def build_options(candidates: Sequence[Candidate], clusters: Sequence[Cluster], 
 def attach_verification(options: Sequence[Option], verification: Verification | None) -> list[Option]:
     """The options with their verification score (matched within 1 km: tool results are rounded);
     options that were not verified keep ``None``."""
-    return [o.model_copy(update={"verification": verification.score_near(o.lat, o.lon, SAME_PLACE_KM) if verification else None})
-            for o in options]
+    return [
+        o.model_copy(update={"verification": verification.score_near(o.lat, o.lon, SAME_PLACE_KM) if verification else None})
+        for o in options
+    ]
 
 
 def unverified(options: Sequence[Option]) -> list[Option]:
@@ -97,9 +107,14 @@ def mode_option(mixture: Mixture, mode: Mode, label: str | None = None, *, own_s
     made it when only one did."""
     sources = {mixture.components[i].source for i in mode.members} if own_source else set()
     source = sources.pop() if len(sources) == 1 else "cluster"
-    return Option(lat=mode.lat, lon=mode.lon, score=round(mode.mass, 6), probability=round(min(1.0, mode.mass), 6),
-                  source=source,  # type: ignore[arg-type]
-                  label=label or f"mode holding {mode.mass:.1%} of the probability")
+    return Option(
+        lat=mode.lat,
+        lon=mode.lon,
+        score=round(mode.mass, 6),
+        probability=round(min(1.0, mode.mass), 6),
+        source=source,  # type: ignore[arg-type]
+        label=label or f"mode holding {mode.mass:.1%} of the probability",
+    )
 
 
 def choose(options: Sequence[Option], mixture: Mixture | None, *, n_alternatives: int = 5) -> Choice | None:
@@ -110,7 +125,7 @@ def choose(options: Sequence[Option], mixture: Mixture | None, *, n_alternatives
         if not options:
             return None
         best = options[0]
-        return Choice(best.model_copy(update={"score": 0.0}), 0.0, list(options[1:1 + n_alternatives]))
+        return Choice(best.model_copy(update={"score": 0.0}), 0.0, list(options[1 : 1 + n_alternatives]))
     modes = mixture.modes()
     top = max(modes, key=lambda md: md.density)
     near = [o for o in options if distance_km(o.lat, o.lon, top.lat, top.lon) <= SAME_PLACE_KM]

@@ -56,7 +56,9 @@ def softmax(values: Sequence[float], temperature: float) -> np.ndarray:
     return x / x.sum()
 
 
-def gallery_components(gallery: list[Candidate], rest: list[Candidate] = (), weight: float = SOURCE_WEIGHTS["gallery"]) -> list[Component]:
+def gallery_components(
+    gallery: list[Candidate], rest: list[Candidate] = (), weight: float = SOURCE_WEIGHTS["gallery"]
+) -> list[Component]:
     """GeoCLIP's distribution: the top-k, the per-cell rest and a uniform remainder."""
     if not gallery:
         return []
@@ -65,23 +67,37 @@ def gallery_components(gallery: list[Candidate], rest: list[Candidate] = (), wei
         rest_p = np.array([c.probability or 0.0 for c in rest], float)
     else:
         probs, rest, rest_p = softmax([c.score for c in gallery], 1.0 / GALLERY_SCALE), [], np.zeros(0)
-    out = [Component(c.lat, c.lon, weight * float(p), GALLERY_SPREAD_KM, "gallery", "GeoCLIP gallery point")
-           for c, p in zip(gallery, probs)]
-    out += [Component(c.lat, c.lon, weight * float(p), max(GALLERY_SPREAD_KM, float(c.get("spread_km", 0.0))),
-                      "gallery", "GeoCLIP gallery cell") for c, p in zip(rest, rest_p)]
+    out = [
+        Component(c.lat, c.lon, weight * float(p), GALLERY_SPREAD_KM, "gallery", "GeoCLIP gallery point")
+        for c, p in zip(gallery, probs)
+    ]
+    out += [
+        Component(
+            c.lat,
+            c.lon,
+            weight * float(p),
+            max(GALLERY_SPREAD_KM, float(c.get("spread_km", 0.0))),
+            "gallery",
+            "GeoCLIP gallery cell",
+        )
+        for c, p in zip(rest, rest_p)
+    ]
     left = 1.0 - float(probs.sum() + rest_p.sum())
     if left > 1e-6:
         out.append(Component(0.0, 0.0, weight * left, None, "gallery", "GeoCLIP gallery, spread thin"))
     return out
 
 
-def database_components(database: list[Candidate], weight: float = SOURCE_WEIGHTS["database"],
-                        temperature: float = DATABASE_TEMPERATURE) -> list[Component]:
+def database_components(
+    database: list[Candidate], weight: float = SOURCE_WEIGHTS["database"], temperature: float = DATABASE_TEMPERATURE
+) -> list[Component]:
     if not database:
         return []
     probs = softmax([c.score for c in database], temperature)
-    return [Component(c.lat, c.lon, weight * float(p), DATABASE_SPREAD_KM, "database", str(c.get("id") or "database photo"))
-            for c, p in zip(database, probs)]
+    return [
+        Component(c.lat, c.lon, weight * float(p), DATABASE_SPREAD_KM, "database", str(c.get("id") or "database photo"))
+        for c, p in zip(database, probs)
+    ]
 
 
 def point_components(points: list[Candidate], source: str, spread_km: float, weight: float) -> list[Component]:
@@ -90,20 +106,29 @@ def point_components(points: list[Candidate], source: str, spread_km: float, wei
         return []
     shares = np.array([c.probability if c.probability is not None else 1.0 for c in points], float)
     shares = shares / shares.sum() if shares.sum() > 0 else np.full(len(points), 1.0 / len(points))
-    return [Component(c.lat, c.lon, weight * float(s), spread_km, source, str(c.get("name") or source))
-            for c, s in zip(points, shares)]
+    return [
+        Component(c.lat, c.lon, weight * float(s), spread_km, source, str(c.get("name") or source))
+        for c, s in zip(points, shares)
+    ]
 
 
 def tool_components(candidates: list[Candidate], rest: list[Candidate] = ()) -> list[Component]:
     """The tools' evidence (gallery, database, OCR) as components; geo-filtered candidates left out."""
     pool = usable(candidates)
-    return [*gallery_components([c for c in pool if c.source == "gallery"], usable(rest)),
-            *database_components([c for c in pool if c.source == "database"]),
-            *point_components([c for c in pool if c.source == "ocr"], "ocr", OCR_SPREAD_KM, SOURCE_WEIGHTS["ocr"])]
+    return [
+        *gallery_components([c for c in pool if c.source == "gallery"], usable(rest)),
+        *database_components([c for c in pool if c.source == "database"]),
+        *point_components([c for c in pool if c.source == "ocr"], "ocr", OCR_SPREAD_KM, SOURCE_WEIGHTS["ocr"]),
+    ]
 
 
-def components(candidates: Sequence[Candidate], rest: Sequence[Candidate] = (), *, lmm: Sequence[Candidate] = (),
-               exif: Candidate | None = None) -> list[Component]:
+def components(
+    candidates: Sequence[Candidate],
+    rest: Sequence[Candidate] = (),
+    *,
+    lmm: Sequence[Candidate] = (),
+    exif: Candidate | None = None,
+) -> list[Component]:
     """The components of one evidence set: the tools' evidence, the LMM's proposals and EXIF GPS."""
     comps = tool_components(list(candidates), list(rest))
     comps += point_components(list(lmm), "lmm", LMM_SPREAD_KM, SOURCE_WEIGHTS["lmm"])
@@ -112,8 +137,13 @@ def components(candidates: Sequence[Candidate], rest: Sequence[Candidate] = (), 
     return [c for c in comps if c.weight > 0 and math.isfinite(c.weight)]
 
 
-def build_mixture(candidates: Sequence[Candidate], rest: Sequence[Candidate] = (), *, lmm: Sequence[Candidate] = (),
-                  exif: Candidate | None = None) -> Mixture | None:
+def build_mixture(
+    candidates: Sequence[Candidate],
+    rest: Sequence[Candidate] = (),
+    *,
+    lmm: Sequence[Candidate] = (),
+    exif: Candidate | None = None,
+) -> Mixture | None:
     """The probability model of one evidence set (None without any evidence); a new mixture each
     call: a run asks its ``Mixtures`` instead, which builds each evidence set once."""
     comps = components(candidates, rest, lmm=lmm, exif=exif)
@@ -130,8 +160,14 @@ class Mixtures:
         self._lock = threading.Lock()
         self.built = 0
 
-    def of(self, candidates: Sequence[Candidate], rest: Sequence[Candidate] = (), *, lmm: Sequence[Candidate] = (),
-           exif: Candidate | None = None) -> Mixture | None:
+    def of(
+        self,
+        candidates: Sequence[Candidate],
+        rest: Sequence[Candidate] = (),
+        *,
+        lmm: Sequence[Candidate] = (),
+        exif: Candidate | None = None,
+    ) -> Mixture | None:
         """The mixture of this evidence set, built on the first request (None without any evidence)."""
         comps = tuple(components(candidates, rest, lmm=lmm, exif=exif))
         if not comps:

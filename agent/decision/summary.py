@@ -46,9 +46,19 @@ def mode_clusters(mixture: Mixture, modes: list[Mode]) -> list[Cluster]:
     centres = to_unit_vectors([md.lat for md in modes], [md.lon for md in modes])
     out = []
     for md, centre in zip(modes, centres):
-        radius = EARTH_RADIUS_KM * float(np.arccos(np.clip((mixture.mu[md.members] @ centre).min(), -1, 1))) if md.members else 0.0
-        out.append(Cluster(lat=md.lat, lon=md.lon, support=len(md.members), score_mass=round(md.mass, 6),
-                           radius_km=round(radius, 3), members=md.members))
+        radius = (
+            EARTH_RADIUS_KM * float(np.arccos(np.clip((mixture.mu[md.members] @ centre).min(), -1, 1))) if md.members else 0.0
+        )
+        out.append(
+            Cluster(
+                lat=md.lat,
+                lon=md.lon,
+                support=len(md.members),
+                score_mass=round(md.mass, 6),
+                radius_km=round(radius, 3),
+                members=md.members,
+            )
+        )
     return out
 
 
@@ -107,9 +117,13 @@ def summarise(mixture: Mixture, lat: float, lon: float, *, with_surface: bool = 
     modes = mixture.modes()
     apart = distances_km(lat, lon, [md.lat for md in modes], [md.lon for md in modes]) > SAME_PLACE_KM
     alternatives = [mode_option(mixture, md) for md in [md for md, far in zip(modes, apart.tolist()) if far][:N_ALTERNATIVES]]
-    return Summary(probabilities=mixture.probabilities(lat, lon), search_area_km2=mixture.search_areas(),
-                   clusters=mode_clusters(mixture, modes), alternatives=alternatives,
-                   surface=surface(mixture, modes) if with_surface else None)
+    return Summary(
+        probabilities=mixture.probabilities(lat, lon),
+        search_area_km2=mixture.search_areas(),
+        clusters=mode_clusters(mixture, modes),
+        alternatives=alternatives,
+        surface=surface(mixture, modes) if with_surface else None,
+    )
 
 
 def low_probability_warning(tools: Mixture | None, lat: float, lon: float) -> str | None:
@@ -119,12 +133,15 @@ def low_probability_warning(tools: Mixture | None, lat: float, lon: float) -> st
     p = float(tools.prob_within(lat, lon, [LOW_PROBABILITY_KM])[0])
     if p >= LOW_PROBABILITY:
         return None
-    return (f"the LMM's answer has low probability under the tool evidence: P(within {LOW_PROBABILITY_KM} km) = "
-            f"{p:.3f} < {LOW_PROBABILITY}; the tools point elsewhere (see alternatives)")
+    return (
+        f"the LMM's answer has low probability under the tool evidence: P(within {LOW_PROBABILITY_KM} km) = "
+        f"{p:.3f} < {LOW_PROBABILITY}; the tools point elsewhere (see alternatives)"
+    )
 
 
-def prediction_fields(mixture: Mixture | None, lat: float, lon: float, *, settings: Any, mode: str,
-                      with_surface: bool = True) -> dict[str, Any]:
+def prediction_fields(
+    mixture: Mixture | None, lat: float, lon: float, *, settings: Any, mode: str, with_surface: bool = True
+) -> dict[str, Any]:
     """The Prediction's probability fields for the answer (lat, lon), the same in every mode:
     ``probabilities`` (calibrated when a calibration for this mode and these settings is saved),
     ``confidence`` (= the probability at ``settings.confidence_km``), ``calibrated``,
@@ -140,6 +157,13 @@ def prediction_fields(mixture: Mixture | None, lat: float, lon: float, *, settin
     if fitted is not None:
         probabilities = fitted.apply(probabilities)
     key = str(int(getattr(settings, "confidence_km", 25)))
-    return {"probabilities": probabilities, "raw_probabilities": summary.probabilities, "confidence": float(probabilities.get(key, 0.0)),
-            "calibrated": fitted is not None, "search_area_km2": summary.search_area_km2, "surface": summary.surface,
-            "clusters": summary.clusters, "alternatives": summary.alternatives}
+    return {
+        "probabilities": probabilities,
+        "raw_probabilities": summary.probabilities,
+        "confidence": float(probabilities.get(key, 0.0)),
+        "calibrated": fitted is not None,
+        "search_area_km2": summary.search_area_km2,
+        "surface": summary.surface,
+        "clusters": summary.clusters,
+        "alternatives": summary.alternatives,
+    }

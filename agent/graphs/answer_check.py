@@ -52,8 +52,9 @@ def check_answer(state: AgentState, runtime: Runtime[RunContext], config: Runnab
     if answer is None or answer.source != "lmm":
         return {}
     candidates = [c for c in state.get("candidates") or [] if c.source in ("gallery", "database")]
-    others = [(label, p) for label, p in evidence_points(state)
-              if distance_km(answer.lat, answer.lon, p.lat, p.lon) > SAME_POINT_KM]
+    others = [
+        (label, p) for label, p in evidence_points(state) if distance_km(answer.lat, answer.lon, p.lat, p.lon) > SAME_POINT_KM
+    ]
     if not candidates and not others:
         return {}
     supported = any(distance_km(answer.lat, answer.lon, c.lat, c.lon) <= SUPPORT_KM for c in candidates)
@@ -65,9 +66,12 @@ def check_answer(state: AgentState, runtime: Runtime[RunContext], config: Runnab
         verification = step.call("verify_locations", {"candidates": [p.model_dump() for p in points]}).artifact
         update["trace"] = step.trace
         if verification is not None and verification.ranked:
+
             def score(p: Location) -> float | None:
-                return next((c.score for c in verification.ranked
-                             if abs(c.lat - p.lat) < 1e-6 and abs(c.lon - p.lon) < 1e-6), None)
+                return next(
+                    (c.score for c in verification.ranked if abs(c.lat - p.lat) < 1e-6 and abs(c.lon - p.lon) < 1e-6), None
+                )
+
             mine = score(points[0])
             scored = [(label, p, s) for label, p in others if (s := score(p)) is not None]
             if mine is not None and scored and all(mine < s for _, _, s in scored):
@@ -78,13 +82,19 @@ def check_answer(state: AgentState, runtime: Runtime[RunContext], config: Runnab
     details = []
     if verified_last is not None:
         label, p, best, mine = verified_last
-        details.append(f"the photo verifies it worst of {len(others) + 1} locations ({mine:.3f}; best {best:.3f}: "
-                       f"{label} at {p.lat:.3f}, {p.lon:.3f}, {distance_km(answer.lat, answer.lon, p.lat, p.lon):.0f} km away)")
+        details.append(
+            f"the photo verifies it worst of {len(others) + 1} locations ({mine:.3f}; best {best:.3f}: "
+            f"{label} at {p.lat:.3f}, {p.lon:.3f}, {distance_km(answer.lat, answer.lon, p.lat, p.lon):.0f} km away)"
+        )
     if not supported and candidates:
         details.append(f"no retrieval candidate lies within {SUPPORT_KM:.0f} km of it")
     text = "; ".join(details)
-    evidence = Evidence(kind="answer_check", detail=f"The LMM's answer {answer.lat:.4f}, {answer.lon:.4f}: {text}.",
-                        lat=answer.lat, lon=answer.lon)
+    evidence = Evidence(
+        kind="answer_check",
+        detail=f"The LMM's answer {answer.lat:.4f}, {answer.lon:.4f}: {text}.",
+        lat=answer.lat,
+        lon=answer.lon,
+    )
     update["evidence"] = [evidence]
     if verified_last is not None and (not supported or not candidates):
         update["warnings"] = [f"the LMM's answer is contradicted by the evidence ({text})"]

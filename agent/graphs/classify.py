@@ -75,8 +75,10 @@ def _answer_calls(reply: AIMessage, must_answer: bool) -> tuple[list[ToolMessage
     final: FinalAnswer | None = None
     problem: str | None = None
     for bad in reply.invalid_tool_calls or []:
-        why = (f"the arguments of {bad.get('name') or 'this call'} are not valid JSON ({parse_problem(bad)}); "
-               "call it again with a JSON object")
+        why = (
+            f"the arguments of {bad.get('name') or 'this call'} are not valid JSON ({parse_problem(bad)}); "
+            "call it again with a JSON object"
+        )
         answers.append(tool_reply(bad.get("id") or "", bad.get("name") or "invalid", why))
         if bad.get("name") == SUBMIT_ANSWER:
             problem = why
@@ -90,7 +92,9 @@ def _answer_calls(reply: AIMessage, must_answer: bool) -> tuple[list[ToolMessage
             answers.append(tool_reply(call["id"], SUBMIT_ANSWER, "answer received", error=False))
         except InvalidAnswer as exc:
             problem = f"invalid submit_answer arguments: {exc}"
-            answers.append(tool_reply(call["id"], SUBMIT_ANSWER, f"{problem}. Call submit_answer again with corrected arguments."))
+            answers.append(
+                tool_reply(call["id"], SUBMIT_ANSWER, f"{problem}. Call submit_answer again with corrected arguments.")
+            )
     others = [c for c in calls if c["name"] != SUBMIT_ANSWER]
     if final is not None:
         return [*answers, *(tool_reply(c["id"], c["name"], "not run: the answer was submitted") for c in others)], final, None
@@ -121,8 +125,14 @@ def classify(reply: AIMessage, budget: Budget) -> Outcome:
         return Outcome("tools", "tools", after, replies)
     if loop.repairs >= MAX_REPAIRS:  # the repair round is spent: whatever is still pending does not run
         answered = {m.tool_call_id for m in replies}
-        replies = [*replies, *(tool_reply(c["id"], c["name"], "not run: the loop ended without a valid answer")
-                               for c in calls if c["id"] not in answered)]
+        replies = [
+            *replies,
+            *(
+                tool_reply(c["id"], c["name"], "not run: the loop ended without a valid answer")
+                for c in calls
+                if c["id"] not in answered
+            ),
+        ]
         if follow:
             return Outcome("give_up", "__end__", after, replies, problem=problem)
         return Outcome("fallback", "options", after.model_copy(update={"repairs": loop.repairs + 1}), replies, problem=problem)

@@ -27,8 +27,9 @@ def conversation(messages: list[Any]) -> list[dict[str, Any]]:
     for m in messages:
         row: dict[str, Any] = {"role": m.type, "text": message_text(m.content)}
         if getattr(m, "tool_calls", None):
-            row["tool_calls"] = [{"name": c["name"], "args": {k: v for k, v in c["args"].items() if k != "image"}}
-                                 for c in m.tool_calls]
+            row["tool_calls"] = [
+                {"name": c["name"], "args": {k: v for k, v in c["args"].items() if k != "image"}} for c in m.tool_calls
+            ]
         if m.type == "tool":
             row["tool"] = m.name
         out.append(row)
@@ -39,13 +40,16 @@ def no_answer(image: str, warnings: list[str], trace: list[Any]) -> NoAnswerErro
     """The failure of a photo for which no step found any location (never a placeholder answer)."""
     failed = [f"{t.tool}: {t.error}" for t in trace if getattr(t, "error", None)]
     why = "; ".join(dict.fromkeys([*warnings, *failed])) or "retrieval returned no candidates and the EXIF holds no GPS"
-    return NoAnswerError(f"no location found for {image}: {why}",
-                         "check the models and collections with `geoagent index info`, and run with -v to see each step",
-                         trace=trace)
+    return NoAnswerError(
+        f"no location found for {image}: {why}",
+        "check the models and collections with `geoagent index info`, and run with -v to see each step",
+        trace=trace,
+    )
 
 
-def probability_model(mixtures: Mixtures, answer: Answer | None, candidates: list[Candidate],
-                      obs: Observations) -> tuple[Mixture | None, Mixture | None]:
+def probability_model(
+    mixtures: Mixtures, answer: Answer | None, candidates: list[Candidate], obs: Observations
+) -> tuple[Mixture | None, Mixture | None]:
     """(the run's mixture, the tools-only mixture) from the run's ``Mixtures``: EXIF GPS alone when
     it answered; otherwise the tools' evidence (gallery softmax and its rest, database softmax, OCR
     places) with the LMM's proposals and answer as point masses. Without LMM evidence the two are
@@ -54,23 +58,37 @@ def probability_model(mixtures: Mixtures, answer: Answer | None, candidates: lis
         return mixtures.of([], exif=Candidate(lat=answer.lat, lon=answer.lon, source="exif")), None
     rest = obs.retrieval.gallery_rest if obs.retrieval else []
     lmm = [c for c in candidates if c.source == "lmm"]
-    if answer is not None and answer.source == "lmm" and all(
-            distance_km(answer.lat, answer.lon, c.lat, c.lon) > rules.SAME_PLACE_KM for c in lmm):
+    if (
+        answer is not None
+        and answer.source == "lmm"
+        and all(distance_km(answer.lat, answer.lon, c.lat, c.lon) > rules.SAME_PLACE_KM for c in lmm)
+    ):
         lmm.append(Candidate(lat=answer.lat, lon=answer.lon, source="lmm"))
     return mixtures.of(candidates, rest, lmm=lmm), mixtures.of(candidates, rest)
 
 
 def place_of(answer: Answer, obs: Observations) -> Place:
     """The answer's place: what the LMM named itself, gaps filled by reverse geocoding of that point."""
-    named = obs.place if obs.place and distance_km(answer.lat, answer.lon, obs.place.lat, obs.place.lon) <= rules.SAME_PLACE_KM else None
+    named = (
+        obs.place
+        if obs.place and distance_km(answer.lat, answer.lon, obs.place.lat, obs.place.lon) <= rules.SAME_PLACE_KM
+        else None
+    )
     place = Place()
     if named is not None:
-        place = named.named().model_copy(update={"distance_km": None if named.distance_km is None else round(named.distance_km, 1)})
+        place = named.named().model_copy(
+            update={"distance_km": None if named.distance_km is None else round(named.distance_km, 1)}
+        )
     if answer.place is None:
         return place
     given = answer.place
-    return Place(city=given.city or place.city, region=given.region or place.region, country=given.country or place.country,
-                 country_code=given.country_code or place.country_code, distance_km=place.distance_km)
+    return Place(
+        city=given.city or place.city,
+        region=given.region or place.region,
+        country=given.country or place.country,
+        country_code=given.country_code or place.country_code,
+        distance_km=place.distance_km,
+    )
 
 
 def merged_alternatives(first: list[Option], then: list[Option], n: int = 5) -> list[Option]:
@@ -100,8 +118,14 @@ def decide(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if state.get("llm_failed") and answer.source not in ("lmm", "exif"):
         rationale = "The LMM failed, so the no-LMM policy decided. " + rationale
     if place.label():
-        evidence.append(Evidence(kind="place", detail=f"Reverse geocoding names {place.label()} "
-                                 f"({place.distance_km} km from the answer).", lat=lat, lon=lon))
+        evidence.append(
+            Evidence(
+                kind="place",
+                detail=f"Reverse geocoding names {place.label()} ({place.distance_km} km from the answer).",
+                lat=lat,
+                lon=lon,
+            )
+        )
     mixture, tools_only = probability_model(ctx.mixtures, answer, candidates, obs)
     fields = prediction_fields(mixture, lat, lon, settings=ctx.settings, mode=ctx.mode)
     if answer.source == "lmm":
@@ -110,10 +134,19 @@ def decide(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             warnings.append(warning)
     fields["alternatives"] = merged_alternatives(answer.alternatives, fields["alternatives"])
     prediction = Prediction(
-        image=photo.ref, lat=lat, lon=lon, source=source, mode=ctx.mode, place=place, candidates=candidates,
-        rationale=rationale, **fields,
-        evidence=[*(state.get("evidence") or []), *evidence], trace=list(state.get("trace") or []),
-        messages=conversation(state.get("messages") or []), warnings=[*(state.get("warnings") or []), *warnings],
+        image=photo.ref,
+        lat=lat,
+        lon=lon,
+        source=source,
+        mode=ctx.mode,
+        place=place,
+        candidates=candidates,
+        rationale=rationale,
+        **fields,
+        evidence=[*(state.get("evidence") or []), *evidence],
+        trace=list(state.get("trace") or []),
+        messages=conversation(state.get("messages") or []),
+        warnings=[*(state.get("warnings") or []), *warnings],
         usage=state.get("usage") or Usage(),
     )
     return {"evidence": evidence, "warnings": warnings, "prediction": prediction}

@@ -27,9 +27,11 @@ def analysis_brief(prediction: Prediction | None) -> str:
     """An analysis in a few lines, for a conversation that has to start from it."""
     if prediction is None:
         return "no analysis"
-    lines = [f"answer {prediction.lat:.5f}, {prediction.lon:.5f} near {prediction.place.label('an unnamed place')} "
-             f"(confidence {prediction.confidence:.2f}, source {prediction.source}, mode {prediction.mode})",
-             f"rationale: {prediction.rationale}"]
+    lines = [
+        f"answer {prediction.lat:.5f}, {prediction.lon:.5f} near {prediction.place.label('an unnamed place')} "
+        f"(confidence {prediction.confidence:.2f}, source {prediction.source}, mode {prediction.mode})",
+        f"rationale: {prediction.rationale}",
+    ]
     lines += [f"alternative: {a.lat:.4f}, {a.lon:.4f} ({a.source})" for a in prediction.alternatives[:5]]
     lines += [f"evidence ({e.kind}): {e.detail}" for e in prediction.evidence[:12]]
     return "\n".join(lines)
@@ -49,10 +51,16 @@ def follow_up(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]
     brief = render("follow_up_brief", analysis=analysis_brief(state.get("prediction")))
     if not messages or not isinstance(messages[0], SystemMessage):
         system = render("system", max_steps=ctx.settings.max_steps, photo_note=photo_note(ctx))
-        update["messages"] = [RemoveMessage(id=REMOVE_ALL_MESSAGES), SystemMessage(f"{system}\n\n{brief}"),
-                              HumanMessage(question.content, additional_kwargs=question.additional_kwargs)]
+        update["messages"] = [
+            RemoveMessage(id=REMOVE_ALL_MESSAGES),
+            SystemMessage(f"{system}\n\n{brief}"),
+            HumanMessage(question.content, additional_kwargs=question.additional_kwargs),
+        ]
     elif (pred := state.get("prediction")) is not None and pred.source != "lmm" and question.id:
         # the conversation did not produce the answer (the LMM failed, the policy or EXIF decided): say what did
-        update["messages"] = [HumanMessage(f"{brief}\n\n{message_text(question.content)}", id=question.id,
-                                           additional_kwargs=question.additional_kwargs)]
+        update["messages"] = [
+            HumanMessage(
+                f"{brief}\n\n{message_text(question.content)}", id=question.id, additional_kwargs=question.additional_kwargs
+            )
+        ]
     return update

@@ -68,14 +68,21 @@ def brief(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     candidates = state.get("candidates") or []
     clusters = obs.clusters.clusters if obs.clusters else []
     exif = obs.exif.model_dump(exclude_none=True) if obs.exif else None
-    text = render("observe", exif=_compact(exif),
-                  candidates=_compact([[c.lat, c.lon, round(c.score, 3)] for c in candidates[:10]]),
-                  clusters=_compact([[round(c.lat, 4), round(c.lon, 4), c.support, round(c.score_mass, 3), round(c.radius_km, 1)]
-                                     for c in clusters[:5]]))
-    return {"loop": Loop(), "messages": [
-        SystemMessage(render("system", max_steps=ctx.settings.max_steps, photo_note=photo_note(ctx))),
-        HumanMessage(text + "\n\n" + render("final_answer")),
-    ]}
+    text = render(
+        "observe",
+        exif=_compact(exif),
+        candidates=_compact([[c.lat, c.lon, round(c.score, 3)] for c in candidates[:10]]),
+        clusters=_compact(
+            [[round(c.lat, 4), round(c.lon, 4), c.support, round(c.score_mass, 3), round(c.radius_km, 1)] for c in clusters[:5]]
+        ),
+    )
+    return {
+        "loop": Loop(),
+        "messages": [
+            SystemMessage(render("system", max_steps=ctx.settings.max_steps, photo_note=photo_note(ctx))),
+            HumanMessage(text + "\n\n" + render("final_answer")),
+        ],
+    }
 
 
 def _failure_warning(exc: LLMFailure) -> str:
@@ -88,8 +95,11 @@ def _failure_warning(exc: LLMFailure) -> str:
 
 def _request(state: AgentState, ctx: RunContext, loop: Loop, must_answer: bool) -> tuple[list[Any], Any]:
     """The messages to send (with the budget notice when the steps were just spent) and the model."""
-    pre = [] if not must_answer or loop.warned else [
-        HumanMessage(render("budget_exhausted_follow_up" if loop.turn == FOLLOW_UP else "budget_exhausted"))]
+    pre = (
+        []
+        if not must_answer or loop.warned
+        else [HumanMessage(render("budget_exhausted_follow_up" if loop.turn == FOLLOW_UP else "budget_exhausted"))]
+    )
     model = ctx.models.get("answer" if must_answer else "loop")
     if model is None:  # a context built without the agent's bound models
         model = ctx.chat_model.bind_tools([submit_answer_tool()] if must_answer else [*ctx.tools.values(), submit_answer_tool()])
@@ -102,8 +112,15 @@ def _command(outcome: Outcome, reply: AIMessage, pre: list[Any], update: dict[st
     update = {**update, "loop": outcome.loop}
     if outcome.kind == "answer" and outcome.final is not None:
         final = outcome.final
-        update["answer"] = Answer(lat=final.lat, lon=final.lon, confidence=final.confidence, source="lmm",
-                                  rationale=final.rationale, alternatives=final.alternative_options(), place=final.named_place())
+        update["answer"] = Answer(
+            lat=final.lat,
+            lon=final.lon,
+            confidence=final.confidence,
+            source="lmm",
+            rationale=final.rationale,
+            alternatives=final.alternative_options(),
+            place=final.named_place(),
+        )
         update["evidence"] = [Evidence(kind="lmm", detail=final.rationale, lat=final.lat, lon=final.lon, weight=final.confidence)]
     elif outcome.kind == "notes":
         messages.append(HumanMessage(render("notes_received")))
@@ -125,8 +142,12 @@ def reason(state: AgentState, runtime: Runtime[RunContext]) -> Command[ReasonNex
     budget = Budget(loop, ctx.settings.max_steps)
     pre, model = _request(state, ctx, loop, budget.must_answer)
     block = image_content_block(ctx.photo, max_side=ctx.settings.llm_image_max_side)
-    sent = with_photo([*(state.get("messages") or []), *pre], block, resend=ctx.settings.llm_resend_photo,
-                      new_turn=loop.turn == FOLLOW_UP and loop.steps == 0 and loop.repairs == 0)
+    sent = with_photo(
+        [*(state.get("messages") or []), *pre],
+        block,
+        resend=ctx.settings.llm_resend_photo,
+        new_turn=loop.turn == FOLLOW_UP and loop.steps == 0 and loop.repairs == 0,
+    )
     try:
         result = call_lmm(model, sent, ctx.policy, spent=state.get("usage"))
     except LLMFailure as exc:

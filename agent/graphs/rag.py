@@ -56,9 +56,18 @@ def vote(proposals: list[Candidate], mixtures: Mixtures) -> list[Option]:
         return []
     modes = mixture.modes()
     total = sum(m.mass for m in modes) or 1.0
-    return [Option(lat=m.lat, lon=m.lon, score=round(m.mass / total, 4), source="lmm", label="LMM vote",
-                   votes=len(m.members), proposals=len(proposals))
-            for m in modes]
+    return [
+        Option(
+            lat=m.lat,
+            lon=m.lon,
+            score=round(m.mass / total, 4),
+            source="lmm",
+            label="LMM vote",
+            votes=len(m.members),
+            proposals=len(proposals),
+        )
+        for m in modes
+    ]
 
 
 def _proposal(reply: Any, neighbours: int) -> tuple[Candidate | None, str | None]:
@@ -83,7 +92,8 @@ def propose(state: RagState, runtime: Runtime[RunContext]) -> Command[Literal["i
     dissimilar = retrieval.dissimilar if retrieval else []
     block = image_content_block(ctx.photo, max_side=ctx.settings.llm_image_max_side)
     model = ctx.models.get("propose") or ctx.chat_model.bind_tools([propose_location_tool()]).bind(
-        temperature=ctx.settings.rag_temperature)
+        temperature=ctx.settings.rag_temperature
+    )
     trace: list[TraceEntry] = []
     messages: list[Any] = []
     proposals: list[Candidate] = []
@@ -100,8 +110,12 @@ def propose(state: RagState, runtime: Runtime[RunContext]) -> Command[Literal["i
                 failures += 1
                 continue
             try:
-                result = call_lmm(model, [HumanMessage(content=[{"type": "text", "text": text}, block])], ctx.policy,
-                                  spent=add_usage(spent, usage))
+                result = call_lmm(
+                    model,
+                    [HumanMessage(content=[{"type": "text", "text": text}, block])],
+                    ctx.policy,
+                    spent=add_usage(spent, usage),
+                )
             except LLMFailure as exc:
                 failures += 1
                 trace += exc.entries
@@ -113,7 +127,9 @@ def propose(state: RagState, runtime: Runtime[RunContext]) -> Command[Literal["i
             usage = add_usage(usage, result.usage)
             reply = result.reply
             answered = [tool_reply(c["id"], c["name"], "recorded", error=False) for c in reply.tool_calls or []]
-            answered += [tool_reply(c.get("id") or "", c.get("name") or "invalid", "unparseable") for c in reply.invalid_tool_calls or []]
+            answered += [
+                tool_reply(c.get("id") or "", c.get("name") or "invalid", "unparseable") for c in reply.invalid_tool_calls or []
+            ]
             messages += [HumanMessage(text), reply, *answered]
             proposal, why = _proposal(reply, n)
             if proposal is None:
@@ -124,17 +140,33 @@ def propose(state: RagState, runtime: Runtime[RunContext]) -> Command[Literal["i
         emit(runtime, {"type": "tool", **e.model_dump()})
     if not replies:
         why = f" ({stopped})" if stopped is not None else ""
-        return Command(goto="inspect", update={"llm_failed": True, "trace": trace, "usage": usage,
-                                               "warnings": [f"every RAG prompt failed{why}; fell back to the no-LMM policy"]})
+        return Command(
+            goto="inspect",
+            update={
+                "llm_failed": True,
+                "trace": trace,
+                "usage": usage,
+                "warnings": [f"every RAG prompt failed{why}; fell back to the no-LMM policy"],
+            },
+        )
     warnings = [f"{failures} of {total} RAG prompts failed" + (f" ({stopped})" if stopped else "")] if failures else []
     if unparseable:
         kinds = sorted(set(unparseable))
         warnings.append(f"{len(unparseable)} of {replies} RAG replies were unparseable: {'; '.join(kinds)[:300]}")
     voted = vote(proposals, ctx.mixtures)
     options = [*voted[:VERIFIED_VOTES], *(Option.of(c) for c in similar[:VERIFIED_SIMILAR])]
-    return Command(goto="verify_proposals", update={
-        "candidates": proposals, "proposals": proposals, "options": options, "messages": messages, "trace": trace,
-        "usage": usage, "warnings": warnings})
+    return Command(
+        goto="verify_proposals",
+        update={
+            "candidates": proposals,
+            "proposals": proposals,
+            "options": options,
+            "messages": messages,
+            "trace": trace,
+            "usage": usage,
+            "warnings": warnings,
+        },
+    )
 
 
 def choose_verified(state: RagState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -154,15 +186,25 @@ def choose_verified(state: RagState, runtime: Runtime[RunContext]) -> dict[str, 
     groups = [o for o in opts if o.votes is not None]
     score = best.verification
     votes = f", {best.votes} of {best.proposals} votes" if best.votes is not None else ""
-    rationale = (f"{len(proposals)} LMM proposals ({ctx.rag_samples} per prompt at temperature {ctx.settings.rag_temperature:g}, "
-                 f"prompts with {', '.join(str(n) for n in NEIGHBOURS)} neighbours) voted into {len(groups)} places, "
-                 f"verified against the photo with {len(similar[:VERIFIED_SIMILAR])} retrieval candidates; the best "
-                 f"verification score ({score if score is not None else float('nan'):.3f}) is a {best.source} candidate{votes}.")
+    rationale = (
+        f"{len(proposals)} LMM proposals ({ctx.rag_samples} per prompt at temperature {ctx.settings.rag_temperature:g}, "
+        f"prompts with {', '.join(str(n) for n in NEIGHBOURS)} neighbours) voted into {len(groups)} places, "
+        f"verified against the photo with {len(similar[:VERIFIED_SIMILAR])} retrieval candidates; the best "
+        f"verification score ({score if score is not None else float('nan'):.3f}) is a {best.source} candidate{votes}."
+    )
     alternatives = [Option(lat=o.lat, lon=o.lon, score=o.verification or 0.0, source=o.source) for o in ranked[1:6]]
-    answer = Answer(lat=best.lat, lon=best.lon, confidence=round(max(0.02, min(0.95, support)), 4), source=best.source,
-                    rationale=rationale, alternatives=alternatives, chosen=best.model_copy(update={"support": round(support, 4)}))
-    evidence = Evidence(kind="verification", detail=f"Best verified location scored {score}{votes}.", lat=best.lat, lon=best.lon,
-                        weight=score)
+    answer = Answer(
+        lat=best.lat,
+        lon=best.lon,
+        confidence=round(max(0.02, min(0.95, support)), 4),
+        source=best.source,
+        rationale=rationale,
+        alternatives=alternatives,
+        chosen=best.model_copy(update={"support": round(support, 4)}),
+    )
+    evidence = Evidence(
+        kind="verification", detail=f"Best verified location scored {score}{votes}.", lat=best.lat, lon=best.lon, weight=score
+    )
     return {"answer": answer, "evidence": [evidence]}
 
 

@@ -32,9 +32,15 @@ def pick_top(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ranked = sorted(pool, key=lambda c: -(c.probability if c.probability is not None else c.score))
     top = ranked[0]
     p = f", probability {top.probability:.4f}" if top.probability is not None else ""
-    answer = Answer(lat=top.lat, lon=top.lon, confidence=0.0, source=top.source,
-                    rationale=f"Top-1 retrieval candidate (similarity {top.score:.3f}{p}).",
-                    alternatives=[Option.of(c) for c in ranked[1:1 + N_ALTERNATIVES]], chosen=Option.of(top))
+    answer = Answer(
+        lat=top.lat,
+        lon=top.lon,
+        confidence=0.0,
+        source=top.source,
+        rationale=f"Top-1 retrieval candidate (similarity {top.score:.3f}{p}).",
+        alternatives=[Option.of(c) for c in ranked[1 : 1 + N_ALTERNATIVES]],
+        chosen=Option.of(top),
+    )
     return {"answer": answer}
 
 
@@ -44,15 +50,35 @@ def pick_cluster(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any
     clusters = obs.clusters.clusters if obs.clusters else []
     if not clusters:
         top = max(retrieval_candidates(state.get("candidates") or []), key=lambda c: c.score)
-        return {"answer": Answer(lat=top.lat, lon=top.lon, confidence=0.0, source=top.source,
-                                 rationale="No cluster formed; top-1 retrieval candidate.", chosen=Option.of(top))}
+        return {
+            "answer": Answer(
+                lat=top.lat,
+                lon=top.lon,
+                confidence=0.0,
+                source=top.source,
+                rationale="No cluster formed; top-1 retrieval candidate.",
+                chosen=Option.of(top),
+            )
+        }
     best = clusters[0]
-    chosen = Option(lat=best.lat, lon=best.lon, score=best.score_mass, source="cluster",
-                    label=f"cluster 1 ({best.support} candidates)")
-    alternatives = [Option(lat=c.lat, lon=c.lon, score=c.score_mass, source="cluster", label=f"cluster {i} ({c.support} candidates)")
-                    for i, c in enumerate(clusters[1:1 + N_ALTERNATIVES], 2)]
-    return {"answer": Answer(lat=best.lat, lon=best.lon, confidence=0.0, source="cluster", chosen=chosen, alternatives=alternatives,
-                             rationale=f"Centre of the strongest geographic cluster ({best.support} candidates).")}
+    chosen = Option(
+        lat=best.lat, lon=best.lon, score=best.score_mass, source="cluster", label=f"cluster 1 ({best.support} candidates)"
+    )
+    alternatives = [
+        Option(lat=c.lat, lon=c.lon, score=c.score_mass, source="cluster", label=f"cluster {i} ({c.support} candidates)")
+        for i, c in enumerate(clusters[1 : 1 + N_ALTERNATIVES], 2)
+    ]
+    return {
+        "answer": Answer(
+            lat=best.lat,
+            lon=best.lon,
+            confidence=0.0,
+            source="cluster",
+            chosen=chosen,
+            alternatives=alternatives,
+            rationale=f"Centre of the strongest geographic cluster ({best.support} candidates).",
+        )
+    }
 
 
 def build_baseline_graph(mode: str, checkpointer: Any = None) -> Any:

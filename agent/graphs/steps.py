@@ -30,8 +30,11 @@ Node = Callable[[RunState, Runtime[RunContext], RunnableConfig], dict[str, Any]]
 
 
 def cluster_args(candidates: list[Candidate]) -> dict[str, Any]:
-    return {"candidates": [c.model_dump(include={"lat", "lon", "score", "source"}) for c in rules.retrieval_candidates(candidates)],
-            "eps_km": EPS_KM, "min_samples": CLUSTER_MIN_SAMPLES}
+    return {
+        "candidates": [c.model_dump(include={"lat", "lon", "score", "source"}) for c in rules.retrieval_candidates(candidates)],
+        "eps_km": EPS_KM,
+        "min_samples": CLUSTER_MIN_SAMPLES,
+    }
 
 
 def exif_answer(step: Step) -> tuple[dict[str, Any] | None, list[str]]:
@@ -41,9 +44,16 @@ def exif_answer(step: Step) -> tuple[dict[str, Any] | None, list[str]]:
     if exif is None or exif.gps is None:
         return None, warnings
     lat, lon = exif.gps.lat, exif.gps.lon
-    evidence = Evidence(kind="exif", detail=f"The photo's EXIF holds GPS coordinates {lat:.5f}, {lon:.5f}.", lat=lat, lon=lon, weight=1.0)
-    answer = Answer(lat=lat, lon=lon, confidence=0.99, source="exif", rationale=(
-        f"The photo's EXIF metadata holds GPS coordinates ({lat:.5f}, {lon:.5f}); they are used as the answer."))
+    evidence = Evidence(
+        kind="exif", detail=f"The photo's EXIF holds GPS coordinates {lat:.5f}, {lon:.5f}.", lat=lat, lon=lon, weight=1.0
+    )
+    answer = Answer(
+        lat=lat,
+        lon=lon,
+        confidence=0.99,
+        source="exif",
+        rationale=(f"The photo's EXIF metadata holds GPS coordinates ({lat:.5f}, {lon:.5f}); they are used as the answer."),
+    )
     return step.update(answer=answer, evidence=[evidence], warnings=warnings), warnings
 
 
@@ -64,8 +74,15 @@ def clusters_of(step: Step, candidates: list[Candidate]) -> list[Evidence]:
     if clusters is None or not clusters.clusters:
         return []
     top = clusters.clusters[0]
-    return [Evidence(kind="cluster", detail=f"{top.support} retrieval candidates cluster around {top.lat:.3f}, {top.lon:.3f}.",
-                     lat=top.lat, lon=top.lon, weight=top.score_mass)]
+    return [
+        Evidence(
+            kind="cluster",
+            detail=f"{top.support} retrieval candidates cluster around {top.lat:.3f}, {top.lon:.3f}.",
+            lat=top.lat,
+            lon=top.lon,
+            weight=top.score_mass,
+        )
+    ]
 
 
 def make_observe(dissimilar: int = 0, *, exif: bool = True, cluster: bool = True) -> Node:
@@ -154,11 +171,21 @@ def choose(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if not by_policy:
         warnings.append("no usable LMM answer; decided by cluster support and verification")
     chosen = choice.chosen
-    answer = Answer(lat=chosen.lat, lon=chosen.lon, confidence=choice.confidence,
-                    source=chosen.source if by_policy else "fallback", alternatives=choice.alternatives, chosen=chosen)
-    evidence = Evidence(kind="decision", detail=f"{chosen.label or chosen.source}: support "
-                        f"{chosen.support or 0.0:.0%}, verification {chosen.verification}",
-                        lat=chosen.lat, lon=chosen.lon, weight=chosen.score)
+    answer = Answer(
+        lat=chosen.lat,
+        lon=chosen.lon,
+        confidence=choice.confidence,
+        source=chosen.source if by_policy else "fallback",
+        alternatives=choice.alternatives,
+        chosen=chosen,
+    )
+    evidence = Evidence(
+        kind="decision",
+        detail=f"{chosen.label or chosen.source}: support {chosen.support or 0.0:.0%}, verification {chosen.verification}",
+        lat=chosen.lat,
+        lon=chosen.lon,
+        weight=chosen.score,
+    )
     return {"answer": answer, "evidence": [evidence], "warnings": warnings}
 
 

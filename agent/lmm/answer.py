@@ -83,17 +83,25 @@ def _received(**_: Any) -> str:
 def submit_answer_tool() -> BaseTool:
     """The tool the agent commits its final answer with (the graph handles its calls itself)."""
     return StructuredTool.from_function(
-        func=_received, name=SUBMIT_ANSWER, args_schema=FinalAnswer,
-        description=("Submit your final answer: where the photo was taken, how sure you are, the place, "
-                     "alternatives and the rationale. Call it once, when the evidence is in."))
+        func=_received,
+        name=SUBMIT_ANSWER,
+        args_schema=FinalAnswer,
+        description=(
+            "Submit your final answer: where the photo was taken, how sure you are, the place, "
+            "alternatives and the rationale. Call it once, when the evidence is in."
+        ),
+    )
 
 
 @lru_cache(maxsize=1)
 def propose_location_tool() -> BaseTool:
     """The tool a RAG prompt answers with: the coordinates the model proposes."""
     return StructuredTool.from_function(
-        func=_received, name=PROPOSE_LOCATION, args_schema=LocationProposal,
-        description="Give the coordinates where the photo was most likely taken.")
+        func=_received,
+        name=PROPOSE_LOCATION,
+        args_schema=LocationProposal,
+        description="Give the coordinates where the photo was most likely taken.",
+    )
 
 
 def bound_models(chat_model: Any, tools: Sequence[BaseTool], rag_temperature: float) -> dict[str, Any]:
@@ -103,9 +111,11 @@ def bound_models(chat_model: Any, tools: Sequence[BaseTool], rag_temperature: fl
     ``rag_temperature``). Empty without a chat model."""
     if chat_model is None:
         return {}
-    return {"loop": chat_model.bind_tools([*tools, submit_answer_tool()]),
-            "answer": chat_model.bind_tools([submit_answer_tool()]),
-            "propose": chat_model.bind_tools([propose_location_tool()]).bind(temperature=rag_temperature)}
+    return {
+        "loop": chat_model.bind_tools([*tools, submit_answer_tool()]),
+        "answer": chat_model.bind_tools([submit_answer_tool()]),
+        "propose": chat_model.bind_tools([propose_location_tool()]).bind(temperature=rag_temperature),
+    }
 
 
 def message_text(content: Any) -> str:

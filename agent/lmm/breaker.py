@@ -76,11 +76,21 @@ class CircuitBreaker:
             if was_probing or (self._opened_at is None and self._consecutive >= self.failures):
                 self._opened_at = self._clock()
                 self.trips += 1
-                log.warning("the LMM failed %d times in a row (%s); skipping it %s", self._consecutive, error,
-                            f"for {self.reset_s:.0f} s" if self.reset_s > 0 else "for the rest of the batch")
+                log.warning(
+                    "the LMM failed %d times in a row (%s); skipping it %s",
+                    self._consecutive,
+                    error,
+                    f"for {self.reset_s:.0f} s" if self.reset_s > 0 else "for the rest of the batch",
+                )
 
     def describe(self) -> str:
         """Why requests are refused, for warnings."""
-        when = f"a trial request is allowed {self.reset_s:.0f} s after it opened" if self.reset_s > 0 else "it stays open for this batch"
-        return (f"the LMM circuit breaker is open after {self.failures} consecutive failed requests "
-                f"(last: {self.last_error or 'unknown'}); {when}")
+        when = (
+            f"a trial request is allowed {self.reset_s:.0f} s after it opened"
+            if self.reset_s > 0
+            else "it stays open for this batch"
+        )
+        return (
+            f"the LMM circuit breaker is open after {self.failures} consecutive failed requests "
+            f"(last: {self.last_error or 'unknown'}); {when}"
+        )

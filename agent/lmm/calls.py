@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
@@ -35,8 +35,9 @@ class LLMFailure(RuntimeError):
     """The chat model could not answer: it failed for good (``kind="error"``), the circuit breaker
     refused the request (``"breaker"``) or the photo's LMM limits are used up (``"limit"``)."""
 
-    def __init__(self, message: str, *, kind: FailureKind = "error", entries: Sequence[TraceEntry] = (),
-                 usage: Usage | None = None) -> None:
+    def __init__(
+        self, message: str, *, kind: FailureKind = "error", entries: Sequence[TraceEntry] = (), usage: Usage | None = None
+    ) -> None:
         super().__init__(message)
         self.kind: FailureKind = kind
         self.entries: list[TraceEntry] = list(entries)
@@ -57,9 +58,14 @@ class CallPolicy:
 
     @classmethod
     def from_settings(cls, settings: Any, breaker: CircuitBreaker | None = None, **overrides: Any) -> CallPolicy:
-        values = {"retries": settings.llm_max_retries, "initial_s": settings.llm_retry_initial_s,
-                  "max_wait_s": settings.llm_retry_max_s, "breaker": breaker,
-                  "max_calls": settings.llm_max_calls_per_photo, "max_tokens": settings.llm_max_tokens_per_photo}
+        values = {
+            "retries": settings.llm_max_retries,
+            "initial_s": settings.llm_retry_initial_s,
+            "max_wait_s": settings.llm_retry_max_s,
+            "breaker": breaker,
+            "max_calls": settings.llm_max_calls_per_photo,
+            "max_tokens": settings.llm_max_tokens_per_photo,
+        }
         return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
 
 
@@ -81,8 +87,12 @@ def usage_of(message: Any) -> dict[str, int] | None:
 def add_usage(a: Usage | None, b: Usage | None) -> Usage:
     """The sum of two usages (also the state reducer of ``usage``)."""
     a, b = a or Usage(), b or Usage()
-    return Usage(calls=a.calls + b.calls, input_tokens=a.input_tokens + b.input_tokens,
-                 output_tokens=a.output_tokens + b.output_tokens, seconds=round(a.seconds + b.seconds, 6))
+    return Usage(
+        calls=a.calls + b.calls,
+        input_tokens=a.input_tokens + b.input_tokens,
+        output_tokens=a.output_tokens + b.output_tokens,
+        seconds=round(a.seconds + b.seconds, 6),
+    )
 
 
 def retry_after_s(exc: BaseException | None) -> float | None:
@@ -99,7 +109,7 @@ def retry_after_s(exc: BaseException | None) -> float | None:
         try:
             return float(value)
         except ValueError:
-            return (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+            return (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
     except (TypeError, ValueError):
         return None
 
@@ -130,7 +140,7 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(status, int) and (status in RETRY_STATUS or status >= 500)
 
 
-class wait_retry_after(wait_base):  # noqa: N801 - tenacity's naming
+class wait_retry_after(wait_base):
     """The server's Retry-After when it sent one, else ``fallback``; never more than ``cap`` seconds."""
 
     def __init__(self, fallback: wait_base, cap: float) -> None:
@@ -158,8 +168,9 @@ def _refusal(policy: CallPolicy, spent: Usage) -> LLMFailure | None:
     return None
 
 
-def call_lmm(model: Any, messages: list[Any], policy: CallPolicy, *, spent: Usage | None = None,
-             label: str = "lmm") -> CallResult:
+def call_lmm(
+    model: Any, messages: list[Any], policy: CallPolicy, *, spent: Usage | None = None, label: str = "lmm"
+) -> CallResult:
     """Send ``messages`` to ``model`` (retrying transient failures); ``spent`` is what this photo has
     used before (for the limits). Raises LLMFailure carrying the attempts' entries and usage."""
     spent = spent or Usage()
@@ -178,8 +189,15 @@ def call_lmm(model: Any, messages: list[Any], policy: CallPolicy, *, spent: Usag
         except Exception as exc:
             ms = (time.perf_counter() - t0) * 1000
             usage = add_usage(usage, Usage(calls=1))
-            entries.append(TraceEntry(tool=label, args={"attempt": len(entries) + 1}, summary="request failed",
-                                      latency_ms=round(ms, 3), error=_error_text(exc)))
+            entries.append(
+                TraceEntry(
+                    tool=label,
+                    args={"attempt": len(entries) + 1},
+                    summary="request failed",
+                    latency_ms=round(ms, 3),
+                    error=_error_text(exc),
+                )
+            )
             if policy.breaker is not None:
                 policy.breaker.failure(_error_text(exc))
             raise
@@ -187,25 +205,43 @@ def call_lmm(model: Any, messages: list[Any], policy: CallPolicy, *, spent: Usag
         if policy.breaker is not None:
             policy.breaker.success()
         tokens = usage_of(reply)
-        usage = add_usage(usage, Usage(calls=1, input_tokens=(tokens or {}).get("input_tokens", 0),
-                                       output_tokens=(tokens or {}).get("output_tokens", 0)))
+        usage = add_usage(
+            usage,
+            Usage(
+                calls=1, input_tokens=(tokens or {}).get("input_tokens", 0), output_tokens=(tokens or {}).get("output_tokens", 0)
+            ),
+        )
         calls = [c["name"] for c in getattr(reply, "tool_calls", None) or []]
         bad = [c.get("name") or "?" for c in getattr(reply, "invalid_tool_calls", None) or []]
-        summary = (f"tool calls: {', '.join(calls)}" if calls else "answered") + (f"; invalid calls: {', '.join(bad)}" if bad else "")
-        entries.append(TraceEntry(tool=label, args={"attempt": len(entries) + 1}, summary=summary,
-                                  latency_ms=round(ms, 3), tokens=tokens))
+        summary = (f"tool calls: {', '.join(calls)}" if calls else "answered") + (
+            f"; invalid calls: {', '.join(bad)}" if bad else ""
+        )
+        entries.append(
+            TraceEntry(tool=label, args={"attempt": len(entries) + 1}, summary=summary, latency_ms=round(ms, 3), tokens=tokens)
+        )
         return reply
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
-        log.warning("LMM request failed (%s); retry %d/%d in %.2f s", exc, state.attempt_number, policy.retries,
-                    state.next_action.sleep if state.next_action else 0.0)
+        log.warning(
+            "LMM request failed (%s); retry %d/%d in %.2f s",
+            exc,
+            state.attempt_number,
+            policy.retries,
+            state.next_action.sleep if state.next_action else 0.0,
+        )
 
     retrying = Retrying(
         stop=stop_after_attempt(policy.retries + 1),
-        wait=wait_retry_after(wait_exponential_jitter(initial=policy.initial_s, max=policy.max_wait_s,
-                                                      jitter=policy.initial_s), cap=policy.max_wait_s),
-        retry=retry_if_exception(is_retryable), sleep=policy.sleep, before_sleep=before_sleep, reraise=True)
+        wait=wait_retry_after(
+            wait_exponential_jitter(initial=policy.initial_s, max=policy.max_wait_s, jitter=policy.initial_s),
+            cap=policy.max_wait_s,
+        ),
+        retry=retry_if_exception(is_retryable),
+        sleep=policy.sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
     try:
         reply = retrying(attempt)
     except LLMFailure as exc:

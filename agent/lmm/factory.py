@@ -43,15 +43,21 @@ def make_chat_model(settings: AgentSettings, **overrides: Any) -> Any:
         raise ConfigError("no LMM is configured", "set GEOAGENT_LLM_MODEL (and GEOAGENT_LLM_BASE_URL for a local server)")
     provider, model = split_model_name(settings.llm_model, settings.llm_provider)
     if provider not in PROVIDERS:
-        raise ConfigError(f"unknown LMM provider {provider!r}",
-                          f"set GEOAGENT_LLM_PROVIDER to one of: {', '.join(PROVIDERS)} (openai = any OpenAI-compatible endpoint)")
+        raise ConfigError(
+            f"unknown LMM provider {provider!r}",
+            f"set GEOAGENT_LLM_PROVIDER to one of: {', '.join(PROVIDERS)} (openai = any OpenAI-compatible endpoint)",
+        )
     module_name, class_name, package, model_kw, url_kw = PROVIDERS[provider]
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except ImportError as exc:
         raise ConfigError(f"the LMM provider {provider!r} needs the package {package}", f"pip install {package}") from exc
-    kwargs: dict[str, Any] = {model_kw: model, "temperature": settings.llm_temperature, "timeout": settings.llm_timeout_s,
-                              "max_retries": 0}
+    kwargs: dict[str, Any] = {
+        model_kw: model,
+        "temperature": settings.llm_temperature,
+        "timeout": settings.llm_timeout_s,
+        "max_retries": 0,
+    }
     if provider == "openai":
         if settings.llm_api_key is None and settings.llm_base_url is None:
             raise ConfigError(

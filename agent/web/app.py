@@ -25,7 +25,6 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 
 from agent.basemap import asset_path
-from agent.prediction import Prediction
 from agent.conversation.threads import ThreadError, Threads
 from agent.conversation.web import (
     CHAT_PREFIX,
@@ -38,6 +37,7 @@ from agent.conversation.web import (
     keep_upload,
     listing,
 )
+from agent.prediction import Prediction
 from agent.web.events import PING, sse, wire_event
 from retrieval_service.core.errors import GeoAgentError
 from retrieval_service.service.app import ERRORS, create_retrieval_app, require_key
@@ -56,21 +56,35 @@ class LocateOptions(Options):
 
 
 def _not_found(exc: ThreadError) -> ServiceError:
-    return ServiceError(404, "thread_not_found", exc.message, "GET /v1/threads lists the conversations; start one by sending a photo")
+    return ServiceError(
+        404, "thread_not_found", exc.message, "GET /v1/threads lists the conversations; start one by sending a photo"
+    )
 
 
 def _no_threads() -> ServiceError:
-    return ServiceError(501, "no_conversations", "this server keeps no conversations (its mode has no graph)",
-                        "serve a graph mode (geoagent serve --mode policy|agent|rag) for conversations and follow-ups")
+    return ServiceError(
+        501,
+        "no_conversations",
+        "this server keeps no conversations (its mode has no graph)",
+        "serve a graph mode (geoagent serve --mode policy|agent|rag) for conversations and follow-ups",
+    )
 
 
 def _internal(exc: Exception) -> ServiceError:
     log.error("stream failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
-    return ServiceError(500, "internal", f"internal error: {type(exc).__name__}", "retry; if it persists, report it with the server log")
+    return ServiceError(
+        500, "internal", f"internal error: {type(exc).__name__}", "retry; if it persists, report it with the server log"
+    )
 
 
-def create_app(predictor: Any, service_settings: ServiceSettings, *, retriever: Any = None, threads: Threads | None = None,
-               warm_up: bool = True) -> FastAPI:
+def create_app(
+    predictor: Any,
+    service_settings: ServiceSettings,
+    *,
+    retriever: Any = None,
+    threads: Threads | None = None,
+    warm_up: bool = True,
+) -> FastAPI:
     """The whole service around ``predictor`` (a ``load_agent`` result) for ``/v1/locate``;
     ``threads`` (``agent.conversation.threads.Threads`` over an agent with a checkpointer, e.g. the same agent's
     graph with a SQLite saver) holds the chat's conversations (without it the stream keeps none and
@@ -107,7 +121,9 @@ def create_app(predictor: Any, service_settings: ServiceSettings, *, retriever: 
             yield sse("error", error_payload(_internal(exc)))
 
     def streaming(body: Any) -> StreamingResponse:
-        return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            body, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
 
     @api.post("/locate", tags=["agent"], openapi_extra=image_request_body(LocateOptions))
     async def locate(request: Request) -> Any:
@@ -122,9 +138,17 @@ def create_app(predictor: Any, service_settings: ServiceSettings, *, retriever: 
         pred = await state.gate.run(job)
         return JSONResponse(pred.model_dump(mode="json"))
 
-    @api.post("/locate/stream", tags=["agent"], openapi_extra=image_request_body(LocateOptions),
-              responses={200: {"content": {"text/event-stream": {}},
-                               "description": "thread, step_start/step_end/node/token, prediction, done (or error)"}})
+    @api.post(
+        "/locate/stream",
+        tags=["agent"],
+        openapi_extra=image_request_body(LocateOptions),
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "thread, step_start/step_end/node/token, prediction, done (or error)",
+            }
+        },
+    )
     async def locate_stream(request: Request) -> Any:
         """The agent's steps live (server-sent events), then the Prediction; starts a conversation."""
         sources, fields = await read_request(request)
@@ -133,7 +157,11 @@ def create_app(predictor: Any, service_settings: ServiceSettings, *, retriever: 
         photo = await state.gate.run(state.photo, source)  # resolved once; a bad photo is a 4xx before the stream starts
         if threads is None:
             return streaming(events([], lambda: predictor.stream({"image": photo})))
-        name = source.url.rsplit("/", 1)[-1].split("?")[0] if source.url else source.name.removeprefix("the uploaded file ").strip("'")
+        name = (
+            source.url.rsplit("/", 1)[-1].split("?")[0]
+            if source.url
+            else source.name.removeprefix("the uploaded file ").strip("'")
+        )
         path = await state.gate.run(keep_upload, photo.read_bytes(), name, uploads)
         kept = photo.model_copy(update={"ref": str(path), "path": str(path)})  # the same bytes, under the name the chat lists
         tid = chat_thread_id()
@@ -175,11 +203,20 @@ def create_app(predictor: Any, service_settings: ServiceSettings, *, retriever: 
             outcome = await state.gate.run(store.ask, tid, body.text)
         except ThreadError as exc:
             raise _not_found(exc) from exc
-        return FollowUpReply(thread_id=tid, reply=outcome.reply, changed=outcome.changed, prediction=outcome.prediction,
-                             usage=outcome.usage, error=outcome.error)
+        return FollowUpReply(
+            thread_id=tid,
+            reply=outcome.reply,
+            changed=outcome.changed,
+            prediction=outcome.prediction,
+            usage=outcome.usage,
+            error=outcome.error,
+        )
 
-    @api.post("/threads/{tid}/messages/stream", tags=["threads"],
-              responses={200: {"content": {"text/event-stream": {}}, "description": "steps and tokens (with an LMM), reply, done"}})
+    @api.post(
+        "/threads/{tid}/messages/stream",
+        tags=["threads"],
+        responses={200: {"content": {"text/event-stream": {}}, "description": "steps and tokens (with an LMM), reply, done"}},
+    )
     async def follow_up_stream(tid: str, body: FollowUpRequest) -> Any:
         """A follow-up question as server-sent events: the LMM's steps and tokens, then ``reply``."""
         store = need_threads()

@@ -41,8 +41,12 @@ def wire_event(event: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         return "token", {"text": str(event.get("text") or ""), "node": event.get("node")}
     if kind == "reply":
         usage = event.get("usage")
-        return "reply", {"text": str(event.get("text") or ""), "changed": bool(event.get("changed")), "error": event.get("error"),
-                         "usage": usage.model_dump() if hasattr(usage, "model_dump") else usage}
+        return "reply", {
+            "text": str(event.get("text") or ""),
+            "changed": bool(event.get("changed")),
+            "error": event.get("error"),
+            "usage": usage.model_dump() if hasattr(usage, "model_dump") else usage,
+        }
     if kind == "node":
         return "node", {"node": event.get("node")}
     if kind == "prediction":

@@ -39,8 +39,14 @@ def address_problem(address: str) -> str | None:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    for kind, flag in (("loopback", ip.is_loopback), ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
-                       ("unspecified", ip.is_unspecified), ("private", ip.is_private), ("reserved", ip.is_reserved)):
+    for kind, flag in (
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("unspecified", ip.is_unspecified),
+        ("private", ip.is_private),
+        ("reserved", ip.is_reserved),
+    ):
         if flag:
             return f"a {kind} address"
     if not ip.is_global:
@@ -78,8 +84,9 @@ def checked_address(url: httpx.URL, limits: MediaLimits, deadline: float) -> str
         for address in addresses:
             problem = address_problem(address)
             if problem:
-                raise ImageLoadError(f"refused to download {url}: {url.host} resolves to {address}, {problem}", _PRIVATE_HINT,
-                                     reason="url_refused")
+                raise ImageLoadError(
+                    f"refused to download {url}: {url.host} resolves to {address}, {problem}", _PRIVATE_HINT, reason="url_refused"
+                )
     return addresses[0]
 
 
@@ -105,8 +112,10 @@ def _fetch(url_text: str, limits: MediaLimits, deadline: float, cancel: threadin
             try:
                 response = client.send(_pinned_request(client, url, address), stream=True)
             except httpx.HTTPError as exc:
-                raise ImageLoadError(f"could not download {url}: {type(exc).__name__}: {exc}",
-                                     "check the network connection, or download the photo and pass the local file") from exc
+                raise ImageLoadError(
+                    f"could not download {url}: {type(exc).__name__}: {exc}",
+                    "check the network connection, or download the photo and pass the local file",
+                ) from exc
             try:
                 if response.status_code in REDIRECT_CODES and "location" in response.headers:
                     url = url.join(response.headers["location"])
@@ -115,37 +124,53 @@ def _fetch(url_text: str, limits: MediaLimits, deadline: float, cancel: threadin
                 return _read_body(url, response, limits, deadline, cancel)
             finally:
                 response.close()
-    raise ImageLoadError(f"{url_text} redirects more than {limits.url_max_redirects} times",
-                         "pass the final URL of the photo, or raise GEOAGENT_URL_MAX_REDIRECTS")
+    raise ImageLoadError(
+        f"{url_text} redirects more than {limits.url_max_redirects} times",
+        "pass the final URL of the photo, or raise GEOAGENT_URL_MAX_REDIRECTS",
+    )
 
 
 def _read_body(url: httpx.URL, response: httpx.Response, limits: MediaLimits, deadline: float, cancel: threading.Event) -> bytes:
     if response.status_code >= 400:
-        raise ImageLoadError(f"could not download {url}: HTTP {response.status_code}", "check the URL or download the photo and pass the file")
+        raise ImageLoadError(
+            f"could not download {url}: HTTP {response.status_code}", "check the URL or download the photo and pass the file"
+        )
     kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind in ("text/html", "application/xhtml+xml"):
-        raise ImageLoadError(f"{url} is a web page ({kind}), not an image",
-                             "pass the URL of the image itself (right-click the photo, copy image address)")
+        raise ImageLoadError(
+            f"{url} is a web page ({kind}), not an image",
+            "pass the URL of the image itself (right-click the photo, copy image address)",
+        )
     limit = limits.max_image_bytes
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise ImageLoadError(f"{url} is {int(declared) / 2**20:.1f} MiB, more than the {limit / 2**20:.1f} MiB limit",
-                             "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES", reason="too_large")
+        raise ImageLoadError(
+            f"{url} is {int(declared) / 2**20:.1f} MiB, more than the {limit / 2**20:.1f} MiB limit",
+            "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES",
+            reason="too_large",
+        )
     chunks: list[bytes] = []
     size = 0
     try:
         for chunk in response.iter_bytes():
             if cancel.is_set() or time.monotonic() > deadline:
-                raise ImageLoadError(f"downloading {url} took longer than {limits.url_timeout_s:g} s",
-                                     "retry later, download the photo yourself, or raise GEOAGENT_URL_TIMEOUT_S")
+                raise ImageLoadError(
+                    f"downloading {url} took longer than {limits.url_timeout_s:g} s",
+                    "retry later, download the photo yourself, or raise GEOAGENT_URL_TIMEOUT_S",
+                )
             size += len(chunk)
             if size > limit:
-                raise ImageLoadError(f"{url} is larger than the {limit / 2**20:.1f} MiB limit",
-                                     "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES", reason="too_large")
+                raise ImageLoadError(
+                    f"{url} is larger than the {limit / 2**20:.1f} MiB limit",
+                    "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES",
+                    reason="too_large",
+                )
             chunks.append(chunk)
     except httpx.HTTPError as exc:
-        raise ImageLoadError(f"the download of {url} broke off: {type(exc).__name__}: {exc}",
-                             "retry, or download the photo and pass the local file") from exc
+        raise ImageLoadError(
+            f"the download of {url} broke off: {type(exc).__name__}: {exc}",
+            "retry, or download the photo and pass the local file",
+        ) from exc
     if not size:
         raise ImageLoadError(f"{url} returned no data", "check the URL")
     return b"".join(chunks)
@@ -170,14 +195,18 @@ def download(url: str, limits: MediaLimits) -> bytes:
     worker.join(timeout=limits.url_timeout_s + 0.05)
     if worker.is_alive():
         cancel.set()
-        raise ImageLoadError(f"downloading {url} took longer than {limits.url_timeout_s:g} s",
-                             "retry later, download the photo yourself, or raise GEOAGENT_URL_TIMEOUT_S")
+        raise ImageLoadError(
+            f"downloading {url} took longer than {limits.url_timeout_s:g} s",
+            "retry later, download the photo yourself, or raise GEOAGENT_URL_TIMEOUT_S",
+        )
     if "error" in box:
         error = box["error"]
         if isinstance(error, ImageLoadError):
             raise error
-        raise ImageLoadError(f"could not download {url}: {type(error).__name__}: {error}",
-                             "check the URL, or download the photo and pass the local file") from error  # type: ignore[arg-type]
+        raise ImageLoadError(
+            f"could not download {url}: {type(error).__name__}: {error}",
+            "check the URL, or download the photo and pass the local file",
+        ) from error  # type: ignore[arg-type]
     data = box["data"]
     assert isinstance(data, bytes)
     logger.info("downloaded %s (%d bytes) in %.2f s", url, len(data), time.monotonic() - started)

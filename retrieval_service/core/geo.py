@@ -58,8 +58,9 @@ def from_unit_vector(v: np.ndarray) -> tuple[float, float]:
     return float(np.degrees(np.arcsin(np.clip(v[2], -1.0, 1.0)))), float(np.degrees(np.arctan2(v[1], v[0])))
 
 
-def spherical_mean(lats: Sequence[float] | np.ndarray, lons: Sequence[float] | np.ndarray,
-                   weights: Sequence[float] | np.ndarray | None = None) -> tuple[float, float]:
+def spherical_mean(
+    lats: Sequence[float] | np.ndarray, lons: Sequence[float] | np.ndarray, weights: Sequence[float] | np.ndarray | None = None
+) -> tuple[float, float]:
     """Weighted mean position on the sphere, in degrees.
 
     Falls back to the heaviest point when the vectors cancel out (e.g. antipodal points).

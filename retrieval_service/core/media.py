@@ -72,17 +72,20 @@ def _check_header(img: Image.Image, name: str, limits: MediaLimits) -> None:
         raise ImageLoadError(
             f"{name} is {width}x{height} = {pixels:,} pixels, more than the limit of {limits.max_image_pixels:,} "
             "(a decompression bomb or a huge image)",
-            "downscale the photo, or raise GEOAGENT_MAX_IMAGE_PIXELS if you trust the file")
+            "downscale the photo, or raise GEOAGENT_MAX_IMAGE_PIXELS if you trust the file",
+        )
     if min(width, height) < limits.min_image_side:
         raise ImageLoadError(
             f"{name} is {width}x{height} pixels, too small to geolocate (less than {limits.min_image_side} px on a side)",
-            f"pass a photo at least {limits.min_image_side} px on each side")
+            f"pass a photo at least {limits.min_image_side} px on each side",
+        )
     ratio = max(width, height) / max(1, min(width, height))
     if ratio > limits.max_aspect_ratio:
         raise ImageLoadError(
             f"{name} is {width}x{height} pixels, an aspect ratio of {ratio:.0f}:1 (more than {limits.max_aspect_ratio:g}:1): "
             "a strip that thin cannot be geolocated",
-            f"crop the photo to at most {limits.max_aspect_ratio:g}:1, or raise GEOAGENT_MAX_ASPECT_RATIO")
+            f"crop the photo to at most {limits.max_aspect_ratio:g}:1, or raise GEOAGENT_MAX_ASPECT_RATIO",
+        )
 
 
 def _open(fp: Any, name: str, limits: MediaLimits) -> Image.Image:
@@ -90,8 +93,9 @@ def _open(fp: Any, name: str, limits: MediaLimits) -> Image.Image:
     try:
         img = Image.open(fp)
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"{name} is a decompression bomb ({exc})",
-                             "downscale the photo; images over Pillow's hard limit cannot be read") from exc
+        raise ImageLoadError(
+            f"{name} is a decompression bomb ({exc})", "downscale the photo; images over Pillow's hard limit cannot be read"
+        ) from exc
     except UnidentifiedImageError as exc:
         fp.seek(0)
         head = fp.read(1024)
@@ -120,8 +124,9 @@ def _load(img: Image.Image, name: str) -> None:
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(f"{name} is a decompression bomb ({exc})", "downscale the photo") from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
-        raise ImageLoadError(f"{name} is damaged or truncated ({exc})",
-                             "re-download or re-export the photo; a partial file cannot be used") from exc
+        raise ImageLoadError(
+            f"{name} is damaged or truncated ({exc})", "re-download or re-export the photo; a partial file cannot be used"
+        ) from exc
 
 
 def inspect_image(path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS) -> ImageMeta:
@@ -139,12 +144,16 @@ def inspect_image(path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS)
     if known is not None:
         return known
     if stat.st_size > limits.max_image_bytes:
-        raise ImageLoadError(f"{file} is {stat.st_size / 2**20:.1f} MiB, more than the {limits.max_image_bytes / 2**20:.1f} MiB limit",
-                             "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES")
+        raise ImageLoadError(
+            f"{file} is {stat.st_size / 2**20:.1f} MiB, more than the {limits.max_image_bytes / 2**20:.1f} MiB limit",
+            "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES",
+        )
     with open(file, "rb") as fh:
         img = _open(fh, str(file), limits)
         with img:
-            meta = ImageMeta(format=img.format or "unknown", width=img.width, height=img.height, mode=img.mode, bytes=stat.st_size)
+            meta = ImageMeta(
+                format=img.format or "unknown", width=img.width, height=img.height, mode=img.mode, bytes=stat.st_size
+            )
             _draft(img, 64)
             _load(img, str(file))
     with _INSPECTED_LOCK:
@@ -184,8 +193,9 @@ def _orient(img: Image.Image, name: str) -> Image.Image:
         return img
 
 
-def decode_image(path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS, *, max_side: int | None = None,
-                 checked: bool = False) -> Image.Image:
+def decode_image(
+    path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS, *, max_side: int | None = None, checked: bool = False
+) -> Image.Image:
     """The photo at ``path`` as RGB with its EXIF orientation applied, checked like ``inspect_image``
     (unless ``checked``: a ``Photo`` was checked when it was resolved).
 
@@ -208,7 +218,10 @@ def decode_bytes(data: bytes, name: str = "the image bytes", limits: MediaLimits
     if not data:
         raise ImageLoadError(f"{name} are empty", "pass the encoded contents of an image file")
     if len(data) > limits.max_image_bytes:
-        raise ImageLoadError(f"{name} are {len(data) / 2**20:.1f} MiB, more than the limit", "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES")
+        raise ImageLoadError(
+            f"{name} are {len(data) / 2**20:.1f} MiB, more than the limit",
+            "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES",
+        )
     img = _open(io.BytesIO(data), name, limits)
     with img:
         _draft(img, limits.decode_max_side)
@@ -225,8 +238,10 @@ def local_file(path: str | os.PathLike) -> Path:
     if not file.exists():
         raise ImageLoadError(f"image not found: {text}", "check the path (relative paths are from the current directory)")
     if file.is_dir():
-        raise ImageLoadError(f"{text} is a directory, not an image file",
-                             "pass the photo files themselves (e.g. photos/*.jpg), or use `geoagent eval run --images DIR`")
+        raise ImageLoadError(
+            f"{text} is a directory, not an image file",
+            "pass the photo files themselves (e.g. photos/*.jpg), or use `geoagent eval run --images DIR`",
+        )
     if not file.is_file():
         raise ImageLoadError(f"{text} is not a regular file", "pass the path of an image file")
     if file.stat().st_size == 0:

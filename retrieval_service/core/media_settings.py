@@ -18,23 +18,38 @@ class MediaLimits(BaseModel):
     """Limits every photo is checked against before any model sees it."""
 
     max_image_bytes: int = Field(
-        default=50 * 1024 * 1024, ge=1024, le=2 * 1024**3,
-        description="Largest photo file (or download, or bytes input) accepted, in bytes.")
+        default=50 * 1024 * 1024,
+        ge=1024,
+        le=2 * 1024**3,
+        description="Largest photo file (or download, or bytes input) accepted, in bytes.",
+    )
     max_image_pixels: int = Field(
-        default=PILLOW_DEFAULT_MAX_PIXELS, ge=10_000, le=2 * PILLOW_DEFAULT_MAX_PIXELS,
-        description="Largest width x height accepted (decompression-bomb limit); checked on the header, before decoding.")
+        default=PILLOW_DEFAULT_MAX_PIXELS,
+        ge=10_000,
+        le=2 * PILLOW_DEFAULT_MAX_PIXELS,
+        description="Largest width x height accepted (decompression-bomb limit); checked on the header, before decoding.",
+    )
     min_image_side: int = Field(default=16, ge=1, le=4096, description="Smallest width or height accepted, in pixels.")
     max_aspect_ratio: float = Field(
-        default=20.0, ge=1.0, le=1000.0,
-        description="Largest long side / short side accepted (thinner strips are refused: every model would upsample the short side).")
+        default=20.0,
+        ge=1.0,
+        le=1000.0,
+        description="Largest long side / short side accepted (thinner strips are refused: every model would upsample the short side).",
+    )
     decode_max_side: int = Field(
-        default=2048, ge=256, le=65_536,
-        description="JPEGs whose long side is at least twice this are decoded at 1/2, 1/4 or 1/8 scale (never below it).")
-    url_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="Total deadline for downloading a photo URL, redirects included.")
+        default=2048,
+        ge=256,
+        le=65_536,
+        description="JPEGs whose long side is at least twice this are decoded at 1/2, 1/4 or 1/8 scale (never below it).",
+    )
+    url_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Total deadline for downloading a photo URL, redirects included."
+    )
     url_max_redirects: int = Field(default=5, ge=0, le=30, description="Redirects followed when downloading a photo URL.")
     allow_private_urls: bool = Field(
         default=False,
-        description="Allow photo URLs on loopback, private, link-local, multicast and reserved addresses (off: refused).")
+        description="Allow photo URLs on loopback, private, link-local, multicast and reserved addresses (off: refused).",
+    )
 
 
 DEFAULT_LIMITS = MediaLimits()

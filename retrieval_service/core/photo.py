@@ -26,8 +26,16 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from retrieval_service.core.errors import ImageLoadError
-from retrieval_service.core.media import (ImageMeta, _check_header, _orient, _to_rgb, decode_image, inspect_image, is_url,
-                                          local_file)
+from retrieval_service.core.media import (
+    ImageMeta,
+    _check_header,
+    _orient,
+    _to_rgb,
+    decode_image,
+    inspect_image,
+    is_url,
+    local_file,
+)
 from retrieval_service.core.media_settings import DEFAULT_LIMITS, MediaLimits
 
 SHA_PREFIX = "sha256:"
@@ -79,17 +87,21 @@ class Photo(BaseModel):
             if not data:
                 raise ImageLoadError("the image bytes are empty (0 bytes)", "pass the encoded contents of an image file")
             if len(data) > limits.max_image_bytes:
-                raise ImageLoadError(f"the image bytes are {len(data) / 2**20:.1f} MiB, more than the "
-                                     f"{limits.max_image_bytes / 2**20:.1f} MiB limit",
-                                     "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES")
+                raise ImageLoadError(
+                    f"the image bytes are {len(data) / 2**20:.1f} MiB, more than the "
+                    f"{limits.max_image_bytes / 2**20:.1f} MiB limit",
+                    "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES",
+                )
             return cls._stored(data, "", Path(cache_dir), limits)
         if hasattr(src, "read"):
             data = read_stream(src, limits)
             if not data:
                 raise ImageLoadError("the file object is empty", "pass an open image file positioned at its start")
             return cls._stored(data, "", Path(cache_dir), limits)
-        raise ImageLoadError(f"unsupported image input of type {type(src).__name__}",
-                             "pass a path, an http(s) URL, bytes, a PIL image or a binary file object")
+        raise ImageLoadError(
+            f"unsupported image input of type {type(src).__name__}",
+            "pass a path, an http(s) URL, bytes, a PIL image or a binary file object",
+        )
 
     @classmethod
     def _stored(cls, data: bytes, ref: str, cache_dir: Path, limits: MediaLimits) -> Photo:
@@ -130,8 +142,9 @@ class Photo(BaseModel):
         except OSError:
             size = -1
         if size != self.meta.bytes:
-            raise ImageLoadError(f"the photo {self.ref} is no longer at {self.path} as it was analysed",
-                                 "analyse the photo again on a new thread")
+            raise ImageLoadError(
+                f"the photo {self.ref} is no longer at {self.path} as it was analysed", "analyse the photo again on a new thread"
+            )
         return self
 
 
@@ -188,6 +201,8 @@ def read_stream(src: Any, limits: MediaLimits) -> bytes:
     if isinstance(data, str):
         raise ImageLoadError(f"{name} is opened in text mode", "open the photo with open(path, 'rb')")
     if len(data) > limits.max_image_bytes:
-        raise ImageLoadError(f"{name} holds more than the {limits.max_image_bytes / 2**20:.1f} MiB limit",
-                             "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES")
+        raise ImageLoadError(
+            f"{name} holds more than the {limits.max_image_bytes / 2**20:.1f} MiB limit",
+            "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES",
+        )
     return bytes(data)

@@ -81,7 +81,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}", "fix the syntax (key = \"value\" lines)") from exc
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}", 'fix the syntax (key = "value" lines)') from exc
     # allow a [geoagent] table or top-level keys
     return dict(data.get("geoagent", data))
 
@@ -95,15 +95,13 @@ def load_section(cls: type[S], config_file: str | Path | None = None, **override
     path = config_file or os.environ.get("GEOAGENT_CONFIG")
     if path:
         file_values = _read_toml(Path(path).expanduser())
-    env_keys = {k[len(ENV_PREFIX):].lower() for k in os.environ if k.startswith(ENV_PREFIX)}
+    env_keys = {k[len(ENV_PREFIX) :].lower() for k in os.environ if k.startswith(ENV_PREFIX)}
     init = {k: v for k, v in file_values.items() if k not in env_keys}
     init.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return cls(**init)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors())
         raise ConfigError(
             f"invalid settings: {problems}",
             "check the GEOAGENT_* environment variables and the config file",

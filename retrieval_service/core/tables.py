@@ -18,9 +18,7 @@ def read_csv_table(path: Path, *, missing_hint: str, what: str = "CSV file") -> 
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError as exc:
-        raise DatasetError(
-            f"{path} is empty", "the CSV needs a header row (e.g. IMG_ID,LAT,LON) and one row per image"
-        ) from exc
+        raise DatasetError(f"{path} is empty", "the CSV needs a header row (e.g. IMG_ID,LAT,LON) and one row per image") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path} is not a readable CSV: {exc}", "save it as UTF-8 comma-separated text") from exc
 
@@ -31,8 +29,15 @@ LON_COLUMNS: tuple[str, ...] = ("LON", "longitude", "lng", "long", "gps_lon")
 PATH_COLUMNS: tuple[str, ...] = ("path", "file", "image_path")
 
 
-def find_column(columns: list[str], role: str, candidates: tuple[str, ...], *, wanted: str | None = None,
-                flag: str | None = None, source: str | Path = "the CSV") -> str:
+def find_column(
+    columns: list[str],
+    role: str,
+    candidates: tuple[str, ...],
+    *,
+    wanted: str | None = None,
+    flag: str | None = None,
+    source: str | Path = "the CSV",
+) -> str:
     """The column holding ``role``: ``wanted`` when given, else the first of ``candidates``; names are
     compared case-insensitively and without surrounding blanks. DatasetError names the columns found
     and the option (``flag``) that picks another."""

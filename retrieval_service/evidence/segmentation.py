@@ -126,9 +126,7 @@ class SegFormerSegmenter:
                 f"SegFormer weights '{model_id}' could not be loaded: {exc}",
                 "check the hub id / network, or set GEOAGENT_SEGMENTER=tflite with a local .tflite model",
             ) from exc
-        self._device = (
-            "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-        )
+        self._device = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
         self._model.to(self._device)
         id2label = self._model.config.id2label
         self.labels = [str(id2label[i]).split(",")[0].strip() for i in range(len(id2label))]
@@ -141,7 +139,9 @@ class SegFormerSegmenter:
         return logits.argmax(dim=1)[0].cpu().numpy().astype(np.int64)
 
 
-SHIPPED_TFLITE = Path(__file__).resolve().parent / "models" / "cityscapes-deeplab" / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
+SHIPPED_TFLITE = (
+    Path(__file__).resolve().parent / "models" / "cityscapes-deeplab" / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
+)
 """The Cityscapes DeepLab model shipped in the package (Apache-2.0): segmentation works offline."""
 
 

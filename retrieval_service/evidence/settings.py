@@ -12,12 +12,20 @@ from retrieval_service.core.media_settings import MediaSettings
 class EvidenceSettings(MediaSettings):
     """The back ends of the evidence tools."""
 
-    segmenter: Literal["auto", "tflite", "segformer", "none"] = Field(default="auto", description=(
-        "'auto': segmenter_model when it is a .tflite file, else SegFormer when its weights are cached, else the shipped "
-        "Cityscapes TFLite model (2 MB, Apache-2.0; works offline); "
-        "'tflite' (the shipped model, or segmenter_model), 'segformer' (pip install -e '.[segformer]'), 'none'."))
+    segmenter: Literal["auto", "tflite", "segformer", "none"] = Field(
+        default="auto",
+        description=(
+            "'auto': segmenter_model when it is a .tflite file, else SegFormer when its weights are cached, else the shipped "
+            "Cityscapes TFLite model (2 MB, Apache-2.0; works offline); "
+            "'tflite' (the shipped model, or segmenter_model), 'segformer' (pip install -e '.[segformer]'), 'none'."
+        ),
+    )
     segmenter_model: str | None = Field(default=None, description="TFLite model path (tflite) or hub id (segformer).")
     segmenter_labels: str | None = Field(default=None, description="Labels file for a TFLite model.")
-    nominatim: bool = Field(default=False, description="Also ask OpenStreetMap Nominatim (online, 1 request/s; answers cached, failures not).")
-    nominatim_user_agent: str = Field(default="geoagent (https://pypi.org/project/geoagent)",
-                                      description="User agent sent to Nominatim (its usage policy asks for one that names the application).")
+    nominatim: bool = Field(
+        default=False, description="Also ask OpenStreetMap Nominatim (online, 1 request/s; answers cached, failures not)."
+    )
+    nominatim_user_agent: str = Field(
+        default="geoagent (https://pypi.org/project/geoagent)",
+        description="User agent sent to Nominatim (its usage policy asks for one that names the application).",
+    )

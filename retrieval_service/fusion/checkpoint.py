@@ -92,11 +92,18 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a truncated or foreign file: one clear error
-        raise WeightsNotFoundError(f"{path} is not a readable checkpoint: {exc}", "pass a fusion.pt written by geoagent train fusion") from exc
+        raise WeightsNotFoundError(
+            f"{path} is not a readable checkpoint: {exc}", "pass a fusion.pt written by geoagent train fusion"
+        ) from exc
     if not isinstance(data, dict) or data.get("kind") != KIND:
-        raise ModelMismatchError(f"{path} is not a geoagent fusion checkpoint", "pass a fusion.pt written by geoagent train fusion")
+        raise ModelMismatchError(
+            f"{path} is not a geoagent fusion checkpoint", "pass a fusion.pt written by geoagent train fusion"
+        )
     if data.get("version") != VERSION:
-        raise ModelMismatchError(f"{path} has checkpoint version {data.get('version')}, this geoagent reads {VERSION}", "retrain or use a matching geoagent")
+        raise ModelMismatchError(
+            f"{path} has checkpoint version {data.get('version')}, this geoagent reads {VERSION}",
+            "retrain or use a matching geoagent",
+        )
     return data
 
 
@@ -133,7 +140,9 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise ConfigError(f"training state {path} is unreadable: {exc}", f"delete {path} to start over (the run restarts from step 0)") from exc
+        raise ConfigError(
+            f"training state {path} is unreadable: {exc}", f"delete {path} to start over (the run restarts from step 0)"
+        ) from exc
     if not isinstance(data, dict) or data.get("kind") != KIND + "-state":
         raise ConfigError(f"{path} is not a fusion training state", "use an empty --out folder for a new run")
     return data

@@ -29,7 +29,10 @@ def reduce_classmap(classmap: np.ndarray, grid: int, num_classes: int) -> np.nda
     if classmap.ndim != 2 or classmap.size == 0:
         raise ValueError(f"a class map must be a non-empty 2-D array, got shape {classmap.shape}")
     if num_classes > MAX_CLASSES:
-        raise ConfigError(f"{num_classes} segmentation classes do not fit a uint8 class map", f"use a segmenter with at most {MAX_CLASSES} classes")
+        raise ConfigError(
+            f"{num_classes} segmentation classes do not fit a uint8 class map",
+            f"use a segmenter with at most {MAX_CLASSES} classes",
+        )
     h, w = classmap.shape
     rows = (np.arange(h) * grid) // h
     cols = (np.arange(w) * grid) // w

@@ -31,7 +31,9 @@ class FeatureSpec(_Frozen):
     seg_backend: str | None = Field(default=None, description="Segmenter that made the class maps; None = no class maps.")
     seg_model: str | None = None
     seg_labels: tuple[str, ...] = ()
-    seg_grid: int = Field(default=32, ge=1, le=512, description="Class maps are stored at seg_grid x seg_grid (majority class per cell).")
+    seg_grid: int = Field(
+        default=32, ge=1, le=512, description="Class maps are stored at seg_grid x seg_grid (majority class per cell)."
+    )
     text_dim: int | None = Field(default=None, description="Width of the frozen CLIP text features; None = no text.")
 
     @property
@@ -59,7 +61,8 @@ class FusionConfig(_Frozen):
     seg_embed_dim: int = Field(default=32, ge=1, description="Width of the class embeddings (seg_encoding='embed').")
     seg_patch: int = Field(default=8, ge=1, description="Class-map cells per segmentation token side.")
     gps_encoder: Literal["rff", "location_attention"] = Field(
-        default="rff", description="'rff': summed multi-scale RFF capsules (GeoCLIP/G3); 'location_attention': a Transformer over the scales (TransGeoCLIP)."
+        default="rff",
+        description="'rff': summed multi-scale RFF capsules (GeoCLIP/G3); 'location_attention': a Transformer over the scales (TransGeoCLIP).",
     )
     projection: Literal["equal_earth", "mercator"] = "equal_earth"
     sigmas: tuple[float, ...] = (2.0**0, 2.0**4, 2.0**8)
@@ -75,12 +78,13 @@ class FusionConfig(_Frozen):
     text_loss_weight: float = Field(default=1.0, ge=0.0)
     init_temperature: float = Field(default=0.07, gt=0.0)
     database_vector: Literal["fused", "fused+clip"] = Field(
-        default="fused+clip", description="Image-database vectors: the fused embedding, or with the raw CLIP vector beside it (DualGeo)."
+        default="fused+clip",
+        description="Image-database vectors: the fused embedding, or with the raw CLIP vector beside it (DualGeo).",
     )
     seed: int = Field(default=0, description="Seed of the initial weights and the fixed RFF frequencies.")
 
     @model_validator(mode="after")
-    def _check(self) -> "FusionConfig":
+    def _check(self) -> FusionConfig:
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads}")
         if self.gps_encoder == "location_attention" and self.embed_dim % self.heads:
@@ -108,5 +112,7 @@ class TrainConfig(_Frozen):
     val_split: Literal["id", "author"] = "id"
     val_fraction: float = Field(default=0.01, ge=0.0, lt=1.0)
     val_max: int = Field(default=20000, ge=1, description="At most this many validation rows.")
-    val_gallery: str = Field(default="geoclip", description="'geoclip' (GeoCLIP's 100K coordinates), 'train', or a CSV of coordinates.")
+    val_gallery: str = Field(
+        default="geoclip", description="'geoclip' (GeoCLIP's 100K coordinates), 'train', or a CSV of coordinates."
+    )
     workers: int = Field(default=2, ge=0, description="Threads reading the next batches ahead.")

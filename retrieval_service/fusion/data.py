@@ -45,7 +45,10 @@ def row_table(
     def pick(candidates: tuple[str, ...], wanted: str | None = None) -> pd.Series:
         if wanted:
             if wanted.strip().lower() not in extras:
-                raise DatasetError(f"{csv_path}: no column named {wanted!r}", f"pass one of {', '.join(c.removeprefix('extra:') for c in extras.values())}")
+                raise DatasetError(
+                    f"{csv_path}: no column named {wanted!r}",
+                    f"pass one of {', '.join(c.removeprefix('extra:') for c in extras.values())}",
+                )
             return frame[extras[wanted.strip().lower()]].astype(str).str.strip()
         for name in candidates:
             if name.lower() in extras:
@@ -122,7 +125,9 @@ class BatchPlan:
         return np.random.default_rng([self.seed, epoch]).permutation(self.train_idx)
 
 
-def prefetch(features: FeatureSet, plan: BatchPlan, epoch: int, start: int, names: tuple[str, ...], workers: int) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
+def prefetch(
+    features: FeatureSet, plan: BatchPlan, epoch: int, start: int, names: tuple[str, ...], workers: int
+) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
     """(batch number, row indices, arrays) for batches ``start``.. of ``epoch``, read ahead by ``workers`` threads."""
     order = plan.order(epoch)
     numbers = range(start, plan.steps_per_epoch)

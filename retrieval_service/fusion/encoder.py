@@ -21,6 +21,7 @@ from retrieval_service.core.errors import ModelMismatchError
 
 logger = logging.getLogger(__name__)
 
+
 class FusionEncoder:
     """Photo -> database vector and GPS-space vector; coordinates -> GPS-space vectors."""
 

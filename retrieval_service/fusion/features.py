@@ -51,13 +51,19 @@ def _shard_dir(root: Path, index: int) -> Path:
 def _read_manifest(root: Path) -> FeatureManifest:
     path = root / "manifest.json"
     if not path.is_file():
-        raise DatasetError(f"{root} holds no precomputed features (no manifest.json)", "run geoagent train precompute first, or pass its --out folder")
+        raise DatasetError(
+            f"{root} holds no precomputed features (no manifest.json)",
+            "run geoagent train precompute first, or pass its --out folder",
+        )
     try:
         manifest = FeatureManifest.model_validate_json(path.read_text())
     except ValueError as exc:
         raise DatasetError(f"{path} is not a features manifest: {exc}", "precompute again into an empty folder") from exc
     if manifest.format != FORMAT:
-        raise DatasetError(f"{root} holds features of format {manifest.format}, this version reads {FORMAT}", "precompute again into a new folder")
+        raise DatasetError(
+            f"{root} holds features of format {manifest.format}, this version reads {FORMAT}",
+            "precompute again into a new folder",
+        )
     return manifest
 
 
@@ -124,7 +130,9 @@ class FeatureSet:
         self.spec = self.manifest.spec
         self.rows = pd.read_csv(self.root / "rows.csv", dtype=str, keep_default_na=False)
         if len(self.rows) != self.manifest.rows:
-            raise DatasetError(f"{self.root}/rows.csv has {len(self.rows)} rows, the manifest says {self.manifest.rows}", "precompute again")
+            raise DatasetError(
+                f"{self.root}/rows.csv has {len(self.rows)} rows, the manifest says {self.manifest.rows}", "precompute again"
+            )
         self.coords = self.rows[["lat", "lon"]].astype(np.float32).to_numpy()
         self._maps: dict[tuple[int, str], np.ndarray] = {}
         self._lock = threading.Lock()

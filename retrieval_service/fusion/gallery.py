@@ -46,11 +46,11 @@ def fingerprint(checkpoint_fp: str, settings: object) -> str:
 
 def database_name(settings: object, encoder_fingerprint: str) -> str:
     """The image database of a fusion checkpoint: its own collection, never the CLIP one."""
-    return f"{getattr(settings, 'database_collection')}-fusion-{encoder_fingerprint}"
+    return f"{settings.database_collection}-fusion-{encoder_fingerprint}"
 
 
 def gallery_name(settings: object, checkpoint_fp: str) -> str:
-    return f"{getattr(settings, 'gallery_collection')}-fusion-{fingerprint(checkpoint_fp, settings)}"
+    return f"{settings.gallery_collection}-fusion-{fingerprint(checkpoint_fp, settings)}"
 
 
 def gallery_ready(settings: object, store: VectorStore, checkpoint_fp: str) -> bool:
@@ -64,10 +64,18 @@ def ensure_gallery(settings: object, store: VectorStore, encoder: FusionEncoder)
         codes = country_codes([(float(a), float(b)) for a, b in coords])
         for start in range(0, len(coords), UPSERT_BATCH):
             chunk = coords[start : start + UPSERT_BATCH]
-            payloads = [{"location": {"lat": float(lat), "lon": float(lon)}, "country_code": codes[start + i] or ""}
-                        for i, (lat, lon) in enumerate(chunk)]
+            payloads = [
+                {"location": {"lat": float(lat), "lon": float(lon)}, "country_code": codes[start + i] or ""}
+                for i, (lat, lon) in enumerate(chunk)
+            ]
             store.upsert(name, list(range(start, start + len(chunk))), encoder.encode_locations(chunk), payloads)
 
-    return ensure_built(store, gallery_name(settings, encoder.fingerprint), dim=encoder.gps_dim,
-                        fingerprint=fingerprint(encoder.fingerprint, settings),
-                        expected=len(coords), fill=fill, stall_s=float(getattr(settings, "gallery_build_stall_s", 120.0)))
+    return ensure_built(
+        store,
+        gallery_name(settings, encoder.fingerprint),
+        dim=encoder.gps_dim,
+        fingerprint=fingerprint(encoder.fingerprint, settings),
+        expected=len(coords),
+        fill=fill,
+        stall_s=float(getattr(settings, "gallery_build_stall_s", 120.0)),
+    )

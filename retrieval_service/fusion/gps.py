@@ -134,11 +134,15 @@ def load_geoclip_capsules(encoder: _Scales, config: FusionConfig) -> None:
     mapped = {key.replace("LocEnc", "capsules.", 1): value for key, value in state.items()}
     missing, unexpected = encoder.load_state_dict(mapped, strict=False)
     if unexpected or any(k.startswith("capsules.") for k in missing):
-        raise ConfigError(f"GeoCLIP location weights do not fit: missing {missing}, unexpected {unexpected}", "reinstall geoclip==1.3.0")
+        raise ConfigError(
+            f"GeoCLIP location weights do not fit: missing {missing}, unexpected {unexpected}", "reinstall geoclip==1.3.0"
+        )
 
 
 def make_gps_encoder(config: FusionConfig) -> _Scales:
-    encoder: _Scales = LocationAttentionGPSEncoder(config) if config.gps_encoder == "location_attention" else RFFGPSEncoder(config)
+    encoder: _Scales = (
+        LocationAttentionGPSEncoder(config) if config.gps_encoder == "location_attention" else RFFGPSEncoder(config)
+    )
     if config.gps_init == "geoclip":
         load_geoclip_capsules(encoder, config)
     return encoder

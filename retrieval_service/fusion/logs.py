@@ -43,7 +43,9 @@ class RunLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+                self._tb = SummaryWriter(
+                    log_dir=str(run_dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None
+                )
             except Exception as exc:  # tensorboard is optional; a broken install must not stop training
                 logger.warning("TensorBoard logging disabled: %s", exc)
 

@@ -105,9 +105,7 @@ class FusionModel(nn.Module):
 
     def scales(self) -> dict[str, torch.Tensor]:
         """The learnable inverse temperatures, clamped to at most 100 as in CLIP."""
-        return {
-            name: getattr(self, f"logit_scale_{name}").clamp(max=MAX_LOGIT_SCALE).exp() for name in ("fused", "seg", "text")
-        }
+        return {name: getattr(self, f"logit_scale_{name}").clamp(max=MAX_LOGIT_SCALE).exp() for name in ("fused", "seg", "text")}
 
     def database_vector(self, out: FusionOutput) -> torch.Tensor:
         """The image-database vector: fused, or fused beside the CLIP vector (DualGeo), unit norm."""

@@ -79,7 +79,9 @@ def precompute(
     rows = row_table(Path(csv_path), id_col=id_col, lat_col=lat_col, lon_col=lon_col, path_col=path_col, author_col=author_col)
     prompts = [text_prompt(r.city, r.region, r.country) for r in rows.itertuples()] if text else []
     if text and not any(prompts):
-        raise DatasetError(f"{csv_path} has no city/region/country columns for the text prompts", "add them, or precompute without --text")
+        raise DatasetError(
+            f"{csv_path} has no city/region/country columns for the text prompts", "add them, or precompute without --text"
+        )
     encoder = TokenEncoder(image_model, image_pretrained, device, batch_size, token_grid)
     mapper = None
     if segmenter_settings is not None:
@@ -93,10 +95,16 @@ def precompute(
 
         text_encoder = TextEncoder(image_model, image_pretrained, device)
     spec = FeatureSpec(
-        image_model=image_model, image_pretrained=image_pretrained, token_grid=token_grid, token_dim=encoder.dim,
-        pooled_dim=encoder.dim, seg_backend=mapper.segmenter.name if mapper else None,
+        image_model=image_model,
+        image_pretrained=image_pretrained,
+        token_grid=token_grid,
+        token_dim=encoder.dim,
+        pooled_dim=encoder.dim,
+        seg_backend=mapper.segmenter.name if mapper else None,
         seg_model=getattr(segmenter_settings, "segmenter_model", None) if mapper else None,
-        seg_labels=mapper.labels if mapper else (), seg_grid=seg_grid, text_dim=text_encoder.dim if text_encoder else None,
+        seg_labels=mapper.labels if mapper else (),
+        seg_grid=seg_grid,
+        text_dim=text_encoder.dim if text_encoder else None,
     )
     writer = FeatureWriter(Path(out), spec, rows, shard_size, source=str(csv_path))
     written = reused = unreadable = 0
@@ -122,15 +130,25 @@ def precompute(
             writer.write(shard, arrays)
             written += 1
     if unreadable == len(rows):
-        raise DatasetError(f"none of the {len(rows)} images listed in {csv_path} could be read under {images_dir}",
-                           "check --images and the id/path column (--id-col/--path-col)")
+        raise DatasetError(
+            f"none of the {len(rows)} images listed in {csv_path} could be read under {images_dir}",
+            "check --images and the id/path column (--id-col/--path-col)",
+        )
     FeatureSet(out).require_complete()
-    return PrecomputeReport(out=str(out), rows=len(rows), unreadable=unreadable, shards_written=written,
-                            shards_reused=reused, spec=spec)
+    return PrecomputeReport(
+        out=str(out), rows=len(rows), unreadable=unreadable, shards_written=written, shards_reused=reused, spec=spec
+    )
 
 
-def _shard_arrays(paths: list[Path], pool: ThreadPoolExecutor, encoder, mapper, spec: FeatureSpec, batch_size: int,
-                  progress: Callable[[int], None] | None) -> dict[str, np.ndarray]:
+def _shard_arrays(
+    paths: list[Path],
+    pool: ThreadPoolExecutor,
+    encoder,
+    mapper,
+    spec: FeatureSpec,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> dict[str, np.ndarray]:
     """One shard's arrays; images are decoded a batch at a time (threads), never a whole shard at once."""
     n = len(paths)
     ok = np.zeros(n, bool)

@@ -13,11 +13,15 @@ class FusionSettings(CoreSettings):
 
     fusion_batch_size: int = Field(default=256, ge=2, description="Training batch size (InfoNCE negatives per step).")
     fusion_epochs: int = Field(default=10, ge=1, description="Passes over the training rows.")
-    fusion_lr: float = Field(default=1e-4, gt=0.0, description="Peak learning rate of AdamW (after the warm-up, then cosine decay).")
+    fusion_lr: float = Field(
+        default=1e-4, gt=0.0, description="Peak learning rate of AdamW (after the warm-up, then cosine decay)."
+    )
     fusion_warmup_steps: int = Field(default=500, ge=0, description="Steps of linear learning-rate warm-up.")
     fusion_checkpoint_every: int = Field(default=500, ge=1, description="Steps between resumable training states.")
     fusion_val_gallery: str = Field(default="geoclip", description="'geoclip', 'train' or a CSV of LAT/LON coordinates.")
     fusion_workers: int = Field(default=4, ge=0, description="Threads reading images (precompute) or batches (training) ahead.")
     fusion_shard_size: int = Field(default=4096, ge=16, description="Rows per precomputed feature shard.")
-    fusion_token_grid: int = Field(default=4, ge=1, le=64, description="CLIP patch tokens are pooled to this grid (4 = 16 tokens).")
+    fusion_token_grid: int = Field(
+        default=4, ge=1, le=64, description="CLIP patch tokens are pooled to this grid (4 = 16 tokens)."
+    )
     fusion_seg_grid: int = Field(default=32, ge=1, le=512, description="Class maps are stored at this grid.")

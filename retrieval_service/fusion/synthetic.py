@@ -70,18 +70,38 @@ def write_synthetic_features(
         classmap[flipped] = rng.integers(0, classes, int(flipped.sum()))
     pooled = tokens.mean(axis=1)
     spec = FeatureSpec(
-        image_model="synthetic", image_pretrained="none", token_grid=token_grid, token_dim=token_dim, pooled_dim=token_dim,
-        seg_backend="synthetic", seg_model=None, seg_labels=tuple(f"class{i}" for i in range(classes)), seg_grid=seg_grid,
+        image_model="synthetic",
+        image_pretrained="none",
+        token_grid=token_grid,
+        token_dim=token_dim,
+        pooled_dim=token_dim,
+        seg_backend="synthetic",
+        seg_model=None,
+        seg_labels=tuple(f"class{i}" for i in range(classes)),
+        seg_grid=seg_grid,
     )
-    table = pd.DataFrame({
-        "id": [f"s{i:06d}" for i in range(rows)], "lat": coords[:, 0], "lon": coords[:, 1], "path": "",
-        "author": [f"a{i % 97}" for i in range(rows)], "city": "", "region": [f"r{r}" for r in region], "country": "",
-    })
+    table = pd.DataFrame(
+        {
+            "id": [f"s{i:06d}" for i in range(rows)],
+            "lat": coords[:, 0],
+            "lon": coords[:, 1],
+            "path": "",
+            "author": [f"a{i % 97}" for i in range(rows)],
+            "city": "",
+            "region": [f"r{r}" for r in region],
+            "country": "",
+        }
+    )
     writer = FeatureWriter(Path(root), spec, table, shard_size, source=f"synthetic:{view}")
     for shard in range(writer.shard_count):
         a, b = writer.bounds(shard)
-        writer.write(shard, {
-            "tokens": tokens[a:b].astype(np.float16), "pooled": pooled[a:b].astype(np.float16),
-            "classmap": classmap[a:b].astype(np.uint8), "ok": np.ones(b - a, bool),
-        })
+        writer.write(
+            shard,
+            {
+                "tokens": tokens[a:b].astype(np.float16),
+                "pooled": pooled[a:b].astype(np.float16),
+                "classmap": classmap[a:b].astype(np.uint8),
+                "ok": np.ones(b - a, bool),
+            },
+        )
     return FeatureSet(root)

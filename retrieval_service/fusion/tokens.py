@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 class TokenEncoder:
     """Batched (tokens, pooled) of a frozen open_clip ViT, under ``torch.inference_mode``."""
 
-    def __init__(self, image_model: str, image_pretrained: str, device: str = "auto", batch_size: int = 32, token_grid: int = 4) -> None:
+    def __init__(
+        self, image_model: str, image_pretrained: str, device: str = "auto", batch_size: int = 32, token_grid: int = 4
+    ) -> None:
         from retrieval_service.retrieval.image_encoder import ImageEncoder
 
         self._clip = ImageEncoder(image_model, image_pretrained, device, batch_size)
@@ -64,7 +66,9 @@ class TokenEncoder:
             n, count, width = tokens.shape
             side = int(round(count**0.5))
             if side * side != count:
-                raise ModelMismatchError(f"{count} patch tokens do not form a square grid", "use square input images (the default preprocessing)")
+                raise ModelMismatchError(
+                    f"{count} patch tokens do not form a square grid", "use square input images (the default preprocessing)"
+                )
             grid = tokens.transpose(1, 2).reshape(n, width, side, side).float()
             pooled_tokens = F.adaptive_avg_pool2d(grid, self.token_grid).flatten(2).transpose(1, 2)
             return pooled_tokens.contiguous(), pooled.float()

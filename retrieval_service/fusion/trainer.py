@@ -103,7 +103,11 @@ class FusionTrainer:
         if train.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.names = ("tokens", "pooled") + (("classmap",) if config.use_segmentation else ()) + (("text", "has_text") if config.use_text else ())
+        self.names = (
+            ("tokens", "pooled")
+            + (("classmap",) if config.use_segmentation else ())
+            + (("text", "has_text") if config.use_text else ())
+        )
         self.step = self.epoch = self.batch_in_epoch = 0
         self.resumed_from = 0
         self.history: list[dict[str, Any]] = []
@@ -135,14 +139,23 @@ class FusionTrainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         if state["config"] != self.config.model_dump(mode="json"):
-            raise ConfigError(f"{self.run_dir} holds a run of a different model", "pass the same model options, or use another --out (or --fresh)")
+            raise ConfigError(
+                f"{self.run_dir} holds a run of a different model",
+                "pass the same model options, or use another --out (or --fresh)",
+            )
         old = {k: v for k, v in state["train"].items() if k not in RESUMABLE_CHANGES}
         new = {k: v for k, v in self.train_cfg.model_dump(mode="json").items() if k not in RESUMABLE_CHANGES}
         if old != new:
             changed = sorted(k for k in new if old.get(k) != new[k])
-            raise ConfigError(f"{self.run_dir} holds a run trained with other {', '.join(changed)}", "pass the same training options, or use another --out (or --fresh)")
+            raise ConfigError(
+                f"{self.run_dir} holds a run trained with other {', '.join(changed)}",
+                "pass the same training options, or use another --out (or --fresh)",
+            )
         if state["features"] != {"rows": len(self.features), "spec": self.features.spec.model_dump(mode="json")}:
-            raise ConfigError(f"{self.run_dir} was trained on other features", "pass the same features folder, or use another --out (or --fresh)")
+            raise ConfigError(
+                f"{self.run_dir} was trained on other features",
+                "pass the same features folder, or use another --out (or --fresh)",
+            )
         self.model.load_state_dict(state["model"])
         self.queue.load_state_dict(state["queue"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -161,9 +174,13 @@ class FusionTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             out = self.model(batch["tokens"], batch["pooled"], batch.get("classmap"))
-            parts = fusion_loss(self.model, out, latlon, queue=self.queue, text=batch.get("text"), text_mask=batch.get("has_text"))
+            parts = fusion_loss(
+                self.model, out, latlon, queue=self.queue, text=batch.get("text"), text_mask=batch.get("has_text")
+            )
         if not torch.isfinite(parts.total):
-            raise ConfigError(f"the loss became {parts.total.item()} at step {self.step}", "lower --lr or disable --amp, then resume")
+            raise ConfigError(
+                f"the loss became {parts.total.item()} at step {self.step}", "lower --lr or disable --amp, then resume"
+            )
         self.scaler.scale(parts.total).backward()
         if self.train_cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
@@ -179,12 +196,22 @@ class FusionTrainer:
         emit = on_event or (lambda event: None)
         log = RunLog(self.run_dir, self.resumed_from)
         gallery = gallery_coordinates(self.train_cfg.val_gallery, self.features, self.train_idx) if len(self.val_idx) else None
-        emit({"kind": "start", "step": self.step, "total": int(self.total_steps), "train_rows": len(self.train_idx), "val_rows": len(self.val_idx)})
+        emit(
+            {
+                "kind": "start",
+                "step": self.step,
+                "total": int(self.total_steps),
+                "train_rows": len(self.train_idx),
+                "val_rows": len(self.val_idx),
+            }
+        )
         seen, window_start, window_samples, rates = 0, time.perf_counter(), 0, []
         sums: dict[str, float] = {}
         try:
             while self.step < self.total_steps:
-                for number, idx, arrays in prefetch(self.features, self.plan, self.epoch, self.batch_in_epoch, self.names, self.train_cfg.workers):
+                for number, idx, arrays in prefetch(
+                    self.features, self.plan, self.epoch, self.batch_in_epoch, self.names, self.train_cfg.workers
+                ):
                     batch = to_device(arrays, self.device)
                     latlon = torch.from_numpy(self.features.coords[idx]).to(self.device)
                     parts = self.train_step(batch, latlon)
@@ -197,13 +224,30 @@ class FusionTrainer:
                             sums[key] = sums.get(key, 0.0) + float(value.detach())
                     elapsed = time.perf_counter() - window_start
                     rate = window_samples / elapsed if elapsed > 0 else 0.0
-                    emit({"kind": "step", "step": self.step, "total": int(self.total_steps), "epoch": self.epoch,
-                          "loss": float(parts.total.detach()), "samples_per_s": rate, "lr": self.scheduler.get_last_lr()[0]})
+                    emit(
+                        {
+                            "kind": "step",
+                            "step": self.step,
+                            "total": int(self.total_steps),
+                            "epoch": self.epoch,
+                            "loss": float(parts.total.detach()),
+                            "samples_per_s": rate,
+                            "lr": self.scheduler.get_last_lr()[0],
+                        }
+                    )
                     if self.step % self.train_cfg.log_every == 0:
                         count = self.train_cfg.log_every
                         scales = {f"scale_{k}": float(v.detach()) for k, v in self.model.scales().items()}
-                        log.train(self.step, {"epoch": self.epoch, **{f"loss_{k}": v / count for k, v in sums.items()},
-                                              "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate, **scales})
+                        log.train(
+                            self.step,
+                            {
+                                "epoch": self.epoch,
+                                **{f"loss_{k}": v / count for k, v in sums.items()},
+                                "lr": self.scheduler.get_last_lr()[0],
+                                "samples_per_s": rate,
+                                **scales,
+                            },
+                        )
                         sums, rates = {}, rates + [rate]
                         window_start, window_samples = time.perf_counter(), 0
                     last_of_epoch = self.batch_in_epoch == self.plan.steps_per_epoch
@@ -222,15 +266,23 @@ class FusionTrainer:
             log.close()
         total_rate = float(np.mean(rates)) if rates else (window_samples / max(time.perf_counter() - window_start, 1e-9))
         return TrainResult(
-            run_dir=str(self.run_dir), model_path=str(self.run_dir / ckpt.MODEL_FILE), steps=self.step,
-            epochs_completed=self.epoch, resumed_from_step=self.resumed_from, train_rows=len(self.train_idx),
-            val_rows=len(self.val_idx), samples_per_s=total_rate, validation=self.history,
+            run_dir=str(self.run_dir),
+            model_path=str(self.run_dir / ckpt.MODEL_FILE),
+            steps=self.step,
+            epochs_completed=self.epoch,
+            resumed_from_step=self.resumed_from,
+            train_rows=len(self.train_idx),
+            val_rows=len(self.val_idx),
+            samples_per_s=total_rate,
+            validation=self.history,
         )
 
     def _end_of_epoch(self, log: RunLog, gallery: np.ndarray | None, emit: Callable[[Event], None]) -> None:
         row: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
         if gallery is not None:
-            result: ValidationResult = validate(self.model, self.features, self.val_idx, gallery, self.device, max(self.train_cfg.batch_size, 256))
+            result: ValidationResult = validate(
+                self.model, self.features, self.val_idx, gallery, self.device, max(self.train_cfg.batch_size, 256)
+            )
             row.update({"n": result.n, "median_km": result.median_km, **{f"acc_{k}km": v for k, v in result.accuracy.items()}})
             score = float(np.mean(list(result.accuracy.values())))
             log.validation(self.step, self.epoch, {k: float(v) for k, v in row.items() if k not in ("step", "epoch")})

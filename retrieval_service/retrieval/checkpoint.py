@@ -42,7 +42,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not state:
         raise ValueError(f"{path} holds no state dict")
     if next(iter(state)).startswith("module."):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -91,6 +91,7 @@ def _rebuild_buffers(model: torch.nn.Module) -> bool:
 def _quiet_random_init():
     """open_clip warns on the root logger that a model built without weights is random: these are
     loaded right after."""
+
     class _Drop(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
             return not str(record.msg).startswith(_RANDOM_INIT_MESSAGE)
@@ -112,9 +113,8 @@ def create_from_checkpoint(model_name: str, path: Path, device: torch.device, **
         model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(path), device=device, **kwargs)
         return model, preprocess
     state = read_state_dict(path)
-    with _quiet_random_init():
-        with torch.device("meta"):
-            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, device="meta", **kwargs)
+    with _quiet_random_init(), torch.device("meta"):
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, device="meta", **kwargs)
     state = _massage(model, state)
     model.load_state_dict(state, strict=True, assign=True)
     del state

@@ -17,9 +17,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from retrieval_service.core.geo import country_codes
 from retrieval_service.retrieval.gallery_index import GalleryIndex, load_index_arrays, save_index_arrays
 from retrieval_service.retrieval.geoclip_heads import GPS_DIM, GeoClipHeads, gallery_coordinates, geoclip_files
-from retrieval_service.core.geo import country_codes
 from retrieval_service.retrieval.readiness import ensure_built, is_complete
 from retrieval_service.retrieval.settings import RetrievalSettings
 from retrieval_service.retrieval.stores import VectorStore
@@ -87,5 +87,12 @@ def ensure_gallery(settings: RetrievalSettings, store: VectorStore, heads: GeoCl
             ]
             store.upsert(name, ids, vectors, payloads)
 
-    return ensure_built(store, gallery_name(settings), dim=GPS_DIM, fingerprint=weights_fingerprint(), expected=len(coords),
-                        fill=fill, stall_s=settings.gallery_build_stall_s)
+    return ensure_built(
+        store,
+        gallery_name(settings),
+        dim=GPS_DIM,
+        fingerprint=weights_fingerprint(),
+        expected=len(coords),
+        fill=fill,
+        stall_s=settings.gallery_build_stall_s,
+    )

@@ -98,8 +98,9 @@ class GalleryIndex:
         return self.countries == geo_filter.country_code
 
     # ------------------------------------------------------------------ search
-    def search(self, query: np.ndarray, k: int, geo_filter: GeoFilter | None = None, *, lowest: bool = False
-               ) -> tuple[GalleryHits, np.ndarray]:
+    def search(
+        self, query: np.ndarray, k: int, geo_filter: GeoFilter | None = None, *, lowest: bool = False
+    ) -> tuple[GalleryHits, np.ndarray]:
         """The ``k`` most (``lowest``: least) similar gallery points among those the filter keeps,
         with their probabilities under GeoCLIP's softmax over the WHOLE gallery; also returns all
         the log-probabilities (for ``rest``)."""
@@ -122,14 +123,26 @@ class GalleryIndex:
         """Gallery hits as Candidates (score: cosine; probability: GeoCLIP's softmax; ``filtered``:
         found by a geo-filtered search)."""
         return [
-            Candidate(lat=float(self.coords[i, 0]), lon=float(self.coords[i, 1]), score=float(s),
-                      probability=float(min(1.0, p)), source="gallery", filtered=filtered,
-                      payload={"country_code": str(self.countries[i]), "gallery_index": int(i)})
+            Candidate(
+                lat=float(self.coords[i, 0]),
+                lon=float(self.coords[i, 1]),
+                score=float(s),
+                probability=float(min(1.0, p)),
+                source="gallery",
+                filtered=filtered,
+                payload={"country_code": str(self.countries[i]), "gallery_index": int(i)},
+            )
             for i, s, p in zip(hits.indices.tolist(), hits.scores.tolist(), hits.probabilities.tolist())
         ]
 
-    def rest(self, logp: np.ndarray, taken: np.ndarray, scores: np.ndarray | None = None,
-             coverage: float = REST_COVERAGE, max_cells: int = MAX_REST_CELLS) -> list[Candidate]:
+    def rest(
+        self,
+        logp: np.ndarray,
+        taken: np.ndarray,
+        scores: np.ndarray | None = None,
+        coverage: float = REST_COVERAGE,
+        max_cells: int = MAX_REST_CELLS,
+    ) -> list[Candidate]:
         """The probability outside ``taken``, summed per cell: the heaviest cells (holding
         ``coverage`` of it, at most ``max_cells``), each at the probability-weighted centre of its
         points with the spread of that mass (``payload["spread_km"]``)."""
@@ -154,9 +167,16 @@ class GalleryIndex:
             length = float(np.linalg.norm(vec))
             lat, lon = from_unit_vector(vec)
             spread = max(MIN_REST_SPREAD_KM, EARTH_RADIUS_KM * float(np.sqrt(max(0.0, 1.0 - min(length, 1.0)))))
-            out.append(Candidate(lat=lat, lon=lon, score=float(ss[c] / m) if ss is not None else 0.0,
-                                 probability=min(1.0, m), source="gallery",
-                                 payload={"rest_cell": int(c), "spread_km": round(spread, 3)}))
+            out.append(
+                Candidate(
+                    lat=lat,
+                    lon=lon,
+                    score=float(ss[c] / m) if ss is not None else 0.0,
+                    probability=min(1.0, m),
+                    source="gallery",
+                    payload={"rest_cell": int(c), "spread_km": round(spread, 3)},
+                )
+            )
         return out
 
 
@@ -166,8 +186,12 @@ def save_index_arrays(path: Path, vectors: np.ndarray, coords: np.ndarray, count
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
-        np.savez(fh, vectors=np.asarray(vectors, dtype=np.float32), coords=np.asarray(coords, dtype=np.float32),
-                 countries=np.asarray(countries, dtype="<U2"))
+        np.savez(
+            fh,
+            vectors=np.asarray(vectors, dtype=np.float32),
+            coords=np.asarray(coords, dtype=np.float32),
+            countries=np.asarray(countries, dtype="<U2"),
+        )
     os.replace(tmp, path)
 
 

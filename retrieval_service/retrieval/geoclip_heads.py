@@ -36,7 +36,9 @@ def geoclip_files() -> dict[str, Path]:
     try:
         dist = distribution("geoclip")
     except PackageNotFoundError as exc:
-        raise WeightsNotFoundError("the geoclip package (GeoCLIP weights) is not installed", "pip install geoclip==1.3.0") from exc
+        raise WeightsNotFoundError(
+            "the geoclip package (GeoCLIP weights) is not installed", "pip install geoclip==1.3.0"
+        ) from exc
     root = Path(str(dist.locate_file("geoclip"))) / "model"
     files = {
         "image_head": root / "weights" / "image_encoder_mlp_weights.pth",
@@ -46,7 +48,9 @@ def geoclip_files() -> dict[str, Path]:
     }
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise WeightsNotFoundError(f"GeoCLIP files missing: {', '.join(missing)}", "reinstall: pip install --force-reinstall geoclip==1.3.0")
+        raise WeightsNotFoundError(
+            f"GeoCLIP files missing: {', '.join(missing)}", "reinstall: pip install --force-reinstall geoclip==1.3.0"
+        )
     return files
 
 

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
 from retrieval_service.core.hub import hub_reachable
 from retrieval_service.retrieval.checkpoint import create_from_checkpoint
-from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +93,13 @@ def _cached_hub_file(hf_hub: str) -> str | None:
 def _entry_kwargs(entry) -> dict:
     """open_clip build options recorded with stored weights (QuickGELU, preprocessing)."""
     pre = entry.preprocess
-    kwargs = {"force_quick_gelu": entry.quick_gelu, "image_mean": pre.get("mean"), "image_std": pre.get("std"),
-              "image_interpolation": pre.get("interpolation"), "image_resize_mode": pre.get("resize_mode")}
+    kwargs = {
+        "force_quick_gelu": entry.quick_gelu,
+        "image_mean": pre.get("mean"),
+        "image_std": pre.get("std"),
+        "image_interpolation": pre.get("interpolation"),
+        "image_resize_mode": pre.get("resize_mode"),
+    }
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items() if v is not None}
 
 
@@ -132,8 +137,16 @@ def floor_center_crops(preprocess):
 class ImageEncoder:
     """Batched CLIP image features with open_clip, under ``torch.inference_mode``."""
 
-    def __init__(self, image_model: str, image_pretrained: str, device: str = "auto", batch_size: int = 32, *,
-                 models_dir: Path | None = None, quick_gelu: bool | None = None) -> None:
+    def __init__(
+        self,
+        image_model: str,
+        image_pretrained: str,
+        device: str = "auto",
+        batch_size: int = 32,
+        *,
+        models_dir: Path | None = None,
+        quick_gelu: bool | None = None,
+    ) -> None:
         """``models_dir``: where ``geoagent models download``/``import`` put weights (looked at before
         the hub cache). ``quick_gelu``: None = decide from the weights (OpenAI CLIP needs QuickGELU)."""
         import open_clip
@@ -209,8 +222,11 @@ class ImageEncoder:
         if quick_gelu is None and "quickgelu" not in self.model_name.lower():
             cfg = open_clip.get_pretrained_cfg(self.model_name, "openai") or {}
             if cfg.get("quick_gelu") and "openai" in "/".join(path.parts[-3:]).lower():  # file, snapshot, repo folder
-                logger.info("%s looks like OpenAI CLIP weights: building %s with QuickGELU "
-                            "(GEOAGENT_IMAGE_QUICK_GELU=false to override)", path, self.model_name)
+                logger.info(
+                    "%s looks like OpenAI CLIP weights: building %s with QuickGELU (GEOAGENT_IMAGE_QUICK_GELU=false to override)",
+                    path,
+                    self.model_name,
+                )
                 return {"force_quick_gelu": True}
         return {}
 

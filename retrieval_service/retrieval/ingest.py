@@ -87,7 +87,8 @@ def read_rows(
         raise DatasetError(
             f"{csv_path}: column(s) {', '.join(map(repr, clashing))} would take a reserved payload name "
             f"({', '.join(RESERVED_COLUMNS)}) besides the id column {ident!r}" + (f" and path column {path!r}" if path else ""),
-            "rename the column, or choose it as the image id/path with --id-col / --path-col")
+            "rename the column, or choose it as the image id/path with --id-col / --path-col",
+        )
     for col in extra:
         out[f"extra:{col}"] = frame[col]
     ok = out["lat"].between(-90, 90) & out["lon"].between(-180, 180) & (out["id"] != "")
@@ -98,11 +99,17 @@ def read_rows(
     repeated = out["id"].duplicated()
     duplicates = int(repeated.sum())
     if duplicates:
-        logger.warning("%d rows of %s repeat an earlier image id (%s); the first row of each id is kept", duplicates,
-                       csv_path, ", ".join(out.loc[repeated, "id"].head(5)))
+        logger.warning(
+            "%d rows of %s repeat an earlier image id (%s); the first row of each id is kept",
+            duplicates,
+            csv_path,
+            ", ".join(out.loc[repeated, "id"].head(5)),
+        )
     out = out[~repeated]
     if out.empty:
-        raise DatasetError(f"no row of {csv_path} has valid coordinates in {lat!r}/{lon!r}", "check the columns hold decimal degrees")
+        raise DatasetError(
+            f"no row of {csv_path} has valid coordinates in {lat!r}/{lon!r}", "check the columns hold decimal degrees"
+        )
     out = out.reset_index(drop=True)
     out.attrs["duplicates"] = duplicates
     return out, bad
@@ -177,8 +184,14 @@ def ingest_csv(
         store.finish_writes(name)
         total = store.count(name)
     report = IngestReport(
-        collection=name, rows=len(frame) + bad + frame.attrs.get("duplicates", 0), added=added, skipped_existing=skipped,
-        unreadable=unreadable, bad_rows=bad, duplicates=frame.attrs.get("duplicates", 0), total_in_collection=total
+        collection=name,
+        rows=len(frame) + bad + frame.attrs.get("duplicates", 0),
+        added=added,
+        skipped_existing=skipped,
+        unreadable=unreadable,
+        bad_rows=bad,
+        duplicates=frame.attrs.get("duplicates", 0),
+        total_in_collection=total,
     )
     logger.info("ingested %s", report)
     return report

@@ -105,20 +105,25 @@ def _open_clip_cfg(model: str, pretrained: str) -> dict[str, Any]:
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(model)
-        raise WeightsNotFoundError(f"open_clip has no pretrained weights {pretrained!r} for {model}",
-                                   f"use one of {tags or ['(none)']} (GEOAGENT_IMAGE_PRETRAINED)")
+        raise WeightsNotFoundError(
+            f"open_clip has no pretrained weights {pretrained!r} for {model}",
+            f"use one of {tags or ['(none)']} (GEOAGENT_IMAGE_PRETRAINED)",
+        )
     return dict(cfg)
 
 
-def download_clip(data_dir: str | os.PathLike, model: str, pretrained: str,
-                  downloader: Callable[..., str] | None = None) -> ModelFile:
+def download_clip(
+    data_dir: str | os.PathLike, model: str, pretrained: str, downloader: Callable[..., str] | None = None
+) -> ModelFile:
     """Fetch the open_clip weights of ``model`` (an open_clip model name, see
     ``image_encoder.resolve_model_name``)/``pretrained`` from the hub into the models folder."""
     cfg = _open_clip_cfg(model, pretrained)
     repo = (cfg.get("hf_hub") or "").rstrip("/")
     if not repo:
-        raise WeightsNotFoundError(f"{model}/{pretrained} is not published on the Hugging Face hub (URL: {cfg.get('url')})",
-                                   "download the checkpoint yourself and set GEOAGENT_IMAGE_PRETRAINED=/path/to/it")
+        raise WeightsNotFoundError(
+            f"{model}/{pretrained} is not published on the Hugging Face hub (URL: {cfg.get('url')})",
+            "download the checkpoint yourself and set GEOAGENT_IMAGE_PRETRAINED=/path/to/it",
+        )
     if downloader is None:
         from huggingface_hub import hf_hub_download as downloader  # type: ignore[no-redef]
     folder = models_dir(data_dir)
@@ -132,16 +137,25 @@ def download_clip(data_dir: str | os.PathLike, model: str, pretrained: str,
         except Exception as exc:  # the hub client raises many types (offline, 404, auth)
             errors.append(f"{filename}: {type(exc).__name__}: {exc}")
     else:
-        raise WeightsNotFoundError(f"could not download {model}/{pretrained} from {repo}: {'; '.join(errors)}",
-                                   "run this on a machine with internet access, then `geoagent models export FILE`")
+        raise WeightsNotFoundError(
+            f"could not download {model}/{pretrained} from {repo}: {'; '.join(errors)}",
+            "run this on a machine with internet access, then `geoagent models export FILE`",
+        )
     target = target_dir / filename
     tmp = target.with_name(f".{filename}.tmp")
     shutil.copyfile(fetched, tmp)
     os.replace(tmp, target)
     preprocess = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if cfg.get(k) is not None}
-    entry = ModelFile(model=model, pretrained=pretrained, file=str(target.relative_to(folder)), bytes=target.stat().st_size,
-                      sha256=sha256_file(target), source=f"hf://{repo}/{filename}", quick_gelu=bool(cfg.get("quick_gelu", False)),
-                      preprocess=preprocess)
+    entry = ModelFile(
+        model=model,
+        pretrained=pretrained,
+        file=str(target.relative_to(folder)),
+        bytes=target.stat().st_size,
+        sha256=sha256_file(target),
+        source=f"hf://{repo}/{filename}",
+        quick_gelu=bool(cfg.get("quick_gelu", False)),
+        preprocess=preprocess,
+    )
     write_manifest(folder, [e for e in read_manifest(folder) if e.key != entry.key] + [entry])
     logger.info("stored %s (%d bytes)", target, entry.bytes)
     return entry
@@ -176,15 +190,19 @@ def import_models(data_dir: str | os.PathLike, archive: str | os.PathLike) -> li
             with tarfile.open(src, "r") as tar:
                 tar.extractall(scratch, filter="data")  # no absolute paths, links out or devices
         except (tarfile.TarError, OSError) as exc:
-            raise ConfigError(f"{src} is not a readable model archive: {exc}", "pass the file written by `geoagent models export`") from exc
+            raise ConfigError(
+                f"{src} is not a readable model archive: {exc}", "pass the file written by `geoagent models export`"
+            ) from exc
         incoming = read_manifest(Path(scratch))
         if not incoming:
             raise ConfigError(f"{src} holds no {MANIFEST}", "pass the file written by `geoagent models export`")
         for entry in incoming:
             path = Path(scratch) / entry.file
             if not path.is_file() or path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
-                raise ConfigError(f"{entry.file} in {src} is missing or damaged (size or sha256 differs from the manifest)",
-                                  "export the models again and copy the archive completely")
+                raise ConfigError(
+                    f"{entry.file} in {src} is missing or damaged (size or sha256 differs from the manifest)",
+                    "export the models again and copy the archive completely",
+                )
         for entry in incoming:
             target = folder / entry.file
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -196,8 +214,16 @@ def import_models(data_dir: str | os.PathLike, archive: str | os.PathLike) -> li
 
 def inventory(data_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Every model file geoagent uses that is on this machine: downloaded weights and shipped files."""
-    rows = [{"name": e.key, "kind": "clip weights (downloaded)", "path": str(models_dir(data_dir) / e.file),
-             "bytes": e.bytes, "sha256": e.sha256} for e in read_manifest(models_dir(data_dir))]
+    rows = [
+        {
+            "name": e.key,
+            "kind": "clip weights (downloaded)",
+            "path": str(models_dir(data_dir) / e.file),
+            "bytes": e.bytes,
+            "sha256": e.sha256,
+        }
+        for e in read_manifest(models_dir(data_dir))
+    ]
     from retrieval_service.evidence.segmentation import SHIPPED_TFLITE
 
     shipped = [("cityscapes-deeplab", "segmenter (shipped)", SHIPPED_TFLITE)]
@@ -205,10 +231,14 @@ def inventory(data_dir: str | os.PathLike) -> list[dict[str, Any]]:
         import geoclip
 
         base = Path(geoclip.__file__).parent / "model" / "weights"
-        shipped += [(f"geoclip/{p.name}", "GeoCLIP heads/gallery (geoclip wheel)", p) for p in sorted(base.glob("*")) if p.is_file()]
+        shipped += [
+            (f"geoclip/{p.name}", "GeoCLIP heads/gallery (geoclip wheel)", p) for p in sorted(base.glob("*")) if p.is_file()
+        ]
     except ImportError:
         pass
     for name, kind, path in shipped:
         if path.is_file():
-            rows.append({"name": name, "kind": kind, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+            rows.append(
+                {"name": name, "kind": kind, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+            )
     return rows

@@ -46,8 +46,10 @@ def _build(store: VectorStore, name: str, fingerprint: str, expected: int, fill:
     store.finish_writes(name)
     count = store.count(name)
     if count != expected:
-        raise StoreError(f"collection {name!r} has {count} points after the build, expected {expected}",
-                         "check the store has room and is healthy, then start again")
+        raise StoreError(
+            f"collection {name!r} has {count} points after the build, expected {expected}",
+            "check the store has room and is healthy, then start again",
+        )
     store.set_metadata(name, {META_KEY: {"complete": True, "fingerprint": fingerprint, "points": count}})
     logger.warning("built collection %s (%d points) in %.1f s", name, count, time.perf_counter() - started)
     return count
@@ -96,10 +98,13 @@ def ensure_built(
                 last_state, last_change = state, clock()
             elif clock() - last_change > stall_s:
                 if info is None:
-                    raise StoreError(f"collection {name!r} was claimed by a build that never created it ({stall_s:.0f} s ago)",
-                                     f"delete the leftover (embedded store: the empty folder {name} under the data dir's qdrant/)")
-                logger.warning("the build of %s made no progress for %.0f s (its process stopped?): completing it here",
-                               name, stall_s)
+                    raise StoreError(
+                        f"collection {name!r} was claimed by a build that never created it ({stall_s:.0f} s ago)",
+                        f"delete the leftover (embedded store: the empty folder {name} under the data dir's qdrant/)",
+                    )
+                logger.warning(
+                    "the build of %s made no progress for %.0f s (its process stopped?): completing it here", name, stall_s
+                )
                 return _build(store, name, fingerprint, expected, fill)
             sleep(poll_s)
             if info is None:

@@ -58,8 +58,10 @@ def pixel_key(img: Image.Image) -> str:
 
 
 def _not_resolved(image: Any) -> TypeError:
-    return TypeError(f"the Retriever takes a Photo or a decoded PIL image, not {type(image).__name__}: "
-                     "resolve photo inputs once with Photo.resolve(src, settings.cache_dir, settings)")
+    return TypeError(
+        f"the Retriever takes a Photo or a decoded PIL image, not {type(image).__name__}: "
+        "resolve photo inputs once with Photo.resolve(src, settings.cache_dir, settings)"
+    )
 
 
 def _check(image: Any) -> None:
@@ -83,8 +85,9 @@ class Retriever:
     encoder family matters; ``self.settings`` are the back end's (its database collection).
     """
 
-    def __init__(self, settings: RetrievalSettings, *, store: VectorStore | None = None,
-                 backend: RetrievalBackend | None = None) -> None:
+    def __init__(
+        self, settings: RetrievalSettings, *, store: VectorStore | None = None, backend: RetrievalBackend | None = None
+    ) -> None:
         self.backend = backend or make_backend(settings)
         self.settings = self.backend.settings  # with the back end's database collection
         self._store = store
@@ -93,7 +96,7 @@ class Retriever:
         self._gallery_checked = False
 
     @classmethod
-    def from_settings(cls, settings: RetrievalSettings) -> "Retriever":
+    def from_settings(cls, settings: RetrievalSettings) -> Retriever:
         return cls(settings)
 
     # ------------------------------------------------------------------ lazy parts
@@ -206,8 +209,16 @@ class Retriever:
             if "lat" not in loc or "lon" not in loc:
                 continue
             payload = {k: v for k, v in hit.payload.items() if k != "location"}
-            out.append(Candidate(lat=loc["lat"], lon=loc["lon"], score=-hit.score if negate else hit.score,
-                                 source=source, filtered=filtered, payload=payload))  # type: ignore[arg-type]
+            out.append(
+                Candidate(
+                    lat=loc["lat"],
+                    lon=loc["lon"],
+                    score=-hit.score if negate else hit.score,
+                    source=source,
+                    filtered=filtered,
+                    payload=payload,
+                )
+            )  # type: ignore[arg-type]
         return out
 
     def search(
@@ -265,15 +276,20 @@ class Retriever:
                 database.append(("database", Query(clip, k_database, geo_filter)))
             if dissimilar:
                 database.append(("dissimilar", Query(-clip, dissimilar, geo_filter)))
-        for collection, source, batch in ((self.gallery_collection, "gallery", gallery),
-                                          (self.settings.database_collection, "database", database)):
+        for collection, source, batch in (
+            (self.gallery_collection, "gallery", gallery),
+            (self.settings.database_collection, "database", database),
+        ):
             if not batch:
                 continue
             hits = self.store.search_batch(collection, [q for _, q in batch])
             for (role, _), found in zip(batch, hits):
                 dissimilar_role = role == "dissimilar"
-                setattr(result, role, self._candidates(found, source, negate=dissimilar_role,
-                                                       filtered=filtered and not dissimilar_role))
+                setattr(
+                    result,
+                    role,
+                    self._candidates(found, source, negate=dissimilar_role, filtered=filtered and not dissimilar_role),
+                )
         return result
 
     def verify(self, image: RetrieverImage, coords: Sequence[tuple[float, float]]) -> list[float]:

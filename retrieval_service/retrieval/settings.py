@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -18,16 +17,37 @@ class RetrievalSettings(MediaSettings):
     """How photos are embedded and searched."""
 
     qdrant_url: str | None = Field(default=None, description="Qdrant server/cluster URL; unset = embedded Qdrant under data_dir.")
-    qdrant_api_key: str | None = Field(default=None, description="API key of the Qdrant server (sent with every request when set).")
-    qdrant_shard_number: int | None = Field(default=None, ge=1, le=1000, description="Shards of the collections geoagent creates on a server (unset = the server's default).")
-    qdrant_replication_factor: int | None = Field(default=None, ge=1, le=100, description="Copies of each shard on a cluster (unset = the server's default).")
-    qdrant_metadata_ttl_s: float = Field(default=10.0, ge=0, description="How long a client caches a collection's size and metadata.")
-    gallery_build_stall_s: float = Field(default=120.0, gt=0, description="A gallery build without progress for this long is taken over by a waiting client.")
-    retrieval_url: str | None = Field(default=None, description="A geoagent retrieval service (geoagent serve); set = the tools retrieve over HTTP.")
-    retrieval_api_key: str | None = Field(default=None, description="API key of the retrieval service (its GEOAGENT_SERVICE_API_KEY).")
+    qdrant_api_key: str | None = Field(
+        default=None, description="API key of the Qdrant server (sent with every request when set)."
+    )
+    qdrant_shard_number: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Shards of the collections geoagent creates on a server (unset = the server's default).",
+    )
+    qdrant_replication_factor: int | None = Field(
+        default=None, ge=1, le=100, description="Copies of each shard on a cluster (unset = the server's default)."
+    )
+    qdrant_metadata_ttl_s: float = Field(
+        default=10.0, ge=0, description="How long a client caches a collection's size and metadata."
+    )
+    gallery_build_stall_s: float = Field(
+        default=120.0, gt=0, description="A gallery build without progress for this long is taken over by a waiting client."
+    )
+    retrieval_url: str | None = Field(
+        default=None, description="A geoagent retrieval service (geoagent serve); set = the tools retrieve over HTTP."
+    )
+    retrieval_api_key: str | None = Field(
+        default=None, description="API key of the retrieval service (its GEOAGENT_SERVICE_API_KEY)."
+    )
     retrieval_timeout_s: float = Field(default=120.0, gt=0, description="Per request to the retrieval service.")
-    gallery_collection: str = Field(default="geoclip_gallery", description="Name stem of the GPS gallery collection (the weights' fingerprint is appended).")
-    database_collection: str = Field(default="image_database", description="Collection of your image database (geoagent index build).")
+    gallery_collection: str = Field(
+        default="geoclip_gallery", description="Name stem of the GPS gallery collection (the weights' fingerprint is appended)."
+    )
+    database_collection: str = Field(
+        default="image_database", description="Collection of your image database (geoagent index build)."
+    )
     image_model: str = Field(default="ViT-L-14", description="open_clip model name, or a path to an open_clip model config JSON.")
     image_pretrained: str = Field(
         default="openai",
@@ -42,7 +62,8 @@ class RetrievalSettings(MediaSettings):
         description="GPS gallery coordinates of a fusion encoder: 'geoclip' (GeoCLIP's 100K) or a CSV with LAT/LON columns.",
     )
     image_quick_gelu: bool | None = Field(
-        default=None, description="Build the CLIP model with QuickGELU; unset = decide from the weights (OpenAI CLIP needs it).")
+        default=None, description="Build the CLIP model with QuickGELU; unset = decide from the weights (OpenAI CLIP needs it)."
+    )
     batch_size: int = Field(default=32, ge=1, le=4096, description="Images encoded per batch (index build, precompute).")
     top_k: int = Field(default=20, ge=1, le=MAX_TOP_K, description="Retrieval candidates per photo.")
     gallery_search: Literal["exact", "hnsw"] = Field(
@@ -55,14 +76,14 @@ class RetrievalSettings(MediaSettings):
     @classmethod
     def _check_encoder(cls, value: str) -> str:
         value = value.strip()
-        if value != "geoclip" and not (value.startswith("fusion:") and value[len("fusion:"):].strip()):
+        if value != "geoclip" and not (value.startswith("fusion:") and value[len("fusion:") :].strip()):
             raise ValueError(f"unknown encoder {value!r}: use geoclip or fusion:/path/to/fusion.pt")
         return value
 
     @property
     def fusion_checkpoint(self) -> Path | None:
         """The fusion checkpoint selected by ``encoder`` (None: the GeoCLIP encoder)."""
-        return None if self.encoder == "geoclip" else Path(self.encoder[len("fusion:"):].strip()).expanduser()
+        return None if self.encoder == "geoclip" else Path(self.encoder[len("fusion:") :].strip()).expanduser()
 
     @property
     def embedded_qdrant_path(self) -> Path:

@@ -47,8 +47,14 @@ logger = logging.getLogger(__name__)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
-    for code, text in ((401, "Missing or wrong API key"), (413, "Body too large"), (415, "Not an image / wrong content type"),
-                       (422, "Invalid photo or options"), (503, "Busy or store unavailable"), (504, "Timed out"))
+    for code, text in (
+        (401, "Missing or wrong API key"),
+        (413, "Body too large"),
+        (415, "Not an image / wrong content type"),
+        (422, "Invalid photo or options"),
+        (503, "Busy or store unavailable"),
+        (504, "Timed out"),
+    )
 }
 
 
@@ -65,8 +71,12 @@ class ServiceState:
     def photo(self, source: ImageSource) -> Photo:
         """A request's photo as one checked ``Photo``, stored under the data dir's cache (a URL is
         fetched under the URL policy); blocking. The endpoints pass it on; nothing checks it again."""
-        return source.resolve(self.settings.cache_dir, allow_private=self.settings.service_allow_private_urls,
-                              max_bytes=self.settings.max_upload_bytes, limits=self.settings.media_limits)
+        return source.resolve(
+            self.settings.cache_dir,
+            allow_private=self.settings.service_allow_private_urls,
+            max_bytes=self.settings.max_upload_bytes,
+            limits=self.settings.media_limits,
+        )
 
     def warm_up(self) -> None:
         try:
@@ -93,7 +103,9 @@ def _one(sources: list[ImageSource]) -> ImageSource:
     return sources[0]
 
 
-def create_retrieval_app(retriever: Any, settings: ServiceSettings, *, warm_up: bool = True, title: str = "geoagent retrieval") -> FastAPI:
+def create_retrieval_app(
+    retriever: Any, settings: ServiceSettings, *, warm_up: bool = True, title: str = "geoagent retrieval"
+) -> FastAPI:
     """The retrieval API over ``retriever``; ``warm_up`` loads the models and gallery in the background
     at start (``/readyz`` says when they are ready, or why they cannot be)."""
     state = ServiceState(retriever, settings)
@@ -107,9 +119,13 @@ def create_retrieval_app(retriever: Any, settings: ServiceSettings, *, warm_up: 
         yield
         state.gate.close()
 
-    app = FastAPI(title=title, version="1", lifespan=lifespan,
-                  description="Where was this photo taken? Retrieval (and, with `geoagent serve`, the agent) over HTTP. "
-                              "Photos are multipart uploads in the field `image`, or JSON `{\"url\": ...}`.")
+    app = FastAPI(
+        title=title,
+        version="1",
+        lifespan=lifespan,
+        description="Where was this photo taken? Retrieval (and, with `geoagent serve`, the agent) over HTTP. "
+        'Photos are multipart uploads in the field `image`, or JSON `{"url": ...}`.',
+    )
     app.state.geoagent = state
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     install_error_handlers(app)
@@ -139,14 +155,23 @@ def create_retrieval_app(retriever: Any, settings: ServiceSettings, *, warm_up: 
         opts = SearchOptions.parse(fields)
 
         def job() -> RetrievalResult:
-            return retriever.search(state.photo(_one(sources)), k_gallery=opts.k_gallery, k_database=opts.k_database,
-                                    geo_filter=opts.filter, dissimilar=opts.dissimilar)
+            return retriever.search(
+                state.photo(_one(sources)),
+                k_gallery=opts.k_gallery,
+                k_database=opts.k_database,
+                geo_filter=opts.filter,
+                dissimilar=opts.dissimilar,
+            )
 
         result = await state.gate.run(job)
         return JSONResponse(result.model_dump(mode="json"))
 
-    @api.post("/embed", response_model=EmbedResponse, tags=["retrieval"],
-              openapi_extra=image_request_body(EmbedOptions, many=True, json_extra=LocationsOptions.model_json_schema()))
+    @api.post(
+        "/embed",
+        response_model=EmbedResponse,
+        tags=["retrieval"],
+        openapi_extra=image_request_body(EmbedOptions, many=True, json_extra=LocationsOptions.model_json_schema()),
+    )
     async def embed(request: Request) -> Any:
         """Vectors of photos (space clip or gps), or of locations (JSON {"locations": [{lat, lon}]})."""
         sources, fields = await read_request(request, images="many", json_only_ok=True)

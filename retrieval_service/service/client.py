@@ -36,7 +36,9 @@ from retrieval_service.core.types import GeoFilter, RetrievalResult
 from retrieval_service.retrieval.settings import RetrievalSettings
 
 _ERRORS: dict[str, type[GeoAgentError]] = {
-    **dict.fromkeys(("image_invalid", "missing_image", "unsupported_media_type", "too_large", "url_failed", "url_not_allowed"), ImageLoadError),
+    **dict.fromkeys(
+        ("image_invalid", "missing_image", "unsupported_media_type", "too_large", "url_failed", "url_not_allowed"), ImageLoadError
+    ),
     **dict.fromkeys(("invalid_argument", "bad_json"), DatasetError),
     "weights_missing": WeightsNotFoundError,
     "model_mismatch": ModelMismatchError,
@@ -71,11 +73,16 @@ class RetrievalClient:
         self._http = http or httpx.Client(base_url=self.url, timeout=settings.retrieval_timeout_s, headers=headers)
 
     @classmethod
-    def from_settings(cls, settings: RetrievalSettings) -> "RetrievalClient":
+    def from_settings(cls, settings: RetrievalSettings) -> RetrievalClient:
         return cls(settings)
 
     # ------------------------------------------------------------------ transport
-    @retry(retry=retry_if_exception(_retryable), stop=stop_after_attempt(3), wait=wait_exponential(multiplier=0.5, max=4), reraise=True)
+    @retry(
+        retry=retry_if_exception(_retryable),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential(multiplier=0.5, max=4),
+        reraise=True,
+    )
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self._http.request(method, path, **kwargs)
         if response.status_code == 503 and self._code(response) == "busy":
@@ -93,8 +100,10 @@ class RetrievalClient:
         try:
             response = self._send(method, path, **kwargs)
         except (httpx.TransportError, _Busy) as exc:
-            raise StoreError(f"the retrieval service at {self.url} did not answer ({type(exc).__name__}: {exc})",
-                             "start it (geoagent serve) or fix GEOAGENT_RETRIEVAL_URL; unset it to retrieve in-process") from exc
+            raise StoreError(
+                f"the retrieval service at {self.url} did not answer ({type(exc).__name__}: {exc})",
+                "start it (geoagent serve) or fix GEOAGENT_RETRIEVAL_URL; unset it to retrieve in-process",
+            ) from exc
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
@@ -118,16 +127,25 @@ class RetrievalClient:
             buf = io.BytesIO()
             image.convert("RGB").save(buf, format="PNG")
             return "image.png", buf.getvalue(), "image/png"
-        raise TypeError(f"the RetrievalClient takes a Photo or a decoded PIL image, not {type(image).__name__}: "
-                        "resolve photo inputs once with Photo.resolve(src, settings.cache_dir, settings)")
+        raise TypeError(
+            f"the RetrievalClient takes a Photo or a decoded PIL image, not {type(image).__name__}: "
+            "resolve photo inputs once with Photo.resolve(src, settings.cache_dir, settings)"
+        )
 
     def _post_photo(self, path: str, image: RetrieverImage, fields: dict[str, Any]) -> Any:
         data = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in fields.items()}
         return self._request("POST", path, files={"image": self._file(image)}, data=data)
 
     # ------------------------------------------------------------------ the Retriever's interface
-    def search(self, image: RetrieverImage, *, k_gallery: int = 10, k_database: int = 10, geo_filter: GeoFilter | None = None,
-               dissimilar: int = 0) -> RetrievalResult:
+    def search(
+        self,
+        image: RetrieverImage,
+        *,
+        k_gallery: int = 10,
+        k_database: int = 10,
+        geo_filter: GeoFilter | None = None,
+        dissimilar: int = 0,
+    ) -> RetrievalResult:
         fields: dict[str, Any] = {"k_gallery": k_gallery, "k_database": k_database, "dissimilar": dissimilar}
         if geo_filter is not None:
             fields["filter"] = geo_filter.model_dump(exclude_none=True)
@@ -181,8 +199,10 @@ class RetrievalClient:
             try:
                 response = self._send("GET", "/readyz")
             except (httpx.TransportError, _Busy) as exc:
-                raise StoreError(f"the retrieval service at {self.url} did not answer ({type(exc).__name__})",
-                                 "start it (geoagent serve) or fix GEOAGENT_RETRIEVAL_URL") from exc
+                raise StoreError(
+                    f"the retrieval service at {self.url} did not answer ({type(exc).__name__})",
+                    "start it (geoagent serve) or fix GEOAGENT_RETRIEVAL_URL",
+                ) from exc
             body = response.json()
             if response.status_code == 200 and body.get("ready"):
                 return
@@ -193,4 +213,3 @@ class RetrievalClient:
     def close(self) -> None:
         if self._owns_http:
             self._http.close()
-

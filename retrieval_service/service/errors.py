@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 class ServiceError(GeoAgentError):
     """An error with its HTTP status and a stable machine-readable code."""
 
-    def __init__(self, status: int, code: str, message: str, hint: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, hint: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message, hint)
         self.status = status
         self.code = code
@@ -83,7 +85,9 @@ def invalid_arguments(exc: ValidationError | RequestValidationError, what: str =
         f"{str(err.get('msg', 'invalid')).removeprefix('Value error, ')}"
         for err in exc.errors()
     )
-    return ServiceError(422, "invalid_argument", f"invalid {what}: {problems}", "correct the named fields (see /docs for the schema)")
+    return ServiceError(
+        422, "invalid_argument", f"invalid {what}: {problems}", "correct the named fields (see /docs for the schema)"
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -103,5 +107,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(ServiceError(500, "internal", f"internal error: {type(exc).__name__}",
-                                           "retry; if it persists, report it with the server log"))
+        return error_response(
+            ServiceError(
+                500, "internal", f"internal error: {type(exc).__name__}", "retry; if it persists, report it with the server log"
+            )
+        )

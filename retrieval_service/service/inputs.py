@@ -16,8 +16,8 @@ from typing import Any
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
-from retrieval_service.core.errors import ImageLoadError
 from retrieval_service.core.download import download
+from retrieval_service.core.errors import ImageLoadError
 from retrieval_service.core.media import is_url
 from retrieval_service.core.media_settings import DEFAULT_LIMITS, MediaLimits
 from retrieval_service.core.photo import Photo
@@ -49,16 +49,23 @@ def fetch_url(url: str, *, allow_private: bool, max_bytes: int, limits: MediaLim
     ``allow_private``, the connection pinned to the checked address, a total deadline), at most
     ``max_bytes``; a refused target is a 400, a failed download a 422."""
     if not is_url(url):
-        raise ServiceError(422, "invalid_argument", f"url must be an http(s) URL, got {url[:100]!r}", "give an http:// or https:// URL")
-    policy = limits.model_copy(update={"allow_private_urls": allow_private,
-                                       "max_image_bytes": min(max_bytes, limits.max_image_bytes)})
+        raise ServiceError(
+            422, "invalid_argument", f"url must be an http(s) URL, got {url[:100]!r}", "give an http:// or https:// URL"
+        )
+    policy = limits.model_copy(
+        update={"allow_private_urls": allow_private, "max_image_bytes": min(max_bytes, limits.max_image_bytes)}
+    )
     try:
         return download(url, policy)
     except ImageLoadError as exc:
         if exc.reason == "url_refused":
-            raise ServiceError(400, "url_not_allowed", exc.message,
-                               "give a public URL, or upload the photo itself (the server's "
-                               "GEOAGENT_SERVICE_ALLOW_PRIVATE_URLS allows such targets)") from exc
+            raise ServiceError(
+                400,
+                "url_not_allowed",
+                exc.message,
+                "give a public URL, or upload the photo itself (the server's "
+                "GEOAGENT_SERVICE_ALLOW_PRIVATE_URLS allows such targets)",
+            ) from exc
         if exc.reason == "too_large":
             raise too_large(policy.max_image_bytes) from exc
         raise ServiceError(422, "url_failed", exc.message, exc.hint or "check the URL, or upload the photo itself") from exc
@@ -72,8 +79,9 @@ class ImageSource:
     url: str | None = None
     name: str = "the uploaded image"
 
-    def resolve(self, cache_dir: str | os.PathLike, *, allow_private: bool, max_bytes: int,
-                limits: MediaLimits = DEFAULT_LIMITS) -> Photo:
+    def resolve(
+        self, cache_dir: str | os.PathLike, *, allow_private: bool, max_bytes: int, limits: MediaLimits = DEFAULT_LIMITS
+    ) -> Photo:
         """The photo, fetched when it is a URL, as one checked ``Photo`` (blocking)."""
         if self.url is None:
             return resolve_upload(self.data or b"", self.name, cache_dir, limits)
@@ -91,7 +99,9 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def read_request(request: Request, *, images: str = "one", json_only_ok: bool = False) -> tuple[list[ImageSource], dict[str, Any]]:
+async def read_request(
+    request: Request, *, images: str = "one", json_only_ok: bool = False
+) -> tuple[list[ImageSource], dict[str, Any]]:
     """The photos (``images``: "one" or "many" uploads) and the other fields of a request.
 
     ``json_only_ok``: a JSON body without ``url`` is fine (it carries other inputs, e.g. locations).
@@ -101,30 +111,48 @@ async def read_request(request: Request, *, images: str = "one", json_only_ok: b
         form = await request.form(max_files=MAX_IMAGES, max_fields=64)
         uploads = form.getlist(IMAGE_FIELD)
         if not uploads or not all(isinstance(u, UploadFile) for u in uploads):
-            raise ServiceError(422, "missing_image", f"no file in the multipart field '{IMAGE_FIELD}'",
-                               f"send the photo as the file field '{IMAGE_FIELD}' (curl -F {IMAGE_FIELD}=@photo.jpg ...)")
+            raise ServiceError(
+                422,
+                "missing_image",
+                f"no file in the multipart field '{IMAGE_FIELD}'",
+                f"send the photo as the file field '{IMAGE_FIELD}' (curl -F {IMAGE_FIELD}=@photo.jpg ...)",
+            )
         if images == "one" and len(uploads) > 1:
-            raise ServiceError(422, "invalid_argument", f"{len(uploads)} files in '{IMAGE_FIELD}', this endpoint takes one",
-                               "send one photo per request")
+            raise ServiceError(
+                422,
+                "invalid_argument",
+                f"{len(uploads)} files in '{IMAGE_FIELD}', this endpoint takes one",
+                "send one photo per request",
+            )
         sources = []
         for upload in uploads:
             kind = (upload.content_type or "application/octet-stream").lower()
             if not kind.startswith(_UPLOAD_TYPES):
-                raise ServiceError(415, "unsupported_media_type", f"the file '{upload.filename}' is sent as {kind}, not an image",
-                                   "send a JPEG, PNG or WebP file with an image/* content type (or application/octet-stream)")
+                raise ServiceError(
+                    415,
+                    "unsupported_media_type",
+                    f"the file '{upload.filename}' is sent as {kind}, not an image",
+                    "send a JPEG, PNG or WebP file with an image/* content type (or application/octet-stream)",
+                )
             sources.append(ImageSource(data=await upload.read(), name=f"the uploaded file '{upload.filename or IMAGE_FIELD}'"))
         fields: dict[str, Any] = {}
         for key, value in form.multi_items():
             if key == IMAGE_FIELD:
                 continue
             if isinstance(value, UploadFile):
-                raise ServiceError(422, "invalid_argument", f"unexpected file in field '{key}'", f"only '{IMAGE_FIELD}' takes files")
+                raise ServiceError(
+                    422, "invalid_argument", f"unexpected file in field '{key}'", f"only '{IMAGE_FIELD}' takes files"
+                )
             if key in JSON_FORM_FIELDS:
                 try:
                     value = json.loads(value)
                 except json.JSONDecodeError as exc:
-                    raise ServiceError(422, "invalid_argument", f"field '{key}' is not valid JSON ({exc})",
-                                       f"send '{key}' as JSON text, e.g. -F '{key}={{\"country_code\": \"FR\"}}'") from exc
+                    raise ServiceError(
+                        422,
+                        "invalid_argument",
+                        f"field '{key}' is not valid JSON ({exc})",
+                        f"send '{key}' as JSON text, e.g. -F '{key}={{\"country_code\": \"FR\"}}'",
+                    ) from exc
             fields[key] = value
         return sources, fields
     if ctype == "application/json":
@@ -133,10 +161,18 @@ async def read_request(request: Request, *, images: str = "one", json_only_ok: b
         if url is None:
             if json_only_ok:
                 return [], body
-            raise ServiceError(422, "missing_image", "the JSON body has no 'url'",
-                               f"send {{\"url\": \"https://...\"}}, or upload the photo as multipart field '{IMAGE_FIELD}'")
+            raise ServiceError(
+                422,
+                "missing_image",
+                "the JSON body has no 'url'",
+                f'send {{"url": "https://..."}}, or upload the photo as multipart field \'{IMAGE_FIELD}\'',
+            )
         if not isinstance(url, str):
             raise ServiceError(422, "invalid_argument", "'url' must be a string", "give an http(s) URL")
         return [ImageSource(url=url)], body
-    raise ServiceError(415, "unsupported_media_type", f"the request's content type is {ctype or 'missing'}",
-                       f"send multipart/form-data with the photo in field '{IMAGE_FIELD}', or application/json {{\"url\": ...}}")
+    raise ServiceError(
+        415,
+        "unsupported_media_type",
+        f"the request's content type is {ctype or 'missing'}",
+        f"send multipart/form-data with the photo in field '{IMAGE_FIELD}', or application/json {{\"url\": ...}}",
+    )

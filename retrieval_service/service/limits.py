@@ -23,8 +23,12 @@ T = TypeVar("T")
 
 
 def too_large(limit: int) -> ServiceError:
-    return ServiceError(413, "too_large", f"the request body is larger than {limit / 2**20:.1f} MiB",
-                        "send a smaller photo (downscale it: a few megapixels are plenty), or raise GEOAGENT_SERVICE_MAX_UPLOAD_MB")
+    return ServiceError(
+        413,
+        "too_large",
+        f"the request body is larger than {limit / 2**20:.1f} MiB",
+        "send a smaller photo (downscale it: a few megapixels are plenty), or raise GEOAGENT_SERVICE_MAX_UPLOAD_MB",
+    )
 
 
 class BodyLimit:
@@ -40,8 +44,13 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             body = json.dumps(error_payload(too_large(self.limit))).encode()
-            await send({"type": "http.response.start", "status": 413,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return None
         seen = 0
@@ -67,9 +76,13 @@ def check_api_key(request: Request, key: str | None) -> None:
     if auth.lower().startswith("bearer "):
         given = given or auth[7:].strip()
     if not given or not secrets.compare_digest(given.encode(), key.encode()):
-        raise ServiceError(401, "unauthorized", "a valid API key is required",
-                           "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>' (GEOAGENT_SERVICE_API_KEY on the server)",
-                           headers={"WWW-Authenticate": "Bearer"})
+        raise ServiceError(
+            401,
+            "unauthorized",
+            "a valid API key is required",
+            "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>' (GEOAGENT_SERVICE_API_KEY on the server)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 class Gate:
@@ -93,8 +106,13 @@ class Gate:
     def _submit(self, fn: Callable[..., T], *args: Any) -> Future:
         with self._lock:
             if self._pending >= self.max_concurrency + self.max_queue:
-                raise ServiceError(503, "busy", f"the server is busy ({self._pending} requests in progress or queued)",
-                                   "retry in a few seconds", headers={"Retry-After": "2"})
+                raise ServiceError(
+                    503,
+                    "busy",
+                    f"the server is busy ({self._pending} requests in progress or queued)",
+                    "retry in a few seconds",
+                    headers={"Retry-After": "2"},
+                )
             self._pending += 1
         future = self._pool.submit(fn, *args)
         future.add_done_callback(self._release)
@@ -105,8 +123,12 @@ class Gate:
             self._pending -= 1
 
     def timeout(self) -> ServiceError:
-        return ServiceError(504, "timeout", f"the request took longer than {self.timeout_s:.0f} s",
-                            "retry later or with a smaller photo; the server's limit is GEOAGENT_SERVICE_TIMEOUT_S")
+        return ServiceError(
+            504,
+            "timeout",
+            f"the request took longer than {self.timeout_s:.0f} s",
+            "retry later or with a smaller photo; the server's limit is GEOAGENT_SERVICE_TIMEOUT_S",
+        )
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         future = self._submit(fn, *args)

@@ -18,7 +18,7 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     @classmethod
-    def parse(cls, fields: dict[str, Any]) -> "Options":
+    def parse(cls, fields: dict[str, Any]) -> Options:
         try:
             return cls.model_validate(fields)
         except ValidationError as exc:
@@ -33,7 +33,9 @@ class SearchOptions(Options):
 
 
 class EmbedOptions(Options):
-    space: Literal["clip", "gps"] = Field(default="clip", description="clip: the image encoder's features; gps: GeoCLIP's image head.")
+    space: Literal["clip", "gps"] = Field(
+        default="clip", description="clip: the image encoder's features; gps: GeoCLIP's image head."
+    )
 
 
 class LocationsOptions(Options):
@@ -85,12 +87,27 @@ def image_request_body(options: type[Options], *, many: bool = False, json_extra
     multipart = {
         "type": "object",
         "required": ["image"],
-        "properties": {"image": {"type": "array", "items": binary} if many else binary,
-                       **{k: ({"type": "string", "description": f"JSON text: {v.get('description', '')}"}
-                              if k in ("filter", "locations") else v) for k, v in props.items()}},
+        "properties": {
+            "image": {"type": "array", "items": binary} if many else binary,
+            **{
+                k: (
+                    {"type": "string", "description": f"JSON text: {v.get('description', '')}"}
+                    if k in ("filter", "locations")
+                    else v
+                )
+                for k, v in props.items()
+            },
+        },
     }
-    body = {"type": "object", "properties": {"url": {"type": "string", "format": "uri", "description": "An http(s) URL of the photo."}, **props}}
+    body = {
+        "type": "object",
+        "properties": {"url": {"type": "string", "format": "uri", "description": "An http(s) URL of the photo."}, **props},
+    }
     if json_extra:
         body = {"anyOf": [body, json_extra]}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": multipart},
-                                                          "application/json": {"schema": body}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": multipart}, "application/json": {"schema": body}},
+        }
+    }

@@ -4,8 +4,8 @@ of real StructuredTools with the contract's argument names returning canned resu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -83,7 +83,9 @@ class ScriptedChatModel(GenericFakeChatModel):
         msg = AIMessage(content=item) if isinstance(item, str) else item
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
-    def _stream(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
         msg = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs).generations[0].message
         text = msg.content if isinstance(msg.content, str) else ""
         for word in text.split(" ") if text else []:
@@ -91,11 +93,26 @@ class ScriptedChatModel(GenericFakeChatModel):
             if run_manager:
                 run_manager.on_llm_new_token(word + " ", chunk=chunk)
             yield chunk
-        tail = AIMessageChunk(content="", id=msg.id, usage_metadata=msg.usage_metadata, chunk_position="last",
-                              tool_call_chunks=[{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"],
-                                                 "index": i, "type": "tool_call_chunk"} for i, c in enumerate(msg.tool_calls)]
-                              + [{"name": c.get("name"), "args": c.get("args"), "id": c.get("id"), "index": len(msg.tool_calls) + i,
-                                  "type": "tool_call_chunk"} for i, c in enumerate(msg.invalid_tool_calls)])
+        tail = AIMessageChunk(
+            content="",
+            id=msg.id,
+            usage_metadata=msg.usage_metadata,
+            chunk_position="last",
+            tool_call_chunks=[
+                {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i, "type": "tool_call_chunk"}
+                for i, c in enumerate(msg.tool_calls)
+            ]
+            + [
+                {
+                    "name": c.get("name"),
+                    "args": c.get("args"),
+                    "id": c.get("id"),
+                    "index": len(msg.tool_calls) + i,
+                    "type": "tool_call_chunk",
+                }
+                for i, c in enumerate(msg.invalid_tool_calls)
+            ],
+        )
         yield ChatGenerationChunk(message=tail)
 
 
@@ -129,16 +146,28 @@ LYON = (45.764, 4.8357)
 TOKYO = (35.6762, 139.6503)
 
 
-def _retrieve(image: str, k: int | None = None, lat: float | None = None, lon: float | None = None,
-              radius_km: float | None = None, country_code: str | None = None, dissimilar: int = 0, **_: Any) -> dict:
+def _retrieve(
+    image: str,
+    k: int | None = None,
+    lat: float | None = None,
+    lon: float | None = None,
+    radius_km: float | None = None,
+    country_code: str | None = None,
+    dissimilar: int = 0,
+    **_: Any,
+) -> dict:
     k = k or 10
     if lat is not None:  # a zoomed-in search: finer candidates around the point
-        gallery = [{"lat": lat + 0.01 * i, "lon": lon + 0.01 * i, "score": 0.5 - 0.01 * i, "country_code": "FR"} for i in range(4)]
-        return {"gallery": gallery, "database": [], "dissimilar": [],
-                "filter": {"lat": lat, "lon": lon, "radius_km": radius_km}}
-    gallery = ([{"lat": PARIS[0] + 0.02 * i, "lon": PARIS[1] + 0.02 * i, "score": 0.40 - 0.01 * i, "country_code": "FR"} for i in range(5)]
-               + [{"lat": TOKYO[0], "lon": TOKYO[1], "score": 0.41, "country_code": "JP"},
-                  {"lat": LYON[0], "lon": LYON[1], "score": 0.30, "country_code": "FR"}])
+        gallery = [
+            {"lat": lat + 0.01 * i, "lon": lon + 0.01 * i, "score": 0.5 - 0.01 * i, "country_code": "FR"} for i in range(4)
+        ]
+        return {"gallery": gallery, "database": [], "dissimilar": [], "filter": {"lat": lat, "lon": lon, "radius_km": radius_km}}
+    gallery = [
+        {"lat": PARIS[0] + 0.02 * i, "lon": PARIS[1] + 0.02 * i, "score": 0.40 - 0.01 * i, "country_code": "FR"} for i in range(5)
+    ] + [
+        {"lat": TOKYO[0], "lon": TOKYO[1], "score": 0.41, "country_code": "JP"},
+        {"lat": LYON[0], "lon": LYON[1], "score": 0.30, "country_code": "FR"},
+    ]
     dis = [{"lat": -33.9 + i, "lon": 18.4 + i, "score": -0.1} for i in range(dissimilar)]
     return {"gallery": gallery[:k], "database": [], "dissimilar": dis, "filter": None}
 
@@ -156,9 +185,19 @@ def _cluster(candidates: list[Any], eps_km: float = 50, min_samples: int = 2) ->
         else:
             groups.append([p])
     clusters = sorted(
-        ({"lat": sum(p["lat"] for p in g) / len(g), "lon": sum(p["lon"] for p in g) / len(g), "support": len(g),
-          "score_mass": round(sum(p["score"] for p in g), 3), "radius_km": 5.0} for g in groups if len(g) >= min_samples),
-        key=lambda c: -c["score_mass"])
+        (
+            {
+                "lat": sum(p["lat"] for p in g) / len(g),
+                "lon": sum(p["lon"] for p in g) / len(g),
+                "support": len(g),
+                "score_mass": round(sum(p["score"] for p in g), 3),
+                "radius_km": 5.0,
+            }
+            for g in groups
+            if len(g) >= min_samples
+        ),
+        key=lambda c: -c["score_mass"],
+    )
     best = {k: clusters[0][k] for k in ("lat", "lon", "support")} if clusters else None
     return {"clusters": clusters, "best": best, "reranked": [], "noise": sum(len(g) for g in groups if len(g) < min_samples)}
 
@@ -166,11 +205,21 @@ def _cluster(candidates: list[Any], eps_km: float = 50, min_samples: int = 2) ->
 def _geocode(lat: float, lon: float) -> dict:
     from retrieval_service.core.geo import distance_km as haversine_km
 
-    for name, (plat, plon), cc, country in (("Paris", PARIS, "FR", "France"), ("Lyon", LYON, "FR", "France"),
-                                            ("Tokyo", TOKYO, "JP", "Japan")):
+    for name, (plat, plon), cc, country in (
+        ("Paris", PARIS, "FR", "France"),
+        ("Lyon", LYON, "FR", "France"),
+        ("Tokyo", TOKYO, "JP", "Japan"),
+    ):
         d = haversine_km(lat, lon, plat, plon)
         if d < 300:
-            return {"city": name, "region": None, "country": country, "country_code": cc, "distance_km": round(d, 1), "remote": False}
+            return {
+                "city": name,
+                "region": None,
+                "country": country,
+                "country_code": cc,
+                "distance_km": round(d, 1),
+                "remote": False,
+            }
     return {"city": "Nowhere", "region": None, "country": None, "country_code": None, "distance_km": 999.0, "remote": True}
 
 
@@ -180,8 +229,9 @@ def _verify(image: str, candidates: list[Any]) -> dict:
     ranked = []
     for c in candidates:
         c = c.model_dump() if isinstance(c, BaseModel) else c
-        ranked.append({"lat": c["lat"], "lon": c["lon"],
-                       "score": round(0.3 - haversine_km(c["lat"], c["lon"], *PARIS) / 20000, 4)})
+        ranked.append(
+            {"lat": c["lat"], "lon": c["lon"], "score": round(0.3 - haversine_km(c["lat"], c["lon"], *PARIS) / 20000, 4)}
+        )
     return {"ranked": sorted(ranked, key=lambda r: -r["score"])}
 
 
@@ -191,39 +241,84 @@ def _artifact(name: str, content: dict) -> Any:
         return None
     if name == "read_exif":
         gps = content.get("gps")
-        return ExifInfo(gps=GpsFix(lat=gps["lat"], lon=gps["lon"]) if gps else None, datetime=content.get("datetime"),
-                        camera=content.get("camera"))
+        return ExifInfo(
+            gps=GpsFix(lat=gps["lat"], lon=gps["lon"]) if gps else None,
+            datetime=content.get("datetime"),
+            camera=content.get("camera"),
+        )
     if name == "retrieve":
+
         def cands(rows: list[dict], source: str) -> list[Candidate]:
-            return [Candidate(lat=r["lat"], lon=r["lon"], score=r.get("score", 0.0), source=source,
-                              payload={k: v for k, v in r.items() if k not in ("lat", "lon", "score")} or None) for r in rows]
+            return [
+                Candidate(
+                    lat=r["lat"],
+                    lon=r["lon"],
+                    score=r.get("score", 0.0),
+                    source=source,
+                    payload={k: v for k, v in r.items() if k not in ("lat", "lon", "score")} or None,
+                )
+                for r in rows
+            ]
+
         filt = content.get("filter")
-        return RetrievalResult(gallery=cands(content.get("gallery") or [], "gallery"),
-                               database=cands(content.get("database") or [], "database"),
-                               dissimilar=cands(content.get("dissimilar") or [], "gallery"),
-                               geo_filter=GeoFilter(**{k: v for k, v in filt.items() if v is not None}) if filt else None)
+        return RetrievalResult(
+            gallery=cands(content.get("gallery") or [], "gallery"),
+            database=cands(content.get("database") or [], "database"),
+            dissimilar=cands(content.get("dissimilar") or [], "gallery"),
+            geo_filter=GeoFilter(**{k: v for k, v in filt.items() if v is not None}) if filt else None,
+        )
     if name == "cluster_candidates":
         best = content.get("best") or {"lat": 0.0, "lon": 0.0, "support": 0}
-        return ClusteringResult(clusters=[Cluster(members=[], **c) for c in content["clusters"]],
-                                best=Location(lat=best["lat"], lon=best["lon"]), best_support=best["support"],
-                                reranked=[], distance_km=[], noise=content.get("noise", 0))
+        return ClusteringResult(
+            clusters=[Cluster(members=[], **c) for c in content["clusters"]],
+            best=Location(lat=best["lat"], lon=best["lon"]),
+            best_support=best["support"],
+            reranked=[],
+            distance_km=[],
+            noise=content.get("noise", 0),
+        )
     if name == "reverse_geocode":
-        return GeocodedPlace(lat=content["_lat"], lon=content["_lon"], city=content["city"], region=content["region"],
-                             country=content["country"], country_code=content["country_code"], distance_km=content["distance_km"],
-                             remote=content["remote"], town=Location(lat=content["_lat"], lon=content["_lon"]))
+        return GeocodedPlace(
+            lat=content["_lat"],
+            lon=content["_lon"],
+            city=content["city"],
+            region=content["region"],
+            country=content["country"],
+            country_code=content["country_code"],
+            distance_km=content["distance_km"],
+            remote=content["remote"],
+            town=Location(lat=content["_lat"], lon=content["_lon"]),
+        )
     if name == "read_text":
-        return TextReading(lines=[TextLine(**ln) for ln in content.get("lines") or []], scripts=content.get("scripts") or [],
-                           places=[PlaceMatch(name=p["name"], region="", country_code=p["country_code"], lat=p["lat"],
-                                              lon=p["lon"], exact=True, words=1, size=1) for p in content.get("places") or []])
+        return TextReading(
+            lines=[TextLine(**ln) for ln in content.get("lines") or []],
+            scripts=content.get("scripts") or [],
+            places=[
+                PlaceMatch(
+                    name=p["name"],
+                    region="",
+                    country_code=p["country_code"],
+                    lat=p["lat"],
+                    lon=p["lon"],
+                    exact=True,
+                    words=1,
+                    size=1,
+                )
+                for p in content.get("places") or []
+            ],
+        )
     if name == "segment_scene":
         return SceneComposition(**content)
     if name == "verify_locations":
-        return Verification(ranked=[Candidate(lat=r["lat"], lon=r["lon"], score=r["score"], source="lmm") for r in content["ranked"]])
+        return Verification(
+            ranked=[Candidate(lat=r["lat"], lon=r["lon"], score=r["score"], source="lmm") for r in content["ranked"]]
+        )
     return None
 
 
-def make_fake_tools(*, exif_gps: tuple[float, float] | None = None, overrides: dict[str, Callable] | None = None,
-                    calls: list | None = None) -> list[BaseTool]:
+def make_fake_tools(
+    *, exif_gps: tuple[float, float] | None = None, overrides: dict[str, Callable] | None = None, calls: list | None = None
+) -> list[BaseTool]:
     """The seven tools, canned: Paris is right, Tokyo a strong single decoy, Lyon noise. Built like
     the real tools (the real argument schemas, builder and summaries), they answer with content (what
     the LMM reads) and a typed artifact (what the graph keeps). The photo tools read the photo from
@@ -241,6 +336,7 @@ def make_fake_tools(*, exif_gps: tuple[float, float] | None = None, overrides: d
             else:
                 artifact = _artifact(name, content)
             return content, artifact
+
         return inner
 
     def exif(image: str) -> dict:
@@ -252,10 +348,16 @@ def make_fake_tools(*, exif_gps: tuple[float, float] | None = None, overrides: d
         "retrieve": _retrieve,
         "cluster_candidates": _cluster,
         "reverse_geocode": _geocode,
-        "read_text": lambda image: {"lines": [{"text": "Rue de Rivoli", "confidence": 0.9}], "scripts": ["Latin"],
-                                    "places": [{"name": "Paris", "country_code": "FR", "lat": PARIS[0], "lon": PARIS[1]}]},
-        "segment_scene": lambda image: {"shares": {"building": 0.5, "sky": 0.3, "road": 0.2}, "hints": ["urban street"],
-                                        "backend": "fake"},
+        "read_text": lambda image: {
+            "lines": [{"text": "Rue de Rivoli", "confidence": 0.9}],
+            "scripts": ["Latin"],
+            "places": [{"name": "Paris", "country_code": "FR", "lat": PARIS[0], "lon": PARIS[1]}],
+        },
+        "segment_scene": lambda image: {
+            "shares": {"building": 0.5, "sky": 0.3, "road": 0.2},
+            "hints": ["urban street"],
+            "backend": "fake",
+        },
         "verify_locations": _verify,
     }
     fns.update(overrides or {})

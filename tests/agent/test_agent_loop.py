@@ -13,28 +13,49 @@ from PIL import Image
 from agent import load_agent
 from tests.agent.fakes import PARIS, ScriptedChatModel, ScriptExhausted, call, make_fake_tools, propose, submit
 
-FINAL = {"lat": 48.86, "lon": 2.35, "confidence": 0.8,
-         "place": {"city": "Paris", "country": "France", "country_code": "FR"},
-         "alternatives": [{"lat": 45.76, "lon": 4.84, "score": 0.1}],
-         "rationale": "Cluster of 5 around Paris; zoomed retrieval agrees; reverse geocode names Paris."}
+FINAL = {
+    "lat": 48.86,
+    "lon": 2.35,
+    "confidence": 0.8,
+    "place": {"city": "Paris", "country": "France", "country_code": "FR"},
+    "alternatives": [{"lat": 45.76, "lon": 4.84, "score": 0.1}],
+    "rationale": "Cluster of 5 around Paris; zoomed retrieval agrees; reverse geocode names Paris.",
+}
 
 
 def _agent(settings, script, mode="agent", **kw):
     model = ScriptedChatModel(script=script)
     tools_log: list = []
-    agent = load_agent(settings, mode=mode, chat_model=model,
-                       tools=make_fake_tools(calls=tools_log, **kw.pop("tool_kw", {})), retry_backoff_s=0.001, **kw)
+    agent = load_agent(
+        settings,
+        mode=mode,
+        chat_model=model,
+        tools=make_fake_tools(calls=tools_log, **kw.pop("tool_kw", {})),
+        retry_backoff_s=0.001,
+        **kw,
+    )
     return agent, model, tools_log
 
 
 def test_scripted_loop_retrieve_cluster_zoom_geocode_answer(agent_settings, photo):
     script = [
         AIMessage("", tool_calls=[call("retrieve", {"image": "photo", "k": 5}, "c1")]),
-        AIMessage("", tool_calls=[call("cluster_candidates", {"candidates": [{"lat": PARIS[0], "lon": PARIS[1], "score": 0.4},
-                                                                             {"lat": 48.87, "lon": 2.36, "score": 0.3}]}, "c2")]),
+        AIMessage(
+            "",
+            tool_calls=[
+                call(
+                    "cluster_candidates",
+                    {"candidates": [{"lat": PARIS[0], "lon": PARIS[1], "score": 0.4}, {"lat": 48.87, "lon": 2.36, "score": 0.3}]},
+                    "c2",
+                )
+            ],
+        ),
         AIMessage("", tool_calls=[call("retrieve", {"image": "photo", "lat": PARIS[0], "lon": PARIS[1], "radius_km": 25}, "c3")]),
-        AIMessage("", tool_calls=[call("reverse_geocode", {"lat": 48.86, "lon": 2.35}, "c4")],
-                  usage_metadata={"input_tokens": 100, "output_tokens": 10, "total_tokens": 110}),
+        AIMessage(
+            "",
+            tool_calls=[call("reverse_geocode", {"lat": 48.86, "lon": 2.35}, "c4")],
+            usage_metadata={"input_tokens": 100, "output_tokens": 10, "total_tokens": 110},
+        ),
         submit(FINAL),
     ]
     agent, model, tools_log = _agent(agent_settings, script)
@@ -62,10 +83,16 @@ def test_scripted_loop_retrieve_cluster_zoom_geocode_answer(agent_settings, phot
     roles = [m["role"] for m in pred.messages]
     assert roles[:2] == ["system", "human"] and roles.count("ai") == 5 and roles.count("tool") == 5
     assert "base64" not in json.dumps(pred.messages)
+
     # the model saw the photo as an image block in the first request only (the default)
     def images(request):
         first_user = [m for m in request if isinstance(m, HumanMessage)][0]
-        return [b for b in first_user.content if isinstance(b, dict) and b.get("type") == "image"] if isinstance(first_user.content, list) else []
+        return (
+            [b for b in first_user.content if isinstance(b, dict) and b.get("type") == "image"]
+            if isinstance(first_user.content, list)
+            else []
+        )
+
     assert len(images(model.received[0])) == 1 and all(not images(r) for r in model.received[1:])
     assert "verify_locations" in model.offered[0] and "submit_answer" in model.offered[0]
 
@@ -87,8 +114,7 @@ def test_tool_error_reaches_lmm_as_message(agent_settings, photo):
     def broken(**kw):
         raise RuntimeError("segmenter exploded")
 
-    script = [AIMessage("", tool_calls=[call("segment_scene", {"image": "photo"}, "s1")]),
-              submit(FINAL)]
+    script = [AIMessage("", tool_calls=[call("segment_scene", {"image": "photo"}, "s1")]), submit(FINAL)]
     agent, model, _ = _agent(agent_settings, script, tool_kw={"overrides": {"segment_scene": broken}})
     pred = agent.invoke(str(photo))
     tool_msgs = [m for m in model.received[1] if isinstance(m, ToolMessage)]
@@ -154,7 +180,11 @@ def test_first_reply_notes_are_accepted_once(agent_settings, photo):
 
 def test_a_text_answer_is_not_scanned_for_json(agent_settings, photo):
     # the old loop took JSON out of free text; now only submit_answer answers, so text gets a repair
-    script = [AIMessage("", tool_calls=[call("read_text", {}, "t1")]), AIMessage(json.dumps(FINAL)), submit({**FINAL, "lat": 40.0})]
+    script = [
+        AIMessage("", tool_calls=[call("read_text", {}, "t1")]),
+        AIMessage(json.dumps(FINAL)),
+        submit({**FINAL, "lat": 40.0}),
+    ]
     agent, model, _ = _agent(agent_settings, script)
     pred = agent.invoke(str(photo))
     assert pred.lat == 40.0 and pred.source == "lmm"
@@ -206,7 +236,9 @@ def test_image_content_block_is_valid(photo, tmp_path):
     img = Image.open(io.BytesIO(base64.b64decode(block["base64"], validate=True)))
     assert img.format == "JPEG" and max(img.size) <= 1024 and img.size == (1024, 768)
     Image.new("RGB", (300, 200)).save(tmp_path / "small.png")
-    img2 = Image.open(io.BytesIO(base64.b64decode(image_content_block(Photo.resolve(tmp_path / "small.png", tmp_path))["base64"])))
+    img2 = Image.open(
+        io.BytesIO(base64.b64decode(image_content_block(Photo.resolve(tmp_path / "small.png", tmp_path))["base64"]))
+    )
     assert img2.size == (300, 200)
 
 

@@ -64,8 +64,9 @@ def test_calibrate_command_saves_a_map_that_predictions_use(tmp_path, monkeypatc
     assert fields["calibrated"] is True and fields["confidence"] == fields["probabilities"]["25"]
     assert fields["probabilities"] != fields["raw_probabilities"]
     # other settings (another image model) are not covered by that calibration
-    other = prediction_fields(mixture, 41.9, 12.5, settings=Settings(data_dir=tmp_path / "data", image_model="ViT-B-32"),
-                              mode="policy")
+    other = prediction_fields(
+        mixture, 41.9, 12.5, settings=Settings(data_dir=tmp_path / "data", image_model="ViT-B-32"), mode="policy"
+    )
     assert other["calibrated"] is False and other["probabilities"] == other["raw_probabilities"]
 
 

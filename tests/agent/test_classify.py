@@ -36,9 +36,13 @@ def test_tool_calls_go_to_the_tools_and_count_a_step():
 
 
 def test_invalid_json_arguments_are_answered_and_the_valid_calls_still_run():
-    reply = AIMessage("", tool_calls=[call("retrieve", {}, "r")],
-                      invalid_tool_calls=[{"name": "verify_locations", "args": "{bad", "id": "v", "error": "Expecting value",
-                                           "type": "invalid_tool_call"}])
+    reply = AIMessage(
+        "",
+        tool_calls=[call("retrieve", {}, "r")],
+        invalid_tool_calls=[
+            {"name": "verify_locations", "args": "{bad", "id": "v", "error": "Expecting value", "type": "invalid_tool_call"}
+        ],
+    )
     out = classify(reply, _budget())
     assert (out.kind, out.next) == ("tools", "tools") and "not valid JSON" in _errors(out)["v"]
 

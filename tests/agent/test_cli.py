@@ -100,25 +100,33 @@ def test_chat_follow_up_with_lmm_runs_the_tools_on_the_photos_thread(agent_setti
     from tests.agent.fakes import ScriptedChatModel, call, submit
 
     final = {"lat": 48.86, "lon": 2.35, "confidence": 0.7, "rationale": "the Paris cluster"}
-    model = ScriptedChatModel(script=[
-        submit(final, "a1"),  # the analysis
-        AIMessage("", tool_calls=[call("verify_locations", {"candidates": [{"lat": 50.85, "lon": 4.35}]}, "v1")]),
-        AIMessage("Belgium scores lower than Paris, so it stays Paris."),  # the follow-up's reply
-    ])
+    model = ScriptedChatModel(
+        script=[
+            submit(final, "a1"),  # the analysis
+            AIMessage("", tool_calls=[call("verify_locations", {"candidates": [{"lat": 50.85, "lon": 4.35}]}, "v1")]),
+            AIMessage("Belgium scores lower than Paris, so it stays Paris."),  # the follow-up's reply
+        ]
+    )
     agent = load_agent(agent_settings, mode="agent", chat_model=model, tools=make_fake_tools(), checkpointer=InMemorySaver())
     sess = ChatSession(agent, session="t")
     events: list = []
     sess.attach(str(photo), on_event=events.append)
     assert any(e.get("type") == "tool" and e["tool"] == "retrieve" for e in events)
-    assert sess.ask("could it be Belgium instead?", on_event=events.append) == "Belgium scores lower than Paris, so it stays Paris."
+    assert (
+        sess.ask("could it be Belgium instead?", on_event=events.append) == "Belgium scores lower than Paris, so it stays Paris."
+    )
     assert model.remaining == 0
     follow = model.received[1]  # the question continues the photo's own conversation, with the tools
     assert [m.type for m in follow[:2]] == ["system", "human"] and follow[-1].type == "human"
     assert "Belgium" in follow[-1].content and any(isinstance(m, ToolMessage) and m.tool_call_id == "a1" for m in follow)
     assert "verify_locations" in model.offered[1]
+
     def has_photo(request):
-        return any(isinstance(m.content, list) and any(b.get("type") == "image" for b in m.content if isinstance(b, dict))
-                   for m in request)
+        return any(
+            isinstance(m.content, list) and any(b.get("type") == "image" for b in m.content if isinstance(b, dict))
+            for m in request
+        )
+
     assert [has_photo(r) for r in model.received] == [True, True, False]  # again on the follow-up's first request
     assert any(e.get("type") == "tool" and e["tool"] == "verify_locations" for e in events)
     assert [m.type for m in sess.history()] == ["human", "ai", "human", "ai"]
@@ -131,8 +139,12 @@ def test_locate_with_an_lmm_shows_usage_and_rag_samples(fake_cli, photo, monkeyp
     script = [Reply(calls=[("submit_answer", final)], usage=(1500, 50))]
     script += [Reply(calls=[("propose_location", {"lat": 48.85 + i / 100, "lon": 2.35})], usage=(100, 10)) for i in range(8)]
     with FakeOpenAI(script) as server:
-        for key, value in {"GEOAGENT_LLM_MODEL": "fake-vl", "GEOAGENT_LLM_BASE_URL": server.base_url,
-                           "GEOAGENT_LLM_PRICE_INPUT_PER_MTOK": "2", "GEOAGENT_LLM_PRICE_OUTPUT_PER_MTOK": "10"}.items():
+        for key, value in {
+            "GEOAGENT_LLM_MODEL": "fake-vl",
+            "GEOAGENT_LLM_BASE_URL": server.base_url,
+            "GEOAGENT_LLM_PRICE_INPUT_PER_MTOK": "2",
+            "GEOAGENT_LLM_PRICE_OUTPUT_PER_MTOK": "10",
+        }.items():
             monkeypatch.setenv(key, value)
         res = fake_cli.invoke(app, ["locate", str(photo)])
         assert res.exit_code == 0, res.output
@@ -149,12 +161,23 @@ def test_chat_with_an_lmm_streams_tools_and_commands(fake_cli, photo, tmp_path, 
     from evals.fake_llm_server import FakeOpenAI, Reply
 
     final = {"lat": 48.86, "lon": 2.35, "confidence": 0.7, "rationale": "the Paris cluster"}
-    script = [Reply(text="Stone facades and a wide boulevard.", calls=[("submit_answer", final)]),
-              Reply(calls=[("verify_locations", {"candidates": [{"lat": 50.85, "lon": 4.35}]})]),
-              Reply(text="Brussels scores lower than Paris, so I keep Paris.")]
+    script = [
+        Reply(text="Stone facades and a wide boulevard.", calls=[("submit_answer", final)]),
+        Reply(calls=[("verify_locations", {"candidates": [{"lat": 50.85, "lon": 4.35}]})]),
+        Reply(text="Brussels scores lower than Paris, so I keep Paris."),
+    ]
     map_file = tmp_path / "chat.html"
-    lines = [f"/image {photo}", "/image", "could it be Belgium instead?", "/history", f"/map {map_file}", "/map out.txt",
-             "/image /no/such.jpg", "/quit", "never read"]
+    lines = [
+        f"/image {photo}",
+        "/image",
+        "could it be Belgium instead?",
+        "/history",
+        f"/map {map_file}",
+        "/map out.txt",
+        "/image /no/such.jpg",
+        "/quit",
+        "never read",
+    ]
     with FakeOpenAI(script) as server:
         monkeypatch.setenv("GEOAGENT_LLM_MODEL", "fake-vl")
         monkeypatch.setenv("GEOAGENT_LLM_BASE_URL", server.base_url)
@@ -181,8 +204,9 @@ def test_locate_at_the_top_k_maximum_reaches_the_real_retrieve_tool(monkeypatch,
     fake = FakeRetriever()
     real = api.load_agent
     monkeypatch.setenv("GEOAGENT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr(api, "load_agent", lambda settings=None, **kw: real(
-        settings, tools=make_tools(Services(settings, retriever=fake)), **kw))
+    monkeypatch.setattr(
+        api, "load_agent", lambda settings=None, **kw: real(settings, tools=make_tools(Services(settings, retriever=fake)), **kw)
+    )
     res = CliRunner().invoke(app, ["locate", str(photo), "--mode", "retrieval", "--top-k", str(MAX_TOP_K), "--json"])
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout.splitlines()[0])

@@ -36,8 +36,10 @@ def test_two_sources_on_different_scales_both_count():
     madrid = [Candidate(lat=MADRID[0] + 0.01 * i, lon=MADRID[1], score=0.9, source="database") for i in range(2)]
     mix = build_mixture(rome + madrid)
     modes = mix.modes()
-    near = {name: sum(md.mass for md in modes if distance_km(md.lat, md.lon, *where) < 20)
-            for name, where in (("rome", ROME), ("madrid", MADRID))}
+    near = {
+        name: sum(md.mass for md in modes if distance_km(md.lat, md.lon, *where) < 20)
+        for name, where in (("rome", ROME), ("madrid", MADRID))
+    }
     assert near["rome"] == pytest.approx(0.3, abs=1e-6)  # 0.6 of the gallery's half
     assert near["madrid"] == pytest.approx(0.5, abs=1e-6)  # all of the database's half
     # raising every database cosine by the same amount changes nothing (a softmax is shift-invariant)
@@ -46,16 +48,19 @@ def test_two_sources_on_different_scales_both_count():
 
 
 def test_four_scattered_candidates_give_the_most_probable_one():
-    pts = [_gallery(48.86, 2.35, 0.10), _gallery(35.68, 139.65, 0.25), _gallery(40.71, -74.0, 0.08),
-           _gallery(-33.87, 151.21, 0.12)]
+    pts = [
+        _gallery(48.86, 2.35, 0.10),
+        _gallery(35.68, 139.65, 0.25),
+        _gallery(40.71, -74.0, 0.08),
+        _gallery(-33.87, 151.21, 0.12),
+    ]
     choice = _choose([], pts)
     assert distance_km(choice.chosen.lat, choice.chosen.lon, 35.68, 139.65) < 1
     assert len(choice.alternatives) == 3
 
 
 def test_cluster_across_the_antimeridian():
-    pts = [_gallery(-17.8, 179.95, 0.2), _gallery(-17.8, -179.95, 0.2), _gallery(-17.75, 179.99, 0.2),
-           _gallery(10.0, 0.0, 0.25)]
+    pts = [_gallery(-17.8, 179.95, 0.2), _gallery(-17.8, -179.95, 0.2), _gallery(-17.75, 179.99, 0.2), _gallery(10.0, 0.0, 0.25)]
     mix = build_mixture(pts)
     top = mix.modes()[0]
     assert top.mass == pytest.approx(0.6) and len(top.members) == 3
@@ -76,8 +81,9 @@ def test_verification_is_not_counted_twice():
     be the same with and without it."""
     cands = [_gallery(*ROME, 0.3, score=0.31), _gallery(*MADRID, 0.25, score=0.30)]
     options = rules.build_options(cands, [], support=build_mixture(cands))
-    verified = rules.attach_verification(options, Verification(ranked=[
-        Candidate(lat=c.lat, lon=c.lon, score=c.score, source="gallery") for c in cands]))
+    verified = rules.attach_verification(
+        options, Verification(ranked=[Candidate(lat=c.lat, lon=c.lon, score=c.score, source="gallery") for c in cands])
+    )
     plain, checked = _choose(options, cands), _choose(verified, cands)
     assert (checked.chosen.lat, checked.chosen.lon, checked.confidence) == (plain.chosen.lat, plain.chosen.lon, plain.confidence)
 
@@ -96,7 +102,7 @@ def test_probabilities_are_monotone_and_areas_nested():
     top = mix.mode()
     s = summarise(mix, top.lat, top.lon)
     values = [s.probabilities[k] for k in ("1", "25", "200", "750", "2500")]
-    assert values == sorted(values) and 0 <= values[0] and values[-1] <= 1
+    assert values == sorted(values) and values[0] >= 0 and values[-1] <= 1
     assert 0 < s.search_area_km2["50"] < s.search_area_km2["90"]
     assert s.surface is not None and s.surface.heat and set(s.surface.regions) == {"50", "90"}
     assert all(ring[0] == ring[-1] for ring in s.surface.regions["90"])
@@ -147,8 +153,12 @@ def test_one_runs_evidence_is_modelled_once():
 def test_fast_density_equals_the_exact_sum():
     """The float32 density (kernel values below float32's normal range dropped) agrees with the
     exact float64 sum, at the samples and far from every component (only the uniform part left)."""
-    comps = [Component(ROME[0], ROME[1], 0.5, 25.0, "gallery"), Component(MADRID[0], MADRID[1], 0.3, 10.0, "database"),
-             Component(-33.9, 151.2, 0.15, 0.05, "exif"), Component(0.0, 0.0, 0.05, None, "gallery")]
+    comps = [
+        Component(ROME[0], ROME[1], 0.5, 25.0, "gallery"),
+        Component(MADRID[0], MADRID[1], 0.3, 10.0, "database"),
+        Component(-33.9, 151.2, 0.15, 0.05, "exif"),
+        Component(0.0, 0.0, 0.05, None, "gallery"),
+    ]
     mix = Mixture(comps)
     x, dens = mix.samples()
     far = np.array([[0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # the north pole, the Pacific

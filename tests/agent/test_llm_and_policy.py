@@ -9,15 +9,16 @@ from agent.decision.sources import build_mixture
 from agent.lmm.answer import FinalAnswer, InvalidAnswer, submit_answer_tool, validate_args
 from agent.lmm.calls import CallPolicy, LLMFailure, call_lmm
 from agent.lmm.factory import make_chat_model
+from retrieval_service.core.errors import ConfigError
 from retrieval_service.core.types import Candidate, Verification
 from retrieval_service.evidence.clustering import Cluster
-from retrieval_service.core.errors import ConfigError
 from tests.agent.fakes import ScriptedChatModel
 
 
 def test_factory_builds_an_openai_compatible_client(agent_settings):
-    s = agent_settings.model_copy(update={"llm_model": "qwen2.5-vl", "llm_base_url": "http://localhost:8000/v1",
-                                          "llm_timeout_s": 12.0})
+    s = agent_settings.model_copy(
+        update={"llm_model": "qwen2.5-vl", "llm_base_url": "http://localhost:8000/v1", "llm_timeout_s": 12.0}
+    )
     model = make_chat_model(s)
     assert type(model).__name__ == "ChatOpenAI"
     assert model.model_name == "qwen2.5-vl" and model.openai_api_base == "http://localhost:8000/v1"
@@ -58,8 +59,11 @@ def test_retries_with_backoff_then_success_records_every_attempt():
 def test_final_answer_schema_names_each_problem():
     ok = validate_args(FinalAnswer, {"lat": 1, "lon": 2, "confidence": 0.5, "rationale": "r"})
     assert (ok.lat, ok.lon, ok.confidence) == (1, 2, 0.5)
-    for bad, why in (({"lat": 91, "lon": 0, "confidence": 1, "rationale": "r"}, "lat"),
-                     ({"lat": 1, "lon": 2, "confidence": 0.5}, "rationale"), ({"lat": "x"}, "lat")):
+    for bad, why in (
+        ({"lat": 91, "lon": 0, "confidence": 1, "rationale": "r"}, "lat"),
+        ({"lat": 1, "lon": 2, "confidence": 0.5}, "rationale"),
+        ({"lat": "x"}, "lat"),
+    ):
         with pytest.raises(InvalidAnswer, match=why):
             validate_args(FinalAnswer, bad)
     params = submit_answer_tool().tool_call_schema.model_json_schema()["properties"]
@@ -78,16 +82,18 @@ def test_prompts_load_and_render():
 
 
 def _verified(options: list[Candidate], score) -> list[Candidate]:
-    return rules.attach_verification(options, Verification(ranked=[
-        Candidate(lat=o.lat, lon=o.lon, score=score(o), source="lmm") for o in options]))
+    return rules.attach_verification(
+        options, Verification(ranked=[Candidate(lat=o.lat, lon=o.lon, score=score(o), source="lmm") for o in options])
+    )
 
 
 def test_policy_answers_the_most_probable_place():
     """The policy's answer is the mode of the probability model: four gallery points holding 60% of
     GeoCLIP's probability around Paris beat one holding 30% in Tokyo, which stays an alternative;
     verification (a re-statement of the gallery scores) does not move the answer."""
-    cands = ([Candidate(lat=48.85 + 0.01 * i, lon=2.35, score=0.3, probability=0.15, source="gallery") for i in range(4)]
-             + [Candidate(lat=35.7, lon=139.7, score=0.5, probability=0.3, source="gallery")])
+    cands = [Candidate(lat=48.85 + 0.01 * i, lon=2.35, score=0.3, probability=0.15, source="gallery") for i in range(4)] + [
+        Candidate(lat=35.7, lon=139.7, score=0.5, probability=0.3, source="gallery")
+    ]
     clusters = [Cluster(lat=48.865, lon=2.35, support=4, score_mass=1.2, radius_km=3, members=[0, 1, 2, 3])]
     mixture = build_mixture(cands)
     options = rules.build_options(cands, clusters, support=mixture)
@@ -168,8 +174,9 @@ def test_per_photo_token_limit_stops_the_lmm(agent_settings, photo):
 
     settings = agent_settings.model_copy(update={"llm_max_tokens_per_photo": 1500, "max_steps": 10})
     usage = {"input_tokens": 900, "output_tokens": 10, "total_tokens": 910}
-    model = ScriptedChatModel(script=[AIMessage("", tool_calls=[call("read_text", {}, f"t{i}")], usage_metadata=usage)
-                                      for i in range(5)])
+    model = ScriptedChatModel(
+        script=[AIMessage("", tool_calls=[call("read_text", {}, f"t{i}")], usage_metadata=usage) for i in range(5)]
+    )
     agent = load_agent(settings, mode="agent", chat_model=model, tools=make_fake_tools(), retry_backoff_s=0.001)
     pred = agent.invoke(str(photo))
     assert len(model.received) == 2 and pred.usage.input_tokens == 1800

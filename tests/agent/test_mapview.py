@@ -16,7 +16,7 @@ from PIL import Image
 
 from agent.basemap import asset_path, land_geojson
 from agent.mapview import leaflet_head, map_data, render_map, write_map
-from agent.prediction import ProbabilitySurface, Prediction
+from agent.prediction import Prediction, ProbabilitySurface
 from retrieval_service.core.errors import GeoAgentError
 from retrieval_service.core.types import Candidate
 from retrieval_service.evidence.clustering import Cluster
@@ -27,19 +27,31 @@ PARIS = (48.8566, 2.3522)
 
 def _prediction(with_surface: bool = True) -> Prediction:
     rng = np.random.default_rng(0)
-    cands = [Candidate(lat=PARIS[0] + dy, lon=PARIS[1] + dx, score=0.5 - i * 0.01, source="gallery")
-             for i, (dy, dx) in enumerate(rng.normal(0, 1.5, (12, 2)))]
+    cands = [
+        Candidate(lat=PARIS[0] + dy, lon=PARIS[1] + dx, score=0.5 - i * 0.01, source="gallery")
+        for i, (dy, dx) in enumerate(rng.normal(0, 1.5, (12, 2)))
+    ]
     cands.append(Candidate(lat=40.4, lon=-3.7, score=0.1, source="database"))
     surface = None
     if with_surface:
         ring = [(PARIS[0] + 2 * np.sin(t), PARIS[1] + 3 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 24)]
-        surface = ProbabilitySurface(heat=[(c.lat, c.lon, 1.0 - i / 20) for i, c in enumerate(cands)],
-                                     regions={"50": [ring], "90": [[(a * 1.0, b * 1.0) for a, b in ring]]})
-    return Prediction(image="/photos/paris </script><b>.jpg", lat=PARIS[0], lon=PARIS[1], confidence=0.4, source="gallery",
-                      candidates=cands, clusters=[Cluster(lat=PARIS[0], lon=PARIS[1], support=12, score_mass=4.0,
-                                                          radius_km=120.0, members=list(range(12)))],
-                      alternatives=[Candidate(lat=40.4, lon=-3.7, score=0.1, source="database")],
-                      rationale="Most candidates <agree> on Paris.", search_area_km2={"50": 1.5e5, "90": 6e5}, surface=surface)
+        surface = ProbabilitySurface(
+            heat=[(c.lat, c.lon, 1.0 - i / 20) for i, c in enumerate(cands)],
+            regions={"50": [ring], "90": [[(a * 1.0, b * 1.0) for a, b in ring]]},
+        )
+    return Prediction(
+        image="/photos/paris </script><b>.jpg",
+        lat=PARIS[0],
+        lon=PARIS[1],
+        confidence=0.4,
+        source="gallery",
+        candidates=cands,
+        clusters=[Cluster(lat=PARIS[0], lon=PARIS[1], support=12, score_mass=4.0, radius_km=120.0, members=list(range(12)))],
+        alternatives=[Candidate(lat=40.4, lon=-3.7, score=0.1, source="database")],
+        rationale="Most candidates <agree> on Paris.",
+        search_area_km2={"50": 1.5e5, "90": 6e5},
+        surface=surface,
+    )
 
 
 def test_the_page_references_no_external_script_style_or_image(tmp_path: Path):
@@ -95,9 +107,21 @@ def _share(pixels: np.ndarray, rgb: tuple[int, int, int], tol: int = 12) -> floa
 def test_an_offline_screenshot_shows_the_land_the_answer_and_the_candidates(tmp_path: Path):
     page = write_map([_prediction()], tmp_path / "map.html")  # online tiles asked for, but every host is unresolvable
     shot = tmp_path / "shot.png"
-    cmd = [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
-           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
-           "--window-size=900,700", "--virtual-time-budget=4000", f"--screenshot={shot}", page.as_uri()]
+    cmd = [
+        _chromium(),
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--mute-audio",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--window-size=900,700",
+        "--virtual-time-budget=4000",
+        f"--screenshot={shot}",
+        page.as_uri(),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=GUARD_S)
     assert shot.is_file(), res.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("RGB"))

@@ -27,8 +27,14 @@ def fake_hub(tiny_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     served = tmp_path / "hub" / "open_clip_pytorch_model.bin"
     served.parent.mkdir()
     torch.save(model.state_dict(), served)
-    cfg = {"hf_hub": "local/tiny-demo/", "quick_gelu": True, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25),
-           "interpolation": "bicubic", "resize_mode": "shortest"}
+    cfg = {
+        "hf_hub": "local/tiny-demo/",
+        "quick_gelu": True,
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.25, 0.25, 0.25),
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+    }
     real_cfg = model_store._open_clip_cfg
     monkeypatch.setattr(model_store, "_open_clip_cfg", lambda m, p: cfg if p == "demo" else real_cfg(m, p))
     asked: list[dict] = []

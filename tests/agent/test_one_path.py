@@ -68,8 +68,9 @@ def test_a_photo_resolved_by_the_caller_is_not_resolved_again(agent_settings, ph
 
 
 def test_lmm_loop_resolves_once_and_models_tools_and_lmm_evidence_once_each(agent_settings, photo, counted):
-    model = ScriptedChatModel(script=[AIMessage("", tool_calls=[call("read_text", {}, "t"), call("retrieve", {"k": 5}, "r")]),
-                                      submit(FINAL)])
+    model = ScriptedChatModel(
+        script=[AIMessage("", tool_calls=[call("read_text", {}, "t"), call("retrieve", {"k": 5}, "r")]), submit(FINAL)]
+    )
     agent = load_agent(agent_settings, mode="agent", chat_model=model, tools=make_fake_tools(), retry_backoff_s=0.001)
     pred = agent.invoke({"image": str(photo)})
     assert pred.source == "lmm" and counted["resolve"] == 1

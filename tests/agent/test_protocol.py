@@ -13,8 +13,13 @@ from agent.lmm.calls import CallPolicy, LLMFailure, call_lmm
 from evals.fake_llm_server import Drop, Fail, FakeOpenAI, Garbage, Hang, Reply, protocol_errors
 from tests.agent.fakes import PARIS, make_fake_tools
 
-FINAL = {"lat": 48.86, "lon": 2.35, "confidence": 0.8, "place": {"city": "Paris", "country": "France", "country_code": "FR"},
-         "rationale": "the Paris cluster, verified"}
+FINAL = {
+    "lat": 48.86,
+    "lon": 2.35,
+    "confidence": 0.8,
+    "place": {"city": "Paris", "country": "France", "country_code": "FR"},
+    "rationale": "the Paris cluster, verified",
+}
 
 
 def _agent(settings, server, mode="agent", **kw):
@@ -22,23 +27,37 @@ def _agent(settings, server, mode="agent", **kw):
 
 
 def _images(body) -> int:
-    return sum(1 for m in body["messages"] if isinstance(m.get("content"), list)
-               for p in m["content"] if isinstance(p, dict) and p.get("type") == "image_url")
+    return sum(
+        1
+        for m in body["messages"]
+        if isinstance(m.get("content"), list)
+        for p in m["content"]
+        if isinstance(p, dict) and p.get("type") == "image_url"
+    )
 
 
 def test_the_fake_server_refuses_an_unanswered_tool_call_like_the_openai_api():
-    body = {"messages": [{"role": "user", "content": "hi"},
-                         {"role": "assistant", "content": None, "tool_calls": [
-                             {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{"}}]},
-                         {"role": "user", "content": "again"}]}
+    body = {
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{"}}],
+            },
+            {"role": "user", "content": "again"},
+        ]
+    }
     assert any("did not have response messages" in m for _, m in protocol_errors(body))
     body["messages"].insert(2, {"role": "tool", "tool_call_id": "c1", "content": "error"})
     assert protocol_errors(body) == []
 
 
 def test_invalid_json_arguments_are_answered_and_the_model_continues(agent_settings, photo):
-    script = [Reply(calls=[("retrieve", '{"k": 5, "lat": 48.8'), ("reverse_geocode", {"lat": 48.86, "lon": 2.35})]),
-              Reply(calls=[("submit_answer", FINAL)])]
+    script = [
+        Reply(calls=[("retrieve", '{"k": 5, "lat": 48.8'), ("reverse_geocode", {"lat": 48.86, "lon": 2.35})]),
+        Reply(calls=[("submit_answer", FINAL)]),
+    ]
     with FakeOpenAI(script) as server:
         pred = _agent(agent_settings, server).invoke({"image": str(photo)})
     # the old loop took the reply for a final answer and resent the call unanswered: HTTP 400, policy fallback
@@ -64,8 +83,11 @@ def test_invalid_submit_answer_gets_one_repair_round_then_the_policy(agent_setti
 
 
 def test_no_tool_schema_has_an_image_parameter_and_the_photo_is_sent_once(agent_settings, photo):
-    script = [Reply(calls=[("read_text", {})]), Reply(calls=[("segment_scene", {"image": "ignored"})]),
-              Reply(calls=[("submit_answer", FINAL)])]
+    script = [
+        Reply(calls=[("read_text", {})]),
+        Reply(calls=[("segment_scene", {"image": "ignored"})]),
+        Reply(calls=[("submit_answer", FINAL)]),
+    ]
     with FakeOpenAI(list(script)) as server:
         pred = _agent(agent_settings, server).invoke({"image": str(photo)})
     assert server.violations == [] and pred.source == "lmm"
@@ -94,8 +116,10 @@ def test_usage_totals_add_up_to_the_per_call_figures(agent_settings, photo):
 
 
 def test_streaming_keeps_usage_and_yields_tokens(agent_settings, photo):
-    script = [Reply(text="I see a river and stone bridges", calls=[("read_text", {})], usage=(500, 10)),
-              Reply(calls=[("submit_answer", FINAL)], usage=(600, 30))]
+    script = [
+        Reply(text="I see a river and stone bridges", calls=[("read_text", {})], usage=(500, 10)),
+        Reply(calls=[("submit_answer", FINAL)], usage=(600, 30)),
+    ]
     with FakeOpenAI(script) as server:
         events = list(_agent(agent_settings, server).stream({"image": str(photo)}))
     assert all(r.body.get("stream") for r in server.requests) and server.violations == []
@@ -124,9 +148,8 @@ def test_retry_after_is_honoured_and_garbage_bodies_are_retried():
     with FakeOpenAI([Fail(429, "slow down", {"Retry-After": "600"}), Reply("ok")]) as server:
         call_lmm(server.chat_model(), [("user", "hi")], CallPolicy(retries=1, max_wait_s=1.5, sleep=slept.append))
     assert slept[-1] == 1.5  # capped by llm_retry_max_s
-    with FakeOpenAI([Fail(400, "bad request"), Reply("unused")]) as server:
-        with pytest.raises(LLMFailure):
-            call_lmm(server.chat_model(), [("user", "hi")], policy)
+    with FakeOpenAI([Fail(400, "bad request"), Reply("unused")]) as server, pytest.raises(LLMFailure):
+        call_lmm(server.chat_model(), [("user", "hi")], policy)
     assert len(server.requests) == 1  # a client error is not retried
 
 
@@ -140,8 +163,9 @@ def test_a_dead_endpoint_over_a_batch_trips_the_breaker(agent_settings, tmp_path
         Image.new("RGB", (64, 48), (10 * i, 90, 200)).save(photos[-1])
     settings = agent_settings.model_copy(update={"llm_breaker_failures": 3, "llm_max_retries": 2})
     with FakeOpenAI(lambda body: fault) as server:
-        agent = load_agent(settings, mode="agent", chat_model=server.chat_model(timeout=0.3), tools=make_fake_tools(),
-                           retry_backoff_s=0.001)
+        agent = load_agent(
+            settings, mode="agent", chat_model=server.chat_model(timeout=0.3), tools=make_fake_tools(), retry_backoff_s=0.001
+        )
         preds = agent.batch([str(p) for p in photos], max_workers=1)
     # before: 3 attempts per photo, nothing shared (15 requests, ~12 minutes per photo at a 60 s timeout)
     assert len(server.requests) <= settings.llm_breaker_failures + 1

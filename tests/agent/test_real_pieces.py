@@ -55,11 +55,13 @@ def test_unreadable_image_raises_image_load_error(tiny_settings, tmp_path, exif_
 @pytest.fixture()
 def real_settings(gallery_settings, cityscapes_dir):
     """The gallery settings with the real Cityscapes TFLite segmenter (no model-hub access)."""
-    return gallery_settings.model_copy(update={
-        "segmenter": "tflite",
-        "segmenter_model": str(cityscapes_dir / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"),
-        "segmenter_labels": str(cityscapes_dir / "labels.txt"),
-    })
+    return gallery_settings.model_copy(
+        update={
+            "segmenter": "tflite",
+            "segmenter_model": str(cityscapes_dir / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"),
+            "segmenter_labels": str(cityscapes_dir / "labels.txt"),
+        }
+    )
 
 
 def test_policy_end_to_end_on_dev_photos(dev_images, dev_labels, real_settings):
@@ -98,12 +100,19 @@ def test_scripted_lmm_drives_the_real_tools(dev_images, real_settings):
     from tests.agent.fakes import ScriptedChatModel, call, submit
 
     final = {"lat": 45.0, "lon": 7.0, "confidence": 0.3, "rationale": "zoomed retrieval and verification"}
-    model = ScriptedChatModel(script=[
-        AIMessage("", tool_calls=[call("retrieve", {"image": "photo", "k": 5, "lat": 45.0, "lon": 7.0, "radius_km": 300}, "r1"),
-                                  call("verify_locations", {"image": "photo", "candidates": [{"lat": 45.0, "lon": 7.0}]}, "v1")]),
-        AIMessage("", tool_calls=[call("retrieve", {"image": "photo", "radius_km": -5}, "r2")]),
-        submit(final),
-    ])
+    model = ScriptedChatModel(
+        script=[
+            AIMessage(
+                "",
+                tool_calls=[
+                    call("retrieve", {"image": "photo", "k": 5, "lat": 45.0, "lon": 7.0, "radius_km": 300}, "r1"),
+                    call("verify_locations", {"image": "photo", "candidates": [{"lat": 45.0, "lon": 7.0}]}, "v1"),
+                ],
+            ),
+            AIMessage("", tool_calls=[call("retrieve", {"image": "photo", "radius_km": -5}, "r2")]),
+            submit(final),
+        ]
+    )
     agent = load_agent(real_settings, mode="agent", chat_model=model, retry_backoff_s=0.001)
     photo = sorted(dev_images.glob("*.jpg"))[0]
     pred = agent.invoke({"image": str(photo)})

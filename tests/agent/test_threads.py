@@ -8,7 +8,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from PIL import Image
 
 from agent import load_agent
-from agent.conversation.threads import Threads, ThreadError, sqlite_checkpointer
+from agent.conversation.threads import ThreadError, Threads, sqlite_checkpointer
 from tests.agent.fakes import ScriptedChatModel, call, make_fake_tools, submit
 
 FINAL = {"lat": 48.86, "lon": 2.35, "confidence": 0.7, "rationale": "the Paris cluster"}
@@ -23,8 +23,14 @@ def second_photo(tmp_path):
 
 def _lmm_agent(settings, script, checkpointer=None):
     model = ScriptedChatModel(script=script)
-    agent = load_agent(settings, mode="agent", chat_model=model, tools=make_fake_tools(),
-                       checkpointer=checkpointer or InMemorySaver(), retry_backoff_s=0.001)
+    agent = load_agent(
+        settings,
+        mode="agent",
+        chat_model=model,
+        tools=make_fake_tools(),
+        checkpointer=checkpointer or InMemorySaver(),
+        retry_backoff_s=0.001,
+    )
     return agent, model
 
 
@@ -46,9 +52,11 @@ def test_a_second_photo_on_a_thread_is_refused_and_never_sees_the_first(agent_se
 
 
 def test_threads_api_follow_up_with_tools_and_a_changed_answer(agent_settings, photo):
-    script = [submit(FINAL, "a1"),
-              AIMessage("", tool_calls=[call("verify_locations", {"candidates": [{"lat": 50.85, "lon": 4.35}]}, "v1")]),
-              submit({**FINAL, "lat": 50.85, "lon": 4.35, "rationale": "Brussels verified better"}, "a2", text="It is Brussels.")]
+    script = [
+        submit(FINAL, "a1"),
+        AIMessage("", tool_calls=[call("verify_locations", {"candidates": [{"lat": 50.85, "lon": 4.35}]}, "v1")]),
+        submit({**FINAL, "lat": 50.85, "lon": 4.35, "rationale": "Brussels verified better"}, "a2", text="It is Brussels."),
+    ]
     agent, model = _lmm_agent(agent_settings, script)
     threads = Threads(agent)
     tid, pred = threads.create(str(photo))

@@ -35,7 +35,12 @@ class FakePredictor:
             raise ImageLoadError(f"cannot read {image}", "give a real image")
         lat, lon = fake_location(image)
         return Prediction(
-            image=image, lat=lat, lon=lon, confidence=0.5, source="gallery", mode=self.mode,
+            image=image,
+            lat=lat,
+            lon=lon,
+            confidence=0.5,
+            source="gallery",
+            mode=self.mode,
             alternatives=[Candidate(lat=lat, lon=lon, score=0.9), Candidate(lat=0.0, lon=0.0, score=0.1)],
             trace=[TraceEntry(tool="retrieve", args={"image": image, "k": 2}, summary="2 candidates", latency_ms=1.0)],
             messages=[{"role": "assistant", "content": "fake"}],

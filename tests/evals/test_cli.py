@@ -25,15 +25,40 @@ def _env(tmp_path):
 
 def _run_args(small_bench, out, *extra):
     images, labels = small_bench
-    return ["eval", "run", "--dataset", "im2gps3k", "--images", str(images), "--labels", str(labels),
-            "--out", str(out), "--no-progress", *extra]
+    return [
+        "eval",
+        "run",
+        "--dataset",
+        "im2gps3k",
+        "--images",
+        str(images),
+        "--labels",
+        str(labels),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_help_explains_every_option(capsys):
     assert main(["eval", "run", "--help"]) == 0
     text = capsys.readouterr().out
-    for option in ("--dataset", "--images", "--labels", "--mode", "--out", "--limit", "--workers", "--predictor",
-                   "--retry-failed", "--id-col", "rerank", "retrieval", "rag"):
+    for option in (
+        "--dataset",
+        "--images",
+        "--labels",
+        "--mode",
+        "--out",
+        "--limit",
+        "--workers",
+        "--predictor",
+        "--retry-failed",
+        "--id-col",
+        "rerank",
+        "retrieval",
+        "rag",
+    ):
         assert option in text
     assert main(["eval", "compare", "--help"]) == 0 and "baseline" in capsys.readouterr().out
     assert main(["eval", "report", "--help"]) == 0
@@ -58,8 +83,14 @@ def test_kill_mid_run_then_resume_every_id_once(small_bench, tmp_path):
     proc.wait(timeout=GUARD_S)
     killed_rows = read_rows(path)
     assert 2 <= len(killed_rows) < 6
-    done = subprocess.run(GEOAGENT + _run_args(small_bench, out, "--predictor", "tests.evals.fakes:slow_factory"),
-                          cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=GUARD_S)
+    done = subprocess.run(
+        GEOAGENT + _run_args(small_bench, out, "--predictor", "tests.evals.fakes:slow_factory"),
+        cwd=REPO,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=GUARD_S,
+    )
     assert done.returncode == 0, done.stderr
     assert f"{len(killed_rows)} resumed" in done.stdout
     ids = [json.loads(line)["id"] for line in path.read_text().splitlines()]

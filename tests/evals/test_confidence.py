@@ -23,11 +23,21 @@ def test_recall_vs_area_counts_the_truth_inside_the_region():
 
 
 def test_report_has_a_confidence_section():
-    rows = [{"id": str(i), "distance_km": d, "error": None, "source": "gallery", "latency_ms": 1.0,
-             "country_gt": None, "country_pred": None,
-             "probabilities": {"1": 0.0, "25": p, "200": p, "750": p, "2500": 1.0},
-             "search_area_km2": {"50": 100.0, "90": 1e4}, "calibrated": False}
-            for i, (d, p) in enumerate([(10.0, 0.8), (3000.0, 0.7), (20.0, 0.9), (500.0, 0.1)])]
+    rows = [
+        {
+            "id": str(i),
+            "distance_km": d,
+            "error": None,
+            "source": "gallery",
+            "latency_ms": 1.0,
+            "country_gt": None,
+            "country_pred": None,
+            "probabilities": {"1": 0.0, "25": p, "200": p, "750": p, "2500": 1.0},
+            "search_area_km2": {"50": 100.0, "90": 1e4},
+            "calibrated": False,
+        }
+        for i, (d, p) in enumerate([(10.0, 0.8), (3000.0, 0.7), (20.0, 0.9), (500.0, 0.1)])
+    ]
     summary = summarise(rows, {"mode": "policy"}, resamples=10)
     assert summary.confidence.ece["25"] == pytest.approx(ece([0.8, 0.7, 0.9, 0.1], [True, False, True, False]), abs=1e-4)
     text = render_markdown(summary, {"mode": "policy"}, "run")

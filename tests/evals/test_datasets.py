@@ -94,8 +94,10 @@ def test_bad_rows_are_recorded_not_fatal(tmp_path):
     images = _images(tmp_path / "img", ["a.jpg", "b.jpg", "c.jpg"])
     (tmp_path / "secret.jpg").write_bytes(b"outside")
     csv = tmp_path / "l.csv"
-    csv.write_text("IMG_ID,LAT,LON\na.jpg,1,2\nb.jpg,north,2\na.jpg,3,4\n,5,6\nc.jpg,95,2\n"
-                   f"{tmp_path / 'secret.jpg'},1,1\n../secret.jpg,1,1\nsub/../../secret.jpg,1,1\nb.jpg,7,8\n")
+    csv.write_text(
+        "IMG_ID,LAT,LON\na.jpg,1,2\nb.jpg,north,2\na.jpg,3,4\n,5,6\nc.jpg,95,2\n"
+        f"{tmp_path / 'secret.jpg'},1,1\n../secret.jpg,1,1\nsub/../../secret.jpg,1,1\nb.jpg,7,8\n"
+    )
     ds = load_dataset("im2gps3k", csv, images)
     assert [it.id for it in ds.items] == ["a.jpg", "b.jpg"] and ds.items[1].lat == 7
     reasons = {bad.line: bad.reason for bad in ds.invalid}

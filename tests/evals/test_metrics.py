@@ -48,7 +48,7 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
     ci = bootstrap_ci(d, seed=3)
     assert ci == bootstrap_ci(d, seed=3)
     lo, hi = ci["25"]
-    assert lo < 0.25 < hi and 0.1 < lo and hi < 0.4
+    assert lo < 0.25 < hi and lo > 0.1 and hi < 0.4
     assert bootstrap_ci([0.0] * 10)["1"] == (1.0, 1.0)
 
 
@@ -58,8 +58,10 @@ def test_land_grid_is_land_not_ocean():
     from evals.plots import land_grid
 
     lons, lats, land = land_grid()
+
     def at(lat, lon):
         return bool(land[np.abs(lats - lat).argmin(), np.abs(lons - lon).argmin()])
+
     assert at(48.85, 2.35) and at(-25.0, 134.0)  # Paris, central Australia
     assert not at(0.0, -30.0) and not at(-40.0, -120.0)  # Atlantic, Pacific
     assert 0.2 < land.mean() < 0.4

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from agent.settings import load_settings
 from evals.datasets import load_dataset
 from evals.records import read_rows
 from evals.runner import default_factory, run_eval
-from agent.settings import load_settings
 
 
 @pytest.fixture()
@@ -21,8 +21,9 @@ def test_real_run_on_eight_dev_photos(agent_env, dev_labels, dev_images, tmp_pat
     settings = load_settings()
     ds = load_dataset("im2gps3k", dev_labels, dev_images)
     out = tmp_path / "run"
-    result = run_eval(ds, out, settings=settings, mode="retrieval", factory=default_factory, limit=8,
-                      workers=2, progress=False, argv=["test"])
+    result = run_eval(
+        ds, out, settings=settings, mode="retrieval", factory=default_factory, limit=8, workers=2, progress=False, argv=["test"]
+    )
     assert result.written == 8
     rows = read_rows(out / "predictions.jsonl")
     assert [r["id"] for r in sorted(rows, key=lambda r: r["id"])] == sorted(i.id for i in ds.items[:8])

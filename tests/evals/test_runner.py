@@ -2,13 +2,13 @@ import json
 
 import pytest
 
+from agent.settings import Settings
 from evals.datasets import load_dataset
 from evals.metrics import distance_km
 from evals.records import read_rows
 from evals.report import write_reports
 from evals.runner import import_factory, run_eval
 from retrieval_service.core.errors import ConfigError
-from agent.settings import Settings
 from tests.evals.fakes import FakePredictor, fake_location
 
 
@@ -21,8 +21,9 @@ def _run(small_bench, out, settings, **kw):
     images, labels = small_bench
     ds = load_dataset("im2gps3k", labels, images)
     predictor = kw.pop("predictor", FakePredictor())
-    result = run_eval(ds, out, settings=settings, mode="policy", factory=lambda s, mode: predictor,
-                      progress=False, argv=["test"], **kw)
+    result = run_eval(
+        ds, out, settings=settings, mode="policy", factory=lambda s, mode: predictor, progress=False, argv=["test"], **kw
+    )
     return result, predictor
 
 
@@ -53,7 +54,11 @@ def test_run_writes_consistent_rows_summary_and_report(small_bench, tmp_path, se
     scored = sorted(r["distance_km"] for r in rows if r["distance_km"] is not None)
     assert summary["median_km"] == pytest.approx(scored[2])
     report = (out / "report.md").read_text()
-    assert "| **this run** (policy) | " + " | ".join(f"{100 * summary['accuracy_km'][t]:.2f}" for t in ("1", "25", "200", "750", "2500")) in report
+    assert (
+        "| **this run** (policy) | "
+        + " | ".join(f"{100 * summary['accuracy_km'][t]:.2f}" for t in ("1", "25", "200", "750", "2500"))
+        in report
+    )
     assert "GeoCLIP" in report and "1 excluded because the image file is missing" in report
     assert (out / "accuracy_vs_threshold.png").stat().st_size > 1000 and (out / "error_map.png").stat().st_size > 1000
     config = json.loads((out / "config.json").read_text())
@@ -95,8 +100,11 @@ def test_resume_refuses_another_mode(small_bench, tmp_path, settings):
 
 def test_bad_runner_arguments(small_bench, tmp_path, settings):
     ds = load_dataset("im2gps3k", small_bench[1], small_bench[0])
-    for kw, msg in (({"mode": "magic"}, "unknown mode"), ({"mode": "policy", "workers": 0}, "--workers"),
-                    ({"mode": "policy", "limit": 0}, "--limit")):
+    for kw, msg in (
+        ({"mode": "magic"}, "unknown mode"),
+        ({"mode": "policy", "workers": 0}, "--workers"),
+        ({"mode": "policy", "limit": 0}, "--limit"),
+    ):
         with pytest.raises(ConfigError, match=msg):
             run_eval(ds, tmp_path / "r", settings=settings, factory=lambda s, mode: FakePredictor(), **kw)
     with pytest.raises(ConfigError, match="module.path:factory|package.module:factory"):
@@ -185,7 +193,11 @@ def test_bad_label_rows_become_failed_rows(small_bench, tmp_path, settings):
     result = run_eval(ds, out, settings=settings, mode="policy", factory=lambda s, mode: FakePredictor(), progress=False)
     assert result.invalid == 3 and result.written == 6
     rows = {r["id"]: r for r in read_rows(out / "predictions.jsonl")}
-    assert rows["x.jpg"]["error_type"] == "LabelError" and "bad coordinates" in rows["x.jpg"]["error"] and rows["x.jpg"]["gt"] is None
+    assert (
+        rows["x.jpg"]["error_type"] == "LabelError"
+        and "bad coordinates" in rows["x.jpg"]["error"]
+        and rows["x.jpg"]["gt"] is None
+    )
     assert "repeats the id" in rows["a.jpg (line 10)"]["error"] and "outside" in rows["../labels.csv"]["error"]
     assert rows["a.jpg"]["error"] is None and rows["a.jpg"]["gt"]["lat"] == 48.8566
     summary = json.loads((out / "summary.json").read_text())

@@ -27,8 +27,9 @@ def tiny_fusion_checkpoint(path: Path, image_model: str) -> Path:
     from retrieval_service.fusion.model import FusionModel
 
     spec = FeatureSpec(image_model=image_model, image_pretrained="none", token_grid=2, token_dim=768, pooled_dim=768)
-    config = FusionConfig(dim=16, embed_dim=16, heads=2, layers=1, dropout=0.0, use_segmentation=False,
-                          rff_features=16, gps_hidden=32)
+    config = FusionConfig(
+        dim=16, embed_dim=16, heads=2, layers=1, dropout=0.0, use_segmentation=False, rff_features=16, gps_hidden=32
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(FusionModel(spec, config), path)
     return path
@@ -100,20 +101,35 @@ def test_the_retriever_has_no_branch_on_the_encoder_family():
     """Only the factory knows the families: the Retriever's code (its docstrings aside) names none of
     them, reads no setting that picks one, imports no family's code and never asks which back end it has."""
     tree = ast.parse(inspect.getsource(retriever_module))
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
-                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
-    words = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    words = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
+        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+    }
     words |= {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
-    words |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings}
+    words |= {
+        n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+    }
     for family in ("fusion", "geoclip"):
         assert not [w for w in words if family in w.lower()], family
     assert not words & {"encoder_family", "fusion_checkpoint", "gallery_search", "family"}
     assert "settings.encoder" not in ast.unparse(tree)
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
-        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    family_code = ("retrieval_service.fusion", "retrieval_service.retrieval.gallery", "retrieval_service.retrieval.geoclip_heads",
-                   "retrieval_service.retrieval.image_encoder", "retrieval_service.retrieval.backends.")
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    family_code = (
+        "retrieval_service.fusion",
+        "retrieval_service.retrieval.gallery",
+        "retrieval_service.retrieval.geoclip_heads",
+        "retrieval_service.retrieval.image_encoder",
+        "retrieval_service.retrieval.backends.",
+    )
     assert not [m for m in imported if m and any(m == f or m.startswith(f.rstrip(".") + ".") for f in family_code)]
     checks = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) in ("isinstance", "type")]
     assert not [c for c in checks if "backend" in c.lower()], checks

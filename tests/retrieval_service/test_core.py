@@ -65,8 +65,17 @@ def test_photo_resolve_gives_a_reference_a_file_and_a_content_key(tmp_path: Path
     assert (rp.meta.width, rp.meta.height) == (64, 48) and rp.decode().size == (64, 48)
 
 
-@pytest.mark.parametrize("bad, problem", [(b"", "empty"), (b"not an image", "not an image"), ("missing.jpg", "not found"),
-                                          (".", "is a directory, not an image file"), ({"image": "x"}, "dict"), (42, "unsupported")])
+@pytest.mark.parametrize(
+    "bad, problem",
+    [
+        (b"", "empty"),
+        (b"not an image", "not an image"),
+        ("missing.jpg", "not found"),
+        (".", "is a directory, not an image file"),
+        ({"image": "x"}, "dict"),
+        (42, "unsupported"),
+    ],
+)
 def test_photo_resolve_refuses_what_cannot_be_read(bad, problem, tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ImageLoadError, match=problem) as err:

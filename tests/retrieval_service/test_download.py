@@ -33,7 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # quiet
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         HITS[self.path] = HITS.get(self.path, 0) + 1
         route = self.path.split("?")[0]
         if route == "/ok.jpg":
@@ -105,10 +105,20 @@ def load(tmp_path: Path):
     return lambda src, limits=DEFAULT_LIMITS: Photo.resolve(src, tmp_path / "cache", limits).decode(limits)
 
 
-@pytest.mark.parametrize("address, kind", [("127.0.0.1", "loopback"), ("::1", "loopback"), ("10.0.0.1", "private"),
-                                           ("192.168.1.20", "private"), ("169.254.169.254", "link-local"),
-                                           ("224.0.0.1", "multicast"), ("0.0.0.0", "unspecified"),
-                                           ("::ffff:127.0.0.1", "loopback"), ("100.64.0.1", "public")])
+@pytest.mark.parametrize(
+    "address, kind",
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("10.0.0.1", "private"),
+        ("192.168.1.20", "private"),
+        ("169.254.169.254", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("100.64.0.1", "public"),
+    ],
+)
 def test_address_policy(address: str, kind: str):
     problem = dl.address_problem(address)
     if kind == "public":  # shared address space (RFC 6598) is not the public internet either
@@ -118,8 +128,17 @@ def test_address_policy(address: str, kind: str):
     assert dl.address_problem("93.184.216.34") is None
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9/x.jpg", "http://localhost:9/x.jpg", "http://[::1]:9/x.jpg",
-                                 "http://2130706433:9/x.jpg", "http://10.0.0.1/x.jpg", "http://169.254.169.254/latest/meta-data/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/x.jpg",
+        "http://localhost:9/x.jpg",
+        "http://[::1]:9/x.jpg",
+        "http://2130706433:9/x.jpg",
+        "http://10.0.0.1/x.jpg",
+        "http://169.254.169.254/latest/meta-data/",
+    ],
+)
 def test_local_targets_are_refused_by_default_without_connecting(url: str, load):
     start = time.monotonic()
     with pytest.raises(ImageLoadError, match="refused to download") as err:

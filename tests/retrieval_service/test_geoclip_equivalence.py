@@ -85,14 +85,21 @@ def both_forms(tmp_path_factory: pytest.TempPathFactory, gallery_data_dir: Path)
     torch.manual_seed(0)
     reference = GeoCLIP(from_pretrained=True, clip_pretrained=False).eval()  # GeoCLIP's heads, random ViT-L/14
     clip = reference.image_encoder.CLIP
-    state = hf_clip_to_open_clip(clip.state_dict(), clip.config.vision_config.num_hidden_layers,
-                                 clip.config.text_config.num_hidden_layers)
+    state = hf_clip_to_open_clip(
+        clip.state_dict(), clip.config.vision_config.num_hidden_layers, clip.config.text_config.num_hidden_layers
+    )
     ckpt = tmp_path_factory.mktemp("vit-l14") / "random_vit_l14.pt"
     torch.save(state, ckpt)
     del state
     reference.location_encoder = _Memo(reference.location_encoder)
-    settings = RetrievalSettings(data_dir=gallery_data_dir, qdrant_url=None, image_model="ViT-L-14-quickgelu",
-                                 image_pretrained=str(ckpt), device="cpu", gallery_search="exact")
+    settings = RetrievalSettings(
+        data_dir=gallery_data_dir,
+        qdrant_url=None,
+        image_model="ViT-L-14-quickgelu",
+        image_pretrained=str(ckpt),
+        device="cpu",
+        gallery_search="exact",
+    )
     retriever = Retriever(settings)
     retriever.warm_up()  # loads the converted checkpoint and the gallery vectors
     ckpt.unlink()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from geopy.distance import great_circle
-
 import numpy as np
 import pytest
 import torch
+from geopy.distance import great_circle
 
 from retrieval_service.core.errors import ModelMismatchError
+from retrieval_service.core.types import GeoFilter
 from retrieval_service.retrieval.gallery import ensure_gallery, gallery_name, gallery_ready
 from retrieval_service.retrieval.geoclip_heads import GeoClipHeads, equal_earth_projection, gallery_coordinates
-from retrieval_service.core.types import GeoFilter
 from retrieval_service.retrieval.stores import EdgeStore
 
 
@@ -80,8 +79,8 @@ def test_an_abandoned_build_is_completed_not_deleted(tmp_path, monkeypatch, head
     """A gallery left half-built by a process that died (no completion record, no progress) is
     completed by the next start, which never deletes a collection it did not create (here with a
     300-point gallery to keep it fast)."""
-    from retrieval_service.retrieval import gallery
     from agent.settings import Settings
+    from retrieval_service.retrieval import gallery
 
     small = gallery_coordinates()[:300]
     monkeypatch.setattr(gallery, "gallery_coordinates", lambda: small)

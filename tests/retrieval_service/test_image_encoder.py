@@ -39,7 +39,12 @@ def test_random_init_is_identical_across_processes(tiny_model_config, tmp_path):
         "e = ImageEncoder(sys.argv[1], 'none', 'cpu'); print(e.encode([Image.open(sys.argv[2]).convert('RGB')])[0][:8].tolist())"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(tiny_model_config), str(img)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tiny_model_config), str(img)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     runs = [(p.communicate(timeout=GUARD_S), p.returncode) for p in procs]
@@ -98,7 +103,9 @@ def test_vit_l14_openai_preprocessing_matches_geoclip():
     cfg = open_clip.get_pretrained_cfg("ViT-L-14", "openai")
     assert cfg["mean"] == (0.48145466, 0.4578275, 0.40821073) and cfg["std"] == (0.26862954, 0.26130258, 0.27577711)
     assert cfg["interpolation"] == "bicubic" and cfg["resize_mode"] == "shortest"
-    tf = open_clip.image_transform(224, is_train=False, mean=cfg["mean"], std=cfg["std"], interpolation="bicubic", resize_mode="shortest")
+    tf = open_clip.image_transform(
+        224, is_train=False, mean=cfg["mean"], std=cfg["std"], interpolation="bicubic", resize_mode="shortest"
+    )
     kinds = [type(t) for t in tf.transforms]
     assert kinds[0] is T.Resize and tf.transforms[0].size == 224
     assert tf.transforms[0].interpolation == T.InterpolationMode.BICUBIC
@@ -127,7 +134,11 @@ def test_cached_hub_weights_are_loaded_locally_with_the_tag_settings(monkeypatch
     enc.model_name, enc.pretrained = "ViT-L-14", "openai"
     path, kwargs = enc._resolve_tag("openai")
     assert path == str(fake)
-    assert kwargs["force_quick_gelu"] is True and kwargs["image_interpolation"] == "bicubic" and kwargs["image_resize_mode"] == "shortest"
+    assert (
+        kwargs["force_quick_gelu"] is True
+        and kwargs["image_interpolation"] == "bicubic"
+        and kwargs["image_resize_mode"] == "shortest"
+    )
 
 
 def test_preprocessing_is_geoclips_pixel_for_pixel(dev_images):
@@ -140,8 +151,9 @@ def test_preprocessing_is_geoclips_pixel_for_pixel(dev_images):
     from retrieval_service.retrieval.image_encoder import FloorCenterCrop, floor_center_crops
 
     cfg = open_clip.get_pretrained_cfg("ViT-L-14", "openai")
-    rounding = open_clip.image_transform(224, is_train=False, mean=cfg["mean"], std=cfg["std"],
-                                         interpolation="bicubic", resize_mode="shortest")
+    rounding = open_clip.image_transform(
+        224, is_train=False, mean=cfg["mean"], std=cfg["std"], interpolation="bicubic", resize_mode="shortest"
+    )
     ours = floor_center_crops(rounding)
     assert any(isinstance(t, FloorCenterCrop) for t in ours.transforms)
     hf = CLIPImageProcessor()
@@ -182,8 +194,7 @@ def test_local_checkpoint_is_memory_mapped_not_copied(tiny_model_config, tmp_pat
     ranges = _mapped_ranges(ckpt.resolve())
     assert ranges, "the checkpoint file is not memory-mapped"
     params = dict(loaded.model.named_parameters())
-    outside = [name for name, p in params.items()
-               if not any(lo <= p.data_ptr() < hi for lo, hi in ranges)]
+    outside = [name for name, p in params.items() if not any(lo <= p.data_ptr() < hi for lo, hi in ranges)]
     assert not outside, f"parameters copied out of the mapped checkpoint: {outside[:5]}"
     assert not any(b.is_meta for b in loaded.model.buffers())
     # the same model as open_clip's loading (random init, then a copy of the file)

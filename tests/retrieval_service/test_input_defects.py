@@ -13,8 +13,14 @@ from retrieval_service.evidence.geocoding import ReverseGeocoder
 from retrieval_service.retrieval.ingest import read_rows
 from retrieval_service.retrieval.stores import EdgeStore, ServerStore, point_id
 
-PLACES = [("paris", 48.8566, 2.3522, "FR"), ("suva", -18.1248, 178.4501, "FJ"), ("apia", -13.8333, -171.7667, "WS"),
-          ("honolulu", 21.3069, -157.8583, "US"), ("mcmurdo", -77.846, 166.676, "AQ"), ("alert", 82.5018, -62.3481, "CA")]
+PLACES = [
+    ("paris", 48.8566, 2.3522, "FR"),
+    ("suva", -18.1248, 178.4501, "FJ"),
+    ("apia", -13.8333, -171.7667, "WS"),
+    ("honolulu", 21.3069, -157.8583, "US"),
+    ("mcmurdo", -77.846, 166.676, "AQ"),
+    ("alert", 82.5018, -62.3481, "CA"),
+]
 
 
 @pytest.fixture(params=["embedded", "server"])
@@ -22,8 +28,12 @@ def places(request, tmp_path):
     store = EdgeStore(tmp_path / "q") if request.param == "embedded" else ServerStore(":memory:")
     vecs = np.random.default_rng(1).normal(size=(len(PLACES), 8)).astype(np.float32)
     store.create_collection("p", 8)
-    store.upsert("p", [point_id(n) for n, *_ in PLACES], vecs,
-                 [{"id": n, "location": {"lat": a, "lon": b}, "country_code": c} for n, a, b, c in PLACES])
+    store.upsert(
+        "p",
+        [point_id(n) for n, *_ in PLACES],
+        vecs,
+        [{"id": n, "location": {"lat": a, "lon": b}, "country_code": c} for n, a, b, c in PLACES],
+    )
     store.finish_writes("p")
     yield store, vecs
     store.close()

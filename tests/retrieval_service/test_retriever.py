@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from agent.settings import load_settings
 from retrieval_service.core import media
 from retrieval_service.core.errors import ImageLoadError, ModelMismatchError, StoreError
 from retrieval_service.core.photo import Photo
+from retrieval_service.core.types import GeoFilter
 from retrieval_service.retrieval.ingest import ingest_csv
 from retrieval_service.retrieval.retriever import Retriever
-from retrieval_service.core.types import GeoFilter
-from agent.settings import load_settings
 
 
 @pytest.fixture()
@@ -67,7 +67,9 @@ def test_exact_gallery_search_gives_geoclip_probabilities(retriever, photo):
     assert np.log(probs[0] / probs[1:]) == pytest.approx(scale * (scores[0] - scores[1:]), abs=1e-4)
     assert res.gallery_rest and probs.sum() + sum(c.probability for c in res.gallery_rest) <= 1 + 1e-6
     assert not any(c.filtered for c in res.gallery)
-    zoom = retriever.search(photo, k_gallery=3, geo_filter=GeoFilter(lat=res.gallery[0].lat, lon=res.gallery[0].lon, radius_km=50))
+    zoom = retriever.search(
+        photo, k_gallery=3, geo_filter=GeoFilter(lat=res.gallery[0].lat, lon=res.gallery[0].lon, radius_km=50)
+    )
     assert zoom.gallery and all(c.filtered for c in zoom.gallery) and zoom.gallery_rest == []
     assert not any("filtered" in (c.payload or {}) for c in zoom.gallery)  # the typed field, not a payload key
     gps = retriever.gps_embed_images([photo])[0]
@@ -104,7 +106,9 @@ def test_the_retriever_never_resolves_a_photo(retriever, photo, monkeypatch):
     monkeypatch.setattr(media, "inspect_image", lambda *a, **k: checked.append(a) or original_inspect(*a, **k))
     res = retriever.search(photo, k_gallery=5, dissimilar=2)
     retriever.search(photo, k_gallery=3, geo_filter=GeoFilter(country_code="FR"))
-    assert retriever.verify(photo, [(c.lat, c.lon) for c in res.gallery[:2]]) == pytest.approx([c.score for c in res.gallery[:2]], abs=1e-3)
+    assert retriever.verify(photo, [(c.lat, c.lon) for c in res.gallery[:2]]) == pytest.approx(
+        [c.score for c in res.gallery[:2]], abs=1e-3
+    )
     retriever.embed_images([photo])
     retriever.gps_embed_images([photo, photo])
     assert resolved == [] and checked == [] and decoded == [photo.key]

@@ -65,15 +65,28 @@ class CountingHeads:
 def client_settings(tmp_path: Path, n: int):
     from agent.settings import Settings
 
-    return Settings(data_dir=tmp_path / f"client{n}", qdrant_url="http://qdrant:6333", qdrant_shard_number=2,
-                    qdrant_replication_factor=1, gallery_build_stall_s=60)
+    return Settings(
+        data_dir=tmp_path / f"client{n}",
+        qdrant_url="http://qdrant:6333",
+        qdrant_shard_number=2,
+        qdrant_replication_factor=1,
+        gallery_build_stall_s=60,
+    )
 
 
 def test_two_clients_with_different_data_dirs_build_the_gallery_once(tmp_path, server, heads):
     settings = [client_settings(tmp_path, n) for n in (1, 2)]
     assert settings[0].data_dir != settings[1].data_dir
-    stores = [ServerStore(s.qdrant_url, shard_number=s.qdrant_shard_number, replication_factor=s.qdrant_replication_factor,
-                          metadata_ttl_s=s.qdrant_metadata_ttl_s, client=server) for s in settings]
+    stores = [
+        ServerStore(
+            s.qdrant_url,
+            shard_number=s.qdrant_shard_number,
+            replication_factor=s.qdrant_replication_factor,
+            metadata_ttl_s=s.qdrant_metadata_ttl_s,
+            client=server,
+        )
+        for s in settings
+    ]
     counters = [CountingHeads(heads), CountingHeads(heads)]
     results: list[object] = [None, None]
     start = threading.Barrier(2)

@@ -121,10 +121,8 @@ def test_embedded_store_is_readable_from_another_process_while_open(filled, tmp_
 def test_embedded_write_lock_refuses_a_second_writer(tmp_path):
     a, b = EdgeStore(tmp_path / "q"), EdgeStore(tmp_path / "q")
     a.create_collection("c", 4)
-    with a.write_lock("c"):
-        with pytest.raises(StoreError, match="another process is writing"):
-            with b.write_lock("c"):
-                pass
+    with a.write_lock("c"), pytest.raises(StoreError, match="another process is writing"), b.write_lock("c"):
+        pass
     with b.write_lock("c"):  # free again
         pass
     a.close(), b.close()
@@ -156,7 +154,9 @@ def test_readers_never_break_a_concurrent_writer(tmp_path):
     first = EdgeStore(root)
     first.create_collection("c", 16)
     first.close()
-    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     reads, errors = 0, []
     guard = time.monotonic() + GUARD_S  # read until the writer is done (its exit is the event), however long that takes
     while writer.poll() is None and time.monotonic() < guard:

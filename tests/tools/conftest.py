@@ -70,12 +70,9 @@ class FakeRetriever:
             for i in range(30)
         ]
         far = [
-            Candidate(lat=-33.9, lon=151.2, score=0.01, source="database", payload={"id": f"far{i}"})
-            for i in range(dissimilar)
+            Candidate(lat=-33.9, lon=151.2, score=0.01, source="database", payload={"id": f"far{i}"}) for i in range(dissimilar)
         ]
-        return RetrievalResult(
-            gallery=gallery[:k_gallery], database=database[:k_database], dissimilar=far, geo_filter=geo_filter
-        )
+        return RetrievalResult(gallery=gallery[:k_gallery], database=database[:k_database], dissimilar=far, geo_filter=geo_filter)
 
     def verify(self, image: Any, coords: Sequence[tuple[float, float]]) -> list[float]:
         image.decode()

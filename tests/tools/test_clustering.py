@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from retrieval_service.core.errors import GeoAgentError
 from retrieval_service.core.geo import distances_km as great_circle_km
 from retrieval_service.core.geo import spherical_mean
 from retrieval_service.core.types import Candidate
 from retrieval_service.evidence.clustering import cluster_points
-from retrieval_service.core.errors import GeoAgentError
 
 
 def _around(lat: float, lon: float, n: int, spread: float, score: float, seed: int) -> list[Candidate]:
@@ -69,8 +69,12 @@ def test_cluster_near_the_north_pole():
 def test_no_cluster_gives_the_heaviest_candidate_not_a_centroid():
     """Four scattered candidates (Paris, Tokyo, New York, Sydney): the answer is the most probable
     candidate, not their centroid (which lies in Siberia, near none of them)."""
-    pts = [Candidate(lat=48.86, lon=2.35, score=0.30), Candidate(lat=35.68, lon=139.65, score=0.35),
-           Candidate(lat=40.71, lon=-74.0, score=0.25), Candidate(lat=-33.87, lon=151.21, score=0.28)]
+    pts = [
+        Candidate(lat=48.86, lon=2.35, score=0.30),
+        Candidate(lat=35.68, lon=139.65, score=0.35),
+        Candidate(lat=40.71, lon=-74.0, score=0.25),
+        Candidate(lat=-33.87, lon=151.21, score=0.28),
+    ]
     res = cluster_points(pts, eps_km=50, min_samples=2)
     assert res.clusters == [] and res.best_support == 0 and res.noise == 4
     assert (res.best.lat, res.best.lon) == (35.68, 139.65)

@@ -36,4 +36,3 @@ def test_retrieve_and_verify_with_the_real_retriever(gallery_settings, dev_photo
 
     clustered = by_name["cluster_candidates"].invoke({"candidates": res["gallery"]})
     assert "error" not in clustered, clustered
-

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
 from agent.settings import Settings
+from retrieval_service.core.errors import ConfigError, WeightsNotFoundError
 from retrieval_service.evidence.scene import compose, scene_hints
 from retrieval_service.evidence.segmentation import TFLiteSegmenter, make_segmenter
 

@@ -100,11 +100,7 @@ def test_retrieve_with_and_without_filter(tools_by_name, fake_retriever: FakeRet
     assert len(res["gallery"]) == 5 and res["gallery"][0]["country_code"] == "FR"
     assert res["database"][0]["id"] == "img0" and res["dissimilar"] == [] and res["filter"] is None
     assert fake_retriever.calls[-1][1]["k_gallery"] == 5
-    res = _ok(
-        tools_by_name["retrieve"].invoke(
-            {**shot(dev_photo), "lat": 48.9, "lon": 2.3, "radius_km": 300, "dissimilar": 2}
-        )
-    )
+    res = _ok(tools_by_name["retrieve"].invoke({**shot(dev_photo), "lat": 48.9, "lon": 2.3, "radius_km": 300, "dissimilar": 2}))
     assert res["filter"] == {"lat": 48.9, "lon": 2.3, "radius_km": 300}
     assert len(res["dissimilar"]) == 2
     assert fake_retriever.calls[-1][1]["geo_filter"].kind == "circle"

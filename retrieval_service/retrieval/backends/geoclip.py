@@ -35,8 +35,14 @@ class GeoClipBackend(RetrievalBackend):
         from retrieval_service.retrieval.model_store import models_dir
 
         s = self.settings
-        return ImageEncoder(s.image_model, s.image_pretrained, s.device, s.batch_size,
-                            models_dir=models_dir(s.data_dir), quick_gelu=s.image_quick_gelu)
+        return ImageEncoder(
+            s.image_model,
+            s.image_pretrained,
+            s.device,
+            s.batch_size,
+            models_dir=models_dir(s.data_dir),
+            quick_gelu=s.image_quick_gelu,
+        )
 
     @cached_property
     def heads(self):  # -> GeoClipHeads

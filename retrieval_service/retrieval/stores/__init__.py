@@ -12,9 +12,14 @@ from retrieval_service.retrieval.stores.server import ServerStore
 def make_store(settings: RetrievalSettings) -> VectorStore:
     """The store the settings ask for: a server when ``qdrant_url`` is set, else embedded under the data dir."""
     if settings.qdrant_url:
-        return ServerStore(settings.qdrant_url, settings.qdrant_api_key, shard_number=settings.qdrant_shard_number,
-                           replication_factor=settings.qdrant_replication_factor, metadata_ttl_s=settings.qdrant_metadata_ttl_s)
+        return ServerStore(
+            settings.qdrant_url,
+            settings.qdrant_api_key,
+            shard_number=settings.qdrant_shard_number,
+            replication_factor=settings.qdrant_replication_factor,
+            metadata_ttl_s=settings.qdrant_metadata_ttl_s,
+        )
     return EdgeStore(settings.embedded_qdrant_path)
 
 
-__all__ = ["CollectionInfo", "EdgeStore", "Hit", "Query", "PointId", "ServerStore", "VectorStore", "make_store", "point_id"]
+__all__ = ["CollectionInfo", "EdgeStore", "Hit", "PointId", "Query", "ServerStore", "VectorStore", "make_store", "point_id"]

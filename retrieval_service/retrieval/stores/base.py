@@ -146,4 +146,6 @@ class VectorStore(ABC):
 
     def _require(self, name: str) -> None:
         if not self.has_collection(name):
-            raise StoreError(f"collection {name!r} does not exist", "build it first (geoagent index build ... for the image database)")
+            raise StoreError(
+                f"collection {name!r} does not exist", "build it first (geoagent index build ... for the image database)"
+            )

@@ -234,8 +234,12 @@ class EdgeStore(VectorStore):
             )
         elif geo_filter.kind == "box":  # split at the antimeridian and into spans under 180 degrees
             parts = [
-                qe.FieldCondition(key="location", geo_bounding_box=qe.GeoBoundingBox(
-                    top_left=qe.GeoPoint(lon=lon0, lat=lat1), bottom_right=qe.GeoPoint(lon=lon1, lat=lat0)))
+                qe.FieldCondition(
+                    key="location",
+                    geo_bounding_box=qe.GeoBoundingBox(
+                        top_left=qe.GeoPoint(lon=lon0, lat=lat1), bottom_right=qe.GeoPoint(lon=lon1, lat=lat0)
+                    ),
+                )
                 for lat0, lat1, lon0, lon1 in geo_filter.boxes()
             ]
             return qe.Filter(should=parts)
@@ -254,7 +258,10 @@ class EdgeStore(VectorStore):
             params=qe.SearchParams(hnsw_ef=max(self.hnsw_ef, k)),
         )
         points = self._shard(name).query(request)
-        return [Hit(id=p.id if not isinstance(p.id, uuid.UUID) else str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+        return [
+            Hit(id=p.id if not isinstance(p.id, uuid.UUID) else str(p.id), score=float(p.score), payload=dict(p.payload or {}))
+            for p in points
+        ]
 
     def finish_writes(self, name: str) -> None:
         with self._io(name, fcntl.LOCK_EX):

@@ -137,8 +137,16 @@ class ServerStore(VectorStore):
             else:
                 self._forget(name)
                 if not self.local:  # local mode filters without indexes (and warns about them)
-                    self._call("create the geo index", self.client.create_payload_index, name, "location", models.PayloadSchemaType.GEO)
-                    self._call("create the country index", self.client.create_payload_index, name, "country_code", models.PayloadSchemaType.KEYWORD)
+                    self._call(
+                        "create the geo index", self.client.create_payload_index, name, "location", models.PayloadSchemaType.GEO
+                    )
+                    self._call(
+                        "create the country index",
+                        self.client.create_payload_index,
+                        name,
+                        "country_code",
+                        models.PayloadSchemaType.KEYWORD,
+                    )
                 return True
         if existing.dim != dim:
             raise StoreError(f"collection {name!r} holds {existing.dim}-d vectors, not {dim}-d", "use another collection name")
@@ -156,7 +164,9 @@ class ServerStore(VectorStore):
         from qdrant_client import models
 
         vectors = check_vectors(vectors, len(ids))
-        points = [models.PointStruct(id=pid, vector=vec.tolist(), payload=payload) for pid, vec, payload in zip(ids, vectors, payloads)]
+        points = [
+            models.PointStruct(id=pid, vector=vec.tolist(), payload=payload) for pid, vec, payload in zip(ids, vectors, payloads)
+        ]
         self._call("upsert points", self.client.upsert, name, points=points, wait=True)
         self._forget(name)
 
@@ -175,12 +185,18 @@ class ServerStore(VectorStore):
         if geo_filter.kind == "circle":
             cond = models.FieldCondition(
                 key="location",
-                geo_radius=models.GeoRadius(center=models.GeoPoint(lat=geo_filter.lat, lon=geo_filter.lon), radius=geo_filter.radius_km * 1000.0),
+                geo_radius=models.GeoRadius(
+                    center=models.GeoPoint(lat=geo_filter.lat, lon=geo_filter.lon), radius=geo_filter.radius_km * 1000.0
+                ),
             )
         elif geo_filter.kind == "box":  # split at the antimeridian and into spans under 180 degrees
             parts = [
-                models.FieldCondition(key="location", geo_bounding_box=models.GeoBoundingBox(
-                    top_left=models.GeoPoint(lat=lat1, lon=lon0), bottom_right=models.GeoPoint(lat=lat0, lon=lon1)))
+                models.FieldCondition(
+                    key="location",
+                    geo_bounding_box=models.GeoBoundingBox(
+                        top_left=models.GeoPoint(lat=lat1, lon=lon0), bottom_right=models.GeoPoint(lat=lat0, lon=lon1)
+                    ),
+                )
                 for lat0, lat1, lon0, lon1 in geo_filter.boxes()
             ]
             return models.Filter(should=parts)
@@ -215,4 +231,9 @@ class ServerStore(VectorStore):
             self.client.close()
 
     def info(self) -> dict[str, Any]:
-        return {"backend": "server", "url": self.url, "shard_number": self.shard_number, "replication_factor": self.replication_factor}
+        return {
+            "backend": "server",
+            "url": self.url,
+            "shard_number": self.shard_number,
+            "replication_factor": self.replication_factor,
+        }

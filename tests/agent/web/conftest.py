@@ -26,8 +26,16 @@ def web_settings(gallery_data_dir: Path, tiny_model_config: Path, tmp_path_facto
     from agent.settings import Settings
 
     data_dir = linked_gallery_dir(gallery_data_dir, tmp_path_factory.mktemp("web") / "data")
-    return Settings(data_dir=data_dir, qdrant_url=None, image_model=str(tiny_model_config), image_pretrained="none",
-                    device="cpu", retrieval_url=None, llm_model=None, segmenter="none")
+    return Settings(
+        data_dir=data_dir,
+        qdrant_url=None,
+        image_model=str(tiny_model_config),
+        image_pretrained="none",
+        device="cpu",
+        retrieval_url=None,
+        llm_model=None,
+        segmenter="none",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +62,9 @@ def serve_app(agent, threads=None, **service_overrides):
     from retrieval_service.service.settings import ServiceSettings
 
     # the server's start and each request's deadline are guards against a hang, not the expected time
-    settings = ServiceSettings(**{"service_max_concurrency": 4, "service_timeout_s": GUARD_S, "data_dir": agent.settings.data_dir,
-                                  **service_overrides})
+    settings = ServiceSettings(
+        **{"service_max_concurrency": 4, "service_timeout_s": GUARD_S, "data_dir": agent.settings.data_dir, **service_overrides}
+    )
     return BackgroundServer(create_app(agent, settings, threads=threads, warm_up=False), start_timeout_s=GUARD_S)
 
 

@@ -27,12 +27,15 @@ def test_locate_upload_answers_the_prediction_the_agent_gives(web_url, web_agent
     assert pred.candidates and pred.trace and pred.mode == "policy"
 
 
-@pytest.mark.parametrize(("files", "status", "code"), [
-    ({"image": ("notes.txt", b"just some text, not a photo", "image/jpeg")}, 422, "image_invalid"),
-    ({"image": ("cut.jpg", jpeg((200, 30, 30))[:700], "image/jpeg")}, 422, "image_invalid"),
-    ({"image": ("doc.pdf", jpeg((1, 2, 3)), "application/pdf")}, 415, "unsupported_media_type"),
-    ({"photo": ("a.jpg", jpeg((1, 2, 3)), "image/jpeg")}, 422, "missing_image"),
-])
+@pytest.mark.parametrize(
+    ("files", "status", "code"),
+    [
+        ({"image": ("notes.txt", b"just some text, not a photo", "image/jpeg")}, 422, "image_invalid"),
+        ({"image": ("cut.jpg", jpeg((200, 30, 30))[:700], "image/jpeg")}, 422, "image_invalid"),
+        ({"image": ("doc.pdf", jpeg((1, 2, 3)), "application/pdf")}, 415, "unsupported_media_type"),
+        ({"photo": ("a.jpg", jpeg((1, 2, 3)), "image/jpeg")}, 422, "missing_image"),
+    ],
+)
 def test_bad_uploads_are_4xx_with_a_fix(web_url, files, status, code):
     resp = httpx.post(f"{web_url}/v1/locate", files=files, timeout=GUARD_S)
     assert resp.status_code == status, resp.text
@@ -45,17 +48,25 @@ def test_oversize_wrong_type_and_private_url_are_refused(web_agent):
         big = jpeg((9, 9, 9), (1500, 1500)) + b"\0" * 60_000
         resp = httpx.post(f"{url}/v1/locate", files={"image": ("big.jpg", big, "image/jpeg")}, timeout=GUARD_S)
         assert resp.status_code == 413 and "GEOAGENT_SERVICE_MAX_UPLOAD_MB" in resp.json()["error"]["fix"]
+
         def chunked():  # no Content-Length: refused while it streams in
-            yield b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+            yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
             for _ in range(20):
                 yield b"\0" * 8192
             yield b"\r\n--b--\r\n"
 
-        resp = httpx.post(f"{url}/v1/locate", content=chunked(), headers={"content-type": "multipart/form-data; boundary=b"}, timeout=GUARD_S)
+        resp = httpx.post(
+            f"{url}/v1/locate", content=chunked(), headers={"content-type": "multipart/form-data; boundary=b"}, timeout=GUARD_S
+        )
         assert resp.status_code == 413, resp.text
         resp = httpx.post(f"{url}/v1/locate", content=b"x=1", headers={"content-type": "text/plain"}, timeout=GUARD_S)
         assert resp.status_code == 415 and "multipart" in resp.json()["error"]["fix"]
-        for target in ("http://127.0.0.1:9/p.jpg", "http://10.1.2.3/p.jpg", "http://169.254.169.254/latest", "http://[::1]/x.jpg"):
+        for target in (
+            "http://127.0.0.1:9/p.jpg",
+            "http://10.1.2.3/p.jpg",
+            "http://169.254.169.254/latest",
+            "http://[::1]/x.jpg",
+        ):
             resp = httpx.post(f"{url}/v1/locate", json={"url": target}, timeout=GUARD_S)
             assert resp.status_code == 400, (target, resp.text)
             assert resp.json()["error"]["code"] == "url_not_allowed"
@@ -97,7 +108,9 @@ def test_32_concurrent_clients_are_all_answered_with_their_own_photo(web_url, we
 def test_stream_events_come_in_order_and_start_a_conversation(web_url):
     from agent.web.events import parse_sse
 
-    resp = httpx.post(f"{web_url}/v1/locate/stream", files={"image": ("street.jpg", jpeg((90, 90, 60)), "image/jpeg")}, timeout=GUARD_S)
+    resp = httpx.post(
+        f"{web_url}/v1/locate/stream", files={"image": ("street.jpg", jpeg((90, 90, 60)), "image/jpeg")}, timeout=GUARD_S
+    )
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
     events = parse_sse(resp.text)
     names = [n for n, _ in events]
@@ -124,12 +137,14 @@ def test_stream_events_come_in_order_and_start_a_conversation(web_url):
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert f"{pred['lat']:.5f}" in body["reply"] and body["changed"] is False and body["prediction"]["lat"] == pred["lat"]
-    streamed = parse_sse(httpx.post(f"{web_url}/v1/threads/{tid}/messages/stream", json={"text": "How sure are you?"}, timeout=GUARD_S).text)
+    streamed = parse_sse(
+        httpx.post(f"{web_url}/v1/threads/{tid}/messages/stream", json={"text": "How sure are you?"}, timeout=GUARD_S).text
+    )
     assert [n for n, _ in streamed] == ["thread", "reply", "done"] and "Confidence" in streamed[1][1]["text"]
     thread = httpx.get(f"{web_url}/v1/threads/{tid}", timeout=GUARD_S).json()
     assert [(t["role"], t["kind"]) for t in thread["turns"]] == [("user", "question"), ("assistant", "reply")] * 2
     assert thread["turns"][0]["text"] == "What are the coordinates?"
-    for path in (f"/v1/threads/nope/messages", f"/v1/threads/nope/messages/stream"):
+    for path in ("/v1/threads/nope/messages", "/v1/threads/nope/messages/stream"):
         missing = httpx.post(f"{web_url}{path}", json={"text": "hi"}, timeout=GUARD_S)
         assert missing.status_code == 404 and missing.json()["error"]["fix"], missing.text
     blank = httpx.post(f"{web_url}/v1/threads/{tid}/messages", json={"text": "   "}, timeout=GUARD_S)
@@ -160,7 +175,9 @@ def test_stream_maps_tokens_and_failures_to_events(web_agent):
 
     for fail in (False, True):
         with serve_app(Scripted(fail)) as url:  # no conversations: the events only
-            resp = httpx.post(f"{url}/v1/locate/stream", files={"image": ("a.jpg", jpeg((5, 6, 7)), "image/jpeg")}, timeout=GUARD_S)
+            resp = httpx.post(
+                f"{url}/v1/locate/stream", files={"image": ("a.jpg", jpeg((5, 6, 7)), "image/jpeg")}, timeout=GUARD_S
+            )
         events = parse_sse(resp.text)
         names = [n for n, _ in events]
         assert names[:4] == ["step_start", "token", "token", "step_end"]
@@ -201,8 +218,12 @@ def test_uploads_are_kept_inside_their_folder_under_a_clean_name(tmp_path):
     from agent.conversation.web import keep_upload, title_of
 
     data = jpeg((1, 1, 1))
-    for name, want in (("../../etc/passwd", "passwd.jpg"), ("a b?.JPG", "a_b_.JPG"), ("", "photo.jpg"),
-                       ("1014_N00@x.jpg", "1014_N00@x.jpg")):
+    for name, want in (
+        ("../../etc/passwd", "passwd.jpg"),
+        ("a b?.JPG", "a_b_.JPG"),
+        ("", "photo.jpg"),
+        ("1014_N00@x.jpg", "1014_N00@x.jpg"),
+    ):
         path = keep_upload(data, name, tmp_path / "uploads")
         assert path.name == want and path.read_bytes() == data
         assert path.resolve().is_relative_to((tmp_path / "uploads").resolve())

@@ -28,10 +28,21 @@ def browser():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1400",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-default-apps", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                "--proxy-server=direct://", "--proxy-bypass-list=*"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1400",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--proxy-server=direct://",
+        "--proxy-bypass-list=*",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=Service(DRIVER))
     driver.set_page_load_timeout(GUARD_S)
@@ -71,8 +82,11 @@ def test_upload_answer_map_and_follow_up(browser, web_url, tmp_path: Path):
     question = browser.find_element(By.ID, "question")
     question.send_keys("What are the coordinates?")
     browser.find_element(By.ID, "ask").click()
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#messages .assistant")) >= 2
-               and d.find_element(By.ID, "status").text == "done")
+    wait.until(
+        lambda d: (
+            len(d.find_elements(By.CSS_SELECTOR, "#messages .assistant")) >= 2 and d.find_element(By.ID, "status").text == "done"
+        )
+    )
     reply = browser.find_elements(By.CSS_SELECTOR, "#messages .assistant")[-1].text
     assert f"{pred['lat']:.5f}" in reply and f"{pred['lon']:.5f}" in reply
     shot = tmp_path / "chat.png"
@@ -93,22 +107,32 @@ def test_map_draws_the_heatmap_and_search_area(browser, web_url, web_threads, tm
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from tests.agent.web.conftest import jpeg
-    from agent.prediction import Prediction, ProbabilitySurface
     from agent.conversation.threads import thread_config
     from agent.conversation.web import chat_thread_id
+    from agent.prediction import Prediction, ProbabilitySurface
+    from tests.agent.web.conftest import jpeg
 
     photo = tmp_path / "surface.jpg"
     photo.write_bytes(jpeg((120, 60, 30)))
     tid, base = web_threads.create(str(photo), thread_id=chat_thread_id())
-    ring = lambda d: [(base.lat - d, base.lon - d), (base.lat - d, base.lon + d), (base.lat + d, base.lon + d),  # noqa: E731
-                      (base.lat + d, base.lon - d), (base.lat - d, base.lon - d)]
-    pred = Prediction.model_validate({
-        **base.model_dump(), "probabilities": {"1": 0.01, "25": 0.2, "200": 0.5, "750": 0.8, "2500": 0.95},
-        "search_area_km2": {"50": 41000.0, "90": 390000.0},
-        "surface": ProbabilitySurface(heat=[(base.lat, base.lon, 1.0), (base.lat + 1, base.lon + 1, 0.5)],
-                                      regions={"50": [ring(1.0)], "90": [ring(3.0), ring(0.5)]}),
-    })
+    ring = lambda d: [
+        (base.lat - d, base.lon - d),
+        (base.lat - d, base.lon + d),
+        (base.lat + d, base.lon + d),  # noqa: E731
+        (base.lat + d, base.lon - d),
+        (base.lat - d, base.lon - d),
+    ]
+    pred = Prediction.model_validate(
+        {
+            **base.model_dump(),
+            "probabilities": {"1": 0.01, "25": 0.2, "200": 0.5, "750": 0.8, "2500": 0.95},
+            "search_area_km2": {"50": 41000.0, "90": 390000.0},
+            "surface": ProbabilitySurface(
+                heat=[(base.lat, base.lon, 1.0), (base.lat + 1, base.lon + 1, 0.5)],
+                regions={"50": [ring(1.0)], "90": [ring(3.0), ring(0.5)]},
+            ),
+        }
+    )
     web_threads.agent.graph.update_state(thread_config(tid), {"prediction": pred}, as_node="decide")
 
     browser.get(f"{web_url}/")

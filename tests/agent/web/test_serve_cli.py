@@ -28,10 +28,17 @@ def free_port() -> int:
 def test_serve_command_serves_until_interrupted(gallery_env):
     port = free_port()
     env = {**os.environ, **gallery_env, "GEOAGENT_SEGMENTER": "none", "GEOAGENT_SERVICE_API_KEY": "k"}
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
+
         def ready() -> bool:
             try:
                 return httpx.get(f"{url}/readyz", timeout=GUARD_S).status_code == 200

@@ -12,13 +12,35 @@ import pytest
 from PIL import Image
 
 from agent.cli import main
-from tests.conftest import shared_path
 from retrieval_service.core.errors import ConfigError, DatasetError, ModelMismatchError, WeightsNotFoundError
 from retrieval_service.core.photo import Photo
 from retrieval_service.fusion.features import FeatureSet
+from tests.conftest import shared_path
 
-TINY = ["--dim", "16", "--embed-dim", "16", "--heads", "2", "--layers", "1", "--batch-size", "4", "--epochs", "2",
-        "--warmup-steps", "1", "--val-fraction", "0.2", "--val-gallery", "train", "--checkpoint-every", "2", "--log-every", "1"]
+TINY = [
+    "--dim",
+    "16",
+    "--embed-dim",
+    "16",
+    "--heads",
+    "2",
+    "--layers",
+    "1",
+    "--batch-size",
+    "4",
+    "--epochs",
+    "2",
+    "--warmup-steps",
+    "1",
+    "--val-fraction",
+    "0.2",
+    "--val-gallery",
+    "train",
+    "--checkpoint-every",
+    "2",
+    "--log-every",
+    "1",
+]
 
 
 @pytest.fixture()
@@ -49,15 +71,47 @@ def run(args: list[str], capsys) -> tuple[int, str, str]:
 def test_fusion_cli_precompute_train_index_search(tiny_env, tiny_settings, photo_set, tmp_path, capsys, monkeypatch) -> None:
     csv, images = photo_set
     feats, run_dir = tmp_path / "features", tmp_path / "run"
-    code, out, err = run(["train", "precompute", str(csv), "--images", str(images), "--out", str(feats),
-                          "--no-segmentation", "--token-grid", "2", "--shard-size", "16", "--json"], capsys)
+    code, out, err = run(
+        [
+            "train",
+            "precompute",
+            str(csv),
+            "--images",
+            str(images),
+            "--out",
+            str(feats),
+            "--no-segmentation",
+            "--token-grid",
+            "2",
+            "--shard-size",
+            "16",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["rows"] == 13 and report["unreadable"] == 1  # the 95-degree row is dropped, missing.png counted
     fs = FeatureSet(feats)
     assert fs.column("ok").sum() == 12 and fs.take(np.array([0]), ("tokens",))["tokens"].shape == (1, 4, 768)
-    code, out, err = run(["train", "precompute", str(csv), "--images", str(images), "--out", str(feats), "--no-segmentation",
-                        "--token-grid", "2", "--shard-size", "16", "--json"], capsys)
+    code, out, err = run(
+        [
+            "train",
+            "precompute",
+            str(csv),
+            "--images",
+            str(images),
+            "--out",
+            str(feats),
+            "--no-segmentation",
+            "--token-grid",
+            "2",
+            "--shard-size",
+            "16",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert json.loads(out)["shards_reused"] == 1  # resumed: nothing recomputed
 
@@ -71,7 +125,9 @@ def test_fusion_cli_precompute_train_index_search(tiny_env, tiny_settings, photo
     gallery = tmp_path / "gallery.csv"
     gallery.write_text("LAT,LON\n" + "\n".join(f"{a},{b}" for a in range(-60, 61, 30) for b in range(-150, 151, 60)) + "\n")
     monkeypatch.setenv("GEOAGENT_FUSION_GALLERY", str(gallery))
-    code, out, err = run(["index", "build", str(csv), "--images", str(images), "--encoder", f"fusion:{run_dir}", "--json"], capsys)
+    code, out, err = run(
+        ["index", "build", str(csv), "--images", str(images), "--encoder", f"fusion:{run_dir}", "--json"], capsys
+    )
     assert code == 0, err
     built = json.loads(out)
     assert built["added"] == 12 and "-fusion-" in built["collection"]
@@ -99,23 +155,36 @@ def test_fusion_cli_precompute_train_index_search(tiny_env, tiny_settings, photo
 
 def test_fusion_cli_bad_inputs_are_clear(tiny_env, photo_set, tmp_path, capsys, monkeypatch) -> None:
     csv, images = photo_set
-    code, _, err = run(["train", "precompute", str(csv), "--images", str(tmp_path / "nope"), "--out", str(tmp_path / "f"),
-                        "--no-segmentation"], capsys)
+    code, _, err = run(
+        ["train", "precompute", str(csv), "--images", str(tmp_path / "nope"), "--out", str(tmp_path / "f"), "--no-segmentation"],
+        capsys,
+    )
     assert code == 2 and "images folder not found" in err and "fix:" in err
     bad = tmp_path / "bad.csv"
     bad.write_text("IMG_ID,LAT,LON\na.png,north,east\n")
-    code, _, err = run(["train", "precompute", str(bad), "--images", str(images), "--out", str(tmp_path / "f"), "--no-segmentation"], capsys)
+    code, _, err = run(
+        ["train", "precompute", str(bad), "--images", str(images), "--out", str(tmp_path / "f"), "--no-segmentation"], capsys
+    )
     assert code == 2 and "valid coordinates" in err
     none_readable = tmp_path / "gone.csv"
     none_readable.write_text("IMG_ID,LAT,LON\ngone1.png,1,2\ngone2.png,3,4\n")
     with pytest.raises(DatasetError, match="none of the 2 images"):
         from retrieval_service.fusion.precompute import precompute
 
-        precompute(none_readable, images, tmp_path / "g", image_model=tiny_env["GEOAGENT_IMAGE_MODEL"], image_pretrained="none",
-                   device="cpu", token_grid=2)
+        precompute(
+            none_readable,
+            images,
+            tmp_path / "g",
+            image_model=tiny_env["GEOAGENT_IMAGE_MODEL"],
+            image_pretrained="none",
+            device="cpu",
+            token_grid=2,
+        )
     code, _, err = run(["train", "fusion", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and "no precomputed features" in err
-    code, _, err = run(["index", "build", str(csv), "--images", str(images), "--encoder", f"fusion:{tmp_path / 'none.pt'}"], capsys)
+    code, _, err = run(
+        ["index", "build", str(csv), "--images", str(images), "--encoder", f"fusion:{tmp_path / 'none.pt'}"], capsys
+    )
     assert code == 2 and "fusion checkpoint not found" in err
     code, _, err = run(["index", "build", str(csv), "--images", str(images), "--encoder", "clip:x"], capsys)
     assert code == 2 and "unknown encoder" in err
@@ -140,8 +209,24 @@ def test_fusion_with_the_real_segmenter_and_text(tiny_env, photo_set, tmp_path, 
     monkeypatch.setenv("GEOAGENT_SEGMENTER_MODEL", str(model_dir / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"))
     csv, images = photo_set
     feats, run_dir = tmp_path / "features", tmp_path / "run"
-    code, out, err = run(["train", "precompute", str(csv), "--images", str(images), "--out", str(feats), "--text",
-                          "--token-grid", "2", "--seg-grid", "8", "--json"], capsys)
+    code, out, err = run(
+        [
+            "train",
+            "precompute",
+            str(csv),
+            "--images",
+            str(images),
+            "--out",
+            str(feats),
+            "--text",
+            "--token-grid",
+            "2",
+            "--seg-grid",
+            "8",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     spec = json.loads(out)["spec"]
     assert spec["seg_backend"] == "tflite" and len(spec["seg_labels"]) == 19 and spec["text_dim"] == 768
@@ -149,8 +234,23 @@ def test_fusion_with_the_real_segmenter_and_text(tiny_env, photo_set, tmp_path, 
     maps = fs.take(np.flatnonzero(fs.column("ok")), ("classmap",))["classmap"]
     assert maps.shape[1:] == (8, 8) and (maps < 19).any()
     assert fs.column("has_text").sum() == 13
-    code, out, err = run(["train", "fusion", str(feats), "--out", str(run_dir), "--text", "--gps-encoder", "location_attention",
-                          "--queue-size", "8", *TINY, "--json"], capsys)
+    code, out, err = run(
+        [
+            "train",
+            "fusion",
+            str(feats),
+            "--out",
+            str(run_dir),
+            "--text",
+            "--gps-encoder",
+            "location_attention",
+            "--queue-size",
+            "8",
+            *TINY,
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     log = (run_dir / "train.csv").read_text()
     assert "loss_text" in log and "loss_seg" in log

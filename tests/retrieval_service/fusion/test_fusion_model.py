@@ -14,8 +14,16 @@ from retrieval_service.fusion.gps import make_gps_encoder, mercator_projection
 from retrieval_service.fusion.losses import GPSQueue, fusion_loss, info_nce
 from retrieval_service.fusion.model import FusionModel
 
-SPEC = FeatureSpec(image_model="t", image_pretrained="none", token_grid=2, token_dim=24, pooled_dim=24,
-                   seg_backend="synthetic", seg_labels=("a", "b", "c"), seg_grid=8)
+SPEC = FeatureSpec(
+    image_model="t",
+    image_pretrained="none",
+    token_grid=2,
+    token_dim=24,
+    pooled_dim=24,
+    seg_backend="synthetic",
+    seg_labels=("a", "b", "c"),
+    seg_grid=8,
+)
 
 
 def small_config(**kw) -> FusionConfig:
@@ -28,8 +36,17 @@ def inputs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return torch.randn(n, 4, 24, generator=g), torch.randn(n, 24, generator=g), torch.randint(0, 3, (n, 8, 8), generator=g)
 
 
-@pytest.mark.parametrize("kw", [{}, {"fusion": "concat"}, {"use_segmentation": False}, {"seg_encoding": "onehot"},
-                                {"gps_encoder": "location_attention"}, {"database_vector": "fused"}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"fusion": "concat"},
+        {"use_segmentation": False},
+        {"seg_encoding": "onehot"},
+        {"gps_encoder": "location_attention"},
+        {"database_vector": "fused"},
+    ],
+)
 def test_fusion_shapes_and_unit_norms(kw) -> None:
     model = FusionModel(SPEC, small_config(**kw)).eval()
     tokens, pooled, classmap = inputs(5)
@@ -50,7 +67,9 @@ def test_fusion_embedding_does_not_depend_on_batch_composition() -> None:
     with torch.no_grad():
         alone = model(tokens[:1], pooled[:1], classmap[:1]).fused
         in_batch = model(tokens, pooled, classmap).fused[:1]
-        mixed = model(torch.cat((tokens[:1], other[0])), torch.cat((pooled[:1], other[1])), torch.cat((classmap[:1], other[2]))).fused[:1]
+        mixed = model(
+            torch.cat((tokens[:1], other[0])), torch.cat((pooled[:1], other[1])), torch.cat((classmap[:1], other[2]))
+        ).fused[:1]
     assert torch.allclose(alone, in_batch, atol=1e-5) and torch.allclose(alone, mixed, atol=1e-5)
 
 

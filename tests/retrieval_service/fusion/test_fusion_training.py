@@ -35,8 +35,17 @@ def tiny_config(**kw) -> FusionConfig:
 
 
 def train_config(**kw) -> TrainConfig:
-    base = dict(epochs=10, batch_size=64, lr=3e-3, warmup_steps=10, val_fraction=0.2, val_gallery="train", workers=0,
-                checkpoint_every=1000, log_every=10)
+    base = dict(
+        epochs=10,
+        batch_size=64,
+        lr=3e-3,
+        warmup_steps=10,
+        val_fraction=0.2,
+        val_gallery="train",
+        workers=0,
+        checkpoint_every=1000,
+        log_every=10,
+    )
     return TrainConfig(**(base | kw))
 
 
@@ -172,9 +181,37 @@ def test_fusion_cli_resumes_exactly_after_kill_9(tmp_path: Path) -> None:
     env.pop("GEOAGENT_CONFIG", None)
 
     def command(out: Path) -> list[str]:
-        return [sys.executable, "-m", "agent.cli", "train", "fusion", str(features.root), "--out", str(out), "--dim", "32",
-                "--embed-dim", "32", "--heads", "4", "--layers", "1", "--batch-size", "32", "--epochs", "3", "--lr", "3e-3",
-                "--warmup-steps", "5", "--checkpoint-every", "3", "--val-fraction", "0", "--json"]
+        return [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "train",
+            "fusion",
+            str(features.root),
+            "--out",
+            str(out),
+            "--dim",
+            "32",
+            "--embed-dim",
+            "32",
+            "--heads",
+            "4",
+            "--layers",
+            "1",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "3",
+            "--lr",
+            "3e-3",
+            "--warmup-steps",
+            "5",
+            "--checkpoint-every",
+            "3",
+            "--val-fraction",
+            "0",
+            "--json",
+        ]
 
     straight = subprocess.run(command(tmp_path / "a"), cwd=repo, env=env, capture_output=True, text=True, timeout=GUARD_S)
     assert straight.returncode == 0, straight.stderr

@@ -28,8 +28,15 @@ def module_settings(gallery_data_dir: Path, tiny_model_config: Path, tmp_path_fa
     from agent.settings import Settings
 
     data_dir = linked_gallery_dir(gallery_data_dir, tmp_path_factory.mktemp("service") / "data")
-    return Settings(data_dir=data_dir, qdrant_url=None, image_model=str(tiny_model_config), image_pretrained="none",
-                    device="cpu", retrieval_url=None, llm_model=None)
+    return Settings(
+        data_dir=data_dir,
+        qdrant_url=None,
+        image_model=str(tiny_model_config),
+        image_pretrained="none",
+        device="cpu",
+        retrieval_url=None,
+        llm_model=None,
+    )
 
 
 @pytest.fixture(scope="module")

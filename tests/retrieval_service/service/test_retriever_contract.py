@@ -34,7 +34,8 @@ def test_search_shapes_scores_and_filter(any_retriever, photo):
 def test_the_client_answers_exactly_what_the_retriever_answers(inprocess, remote, photo, resolve):
     circle = GeoFilter(lat=48.85, lon=2.35, radius_km=800)
     assert remote.search(photo, k_gallery=10, geo_filter=circle, dissimilar=2) == inprocess.search(
-        photo, k_gallery=10, geo_filter=circle, dissimilar=2)
+        photo, k_gallery=10, geo_filter=circle, dissimilar=2
+    )
     as_bytes = resolve(photo.read_bytes())  # the same content given as bytes: the same answers
     assert remote.search(as_bytes, k_gallery=3) == inprocess.search(as_bytes, k_gallery=3) == inprocess.search(photo, k_gallery=3)
     pil = Image.open(photo.path)
@@ -87,9 +88,14 @@ def test_info_names_the_gallery(any_retriever):
     assert any_retriever.has_database() is False
 
 
-@pytest.mark.parametrize(("data", "problem"), [(b"not an image at all", "the uploaded file 'x.jpg' is a text file, not an image"),
-                                                 ("truncated", "the uploaded file 'x.jpg' is damaged or truncated"),
-                                                 (b"", "empty")])
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"not an image at all", "the uploaded file 'x.jpg' is a text file, not an image"),
+        ("truncated", "the uploaded file 'x.jpg' is damaged or truncated"),
+        (b"", "empty"),
+    ],
+)
 def test_bad_uploads_are_refused_by_the_service_with_the_upload_named(served, remote, photo, data, problem):
     """The service resolves an upload into one checked Photo: a bad one is a 422 ``image_invalid``
     naming the upload (never the server's stored file), and comes back as ImageLoadError."""
@@ -114,8 +120,12 @@ def test_the_service_resolves_each_upload_once(inprocess, served, photo, monkeyp
     monkeypatch.setattr(Photo, "resolve", classmethod(lambda cls, *a, **k: resolved.append(a[0]) or original_resolve(*a, **k)))
     monkeypatch.setattr(media, "decode_bytes", lambda *a, **k: decoded.append(1) or original_decode(*a, **k))
     monkeypatch.setattr(inprocess, "search", lambda image, **k: given.append(image) or original_search(image, **k))
-    resp = httpx.post(f"{served}/v1/search", files={"image": ("p.jpg", photo.read_bytes(), "image/jpeg")},
-                      data={"k_gallery": "2", "k_database": "0"}, timeout=120)
+    resp = httpx.post(
+        f"{served}/v1/search",
+        files={"image": ("p.jpg", photo.read_bytes(), "image/jpeg")},
+        data={"k_gallery": "2", "k_database": "0"},
+        timeout=120,
+    )
     assert resp.status_code == 200, resp.text
     assert resolved == [photo.read_bytes()] and decoded == []
     [image] = given
