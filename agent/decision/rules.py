@@ -130,7 +130,7 @@ def choose(options: Sequence[Option], mixture: Mixture | None, *, n_alternatives
     top = max(modes, key=lambda md: md.density)
     near = [o for o in options if distance_km(o.lat, o.lon, top.lat, top.lon) <= SAME_PLACE_KM]
     apart = distances_km(top.lat, top.lon, [md.lat for md in modes], [md.lon for md in modes]) > SAME_PLACE_KM
-    others = [md for md, far in zip(modes, apart.tolist()) if far][:n_alternatives]
+    others = [md for md, far in zip(modes, apart.tolist(), strict=False) if far][:n_alternatives]
     chosen = mode_option(mixture, top, f"most probable place ({len(top.members)} candidates)", own_source=True)
     if near:
         chosen = chosen.model_copy(update={"label": near[0].label, "verification": near[0].verification})

@@ -69,7 +69,7 @@ def gallery_components(
         probs, rest, rest_p = softmax([c.score for c in gallery], 1.0 / GALLERY_SCALE), [], np.zeros(0)
     out = [
         Component(c.lat, c.lon, weight * float(p), GALLERY_SPREAD_KM, "gallery", "GeoCLIP gallery point")
-        for c, p in zip(gallery, probs)
+        for c, p in zip(gallery, probs, strict=False)
     ]
     out += [
         Component(
@@ -80,7 +80,7 @@ def gallery_components(
             "gallery",
             "GeoCLIP gallery cell",
         )
-        for c, p in zip(rest, rest_p)
+        for c, p in zip(rest, rest_p, strict=False)
     ]
     left = 1.0 - float(probs.sum() + rest_p.sum())
     if left > 1e-6:
@@ -96,7 +96,7 @@ def database_components(
     probs = softmax([c.score for c in database], temperature)
     return [
         Component(c.lat, c.lon, weight * float(p), DATABASE_SPREAD_KM, "database", str(c.get("id") or "database photo"))
-        for c, p in zip(database, probs)
+        for c, p in zip(database, probs, strict=False)
     ]
 
 
@@ -108,7 +108,7 @@ def point_components(points: list[Candidate], source: str, spread_km: float, wei
     shares = shares / shares.sum() if shares.sum() > 0 else np.full(len(points), 1.0 / len(points))
     return [
         Component(c.lat, c.lon, weight * float(s), spread_km, source, str(c.get("name") or source))
-        for c, s in zip(points, shares)
+        for c, s in zip(points, shares, strict=False)
     ]
 
 

@@ -170,7 +170,7 @@ class Retriever:
             firsts = list(first_of.values())
             feats = self.encoder.encode([self._pixels(images[i]) for i in firsts])
             with self._lock:
-                for i, feat in zip(firsts, feats):
+                for i, feat in zip(firsts, feats, strict=False):
                     found[keys[i]] = feat
                     self._cache[keys[i]] = feat
         rows = [found[key] for key in keys]
@@ -283,7 +283,7 @@ class Retriever:
             if not batch:
                 continue
             hits = self.store.search_batch(collection, [q for _, q in batch])
-            for (role, _), found in zip(batch, hits):
+            for (role, _), found in zip(batch, hits, strict=False):
                 dissimilar_role = role == "dissimilar"
                 setattr(
                     result,

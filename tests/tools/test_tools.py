@@ -46,7 +46,7 @@ def test_all_tools_is_lazy_and_uses_settings(monkeypatch, tiny_env):
     assert [t.name for t in all_tools] == list(TOOL_NAMES)
     assert tools.ALL_TOOLS is all_tools
     with pytest.raises(AttributeError):
-        tools.NOT_A_TOOL  # noqa: B018
+        _ = tools.NOT_A_TOOL
 
 
 def test_read_exif(tools_by_name, exif_dir: Path, dev_photo: Path):
