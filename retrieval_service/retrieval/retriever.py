@@ -225,17 +225,20 @@ class Retriever:
         self,
         image: RetrieverImage,
         *,
-        k_gallery: int = 10,
-        k_database: int = 10,
+        k_gallery: int | None = None,
+        k_database: int | None = None,
         geo_filter: GeoFilter | None = None,
         dissimilar: int = 0,
     ) -> RetrievalResult:
-        """Top-k gallery candidates and database neighbours for one photo, optionally geo-filtered.
+        """Top-k gallery candidates and database neighbours for one photo, optionally geo-filtered
+        (k: the ``top_k`` setting unless given).
 
         ``dissimilar`` > 0 also returns the least similar database images (searched with the negated
         query, as G3/Img2Loc use them as negative context); without a database they come from the
         gallery. Their score is the cosine similarity to the photo (negative, lowest first).
         """
+        k_gallery = self.settings.top_k if k_gallery is None else k_gallery
+        k_database = self.settings.top_k if k_database is None else k_database
         for name, value in (("k_gallery", k_gallery), ("k_database", k_database), ("dissimilar", dissimilar)):
             if not 0 <= value <= 1000:
                 raise StoreError(f"{name}={value} is out of range", f"pass 0 <= {name} <= 1000")

@@ -36,6 +36,14 @@ def test_from_settings_is_lazy(tiny_settings):
     assert "encoder" not in r.backend.__dict__ and "heads" not in r.backend.__dict__ and r._store is None
 
 
+def test_k_defaults_to_the_top_k_setting(retriever, photo):
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(Retriever.search).parameters.items() if name.startswith("k_")}
+    assert defaults == {"k_gallery": None, "k_database": None}
+    assert len(retriever.search(photo).gallery) == retriever.settings.top_k
+
+
 def test_gallery_search_shapes_and_payload(retriever, photo):
     res = retriever.search(photo, k_gallery=7, k_database=5)
     assert len(res.gallery) == 7 and res.database == [] and res.dissimilar == []

@@ -108,6 +108,15 @@ def test_retrieve_with_and_without_filter(tools_by_name, fake_retriever: FakeRet
     assert res["filter"] == {"country_code": "FR"}
 
 
+def test_top_k_has_one_default_the_setting(tools_by_name, fake_retriever: FakeRetriever, tool_settings, dev_photo: Path):
+    """The retrieve tool's k, like the Retriever's, defaults to the one top_k setting."""
+    from tools.retrieve import RetrieveArgs
+
+    assert RetrieveArgs.model_fields["k"].default is None
+    res = _ok(tools_by_name["retrieve"].invoke({**shot(dev_photo)}))
+    assert fake_retriever.calls[-1][1]["k_gallery"] == tool_settings.top_k == len(res["gallery"]) == 20
+
+
 def test_verify_locations(tools_by_name, dev_photo: Path):
     cands = [{"lat": 40.7, "lon": -74.0}, {"lat": 48.86, "lon": 2.35}, {"lat": 45.0, "lon": 5.0}]
     res = _ok(tools_by_name["verify_locations"].invoke({**shot(dev_photo), "candidates": cands}))
