@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.retrieval_service.service.conftest import linked_gallery_dir
+from tests.retrieval_service.service.conftest import gallery_linked_settings
 from tests.waiting import GUARD_S
 
 
@@ -23,19 +23,7 @@ def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> byt
 
 @pytest.fixture(scope="module")
 def web_settings(gallery_data_dir: Path, tiny_model_config: Path, tmp_path_factory: pytest.TempPathFactory):
-    from agent.settings import Settings
-
-    data_dir = linked_gallery_dir(gallery_data_dir, tmp_path_factory.mktemp("web") / "data")
-    return Settings(
-        data_dir=data_dir,
-        qdrant_url=None,
-        image_model=str(tiny_model_config),
-        image_pretrained="none",
-        device="cpu",
-        retrieval_url=None,
-        llm_model=None,
-        segmenter="none",
-    )
+    return gallery_linked_settings(gallery_data_dir, tiny_model_config, tmp_path_factory.mktemp("web") / "data", segmenter="none")
 
 
 @pytest.fixture(scope="module")

@@ -71,22 +71,10 @@ def run(args: list[str], capsys) -> tuple[int, str, str]:
 def test_fusion_cli_precompute_train_index_search(tiny_env, tiny_settings, photo_set, tmp_path, capsys, monkeypatch) -> None:
     csv, images = photo_set
     feats, run_dir = tmp_path / "features", tmp_path / "run"
+    precompute = ["train", "precompute", str(csv), "--images", str(images), "--out", str(feats), "--no-segmentation"]
+    precompute += ["--token-grid", "2", "--shard-size", "16", "--json"]
     code, out, err = run(
-        [
-            "train",
-            "precompute",
-            str(csv),
-            "--images",
-            str(images),
-            "--out",
-            str(feats),
-            "--no-segmentation",
-            "--token-grid",
-            "2",
-            "--shard-size",
-            "16",
-            "--json",
-        ],
+        precompute,
         capsys,
     )
     assert code == 0, err
@@ -95,21 +83,7 @@ def test_fusion_cli_precompute_train_index_search(tiny_env, tiny_settings, photo
     fs = FeatureSet(feats)
     assert fs.column("ok").sum() == 12 and fs.take(np.array([0]), ("tokens",))["tokens"].shape == (1, 4, 768)
     code, out, err = run(
-        [
-            "train",
-            "precompute",
-            str(csv),
-            "--images",
-            str(images),
-            "--out",
-            str(feats),
-            "--no-segmentation",
-            "--token-grid",
-            "2",
-            "--shard-size",
-            "16",
-            "--json",
-        ],
+        precompute,
         capsys,
     )
     assert code == 0, err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,20 +24,26 @@ def linked_gallery_dir(gallery_data_dir: Path, target: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="module")
-def module_settings(gallery_data_dir: Path, tiny_model_config: Path, tmp_path_factory: pytest.TempPathFactory):
+def gallery_linked_settings(gallery_data_dir: Path, tiny_model_config: Path, target: Path, **overrides: Any) -> Any:
+    """Settings for the tiny random CLIP over the prebuilt gallery, in a fresh data dir ``target``
+    (no server, no retrieval service, no LMM)."""
     from agent.settings import Settings
 
-    data_dir = linked_gallery_dir(gallery_data_dir, tmp_path_factory.mktemp("service") / "data")
     return Settings(
-        data_dir=data_dir,
+        data_dir=linked_gallery_dir(gallery_data_dir, target),
         qdrant_url=None,
         image_model=str(tiny_model_config),
         image_pretrained="none",
         device="cpu",
         retrieval_url=None,
         llm_model=None,
+        **overrides,
     )
+
+
+@pytest.fixture(scope="module")
+def module_settings(gallery_data_dir: Path, tiny_model_config: Path, tmp_path_factory: pytest.TempPathFactory):
+    return gallery_linked_settings(gallery_data_dir, tiny_model_config, tmp_path_factory.mktemp("service") / "data")
 
 
 @pytest.fixture(scope="module")
