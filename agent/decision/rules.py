@@ -41,6 +41,18 @@ def retrieval_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
     return [c for c in usable(candidates) if c.source in RETRIEVAL_SOURCES]
 
 
+def rerank_pool(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """What the geographic re-rank clusters (DualGeo re-ranks the retrieved photos): the image
+    database's neighbours when retrieval found any, else the GPS gallery's candidates."""
+    pool = retrieval_candidates(candidates)
+    return [c for c in pool if c.source == "database"] or [c for c in pool if c.source == "gallery"]
+
+
+def pool_name(pool: Sequence[Candidate]) -> str:
+    """How the rationale and prompts name a re-rank pool."""
+    return "similar database photos" if pool and pool[0].source == "database" else "GPS gallery candidates"
+
+
 def ocr_candidates(reading: TextReading | None) -> list[Candidate]:
     """Places named in the photo's text become candidates (source "ocr")."""
     return [

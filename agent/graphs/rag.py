@@ -1,10 +1,20 @@
-"""The G3 recipe (geo-diversified retrieval-augmented prompting): the LMM proposes coordinates from
-prompts with 0/5/10/15 similar and dissimilar neighbours (``rag_samples`` replies each, sampled at
-``rag_temperature``), the proposals are voted on by the decision core's probability model (each a
-point mass; the mixture's modes are the voted places), and image-to-GPS verification picks among the
-voted places and the top retrieval candidates.
+"""The published second stage of the retrieval-augmented papers (DualGeo, G3, Img2Loc): the image
+database's nearest photos -> DualGeo's geographic re-rank -> the LMM over the photo with the
+similar and dissimilar photos' coordinates -> verification of its proposals.
 
-observe (with dissimilar neighbours) -> propose -> verify_proposals -> choose_verified -> name_place -> decide
+* observe: retrieval (``top_k`` similar photos, ``max(NEIGHBOURS)`` dissimilar ones: the farthest
+  photos of the same database, searched with the negated query) and the re-rank of the similar
+  photos (``agent.graphs.neighbours``);
+* propose: prompts with 0, 5, 10 and 15 neighbours of each list (G3's and Img2Loc's prompts,
+  ``prompts/rag_*.txt``), ``rag_samples`` replies each at ``rag_temperature``; "similar" is the
+  database's photos in re-rank order (main cluster first), "dissimilar" the same database's
+  farthest, and the GPS gallery's candidates are offered separately, named as coordinates from the
+  gallery. Without an image database the prompt says so;
+* the proposals are voted on by the decision core's probability model (each a point mass; the
+  mixture's modes are the voted places), and image-to-GPS verification picks among the voted places
+  and the best re-ranked retrieval candidates.
+
+observe -> propose -> verify_proposals -> choose_verified -> name_place -> decide
 (no usable reply at all -> the policy's steps decide; a follow-up question on the thread -> the LMM loop.)
 
 Each reply is a ``propose_location`` tool call validated by pydantic; a reply without a valid one
@@ -14,7 +24,6 @@ is counted as unparseable in the warnings. Voting is one function, :func:`vote`,
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage
@@ -27,6 +36,7 @@ from agent.decision import rules
 from agent.decision.sources import Mixtures
 from agent.graphs.classify import parse_problem
 from agent.graphs.llm_loop import add_loop
+from agent.graphs.neighbours import neighbours_of, render_neighbours
 from agent.graphs.policy import add_ending, add_policy_steps
 from agent.graphs.steps import make_observe, route_after_observe, verify
 from agent.lmm.answer import PROPOSE_LOCATION, InvalidAnswer, LocationProposal, propose_location_tool, validate_args
@@ -41,10 +51,6 @@ from retrieval_service.core.types import Candidate
 NEIGHBOURS = (0, 5, 10, 15)
 VERIFIED_SIMILAR = 5
 VERIFIED_VOTES = 5
-
-
-def _points(candidates: list[Candidate]) -> str:
-    return json.dumps([[round(c.lat, 4), round(c.lon, 4)] for c in candidates], separators=(",", ":")) if candidates else "none"
 
 
 def vote(proposals: list[Candidate], mixtures: Mixtures) -> list[Option]:
@@ -87,9 +93,7 @@ def _proposal(reply: Any, neighbours: int) -> tuple[Candidate | None, str | None
 def propose(state: RagState, runtime: Runtime[RunContext]) -> Command[Literal["inspect", "verify_proposals"]]:
     """``rag_samples`` replies to each prompt (0/5/10/15 neighbours); the valid proposals are voted on."""
     ctx = runtime.context
-    similar = rules.retrieval_candidates(state.get("candidates") or [])
-    retrieval = observations(state).retrieval
-    dissimilar = retrieval.dissimilar if retrieval else []
+    nb = neighbours_of(state)
     block = image_content_block(ctx.photo, max_side=ctx.settings.llm_image_max_side)
     model = ctx.models.get("propose") or ctx.chat_model.bind_tools([propose_location_tool()]).bind(
         temperature=ctx.settings.rag_temperature
@@ -102,7 +106,7 @@ def propose(state: RagState, runtime: Runtime[RunContext]) -> Command[Literal["i
     unparseable: list[str] = []
     stopped: LLMFailure | None = None
     for n in NEIGHBOURS:
-        neighbours = render("rag_neighbours", similar=_points(similar[:n]), dissimilar=_points(dissimilar[:n])) if n else ""
+        neighbours = render_neighbours("rag_neighbours", "rag_no_database", nb, n) if n else ""
         text = render("rag_candidates", neighbours=neighbours)
         for _ in range(ctx.rag_samples):
             total += 1
@@ -154,7 +158,7 @@ def propose(state: RagState, runtime: Runtime[RunContext]) -> Command[Literal["i
         kinds = sorted(set(unparseable))
         warnings.append(f"{len(unparseable)} of {replies} RAG replies were unparseable: {'; '.join(kinds)[:300]}")
     voted = vote(proposals, ctx.mixtures)
-    options = [*voted[:VERIFIED_VOTES], *(Option.of(c) for c in similar[:VERIFIED_SIMILAR])]
+    options = [*voted[:VERIFIED_VOTES], *(Option.of(c) for c in nb.verifiable(VERIFIED_SIMILAR))]
     return Command(
         goto="verify_proposals",
         update={

@@ -30,8 +30,9 @@ Node = Callable[[RunState, Runtime[RunContext], RunnableConfig], dict[str, Any]]
 
 
 def cluster_args(candidates: list[Candidate]) -> dict[str, Any]:
+    """The re-rank's arguments: what DualGeo clusters (``rules.rerank_pool``), eps 50 km, min_samples 2."""
     return {
-        "candidates": [c.model_dump(include={"lat", "lon", "score", "source"}) for c in rules.retrieval_candidates(candidates)],
+        "candidates": [c.model_dump(include={"lat", "lon", "score", "source"}) for c in rules.rerank_pool(candidates)],
         "eps_km": EPS_KM,
         "min_samples": CLUSTER_MIN_SAMPLES,
     }
@@ -69,15 +70,17 @@ def retrieve(step: Step, settings: Any, dissimilar: int = 0) -> tuple[list[Candi
 
 
 def clusters_of(step: Step, candidates: list[Candidate]) -> list[Evidence]:
-    """Cluster the candidates geographically; the strongest cluster as evidence."""
+    """Re-rank the candidates by geographic clustering (DualGeo); the main cluster as evidence."""
     clusters = step.call("cluster_candidates", cluster_args(candidates)).artifact
     if clusters is None or not clusters.clusters:
         return []
     top = clusters.clusters[0]
+    kind = rules.pool_name(rules.rerank_pool(candidates))
     return [
         Evidence(
             kind="cluster",
-            detail=f"{top.support} retrieval candidates cluster around {top.lat:.3f}, {top.lon:.3f}.",
+            detail=f"The main cluster of the {kind}: {top.support} around {top.lat:.3f}, {top.lon:.3f} "
+            f"(within {top.radius_km:.1f} km of its centre).",
             lat=top.lat,
             lon=top.lon,
             weight=top.score_mass,
