@@ -264,7 +264,8 @@ def _artifact(name: str, content: dict) -> Any:
         return RetrievalResult(
             gallery=cands(content.get("gallery") or [], "gallery"),
             database=cands(content.get("database") or [], "database"),
-            dissimilar=cands(content.get("dissimilar") or [], "gallery"),
+            # database photos carry an id; without a database the retriever's dissimilar are gallery points
+            dissimilar=cands(content.get("dissimilar") or [], "database" if content.get("database") else "gallery"),
             geo_filter=GeoFilter(**{k: v for k, v in filt.items() if v is not None}) if filt else None,
         )
     if name == "cluster_candidates":

@@ -133,9 +133,7 @@ def test_dualgeo_reranks_as_published():
         Candidate(lat=-30.0, lon=60.0, score=0.9),
         Candidate(lat=40.0, lon=-100.0, score=0.9),
     ]
-    labels = DBSCAN(eps=50 / 6371.0088, min_samples=2, metric="haversine").fit_predict(
-        np.radians([[p.lat, p.lon] for p in pts])
-    )
+    labels = DBSCAN(eps=50 / 6371.0088, min_samples=2, metric="haversine").fit_predict(np.radians([[p.lat, p.lon] for p in pts]))
     assert labels.tolist() == [0, 0, -1, -1, -1]  # DualGeo's clustering of these points
     weighted = cluster_points(pts, weighting="score")
     assert weighted.clusters == [] and (weighted.best.lat, weighted.best.lon) == (10.0, 10.0)
@@ -148,9 +146,10 @@ def test_dualgeo_reranks_as_published():
     assert (res.best.lat, res.best.lon) == (real.lat, real.lon)  # a real candidate, not the synthetic centre
     assert (main.lat, main.lon) != (real.lat, real.lon)
     other = pts[1 - res.best_index]
-    assert great_circle_km(main.lat, main.lon, np.array([real.lat]), np.array([real.lon]))[0] <= great_circle_km(
-        main.lat, main.lon, np.array([other.lat]), np.array([other.lon])
-    )[0]
+    assert (
+        great_circle_km(main.lat, main.lon, np.array([real.lat]), np.array([real.lon]))[0]
+        <= great_circle_km(main.lat, main.lon, np.array([other.lat]), np.array([other.lon]))[0]
+    )
     assert res.reranked[:2] == sorted([0, 1], key=lambda i: i != res.best_index)  # the main cluster first
 
 
