@@ -304,6 +304,8 @@ def _artifact(name: str, content: dict) -> Any:
                     exact=True,
                     words=1,
                     size=1,
+                    reliable=p.get("reliable", False),
+                    why="the text names its country" if p.get("reliable") else "a single word",
                 )
                 for p in content.get("places") or []
             ],
@@ -352,7 +354,7 @@ def make_fake_tools(
         "read_text": lambda image: {
             "lines": [{"text": "Rue de Rivoli", "confidence": 0.9}],
             "scripts": ["Latin"],
-            "places": [{"name": "Paris", "country_code": "FR", "lat": PARIS[0], "lon": PARIS[1]}],
+            "places": [{"name": "Paris", "country_code": "FR", "lat": PARIS[0], "lon": PARIS[1], "reliable": True}],
         },
         "segment_scene": lambda image: {
             "shares": {"building": 0.5, "sky": 0.3, "road": 0.2},
