@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from agent.decision.mixture import Component, Mixture
-from agent.decision.reliability import load_table
+from agent.decision.reliability import SourceRow, load_table
 from retrieval_service.core.types import Candidate
 
 GALLERY_SCALE = 39.7
@@ -102,13 +102,13 @@ def _shares(points: list[Candidate]) -> np.ndarray:
     return shares / shares.sum() if shares.sum() > 0 else np.full(len(points), 1.0 / len(points))
 
 
-def point_components(points: list[Candidate], source: str) -> list[Component]:
+def point_components(points: list[Candidate], source: str, row: SourceRow | None = None) -> list[Component]:
     """Point masses sharing the source's weight (by ``probability`` when given, else equally): a
     kernel source's at its spread, a measured point source's as its error distribution (one kernel
-    per band and a uniform rest)."""
+    per band and a uniform rest). ``row``: the source's row (default: the evidence table's)."""
     if not points:
         return []
-    row = load_table().row(source)
+    row = row or load_table().row(source)
     shares = _shares(points)
     if row.kind == "kernel":
         assert row.spread_km is not None
