@@ -48,6 +48,12 @@ class FusionEncoder:
         self.gps_dim = self.model.config.embed_dim
         self.model_name = f"fusion:{self.path.name}@{self.fingerprint}"
 
+    @property
+    def scale(self) -> float:
+        """The checkpoint's learned fused<->GPS inverse temperature (its softmax over the gallery)."""
+        with torch.no_grad():
+            return float(self.model.scales()["fused"])
+
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(n, dim) image-database vectors, unit norm, float32."""
         if not images:

@@ -16,8 +16,9 @@ written once against this interface:
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
@@ -54,6 +55,8 @@ class RetrievalBackend(ABC):
 
     def __init__(self, settings: RetrievalSettings) -> None:
         self.settings = settings
+        self._index: GalleryIndex | None = None
+        self._index_lock = threading.Lock()  # threads sharing a back end load (or encode) the gallery once
 
     # ------------------------------------------------------------------ models
     @property
@@ -102,6 +105,14 @@ class RetrievalBackend(ABC):
         """The gallery's vectors in memory for exact search with probabilities (loaded on first
         call, then kept), or None when this back end searches the store's collection."""
         return None
+
+    def _kept_index(self, load: Callable[[], GalleryIndex]) -> GalleryIndex:
+        """The in-memory gallery, loaded (or encoded) once by ``load`` however many threads ask."""
+        if self._index is None:
+            with self._index_lock:
+                if self._index is None:
+                    self._index = load()
+        return self._index
 
     # ------------------------------------------------------------------ report
     def info(self) -> dict[str, Any]:

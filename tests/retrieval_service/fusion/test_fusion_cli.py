@@ -144,9 +144,24 @@ def test_fusion_cli_precompute_train_index_search(tiny_env, tiny_settings, photo
     scores = fusion.verify(photo, [(g.lat, g.lon) for g in result.gallery])
     assert scores == pytest.approx([g.score for g in result.gallery], abs=1e-4)
     assert fusion.info()["gallery_ready"] is True
+    # exact search by default: the checkpoint's softmax over its whole gallery, as in the GeoCLIP mode
+    coords = np.array([[a, b] for a in range(-60, 61, 30) for b in range(-150, 151, 60)], np.float32)
+    encoder = fusion.backend.encoder
+    logits = encoder.scale * (encoder.encode_locations(coords) @ fusion.gps_embed_images([photo])[0])
+    softmax = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    assert [g.probability for g in result.gallery] == pytest.approx(sorted(softmax, reverse=True)[:3], abs=1e-5)
+    rest = sum(c.probability or 0.0 for c in result.gallery_rest)
+    assert 0.99 <= sum(g.probability for g in result.gallery) + rest <= 1.0 + 1e-6  # the rest: 99.5% of what is left
     store = fusion.store
-    assert store.has_collection(built["collection"]) and store.has_collection(fusion.gallery_collection)
+    assert store.has_collection(built["collection"]) and not store.has_collection(fusion.gallery_collection)
     fusion.close()
+    monkeypatch.setenv("GEOAGENT_GALLERY_SEARCH", "hnsw")  # the store's approximate index: no probabilities
+    hnsw = Retriever.from_settings(load_settings())
+    found = hnsw.search(photo, k_gallery=3, k_database=0).gallery
+    assert [g.probability for g in found] == [None] * 3 and hnsw.store.has_collection(hnsw.gallery_collection)
+    assert [(g.lat, g.lon) for g in found] == [(g.lat, g.lon) for g in result.gallery]
+    hnsw.close()
+    monkeypatch.delenv("GEOAGENT_GALLERY_SEARCH")
     geoclip = Retriever.from_settings(tiny_settings)  # the default encoder: other collections, never mixed
     assert geoclip.gallery_collection != Retriever.from_settings(load_settings()).gallery_collection
     assert geoclip.settings.database_collection == "image_database" and not geoclip.has_database()
