@@ -12,6 +12,7 @@ SOURCE_NAMES = {
     "gallery": "the GPS gallery",
     "database": "the image database's similar photos",
     "ocr": "places read in the photo",
+    "text": "place descriptions matched by the text branch",
     "lmm": "the LMM",
     "exif": "the EXIF GPS",
 }

@@ -6,7 +6,8 @@
   component. Without probabilities (HNSW search) the candidates' cosines go through GeoCLIP's
   temperature (``GALLERY_SCALE``) and are renormalised over the candidates found.
 * Image database: its own softmax of the CLIP image-image cosines at ``DATABASE_TEMPERATURE``.
-* Places read in the photo: their measured error distribution (``reliability.SourceRow.bands``);
+* Places read in the photo, and towns whose descriptions a fusion model's text branch matched to
+  the photo: their measured (or stated) error distribution (``reliability.SourceRow.bands``);
   LMM proposals and EXIF GPS: weighted point masses with a stated spread.
 
 Each source's weight and spread come from the evidence table (``agent.decision.reliability``:
@@ -126,12 +127,14 @@ def point_components(points: list[Candidate], source: str, row: SourceRow | None
 
 
 def tool_components(candidates: list[Candidate], rest: Sequence[Candidate] = ()) -> list[Component]:
-    """The tools' evidence (gallery, database, places read) as components; geo-filtered candidates left out."""
+    """The tools' evidence (gallery, database, places read, place descriptions scored by a text branch)
+    as components; geo-filtered candidates left out."""
     pool = usable(candidates)
     return [
         *gallery_components([c for c in pool if c.source == "gallery"], usable(rest)),
         *database_components([c for c in pool if c.source == "database"]),
         *point_components([c for c in pool if c.source == "ocr"], "ocr"),
+        *point_components([c for c in pool if c.source == "text"], "text"),
     ]
 
 

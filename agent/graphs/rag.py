@@ -182,7 +182,7 @@ def choose_verified(state: RagState, runtime: Runtime[RunContext]) -> dict[str, 
     ranked = sorted(opts, key=lambda o: -(o.verification if o.verification is not None else -2.0))
     best = ranked[0]
     candidates = state.get("candidates") or []
-    similar = rules.retrieval_candidates(candidates)
+    nb = neighbours_of(state)
     retrieval = observations(state).retrieval
     mixture = rules.retrieval_mixture(ctx.mixtures, candidates, retrieval.gallery_rest if retrieval else [])
     support = rules.support_within(mixture, best.lat, best.lon)
@@ -190,11 +190,17 @@ def choose_verified(state: RagState, runtime: Runtime[RunContext]) -> dict[str, 
     groups = [o for o in opts if o.votes is not None]
     score = best.verification
     votes = f", {best.votes} of {best.proposals} votes" if best.votes is not None else ""
+    checked = nb.verifiable(VERIFIED_SIMILAR)
+    kind = "similar database photos" if nb.has_database else "GPS gallery candidates"
+    scored = f"scored {score:.3f}" if score is not None else "was not scored (verification failed)"
+    what = best.label or {"lmm": "LMM vote", "database": "similar database photo", "gallery": "GPS gallery candidate"}.get(
+        best.source, best.source
+    )
     rationale = (
         f"{len(proposals)} LMM proposals ({ctx.rag_samples} per prompt at temperature {ctx.settings.rag_temperature:g}, "
         f"prompts with {', '.join(str(n) for n in NEIGHBOURS)} neighbours) voted into {len(groups)} places, "
-        f"verified against the photo with {len(similar[:VERIFIED_SIMILAR])} retrieval candidates; the best "
-        f"verification score ({score if score is not None else float('nan'):.3f}) is a {best.source} candidate{votes}."
+        f"verified against the photo with the {len(checked)} best re-ranked {kind}; the answer, "
+        f"the best verified, {scored}: {what}{votes}."
     )
     alternatives = [Option(lat=o.lat, lon=o.lon, score=o.verification or 0.0, source=o.source) for o in ranked[1:6]]
     answer = Answer(
@@ -207,7 +213,7 @@ def choose_verified(state: RagState, runtime: Runtime[RunContext]) -> dict[str, 
         chosen=best.model_copy(update={"support": round(support, 4)}),
     )
     evidence = Evidence(
-        kind="verification", detail=f"Best verified location scored {score}{votes}.", lat=best.lat, lon=best.lon, weight=score
+        kind="verification", detail=f"The best verified location {scored}{votes}.", lat=best.lat, lon=best.lon, weight=score
     )
     return {"answer": answer, "evidence": [evidence]}
 

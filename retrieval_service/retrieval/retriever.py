@@ -170,7 +170,7 @@ class Retriever:
             firsts = list(first_of.values())
             feats = self.encoder.encode([self._pixels(images[i]) for i in firsts])
             with self._lock:
-                for i, feat in zip(firsts, feats):
+                for i, feat in zip(firsts, feats, strict=True):
                     found[keys[i]] = feat
                     self._cache[keys[i]] = feat
         rows = [found[key] for key in keys]
@@ -234,7 +234,9 @@ class Retriever:
 
         ``dissimilar`` > 0 also returns the least similar database images (searched with the negated
         query, as G3/Img2Loc use them as negative context); without a database they come from the
-        gallery. Their score is the cosine similarity to the photo (negative, lowest first).
+        gallery. Their score is the cosine similarity to the photo (negative, lowest first). With a
+        text branch (a fusion checkpoint trained with text) and exact gallery search, ``text`` holds
+        the towns near the gallery candidates scored by their descriptions.
         """
         for name, value in (("k_gallery", k_gallery), ("k_database", k_database), ("dissimilar", dissimilar)):
             if not 0 <= value <= 1000:
@@ -258,6 +260,8 @@ class Retriever:
                 if dissimilar and not has_db:
                     low, _ = index.search(gps, dissimilar, geo_filter, lowest=True)
                     result.dissimilar = index.candidates(low)
+                if k_gallery and geo_filter is None:  # a text branch scores the places near the candidates
+                    result.text = self.backend.place_texts(gps, [(c.lat, c.lon) for c in result.gallery], k_gallery)
             else:
                 if k_gallery:
                     gallery.append(("gallery", Query(gps, k_gallery, geo_filter)))
@@ -283,7 +287,7 @@ class Retriever:
             if not batch:
                 continue
             hits = self.store.search_batch(collection, [q for _, q in batch])
-            for (role, _), found in zip(batch, hits):
+            for (role, _), found in zip(batch, hits, strict=True):
                 dissimilar_role = role == "dissimilar"
                 setattr(
                     result,

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 from PIL import Image
 
+from retrieval_service.core.types import Candidate
 from retrieval_service.retrieval.gallery_index import GalleryIndex
 from retrieval_service.retrieval.settings import RetrievalSettings
 from retrieval_service.retrieval.stores import VectorStore
@@ -113,6 +114,13 @@ class RetrievalBackend(ABC):
                 if self._index is None:
                     self._index = load()
         return self._index
+
+    # ------------------------------------------------------------------ text
+    def place_texts(self, gps: np.ndarray, coords: Sequence[tuple[float, float]], limit: int) -> list[Candidate]:
+        """Descriptions of the places near ``coords`` scored against the photo's GPS-space vector
+        ``gps`` by a text branch (source "text", softmax probabilities); none without one."""
+        del gps, coords, limit
+        return []
 
     # ------------------------------------------------------------------ report
     def info(self) -> dict[str, Any]:

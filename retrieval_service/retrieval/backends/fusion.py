@@ -9,9 +9,13 @@ the GeoCLIP mode gives), or in the store's collection with ``GEOAGENT_GALLERY_SE
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Literal
 
+import numpy as np
+
+from retrieval_service.core.types import Candidate
 from retrieval_service.retrieval.backends.base import RetrievalBackend
 from retrieval_service.retrieval.gallery_index import GalleryIndex
 from retrieval_service.retrieval.settings import RetrievalSettings
@@ -66,6 +70,13 @@ class FusionBackend(RetrievalBackend):
     def gallery_search(self) -> Literal["exact", "hnsw"]:
         """The checkpoint's gallery searched exactly in memory (the default), or the store's HNSW index."""
         return self.settings.gallery_search
+
+    def place_texts(self, gps: np.ndarray, coords: Sequence[tuple[float, float]], limit: int) -> list[Candidate]:
+        if not self.encoder.has_text:
+            return []
+        from retrieval_service.fusion.descriptions import text_candidates
+
+        return text_candidates(self.encoder, gps, coords, limit)
 
     def exact_gallery(self) -> GalleryIndex | None:
         if self.gallery_search != "exact":
