@@ -10,9 +10,7 @@ shorter than 4 letters and common words that are also town names ("Street", "Hot
 from __future__ import annotations
 
 import logging
-import re
 import threading
-import unicodedata
 from importlib import resources
 from pathlib import Path
 
@@ -24,6 +22,8 @@ from sklearn.neighbors import BallTree
 from retrieval_service.core.errors import DatasetError
 from retrieval_service.core.geo import EARTH_RADIUS_KM
 from retrieval_service.core.types import Location
+from retrieval_service.evidence.words import WORD as _WORD
+from retrieval_service.evidence.words import fold
 
 logger = logging.getLogger(__name__)
 
@@ -259,15 +259,6 @@ class PlaceMatch(Location):
     size: int  # gazetteer places within SIZE_RADIUS_KM (a size proxy)
     reliable: bool = Field(default=False, description="Counts as evidence (regions.assess: its region or country is named...).")
     why: str = Field(default="", description="Why it counts as evidence or not.")
-
-
-def fold(text: str) -> str:
-    """Accent-free, case-folded text."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-_WORD = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*", re.UNICODE)
 
 
 def _key(name: str) -> str:

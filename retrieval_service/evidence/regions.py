@@ -22,7 +22,8 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from retrieval_service.evidence.gazetteer import _WORD, fold
+from retrieval_service.evidence.words import WORD as _WORD
+from retrieval_service.evidence.words import fold
 
 FUZZY_MIN_LEN = 7
 MAX_REGION_WORDS = 4
