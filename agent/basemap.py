@@ -42,7 +42,7 @@ def build_land(step_deg: float = DEFAULT_STEP_DEG, tolerance_deg: float = 0.3) -
     from shapely.ops import unary_union
 
     water = globe._mask  # (21600, 43200) booleans, True on water, north up, 1/120 degree cells
-    cell = int(round(step_deg * 120))
+    cell = round(step_deg * 120)
     rows, cols = water.shape[0] // cell, water.shape[1] // cell
     share = 1.0 - water[: rows * cell, : cols * cell].reshape(rows, cell, cols, cell).mean(axis=(1, 3))
     land = share > 0.5

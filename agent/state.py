@@ -10,6 +10,7 @@ holds only the loop's budget.
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypedDict
 
 from langchain_core.messages import AnyMessage
@@ -116,6 +117,6 @@ class RagState(AgentState, total=False):
     proposals: list[Candidate]
 
 
-def observations(state: dict[str, Any]) -> Observations:
+def observations(state: Mapping[str, Any]) -> Observations:
     """The state's observations (empty before the first tool ran)."""
     return state.get("obs") or Observations()

@@ -1,6 +1,6 @@
 """Every tool call of a run goes one way, and its result is folded into the state one way.
 
-* ``run_tools(runtime, config, calls)`` runs tool calls through the run's ``ToolNode`` (LangGraph's
+* ``run_tools(runtime, calls)`` runs tool calls through the run's ``ToolNode`` (LangGraph's
   prebuilt node: one task per call, in parallel; the photo reaches each tool as its injected
   ``runtime`` argument, from the run context). The policy's steps call it with the calls they
   decide on; the LMM loop's ``tools`` node with the model's calls.
@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from langchain_core.messages import AIMessage, ToolMessage
-from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
+from langgraph.config import get_config
 from langgraph.prebuilt import ToolNode
 from langgraph.runtime import Runtime
 
@@ -69,10 +69,10 @@ def tool_call(name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "args": dict(args or {}), "id": f"step-{name}-{uuid.uuid4().hex[:8]}", "type": "tool_call"}
 
 
-def tool_reply(call_id: str, name: str, text: str, *, error: bool = True) -> ToolMessage:
+def tool_reply(call_id: str | None, name: str, text: str, *, error: bool = True) -> ToolMessage:
     """The tool message answering a call that the graph answers itself (an error, or a receipt)."""
     content = json.dumps({"error": text}) if error else text
-    return ToolMessage(content=content, tool_call_id=call_id, name=name, status="error" if error else "success")
+    return ToolMessage(content=content, tool_call_id=call_id or "", name=name, status="error" if error else "success")
 
 
 def turn_messages(messages: list[Any]) -> tuple[AIMessage | None, list[ToolMessage]]:
@@ -171,20 +171,21 @@ def result_of(tools: Mapping[str, BaseTool], call: dict[str, Any], message: Tool
     )
 
 
-def run_tools(runtime: Runtime[Any], config: RunnableConfig, calls: list[dict[str, Any]]) -> list[ToolMessage]:
-    """Run ``calls`` through the run's ToolNode; one ToolMessage per call, in the calls' order."""
+def run_tools(runtime: Runtime[Any], calls: list[dict[str, Any]]) -> list[ToolMessage]:
+    """Run ``calls`` through the run's ToolNode, inside the node that asks (its config, so its
+    callbacks and stream); one ToolMessage per call, in the calls' order."""
     if not calls:
         return []
-    out = runtime.context.tool_node.invoke(calls, config)
+    out = runtime.context.tool_node.invoke(calls, get_config())
     messages = out.get("messages", []) if isinstance(out, dict) else out
     by_id = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
     return [by_id[c["id"]] for c in calls if c["id"] in by_id]
 
 
-def call_tools(runtime: Runtime[Any], config: RunnableConfig, *calls: dict[str, Any]) -> list[ToolResult]:
+def call_tools(runtime: Runtime[Any], *calls: dict[str, Any]) -> list[ToolResult]:
     """Run the calls a step decides on and pair each with its result."""
     tools = runtime.context.tools
-    messages = {m.tool_call_id: m for m in run_tools(runtime, config, list(calls))}
+    messages = {m.tool_call_id: m for m in run_tools(runtime, list(calls))}
     return [result_of(tools, c, messages[c["id"]]) for c in calls if c["id"] in messages]
 
 
@@ -218,19 +219,19 @@ def fold(runtime: Runtime[Any], results: list[ToolResult]) -> dict[str, Any]:
 
 
 class Step:
-    """A graph step's tool calls and their folded update: ``step.call(name, args)`` runs one call
+    """A graph node's tool calls and their folded update: ``step.call(name, args)`` runs one call
     (through ``run_tools``), folds its result at once (so its trace entry goes out live) and returns
     it; ``step.update(**more)`` is the node's state update."""
 
-    def __init__(self, runtime: Runtime[Any], config: RunnableConfig) -> None:
-        self.runtime, self.config = runtime, config
+    def __init__(self, runtime: Runtime[Any]) -> None:
+        self.runtime = runtime
         self.trace: list[TraceEntry] = []
         self.candidates: list[Any] = []
         self.obs: Observations | None = None
 
     def call(self, name: str, args: dict[str, Any] | None = None) -> ToolResult:
         call = tool_call(name, args)
-        results = call_tools(self.runtime, self.config, call)
+        results = call_tools(self.runtime, call)
         folded = fold(self.runtime, results)
         self.trace += folded["trace"]
         self.candidates += folded["candidates"]

@@ -31,7 +31,7 @@ def _timed(fn, queries: np.ndarray) -> tuple[float, list[np.ndarray]]:
 
 
 def _agreement(found: list[np.ndarray], exact: list[np.ndarray]) -> float:
-    return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / len(b) for a, b in zip(found, exact)]))
+    return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / len(b) for a, b in zip(found, exact, strict=False)]))
 
 
 def _qdrant(index, data_dir: Path, hnsw: bool):

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     nodes_own = sum(sum(v) for v in node_own.values()) / n
     framework = overhead - nodes_own - sum(prepare) / n
     print(
-        f"tools: {'canned, %.0f ms each' % args.fake_tools_ms if tools else 'real'}; {len(args.photos)} photos x {args.repeat} runs"
+        f"tools: {f'canned, {args.fake_tools_ms:.0f} ms each' if tools else 'real'}; {len(args.photos)} photos x {args.repeat} runs"
     )
     print(f"{'node':<10} {'wall ms':>10} {'own ms':>10}")
     for node in node_wall:

@@ -90,10 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     retriever.warm_up()
     print(f"retriever ready in {time.perf_counter() - t0:.1f} s ({settings.image_model}, {settings.device})")
-    if args.photos:
-        photos = [p.read_bytes() for p in sorted(args.photos.glob("*.jpg"))[:64]]
-    else:
-        photos = synthetic_photos(16)
+    photos = [p.read_bytes() for p in sorted(args.photos.glob("*.jpg"))[:64]] if args.photos else synthetic_photos(16)
     print(
         f"{len(photos)} photos, mean {statistics.mean(map(len, photos)) / 1024:.0f} KiB; {args.requests} searches per row; "
         f"service concurrency {args.concurrency}"
@@ -107,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         for clients in [int(c) for c in args.clients.split(",") if c]:
             local = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=clients))
 
-            def over_http(i: int, photo: bytes) -> None:
+            def over_http(i: int, photo: bytes, local: httpx.Client = local) -> None:
                 r = local.post(
                     f"{url}/v1/search",
                     files={"image": (f"p{i}.jpg", photo, "image/jpeg")},

@@ -149,7 +149,7 @@ def load_dataset(
     missing: list[str] = []
     invalid: list[InvalidRow] = []
     seen: set[str] = set()
-    for i, (image_id, lat, lon) in enumerate(zip(ids, lats, lons)):
+    for i, (image_id, lat, lon) in enumerate(zip(ids, lats, lons, strict=False)):
         line = i + 2
         reason = None
         if not image_id:

@@ -71,8 +71,8 @@ def plot_error_map(
     ax.set_facecolor("#dfeaf3")
     ax.contourf(lons, lats, mask.astype(float), levels=[0.5, 1.5], colors=["#f1eee4"])
     ax.contour(lons, lats, mask.astype(float), levels=[0.5], colors=["#8a8a8a"], linewidths=0.4)
-    ok = [(g, p, d) for g, p, d in zip(gt, pred, distances) if p is not None and d is not None]
-    bad = [g for g, p, d in zip(gt, pred, distances) if p is None or d is None]
+    ok = [(g, p, d) for g, p, d in zip(gt, pred, distances, strict=False) if p is not None and d is not None]
+    bad = [g for g, p, d in zip(gt, pred, distances, strict=False) if p is None or d is None]
     for (glat, glon), (plat, plon), _ in ok:
         if abs(glon - plon) <= 180:  # skip lines that would wrap around the map
             ax.plot([glon, plon], [glat, plat], color="0.4", lw=0.3, alpha=0.5)

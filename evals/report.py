@@ -75,9 +75,9 @@ def _fill_countries(rows: list[dict[str, Any]]) -> None:
     codes = country_codes(
         [(r["gt"]["lat"], r["gt"]["lon"]) for r in need_gt] + [(r["pred"]["lat"], r["pred"]["lon"]) for r in need_pred]
     )
-    for r, cc in zip(need_gt, codes[: len(need_gt)]):
+    for r, cc in zip(need_gt, codes[: len(need_gt)], strict=False):
         r["country_gt"] = cc
-    for r, cc in zip(need_pred, codes[len(need_gt) :]):
+    for r, cc in zip(need_pred, codes[len(need_gt) :], strict=False):
         r["country_pred"] = cc
 
 
@@ -246,7 +246,7 @@ def write_reports(run_dir: str | Path, *, plots: bool = True, settings: EvalSett
     if plots:
         distances = [r.get("distance_km") if not r.get("error") else None for r in rows]
         plot_accuracy_curve({f"{run_dir.name} ({summary.mode})": distances}, run_dir / ACCURACY_PNG)
-        labelled = [(r, d) for r, d in zip(rows, distances) if r.get("gt")]  # a bad label row has no ground truth
+        labelled = [(r, d) for r, d in zip(rows, distances, strict=False) if r.get("gt")]  # a bad label row has no ground truth
         plot_error_map(
             [(r["gt"]["lat"], r["gt"]["lon"]) for r, _ in labelled],
             [(r["pred"]["lat"], r["pred"]["lon"]) if r.get("pred") else None for r, _ in labelled],

@@ -313,7 +313,7 @@ def _run_locked(
     predictor_s = 0.0
     start = time.perf_counter()
     if pending:
-        gt_countries = dict(zip((it.id for it in pending), country_codes([(it.lat, it.lon) for it in pending])))
+        gt_countries = dict(zip((it.id for it in pending), country_codes([(it.lat, it.lon) for it in pending]), strict=False))
         predictor = factory(settings, mode=mode)
         check = getattr(predictor, "check", None)
         if callable(check):  # a predictor that cannot work at all stops here, not as N failed rows

@@ -66,8 +66,9 @@ def test_python_api_with_the_real_tools(corpus, real_tools_agent):
         from PIL import Image
 
         data = corpus[name].read_bytes()
-        for given in (data, open(corpus[name], "rb"), Image.open(corpus[name])):
-            assert isinstance(real_tools_agent.invoke({"image": given}), Prediction)
+        with open(corpus[name], "rb") as stream, Image.open(corpus[name]) as pil:
+            for given in (data, stream, pil):
+                assert isinstance(real_tools_agent.invoke({"image": given}), Prediction)
     assert time.monotonic() - start_all < 120
 
 
@@ -153,7 +154,7 @@ def test_locate_batch_json_one_line_each(corpus, monkeypatch: pytest.MonkeyPatch
     assert res.exit_code == 1 and "Traceback" not in res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(rows) == len(names)
-    for name, row in zip(names, rows):
+    for name, row in zip(names, rows, strict=False):
         if name in EXPECTED_VALID:
             assert "error" not in row and "lat" in row, (name, row)
         else:

@@ -59,7 +59,7 @@ def test_segmenter_failure_is_remembered(monkeypatch: pytest.MonkeyPatch) -> Non
     services = Services(load_settings(segmenter="segformer"))
     for _ in range(3):
         with pytest.raises(WeightsNotFoundError):
-            services.segmenter
+            _ = services.segmenter
     assert len(calls) == 1
 
 

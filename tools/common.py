@@ -138,7 +138,7 @@ def build_tool(
         description=description,
         args_schema=args_schema,
         response_format="content_and_artifact",
-        handle_validation_error=lambda exc: {"error": _validation_message(name, exc)},  # type: ignore[arg-type]
+        handle_validation_error=lambda exc: {"error": _validation_message(name, exc)},  # type: ignore[arg-type,return-value]
         summariser=summarise,
     )
 

@@ -137,7 +137,7 @@ def locate(
     agent = None
     done: list[Prediction] = []
     failed = 0
-    for i, (photo, item) in enumerate(zip(photos, checked)):
+    for i, (photo, item) in enumerate(zip(photos, checked, strict=False)):
         if isinstance(item, BaseException):
             failed += 1
             _report_failure(photo, item, as_json)

@@ -10,6 +10,7 @@ probabilities and ``calibrated: true``; otherwise the model's own numbers and ``
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -51,7 +52,7 @@ class Calibration(BaseModel):
     def apply(self, probabilities: dict[str, float]) -> dict[str, float]:
         out = {k: round(self.maps[k](v), 4) if k in self.maps else v for k, v in probabilities.items()}
         keys = [str(t) for t in THRESHOLDS_KM if str(t) in out]
-        for a, b in zip(keys, keys[1:]):  # P(error <= t) cannot fall as t grows
+        for a, b in itertools.pairwise(keys):  # P(error <= t) cannot fall as t grows
             out[b] = max(out[b], out[a])
         return out
 

@@ -202,7 +202,7 @@ class Mixture:
         """P(error <= t km) of answering (lat, lon), keyed like ``Prediction.probabilities``."""
         probs = self.prob_within(lat, lon, THRESHOLDS_KM)
         probs = np.maximum.accumulate(probs)  # monotone in t by construction; kept explicit
-        return {str(t): round(float(p), 4) for t, p in zip(THRESHOLDS_KM, probs, strict=True)}
+        return {str(t): round(float(p), 4) for t, p in zip(THRESHOLDS_KM, probs, strict=False)}
 
     def density_threshold(self, level: float) -> float:
         """The density f_p whose superlevel set {f >= f_p} holds ``level`` of the mass."""
@@ -278,7 +278,7 @@ class Mixture:
         lons = np.degrees(np.arctan2(ends[:, 1], ends[:, 0]))
         out = [
             Mode(lat=float(lat), lon=float(lon), density=float(d), mass=float(self.weights[mem].sum()), members=mem.tolist())
-            for lat, lon, d, mem in zip(lats, lons, dens, members, strict=True)
+            for lat, lon, d, mem in zip(lats, lons, dens, members, strict=False)
         ]
         out.sort(key=lambda md: (-md.mass, -md.density))
         return out
@@ -297,4 +297,4 @@ class Mixture:
         lats = np.degrees(np.arcsin(np.clip(pts[:, 2], -1, 1)))
         lons = np.degrees(np.arctan2(pts[:, 1], pts[:, 0]))
         rel = dens[order] / top
-        return list(zip(np.round(lats, 5).tolist(), np.round(lons, 5).tolist(), np.round(rel, 4).tolist(), strict=True))
+        return list(zip(np.round(lats, 5).tolist(), np.round(lons, 5).tolist(), np.round(rel, 4).tolist(), strict=False))

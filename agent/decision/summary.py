@@ -45,7 +45,7 @@ def mode_clusters(mixture: Mixture, modes: list[Mode]) -> list[Cluster]:
     modes = modes[:MAX_CLUSTERS]
     centres = to_unit_vectors([md.lat for md in modes], [md.lon for md in modes])
     out = []
-    for md, centre in zip(modes, centres):
+    for md, centre in zip(modes, centres, strict=False):
         radius = (
             EARTH_RADIUS_KM * float(np.arccos(np.clip((mixture.mu[md.members] @ centre).min(), -1, 1))) if md.members else 0.0
         )
@@ -87,7 +87,7 @@ def _ring(points: np.ndarray, centre: np.ndarray) -> list[tuple[float, float]]:
     pts = centre[None, :] + plane[idx, :1] * e1[None, :] + plane[idx, 1:] * e2[None, :]
     pts /= np.linalg.norm(pts, axis=1, keepdims=True)
     lats, lons = np.degrees(np.arcsin(np.clip(pts[:, 2], -1, 1))), np.degrees(np.arctan2(pts[:, 1], pts[:, 0]))
-    ring = [(round(float(a), 5), round(float(b), 5)) for a, b in zip(lats, lons)]
+    ring = [(round(float(a), 5), round(float(b), 5)) for a, b in zip(lats, lons, strict=False)]
     return [*ring, ring[0]]
 
 
@@ -116,7 +116,9 @@ def summarise(mixture: Mixture, lat: float, lon: float, *, with_surface: bool = 
     """Probabilities of the answer (lat, lon), the search areas, clusters, alternatives, surface."""
     modes = mixture.modes()
     apart = distances_km(lat, lon, [md.lat for md in modes], [md.lon for md in modes]) > SAME_PLACE_KM
-    alternatives = [mode_option(mixture, md) for md in [md for md, far in zip(modes, apart.tolist()) if far][:N_ALTERNATIVES]]
+    alternatives = [
+        mode_option(mixture, md) for md in [md for md, far in zip(modes, apart.tolist(), strict=False) if far][:N_ALTERNATIVES]
+    ]
     return Summary(
         probabilities=mixture.probabilities(lat, lon),
         search_area_km2=mixture.search_areas(),

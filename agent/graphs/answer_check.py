@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
@@ -33,8 +32,8 @@ def evidence_points(state: AgentState) -> list[tuple[str, Location]]:
     """The evidence's own locations, labelled: cluster centres, then retrieval and OCR candidates."""
     obs = observations(state)
     points: list[tuple[str, Location]] = []
-    for c in (obs.clusters.clusters if obs.clusters else [])[:3]:
-        points.append((f"a cluster of {c.support} retrieval candidates", Location(lat=c.lat, lon=c.lon)))
+    for cluster in (obs.clusters.clusters if obs.clusters else [])[:3]:
+        points.append((f"a cluster of {cluster.support} retrieval candidates", Location(lat=cluster.lat, lon=cluster.lon)))
     for c in state.get("candidates") or []:
         if c.source in ("gallery", "database", "ocr"):
             label = f"the place the photo's text names ({c.get('name')})" if c.source == "ocr" else f"a {c.source} candidate"
@@ -46,7 +45,7 @@ def evidence_points(state: AgentState) -> list[tuple[str, Location]]:
     return kept[:MAX_POINTS]
 
 
-def check_answer(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+def check_answer(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Verify the LMM's answer against the photo and the retrieval evidence (see the module docs)."""
     answer = state.get("answer")
     if answer is None or answer.source != "lmm":
@@ -62,7 +61,7 @@ def check_answer(state: AgentState, runtime: Runtime[RunContext], config: Runnab
     verified_last: tuple[str, Location, float, float] | None = None
     if len(others) >= 2:
         points = [Location(lat=answer.lat, lon=answer.lon), *(p for _, p in others)]
-        step = Step(runtime, config)
+        step = Step(runtime)
         verification = step.call("verify_locations", {"candidates": [p.model_dump() for p in points]}).artifact
         update["trace"] = step.trace
         if verification is not None and verification.ranked:
@@ -81,9 +80,9 @@ def check_answer(state: AgentState, runtime: Runtime[RunContext], config: Runnab
         return update
     details = []
     if verified_last is not None:
-        label, p, best, mine = verified_last
+        label, p, top, mine = verified_last
         details.append(
-            f"the photo verifies it worst of {len(others) + 1} locations ({mine:.3f}; best {best:.3f}: "
+            f"the photo verifies it worst of {len(others) + 1} locations ({mine:.3f}; best {top:.3f}: "
             f"{label} at {p.lat:.3f}, {p.lon:.3f}, {distance_km(answer.lat, answer.lon, p.lat, p.lon):.0f} km away)"
         )
     if not supported and candidates:

@@ -18,6 +18,7 @@ invalid JSON, ``submit_answer`` receipts and problems, calls that cannot run) or
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -59,7 +60,7 @@ class Outcome:
     problem: str | None = None
 
 
-def parse_problem(bad: dict[str, Any]) -> str:
+def parse_problem(bad: Mapping[str, Any]) -> str:
     """What was wrong with an invalid call's arguments, in one line (the JSON parser's message)."""
     error = str(bad.get("error") or "unparseable")
     for line in error.splitlines():

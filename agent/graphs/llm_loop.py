@@ -29,8 +29,7 @@ import logging
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
@@ -40,7 +39,7 @@ from agent.graphs.answer_check import check_answer
 from agent.graphs.classify import Budget, Outcome, classify
 from agent.graphs.follow_up import FOLLOW_UP, follow_up, photo_note
 from agent.graphs.neighbours import Neighbours, neighbours_of, render_neighbours
-from agent.graphs.policy import add_ending, add_policy_steps
+from agent.graphs.policy import Graph, add_ending, add_policy_steps
 from agent.graphs.steps import make_observe, route_after_observe
 from agent.lmm.answer import submit_answer_tool
 from agent.lmm.calls import LLMFailure, call_lmm
@@ -183,7 +182,7 @@ def reason(state: AgentState, runtime: Runtime[RunContext]) -> Command[ReasonNex
             emit(runtime, {"type": "tool", **e.model_dump()})
         update: dict[str, Any] = {"trace": exc.entries, "usage": exc.usage}
         if loop.turn == FOLLOW_UP:
-            return Command(goto=END, update={**update, "reply_error": str(exc)})
+            return Command(goto="__end__", update={**update, "reply_error": str(exc)})  # END
         log.warning(_failure_warning(exc))
         return Command(goto="inspect", update={**update, "llm_failed": True, "warnings": [_failure_warning(exc)]})
     for e in result.entries:
@@ -194,25 +193,24 @@ def reason(state: AgentState, runtime: Runtime[RunContext]) -> Command[ReasonNex
     return _command(outcome, result.reply, pre, {"trace": result.entries, "usage": result.usage})
 
 
-def tools(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+def tools(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Run the last reply's pending calls through the ToolNode and fold every result of the turn
     (the loop's own answers to invalid calls included) into the state."""
     messages = state.get("messages") or []
-    ran = run_tools(runtime, config, pending_calls(messages))
+    ran = run_tools(runtime, pending_calls(messages))
     ai, answered = turn_messages([*messages, *ran])
-    calls = {c["id"]: c for c in (ai.tool_calls if ai else [])}
-    invalid = {c.get("id"): c for c in (ai.invalid_tool_calls if ai else [])}
-    results = []
-    for msg in answered:
-        call = calls.get(msg.tool_call_id)
-        if call is None:
-            bad = invalid.get(msg.tool_call_id) or {}
-            call = {"name": msg.name or bad.get("name") or "?", "args": {"raw_arguments": str(bad.get("args") or "")[:200]}}
-        results.append(result_of(runtime.context.tools, call, msg))
+    calls: dict[str | None, dict[str, Any]] = {c["id"]: dict(c) for c in (ai.tool_calls if ai else [])}
+    for bad in ai.invalid_tool_calls if ai else []:  # answered by reason: in the trace as called
+        raw = {"raw_arguments": str(bad.get("args") or "")[:200]}
+        calls.setdefault(bad.get("id"), {"name": bad.get("name") or "?", "args": raw})
+    results = [
+        result_of(runtime.context.tools, calls.get(msg.tool_call_id) or {"name": msg.name or "?", "args": {}}, msg)
+        for msg in answered
+    ]
     return {**fold(runtime, results), "messages": ran}
 
 
-def add_loop(graph: StateGraph) -> None:
+def add_loop(graph: Graph) -> None:
     """The LMM loop's nodes (reason, tools) and the follow-up entry, on ``graph`` that already has
     the policy's steps and the ending."""
     graph.add_node("reason", reason)

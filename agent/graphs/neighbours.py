@@ -14,6 +14,7 @@ retriever's fallback of dissimilar *gallery points* is never shown as dissimilar
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,7 @@ def in_rerank_order(candidates: list[Candidate], clustering: ClusteringResult | 
     return sorted(candidates, key=lambda c: -c.score)
 
 
-def neighbours_of(state: dict[str, Any]) -> Neighbours:
+def neighbours_of(state: Mapping[str, Any]) -> Neighbours:
     """The neighbours of the latest retrieval in ``state`` (the observe step's in a new run)."""
     obs = observations(state)
     retrieval = obs.retrieval

@@ -15,8 +15,11 @@ from agent.graphs.decide import decide
 from agent.graphs.steps import choose, inspect, make_observe, name_place, options, route_after_observe, verify
 from agent.state import RunState
 
+Graph = StateGraph[Any, RunContext, Any, Any]
+"""A graph under construction whose nodes read the run context (every mode's graph)."""
 
-def add_policy_steps(graph: StateGraph, *, then: str = "name_place") -> None:
+
+def add_policy_steps(graph: Graph, *, then: str = "name_place") -> None:
     """Add the policy's evidence and decision steps (inspect -> options -> verify -> choose -> ``then``)
     to ``graph``; the LMM graphs reuse them as their fallback."""
     graph.add_node("inspect", inspect)
@@ -29,7 +32,7 @@ def add_policy_steps(graph: StateGraph, *, then: str = "name_place") -> None:
     graph.add_edge("choose", then)
 
 
-def add_ending(graph: StateGraph) -> None:
+def add_ending(graph: Graph) -> None:
     """name_place -> decide -> END."""
     graph.add_node("name_place", name_place)
     graph.add_node("decide", decide)

@@ -10,9 +10,8 @@ turns the state into a Prediction.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
@@ -27,7 +26,11 @@ from retrieval_service.core.types import Candidate, Verification
 EPS_KM = 50.0
 CLUSTER_MIN_SAMPLES = 2
 
-Node = Callable[[RunState, Runtime[RunContext], RunnableConfig], dict[str, Any]]
+
+class Node(Protocol):
+    """A graph node: the state in, a state update out, the run context at hand."""
+
+    def __call__(self, state: RunState, *, runtime: Runtime[RunContext]) -> dict[str, Any]: ...
 
 
 def cluster_args(candidates: list[Candidate]) -> dict[str, Any]:
@@ -94,8 +97,8 @@ def make_observe(dissimilar: int = 0, *, exif: bool = True, cluster: bool = True
     (``top_k`` candidates, ``dissimilar`` least similar neighbours too) and the geographic clusters
     of the candidates (``cluster=False`` skips them)."""
 
-    def observe(state: RunState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
-        step = Step(runtime, config)
+    def observe(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        step = Step(runtime)
         warnings: list[str] = []
         if exif:
             answered, warnings = exif_answer(step)
@@ -122,9 +125,9 @@ def route_after_observe(next_node: str, *, needs_candidates: bool = True) -> Cal
     return route
 
 
-def inspect(state: RunState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+def inspect(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Read the photo's text (places named become candidates) and its scene composition."""
-    step = Step(runtime, config)
+    step = Step(runtime)
     text = step.call("read_text").artifact
     scene = step.call("segment_scene").artifact
     ocr = rules.ocr_candidates(text)
@@ -158,14 +161,14 @@ def options(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     return {"options": rules.build_options(candidates, clusters, ocr, support=support)}
 
 
-def verify(state: RunState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+def verify(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Score the options not yet verified against the photo (verify_locations)."""
     known = observations(state).verification
     opts = rules.attach_verification(state.get("options") or [], known)
     todo = rules.unverified(opts)
     if not todo:
         return {"options": opts}
-    step = Step(runtime, config)
+    step = Step(runtime)
     verification = step.call("verify_locations", {"candidates": [{"lat": o.lat, "lon": o.lon} for o in todo]}).artifact
     if verification is None:
         return step.update(options=opts)
@@ -227,7 +230,7 @@ def choose(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     return {"answer": answer, "evidence": [evidence], "warnings": warnings}
 
 
-def name_place(state: RunState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+def name_place(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Reverse geocode the answer (unless the place of that very point is already known)."""
     answer = state.get("answer")
     if answer is None:
@@ -235,6 +238,6 @@ def name_place(state: RunState, runtime: Runtime[RunContext], config: RunnableCo
     known = observations(state).place
     if known is not None and distance_km(answer.lat, answer.lon, known.lat, known.lon) <= rules.SAME_PLACE_KM:
         return {}
-    step = Step(runtime, config)
+    step = Step(runtime)
     step.call("reverse_geocode", {"lat": answer.lat, "lon": answer.lon})
     return step.update()

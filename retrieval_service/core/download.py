@@ -206,7 +206,7 @@ def download(url: str, limits: MediaLimits) -> bytes:
         raise ImageLoadError(
             f"could not download {url}: {type(error).__name__}: {error}",
             "check the URL, or download the photo and pass the local file",
-        ) from error  # type: ignore[arg-type]
+        ) from (error if isinstance(error, BaseException) else None)
     data = box["data"]
     assert isinstance(data, bytes)
     logger.info("downloaded %s (%d bytes) in %.2f s", url, len(data), time.monotonic() - started)

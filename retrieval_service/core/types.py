@@ -138,10 +138,10 @@ class GeoFilter(GeoFilterFields):
     def boxes(self) -> list[tuple[float, float, float, float]]:
         """The box as (min_lat, max_lat, min_lon, max_lon) parts a store can match: split at the
         antimeridian, no part spanning 180 degrees of longitude or more, latitudes kept off the poles."""
-        if self.kind != "box":
-            return []
-        lat0, lat1 = max(self.min_lat, -LAT_EDGE), min(self.max_lat, LAT_EDGE)  # type: ignore[arg-type]
-        lon0, lon1 = float(self.min_lon), float(self.max_lon)  # type: ignore[arg-type]
+        if self.min_lat is None or self.max_lat is None or self.min_lon is None or self.max_lon is None:
+            return []  # not a box
+        lat0, lat1 = max(self.min_lat, -LAT_EDGE), min(self.max_lat, LAT_EDGE)
+        lon0, lon1 = float(self.min_lon), float(self.max_lon)
         spans = [(lon0, lon1)] if lon0 <= lon1 else [(lon0, 180.0), (-180.0, lon1)]
         parts: list[tuple[float, float, float, float]] = []
         for a, b in spans:

@@ -164,7 +164,7 @@ def _shard_arrays(
             t, p = encoder.encode(batch)
             tokens[idx], pooled[idx] = t.astype(np.float16), p.astype(np.float16)
             if mapper is not None:
-                for i, img in zip(idx, batch):
+                for i, img in zip(idx, batch, strict=False):
                     classmap[i] = mapper(img)
         if progress:
             progress(len(loaded))

@@ -64,7 +64,7 @@ class TokenEncoder:
             if proj is not None:
                 tokens = tokens @ proj
             n, count, width = tokens.shape
-            side = int(round(count**0.5))
+            side = round(count**0.5)
             if side * side != count:
                 raise ModelMismatchError(
                     f"{count} patch tokens do not form a square grid", "use square input images (the default preprocessing)"

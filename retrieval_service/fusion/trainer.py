@@ -248,7 +248,7 @@ class FusionTrainer:
                                 **scales,
                             },
                         )
-                        sums, rates = {}, rates + [rate]
+                        sums, rates = {}, [*rates, rate]
                         window_start, window_samples = time.perf_counter(), 0
                     last_of_epoch = self.batch_in_epoch == self.plan.steps_per_epoch
                     if last_of_epoch:

@@ -45,7 +45,7 @@ class GalleryHits:
 def _cell_ids(coords: np.ndarray, cell_deg: float = CELL_DEG) -> np.ndarray:
     """Roughly equal-area cells: latitude bands of ``cell_deg``, each cut into as many longitude
     cells as its width at the band's centre allows."""
-    n_bands = int(round(180 / cell_deg))
+    n_bands = round(180 / cell_deg)
     band = np.clip(((coords[:, 0].astype(np.float64) + 90.0) / cell_deg).astype(np.int64), 0, n_bands - 1)
     centres = -90.0 + (np.arange(n_bands) + 0.5) * cell_deg
     per_band = np.maximum(1, np.round(360.0 * np.cos(np.radians(centres)) / cell_deg)).astype(np.int64)
@@ -132,7 +132,7 @@ class GalleryIndex:
                 filtered=filtered,
                 payload={"country_code": str(self.countries[i]), "gallery_index": int(i)},
             )
-            for i, s, p in zip(hits.indices.tolist(), hits.scores.tolist(), hits.probabilities.tolist())
+            for i, s, p in zip(hits.indices.tolist(), hits.scores.tolist(), hits.probabilities.tolist(), strict=False)
         ]
 
     def rest(

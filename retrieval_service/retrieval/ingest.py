@@ -152,7 +152,7 @@ def ingest_csv(
             ids = [point_id(i) for i in chunk["id"]]
             present = store.existing_ids(name, ids)
             images, keep_ids, payloads = [], [], []
-            for pid, row in zip(ids, chunk.to_dict("records")):
+            for pid, row in zip(ids, chunk.to_dict("records"), strict=False):
                 if pid in present:
                     skipped += 1
                     continue
@@ -174,7 +174,7 @@ def ingest_csv(
                 payloads.append(payload)
             if images:
                 codes = country_codes([(p["location"]["lat"], p["location"]["lon"]) for p in payloads])
-                for payload, code in zip(payloads, codes):
+                for payload, code in zip(payloads, codes, strict=False):
                     payload["country_code"] = code or ""
                 vectors = retriever.encode_pil(images)
                 store.upsert(name, keep_ids, vectors, payloads)

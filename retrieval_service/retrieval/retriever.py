@@ -170,7 +170,7 @@ class Retriever:
             firsts = list(first_of.values())
             feats = self.encoder.encode([self._pixels(images[i]) for i in firsts])
             with self._lock:
-                for i, feat in zip(firsts, feats, strict=True):
+                for i, feat in zip(firsts, feats, strict=False):
                     found[keys[i]] = feat
                     self._cache[keys[i]] = feat
         rows = [found[key] for key in keys]
@@ -225,12 +225,13 @@ class Retriever:
         self,
         image: RetrieverImage,
         *,
-        k_gallery: int = 10,
-        k_database: int = 10,
+        k_gallery: int | None = None,
+        k_database: int | None = None,
         geo_filter: GeoFilter | None = None,
         dissimilar: int = 0,
     ) -> RetrievalResult:
-        """Top-k gallery candidates and database neighbours for one photo, optionally geo-filtered.
+        """Top-k gallery candidates and database neighbours for one photo, optionally geo-filtered
+        (k: the ``top_k`` setting unless given).
 
         ``dissimilar`` > 0 also returns the least similar database images (searched with the negated
         query, as G3/Img2Loc use them as negative context); without a database they come from the
@@ -238,6 +239,8 @@ class Retriever:
         text branch (a fusion checkpoint trained with text) and exact gallery search, ``text`` holds
         the towns near the gallery candidates scored by their descriptions.
         """
+        k_gallery = self.settings.top_k if k_gallery is None else k_gallery
+        k_database = self.settings.top_k if k_database is None else k_database
         for name, value in (("k_gallery", k_gallery), ("k_database", k_database), ("dissimilar", dissimilar)):
             if not 0 <= value <= 1000:
                 raise StoreError(f"{name}={value} is out of range", f"pass 0 <= {name} <= 1000")
@@ -287,7 +290,7 @@ class Retriever:
             if not batch:
                 continue
             hits = self.store.search_batch(collection, [q for _, q in batch])
-            for (role, _), found in zip(batch, hits, strict=True):
+            for (role, _), found in zip(batch, hits, strict=False):
                 dissimilar_role = role == "dissimilar"
                 setattr(
                     result,

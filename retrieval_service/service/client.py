@@ -141,12 +141,13 @@ class RetrievalClient:
         self,
         image: RetrieverImage,
         *,
-        k_gallery: int = 10,
-        k_database: int = 10,
+        k_gallery: int | None = None,
+        k_database: int | None = None,
         geo_filter: GeoFilter | None = None,
         dissimilar: int = 0,
     ) -> RetrievalResult:
-        fields: dict[str, Any] = {"k_gallery": k_gallery, "k_database": k_database, "dissimilar": dissimilar}
+        fields: dict[str, Any] = {"dissimilar": dissimilar}  # k not given: the service's top_k setting
+        fields |= {name: k for name, k in (("k_gallery", k_gallery), ("k_database", k_database)) if k is not None}
         if geo_filter is not None:
             fields["filter"] = geo_filter.model_dump(exclude_none=True)
         return RetrievalResult.model_validate(self._post_photo("/v1/search", image, fields))

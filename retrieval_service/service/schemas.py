@@ -26,8 +26,15 @@ class Options(BaseModel):
 
 
 class SearchOptions(Options):
-    k_gallery: int = Field(default=10, ge=0, le=MAX_TOP_K, description="GPS-gallery candidates.")
-    k_database: int = Field(default=10, ge=0, le=MAX_TOP_K, description="Image-database neighbours (when a database is indexed).")
+    k_gallery: int | None = Field(
+        default=None, ge=0, le=MAX_TOP_K, description="GPS-gallery candidates (default: the service's top_k)."
+    )
+    k_database: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TOP_K,
+        description="Image-database neighbours, when a database is indexed (default: the service's top_k).",
+    )
     dissimilar: int = Field(default=0, ge=0, le=MAX_TOP_K, description="Least similar neighbours (negative context).")
     filter: GeoFilter | None = Field(default=None, description="One geo filter: lat+lon+radius_km, a box, or country_code.")
 

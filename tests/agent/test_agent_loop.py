@@ -86,7 +86,7 @@ def test_scripted_loop_retrieve_cluster_zoom_geocode_answer(agent_settings, phot
 
     # the model saw the photo as an image block in the first request only (the default)
     def images(request):
-        first_user = [m for m in request if isinstance(m, HumanMessage)][0]
+        first_user = next(m for m in request if isinstance(m, HumanMessage))
         return (
             [b for b in first_user.content if isinstance(b, dict) and b.get("type") == "image"]
             if isinstance(first_user.content, list)
@@ -119,7 +119,7 @@ def test_tool_error_reaches_lmm_as_message(agent_settings, photo):
     pred = agent.invoke(str(photo))
     tool_msgs = [m for m in model.received[1] if isinstance(m, ToolMessage)]
     assert len(tool_msgs) == 1 and "segmenter exploded" in json.loads(tool_msgs[0].content)["error"]
-    entry = [t for t in pred.trace if t.tool == "segment_scene"][0]
+    entry = next(t for t in pred.trace if t.tool == "segment_scene")
     assert entry.error and "segmenter exploded" in entry.error
     assert pred.source == "lmm"
 
@@ -128,9 +128,9 @@ def test_unknown_tool_name_is_reported_to_the_lmm(agent_settings, photo):
     script = [AIMessage("", tool_calls=[call("google_maps", {"q": "eiffel"}, "u1")]), submit(FINAL)]
     agent, model, _ = _agent(agent_settings, script)
     pred = agent.invoke(str(photo))
-    msg = [m for m in model.received[1] if isinstance(m, ToolMessage)][0]
+    msg = next(m for m in model.received[1] if isinstance(m, ToolMessage))
     assert msg.status == "error" and "not a valid tool" in msg.content
-    assert [t for t in pred.trace if t.tool == "google_maps"][0].error
+    assert next(t for t in pred.trace if t.tool == "google_maps").error
     assert pred.lat == FINAL["lat"]
 
 
@@ -261,7 +261,7 @@ def test_rag_mode_geo_diversification(agent_settings, photo):
 def test_agent_mode_without_lmm_is_a_config_error(agent_settings):
     from retrieval_service.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="needs an LMM|no LMM"):
+    with pytest.raises(ConfigError, match=r"needs an LMM|no LMM"):
         load_agent(agent_settings, mode="agent", tools=make_fake_tools())
     with pytest.raises(ConfigError, match="unknown mode"):
         load_agent(agent_settings, mode="magic", tools=make_fake_tools())

@@ -51,7 +51,7 @@ def test_calibrate_command_saves_a_map_that_predictions_use(tmp_path, monkeypatc
     run.mkdir()
     predicted, errors = _synthetic(200, seed=3)
     with open(run / "predictions.jsonl", "w") as fh:
-        for i, (p, e) in enumerate(zip(predicted, errors)):
+        for i, (p, e) in enumerate(zip(predicted, errors, strict=False)):
             fh.write(json.dumps({"id": str(i), "mode": "policy", "raw_probabilities": p, "distance_km": e, "error": None}) + "\n")
     (run / "config.json").write_text(json.dumps({"mode": "policy", "settings": settings.model_dump(mode="json")}))
     result = CliRunner().invoke(app, ["calibrate", str(run), "--json"])

@@ -91,7 +91,7 @@ def test_vendored_assets_have_licences_and_the_land_is_where_land_is():
 def test_no_prediction_and_bad_suffix_are_clear_errors(tmp_path: Path):
     with pytest.raises(GeoAgentError, match="no prediction"):
         render_map([])
-    with pytest.raises(GeoAgentError, match="does not end in .html"):
+    with pytest.raises(GeoAgentError, match=r"does not end in \.html"):
         write_map([_prediction()], tmp_path / "m.png")
 
 

@@ -117,7 +117,7 @@ def test_scripted_lmm_drives_the_real_tools(dev_images, real_settings):
     photo = sorted(dev_images.glob("*.jpg"))[0]
     pred = agent.invoke({"image": str(photo)})
     assert (pred.lat, pred.lon, pred.source) == (45.0, 7.0, "lmm") and model.remaining == 0
-    zoom = [t for t in pred.trace if t.tool == "retrieve" and t.args.get("radius_km") == 300][0]
+    zoom = next(t for t in pred.trace if t.tool == "retrieve" and t.args.get("radius_km") == 300)
     assert zoom.error is None and "filter" in zoom.summary
     zoomed = [c for c in pred.candidates if abs(c.lat - 45.0) < 3 and abs(c.lon - 7.0) < 4]
     assert len(zoomed) >= 5  # the zoomed-in candidates lie inside the circle and reached the state

@@ -57,7 +57,7 @@ def test_threads_api_follow_up_with_tools_and_a_changed_answer(agent_settings, p
         AIMessage("", tool_calls=[call("verify_locations", {"candidates": [{"lat": 50.85, "lon": 4.35}]}, "v1")]),
         submit({**FINAL, "lat": 50.85, "lon": 4.35, "rationale": "Brussels verified better"}, "a2", text="It is Brussels."),
     ]
-    agent, model = _lmm_agent(agent_settings, script)
+    agent, _model = _lmm_agent(agent_settings, script)
     threads = Threads(agent)
     tid, pred = threads.create(str(photo))
     assert pred.lat == FINAL["lat"] and threads.list()[0].thread_id == tid
@@ -74,7 +74,7 @@ def test_threads_api_follow_up_with_tools_and_a_changed_answer(agent_settings, p
 
 
 def test_follow_up_when_the_lmm_fails_answers_from_the_analysis(agent_settings, photo):
-    agent, model = _lmm_agent(agent_settings, [submit(FINAL, "a1"), ValueError("bad request")])
+    agent, _model = _lmm_agent(agent_settings, [submit(FINAL, "a1"), ValueError("bad request")])
     threads = Threads(agent)
     tid, _ = threads.create(str(photo))
     out = threads.ask(tid, "what are the coordinates?")

@@ -107,7 +107,7 @@ def test_bad_runner_arguments(small_bench, tmp_path, settings):
     ):
         with pytest.raises(ConfigError, match=msg):
             run_eval(ds, tmp_path / "r", settings=settings, factory=lambda s, mode: FakePredictor(), **kw)
-    with pytest.raises(ConfigError, match="module.path:factory|package.module:factory"):
+    with pytest.raises(ConfigError, match=r"module\.path:factory|package\.module:factory"):
         import_factory("no_colon")
     with pytest.raises(ConfigError, match="cannot import"):
         import_factory("tests.evals.fakes:nope")

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,7 +172,7 @@ def test_preprocessing_is_geoclips_pixel_for_pixel(dev_images):
 def _mapped_ranges(path) -> list[tuple[int, int]]:
     """Address ranges of this process that map ``path``."""
     out = []
-    for line in open("/proc/self/maps"):
+    for line in Path("/proc/self/maps").read_text().splitlines():
         parts = line.split(maxsplit=5)
         if len(parts) == 6 and parts[5].strip() == str(path):
             lo, hi = (int(a, 16) for a in parts[0].split("-"))

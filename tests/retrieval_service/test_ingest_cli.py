@@ -25,7 +25,7 @@ def small_set(dev_images, dev_labels, tmp_path):
         shutil.copy(dev_images / line.split(",")[0], images)
     (images / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     csv = tmp_path / "labels.csv"
-    csv.write_text("\n".join(rows[:7] + ["missing.jpg,someone,10.0,10.0", "corrupt.jpg,someone,11.0,11.0"]) + "\n")
+    csv.write_text("\n".join([*rows[:7], "missing.jpg,someone,10.0,10.0", "corrupt.jpg,someone,11.0,11.0"]) + "\n")
     return csv, images
 
 

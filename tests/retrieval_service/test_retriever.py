@@ -4,6 +4,7 @@ resolved Photos (or decoded PIL images) and never resolves a photo itself."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,14 @@ def retriever(gallery_settings):
 def test_from_settings_is_lazy(tiny_settings):
     r = Retriever.from_settings(tiny_settings)
     assert "encoder" not in r.backend.__dict__ and "heads" not in r.backend.__dict__ and r._store is None
+
+
+def test_k_defaults_to_the_top_k_setting(retriever, photo):
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(Retriever.search).parameters.items() if name.startswith("k_")}
+    assert defaults == {"k_gallery": None, "k_database": None}
+    assert len(retriever.search(photo).gallery) == retriever.settings.top_k
 
 
 def test_gallery_search_shapes_and_payload(retriever, photo):
@@ -118,9 +127,9 @@ def test_bad_image_and_bad_arguments(retriever, photo, tmp_path):
     with pytest.raises(ImageLoadError):  # a bad photo input fails where it is resolved, before any retrieval
         Photo.resolve(tmp_path / "missing.jpg", tmp_path / "cache")
     for unresolved in (tmp_path / "missing.jpg", str(photo.path), photo.read_bytes()):
-        with pytest.raises(TypeError, match="Photo.resolve"):
+        with pytest.raises(TypeError, match=r"Photo\.resolve"):
             retriever.search(unresolved)  # type: ignore[arg-type]
-        with pytest.raises(TypeError, match="Photo.resolve"):
+        with pytest.raises(TypeError, match=r"Photo\.resolve"):
             retriever.verify(unresolved, [])  # type: ignore[arg-type]
     with pytest.raises(StoreError, match="k_gallery"):
         retriever.search(photo, k_gallery=-1)
@@ -147,7 +156,7 @@ def test_database_search_after_ingest(retriever, dev_images, dev_labels, tmp_pat
 
 
 def test_non_768_backbone_cannot_use_the_geoclip_head(gallery_env, tmp_path, monkeypatch, photo):
-    cfg = json.loads(open(gallery_env["GEOAGENT_IMAGE_MODEL"]).read())
+    cfg = json.loads(Path(gallery_env["GEOAGENT_IMAGE_MODEL"]).read_text())
     cfg["embed_dim"] = 512
     path = tmp_path / "geoagent-tiny-512.json"
     path.write_text(json.dumps(cfg))

@@ -107,7 +107,7 @@ def test_two_clients_with_different_data_dirs_build_the_gallery_once(tmp_path, s
     assert results == [POINTS, POINTS]
     assert sorted(c.encoded for c in counters) == [0, POINTS]  # one built, the other waited
     assert server.deleted == []
-    assert all(gallery_ready(s, st) for s, st in zip(settings, stores))
+    assert all(gallery_ready(s, st) for s, st in zip(settings, stores, strict=False))
     assert not any(p.name.startswith(settings[0].gallery_collection) for p in tmp_path.rglob("*"))  # nothing on local disk
 
     # a third client, a new data dir, later: uses the gallery as it is

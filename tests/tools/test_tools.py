@@ -46,7 +46,7 @@ def test_all_tools_is_lazy_and_uses_settings(monkeypatch, tiny_env):
     assert [t.name for t in all_tools] == list(TOOL_NAMES)
     assert tools.ALL_TOOLS is all_tools
     with pytest.raises(AttributeError):
-        tools.NOT_A_TOOL  # noqa: B018
+        _ = tools.NOT_A_TOOL
 
 
 def test_read_exif(tools_by_name, exif_dir: Path, dev_photo: Path):
@@ -106,6 +106,15 @@ def test_retrieve_with_and_without_filter(tools_by_name, fake_retriever: FakeRet
     assert fake_retriever.calls[-1][1]["geo_filter"].kind == "circle"
     res = _ok(tools_by_name["retrieve"].invoke({**shot(dev_photo), "country_code": "fr"}))
     assert res["filter"] == {"country_code": "FR"}
+
+
+def test_top_k_has_one_default_the_setting(tools_by_name, fake_retriever: FakeRetriever, tool_settings, dev_photo: Path):
+    """The retrieve tool's k, like the Retriever's, defaults to the one top_k setting."""
+    from tools.retrieve import RetrieveArgs
+
+    assert RetrieveArgs.model_fields["k"].default is None
+    res = _ok(tools_by_name["retrieve"].invoke({**shot(dev_photo)}))
+    assert fake_retriever.calls[-1][1]["k_gallery"] == tool_settings.top_k == len(res["gallery"]) == 20
 
 
 def test_verify_locations(tools_by_name, dev_photo: Path):

@@ -128,7 +128,7 @@ class VectorStore(ABC):
         """The hits of each query, in order; stores with a network hop send them as one request."""
         return [self.search(name, q.vector, q.k, q.geo_filter) for q in queries]
 
-    def finish_writes(self, name: str) -> None:
+    def finish_writes(self, name: str) -> None:  # noqa: B027 (a hook: nothing to do for most stores)
         """Called after a bulk load: build indexes, make data durable."""
 
     @contextlib.contextmanager
@@ -136,10 +136,11 @@ class VectorStore(ABC):
         """Exclusive writer access to ``name`` (across processes where that matters)."""
         yield
 
-    def refresh(self, name: str) -> None:
+    def refresh(self, name: str) -> None:  # noqa: B027 (a hook: nothing to do for most stores)
         """See writes made by other processes."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:  # noqa: B027 (a hook: nothing to release for most stores)
+        """Release the store's resources."""
 
     def info(self) -> dict[str, Any]:
         return {}

@@ -210,7 +210,7 @@ class EdgeStore(VectorStore):
         import qdrant_edge as qe
 
         vectors = check_vectors(vectors, len(ids))
-        points = [qe.Point(pid, vec.tolist(), payload) for pid, vec, payload in zip(ids, vectors, payloads)]
+        points = [qe.Point(pid, vec.tolist(), payload) for pid, vec, payload in zip(ids, vectors, payloads, strict=False)]
         with self._io(name, fcntl.LOCK_EX):
             shard = self._shard(name)
             shard.update(qe.UpdateOperation.upsert_points(points))

@@ -165,7 +165,8 @@ class ServerStore(VectorStore):
 
         vectors = check_vectors(vectors, len(ids))
         points = [
-            models.PointStruct(id=pid, vector=vec.tolist(), payload=payload) for pid, vec, payload in zip(ids, vectors, payloads)
+            models.PointStruct(id=pid, vector=vec.tolist(), payload=payload)
+            for pid, vec, payload in zip(ids, vectors, payloads, strict=False)
         ]
         self._call("upsert points", self.client.upsert, name, points=points, wait=True)
         self._forget(name)

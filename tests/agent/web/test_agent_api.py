@@ -119,8 +119,7 @@ def test_stream_events_come_in_order_and_start_a_conversation(web_url):
     starts = [d["tool"] for n, d in events if n == "step_start"]
     ends = [d["tool"] for n, d in events if n == "step_end"]
     assert starts and starts == ends
-    for tool in starts:  # every step ends after it starts
-        assert names.index("step_start") < names.index("step_end")
+    assert names.index("step_start") < names.index("step_end")  # steps end after they start
     open_steps = 0
     for name, _ in events:
         open_steps += {"step_start": 1, "step_end": -1}.get(name, 0)

@@ -115,13 +115,16 @@ def test_map_draws_the_heatmap_and_search_area(browser, web_url, web_threads, tm
     photo = tmp_path / "surface.jpg"
     photo.write_bytes(jpeg((120, 60, 30)))
     tid, base = web_threads.create(str(photo), thread_id=chat_thread_id())
-    ring = lambda d: [
-        (base.lat - d, base.lon - d),
-        (base.lat - d, base.lon + d),
-        (base.lat + d, base.lon + d),  # noqa: E731
-        (base.lat + d, base.lon - d),
-        (base.lat - d, base.lon - d),
-    ]
+
+    def ring(d: float) -> list[tuple[float, float]]:
+        return [
+            (base.lat - d, base.lon - d),
+            (base.lat - d, base.lon + d),
+            (base.lat + d, base.lon + d),
+            (base.lat + d, base.lon - d),
+            (base.lat - d, base.lon - d),
+        ]
+
     pred = Prediction.model_validate(
         {
             **base.model_dump(),

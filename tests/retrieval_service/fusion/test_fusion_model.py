@@ -81,7 +81,7 @@ def test_fusion_cross_attention_flows_both_ways_and_respects_masks() -> None:
         base_i, base_s = cross(image, seg)
         seg2 = seg.clone()
         seg2[0, 3] += 5.0
-        i2, s2 = cross(image, seg2)
+        i2, _s2 = cross(image, seg2)
         assert not torch.allclose(base_i, i2)  # image tokens read the segmentation tokens
         image2 = image.clone()
         image2[0, 2] += 5.0

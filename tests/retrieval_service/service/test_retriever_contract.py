@@ -71,7 +71,7 @@ def test_embeddings(any_retriever, photo, resolve):
 
 def test_bad_inputs_raise_the_same_error_classes(any_retriever, photo, tmp_path):
     for unresolved in (tmp_path / "missing.jpg", photo.path, photo.read_bytes()):  # photo inputs are resolved before
-        with pytest.raises(TypeError, match="Photo.resolve"):
+        with pytest.raises(TypeError, match=r"Photo\.resolve"):
             any_retriever.search(unresolved)
     with pytest.raises(GeoAgentError, match="k_gallery"):
         any_retriever.search(photo, k_gallery=-1)
