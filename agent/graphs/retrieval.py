@@ -83,7 +83,9 @@ def pick_cluster(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any
         }
     main = clusters[0]
     what = (
-        "candidate nearest the main cluster's mean" if result.weighting == "none" else "score-weighted centre of the main cluster"
+        "real candidate nearest the main cluster's mean"
+        if result.weighting == "none"
+        else "score-weighted centre of the main cluster"
     )
     chosen = Option(
         lat=result.best.lat,

@@ -11,6 +11,7 @@ import re
 
 from agent import load_agent
 from evals.fake_llm_server import FakeOpenAI, Reply
+from retrieval_service.core.geo import distance_km
 from tests.agent.fakes import PARIS, make_fake_tools
 from tools import Services, make_tools
 
@@ -123,3 +124,15 @@ def test_the_agents_first_prompt_carries_the_same_evidence(agent_settings, photo
     clusters = _list_after(first, "Geographic clusters of the similar database photos")
     assert [c[2] for c in clusters] == [3, 2]  # the Lyon cluster (most members) first, then Rome
     assert f"the real candidate nearest the main cluster's mean): [{LYON[0][0]},{LYON[0][1]}]" in first
+
+
+def test_rerank_mode_answers_the_real_photo_nearest_the_main_clusters_mean(agent_settings, photo):
+    """DualGeo's re-rank as the rerank baseline: the Lyon cluster has the most members (3 against
+    Rome's 2 photos of higher similarity); the answer is its real photo nearest the mean, not a
+    synthetic centre; with the score weighting it is the weighted centre."""
+    pred = load_agent(agent_settings, mode="rerank", tools=_tools(agent_settings, database=True)).invoke({"image": str(photo)})
+    assert (pred.lat, pred.lon) == (LYON[0][0], LYON[0][1]) and pred.source == "cluster"
+    assert "real candidate nearest the main cluster's mean" in pred.rationale and "3 of 6" in pred.rationale
+    weighted = agent_settings.model_copy(update={"cluster_weighting": "score"})
+    pred = load_agent(weighted, mode="rerank", tools=_tools(weighted, database=True)).invoke({"image": str(photo)})
+    assert (pred.lat, pred.lon) not in [(a, b) for a, b, _ in LYON] and distance_km(pred.lat, pred.lon, 45.75, 4.86) < 10
