@@ -1,4 +1,7 @@
-"""Prompt templates, stored as text files in the ``prompts`` package and loaded by name."""
+"""Prompt templates, stored as text files in the ``prompts`` package and loaded by name.
+
+A template may open with note lines starting with ``#`` (where the prompt comes from: G3,
+Img2Loc...); they are for the reader of the file and never sent to a model."""
 
 from __future__ import annotations
 
@@ -10,9 +13,22 @@ from typing import Any
 from retrieval_service.core.errors import ConfigError
 
 
+def strip_notes(text: str) -> str:
+    """The template without its leading ``#`` note lines."""
+    lines = text.splitlines(keepends=True)
+    start = 0
+    while start < len(lines) and lines[start].startswith("#"):
+        start += 1
+    return "".join(lines[start:])
+
+
 @cache
 def load_prompt(name: str) -> str:
-    """The text of ``prompts/<name>.txt``."""
+    """The text of ``prompts/<name>.txt`` (its ``#`` note lines left out)."""
+    return strip_notes(_read(name))
+
+
+def _read(name: str) -> str:
     filename = f"{name}.txt"
     try:
         return resources.files("prompts").joinpath(filename).read_text(encoding="utf-8")

@@ -17,6 +17,7 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
 
+from agent.decision.record import DecisionRecord
 from agent.lmm.calls import add_usage
 from agent.prediction import Evidence, Option, Prediction, TraceEntry, Usage
 from retrieval_service.core.photo import Photo
@@ -65,6 +66,9 @@ class Answer(Location):
     alternatives: list[Option] = Field(default_factory=list)
     place: Place | None = Field(default=None, description="A place the LMM named itself (kept over reverse geocoding).")
     chosen: Option | None = Field(default=None, description="The option the decision picked, with its support and verification.")
+    decision: DecisionRecord | None = Field(
+        default=None, description="The policy's decision in numbers (its rationale's source)."
+    )
 
 
 class Loop(BaseModel):

@@ -192,7 +192,7 @@ def call_tools(runtime: Runtime[Any], *calls: dict[str, Any]) -> list[ToolResult
 def absorb(artifact: Any) -> dict[str, Any]:
     """The state update a tool's typed result makes (``{}`` for a failed call)."""
     if isinstance(artifact, RetrievalResult):
-        update: dict[str, Any] = {"candidates": artifact.gallery + artifact.database}
+        update: dict[str, Any] = {"candidates": artifact.gallery + artifact.database + artifact.text}
         if artifact.geo_filter is None:  # a zoomed-in search does not replace the photo's own retrieval
             update["obs"] = Observations(retrieval=artifact)
         return update

@@ -8,19 +8,21 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
 from retrieval_service.core.types import Candidate
-from retrieval_service.evidence.clustering import cluster_points
+from retrieval_service.evidence.clustering import Weighting, cluster_points
 from tools.common import ToolOutput, build_tool, r
 from tools.services import Services
 
-DESCRIPTION = """Group candidate coordinates (e.g. the "gallery" and "database" lists from retrieve) into
-geographic clusters with similarity-weighted DBSCAN on the sphere, and re-rank them.
+DESCRIPTION = """Group candidate coordinates (e.g. the "database" or "gallery" list from retrieve) into
+geographic clusters with DBSCAN on the sphere (haversine), and re-rank them (DualGeo).
 Agreement of many candidates in one area is strong evidence; use "best" as the consensus location.
-Args: candidates [{lat, lon, score}], eps_km (cluster neighbourhood, default 50), min_samples (default 2).
-Weighting: a candidate counts as score / mean score towards min_samples (capped so that one candidate
-never forms a cluster alone).
-Returns {"clusters": [{lat, lon, support, score_mass, radius_km}] strongest first,
-"best": {lat, lon, support} (support 0 = no cluster formed: weighted centre of all candidates),
-"reranked": [{lat, lon, score, dist_km}] nearest to best first (top 10), "noise": candidates in no cluster}."""
+Args: candidates [{lat, lon, score}], eps_km (cluster neighbourhood, default 50), min_samples (default 2),
+weighting: "none" (DualGeo: every candidate counts once; main cluster = most members, ties by summed
+score; best = the real candidate nearest its mean) or "score" (a candidate counts as score / mean score;
+clusters by weight; best = the weighted centre). Default: the configured one.
+Returns {"clusters": [{lat, lon, support, score_mass, radius_km}] main cluster first,
+"best": {lat, lon, support} (support 0 = no cluster formed: the best single candidate),
+"reranked": [{lat, lon, score, dist_km}] main cluster first, then nearest to best (top 10),
+"noise": candidates in no cluster}."""
 
 MAX_CLUSTERS = 5
 MAX_RERANKED = 10
@@ -36,6 +38,9 @@ class ClusterCandidatesArgs(BaseModel):
     candidates: list[CandidateArg] = Field(min_length=1, max_length=500, description="Candidates [{lat, lon, score}].")
     eps_km: float = Field(default=50.0, gt=0, le=5000, description="Neighbourhood radius in km.")
     min_samples: int = Field(default=2, ge=1, le=100, description="Candidates needed to form a cluster.")
+    weighting: Weighting | None = Field(
+        default=None, description="'none' (DualGeo's unweighted DBSCAN) or 'score' (score-weighted); default: the configured one."
+    )
 
 
 def summarise(content: dict[str, Any]) -> str:
@@ -45,11 +50,12 @@ def summarise(content: dict[str, Any]) -> str:
 
 
 def make_cluster_candidates(services: Services) -> BaseTool:
-    del services
-
-    def run(candidates: list[Candidate | dict], eps_km: float = 50.0, min_samples: int = 2) -> ToolOutput:
+    def run(
+        candidates: list[Candidate | dict], eps_km: float = 50.0, min_samples: int = 2, weighting: Weighting | None = None
+    ) -> ToolOutput:
         points = [c if isinstance(c, Candidate) else CandidateArg.model_validate(c) for c in candidates]
-        res = cluster_points(points, eps_km=eps_km, min_samples=min_samples)
+        how = weighting or services.settings.cluster_weighting
+        res = cluster_points(points, eps_km=eps_km, min_samples=min_samples, weighting=how)
         out: dict[str, Any] = {
             "clusters": [
                 {
@@ -72,6 +78,7 @@ def make_cluster_candidates(services: Services) -> BaseTool:
                 for i in res.reranked[:MAX_RERANKED]
             ],
             "noise": res.noise,
+            "weighting": res.weighting,
         }
         if len(res.clusters) > MAX_CLUSTERS:
             out["more_clusters"] = len(res.clusters) - MAX_CLUSTERS

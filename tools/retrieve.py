@@ -16,10 +16,15 @@ from tools.services import Services
 DESCRIPTION = """Find candidate locations for the photo by embedding retrieval.
 Returns {"gallery": [{lat, lon, score, country_code}] (GeoCLIP GPS gallery, works everywhere),
 "database": [{lat, lon, score, id}] (most similar geotagged photos, if an image database is indexed),
-"dissimilar": [...] (least similar photos, only when dissimilar > 0), "filter": the geo filter used}.
+"dissimilar": [...] (least similar photos, only when dissimilar > 0), "filter": the geo filter used,
+"text": [{lat, lon, place, probability}] (towns near the candidates whose descriptions match the photo,
+only with a fusion model trained with text)}.
 Scores are cosine similarities, best first. To "zoom in" on a hypothesis, call again with ONE filter:
 lat+lon+radius_km (e.g. 300 km around a guess), or min_lat+max_lat+min_lon+max_lon, or country_code
 (ISO 2 letters, e.g. "FR"). Pass the lists to cluster_candidates to find the consensus area."""
+
+
+MAX_TEXT = 5
 
 
 class RetrieveArgs(GeoFilterFields, PhotoArgs):
@@ -42,6 +47,10 @@ def _db(c: Candidate) -> dict[str, Any]:
     if c.source == "gallery":  # dissimilar points come from the gallery when there is no database
         row = {k: v for k, v in row.items() if k != "id"} | {"country_code": c.get("country_code")}
     return row
+
+
+def _text(c: Candidate) -> dict[str, Any]:
+    return {"lat": r(c.lat, 4), "lon": r(c.lon, 4), "place": c.get("name"), "probability": r(c.probability or 0.0, 4)}
 
 
 def geo_filter(given: dict[str, Any]) -> GeoFilter | None:
@@ -75,6 +84,7 @@ def make_retrieve(services: Services) -> BaseTool:
             "database": [_db(c) for c in result.database[:k]],
             "dissimilar": [_db(c) for c in result.dissimilar[:dissimilar]] if dissimilar else [],
             "filter": used.model_dump(exclude_none=True) if used is not None else None,
+            **({"text": [_text(c) for c in result.text[:MAX_TEXT]]} if result.text else {}),
         }, result
 
     return build_tool("retrieve", run, RetrieveArgs, DESCRIPTION, summarise)

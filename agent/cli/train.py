@@ -26,6 +26,10 @@ class TrainCliSettings(Settings, FusionSettings):
     """The agent's settings plus the fusion section (GEOAGENT_FUSION_*)."""
 
 
+CLI_NAMES = {"use_segmentation": "segmentation", "use_text": "text"}
+"""FusionConfig fields whose command-line option has another name."""
+
+
 @train_app.command("precompute")
 def precompute_cmd(
     ctx: typer.Context,
@@ -155,6 +159,14 @@ def fusion_cmd(
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.5)] = 0.01,
     val_gallery: Annotated[str | None, typer.Option("--val-gallery", help="geoclip (100K), train, or a CSV of LAT/LON.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over even if --out holds a training state.")] = False,
+    preset_name: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help="A published configuration: dualgeo or transgeoclip (its values; options given here still win; "
+            "the table of values and sources is in docs/deployment.md).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train the fusion model (AdamW, warm-up + cosine, clipping, AMP). Started again on the same --out
@@ -163,11 +175,14 @@ def fusion_cmd(
 
     from retrieval_service.fusion.config import FusionConfig, TrainConfig
     from retrieval_service.fusion.features import FeatureSet
+    from retrieval_service.fusion.presets import preset
     from retrieval_service.fusion.trainer import FusionTrainer
 
     s = settings_from(ctx, TrainCliSettings)
+    chosen = preset(preset_name)
+    given = {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
     try:
-        config = FusionConfig(
+        model_values = dict(
             dim=dim,
             embed_dim=embed_dim,
             heads=heads,
@@ -178,13 +193,13 @@ def fusion_cmd(
             seg_encoding=seg_encoding,
             gps_encoder=gps_encoder,
             projection=projection,
-            gps_init=gps_init,  # type: ignore[arg-type]
+            gps_init=gps_init,
             use_text=text,
             queue_size=queue_size,
             database_vector=database_vector,
-            seed=seed,  # type: ignore[arg-type]
+            seed=seed,
         )
-        train = TrainConfig(
+        train_values = dict(
             epochs=epochs or s.fusion_epochs,
             max_steps=max_steps,
             batch_size=batch_size or s.fusion_batch_size,
@@ -198,9 +213,14 @@ def fusion_cmd(
             log_every=log_every,
             val_split=val_split,
             val_fraction=val_fraction,
-            val_gallery=val_gallery or s.fusion_val_gallery,  # type: ignore[arg-type]
+            val_gallery=val_gallery or s.fusion_val_gallery,
             workers=s.fusion_workers,
         )
+        if chosen is not None:  # the preset's values, except those given on the command line
+            model_values |= {k: v for k, v in chosen.model_values().items() if CLI_NAMES.get(k, k) not in given}
+            train_values |= {k: v for k, v in chosen.train_values().items() if CLI_NAMES.get(k, k) not in given}
+        config = FusionConfig(**model_values)  # type: ignore[arg-type]
+        train = TrainConfig(**train_values)  # type: ignore[arg-type]
     except ValueError as exc:
         from retrieval_service.core.errors import ConfigError
 

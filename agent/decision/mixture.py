@@ -3,7 +3,8 @@
 Every source of evidence becomes a distribution, never a raw score pooled with another scale
 (``agent.decision.sources`` turns candidates into components); the mixture of them gives
 
-* the answer: the mixture's mode (found by mean shift from every component centre);
+* the answer: the point with the most probability within the confidence radius (``best_point``),
+  among the modes (found by mean shift from every component centre) and the component centres;
 * the clusters: the modes, ordered by the probability mass that flows to each;
 * P(error <= t km) for t in ``THRESHOLDS_KM``, for any reported point;
 * the search areas: the area (km2) of the smallest region holding 50% / 90% of the mass;
@@ -92,6 +93,7 @@ class Mixture:
         self._log_c = _log_norm(self.kappa)
         self._samples: np.ndarray | None = None
         self._sample_density: np.ndarray | None = None
+        self._sample_component: np.ndarray | None = None
         self._modes: list[Mode] | None = None
         self._scaled: tuple[np.ndarray, ...] | None = None
         self._thresholds: dict[float, float] = {}
@@ -151,7 +153,7 @@ class Mixture:
             s = np.sqrt(np.maximum(0.0, 1 - w**2))[:, None]
             x = w[:, None] * mu + s * (np.cos(phi)[:, None] * e1 + np.sin(phi)[:, None] * e2)
             x /= np.linalg.norm(x, axis=1, keepdims=True)
-            self._samples, self._sample_density = x, self.density_xyz(x)
+            self._samples, self._sample_density, self._sample_component = x, self.density_xyz(x), comp
         return self._samples, self._sample_density  # type: ignore[return-value]
 
     @single_blas_thread
@@ -161,6 +163,40 @@ class Mixture:
         p = to_unit_vectors([lat], [lon])[0].astype(float)
         dist = np.arccos(np.clip(x @ p, -1.0, 1.0)) * EARTH_RADIUS_KM
         return np.array([float((dist <= r).mean()) for r in np.atleast_1d(radii_km)])
+
+    @single_blas_thread
+    def mass_within(self, lats, lons, radius_km: float) -> np.ndarray:
+        """P(distance(X, point) <= radius) for many points at once (the same samples as ``prob_within``)."""
+        x, _ = self.samples()
+        pts = to_unit_vectors(np.atleast_1d(lats), np.atleast_1d(lons)).astype(float)
+        return ((x @ pts.T) >= math.cos(radius_km / EARTH_RADIUS_KM)).mean(axis=0)
+
+    def best_point(self, radius_km: float) -> tuple[float, float, float]:
+        """The point with the most probability within ``radius_km`` (lat, lon, that probability),
+        among the modes and the component centres: a narrow component wins only when it carries
+        the mass, not because its peak is the tallest. Ties go to the denser point."""
+        local = [c for c in self.components if c.spread_km is not None]
+        lats = [md.lat for md in self.modes()] + [c.lat for c in local]
+        lons = [md.lon for md in self.modes()] + [c.lon for c in local]
+        mass = self.mass_within(lats, lons, radius_km)
+        dens = self.density(lats, lons)
+        best = max(range(len(lats)), key=lambda i: (round(float(mass[i]), 9), float(dens[i])))
+        return float(lats[best]), float(lons[best]), float(mass[best])
+
+    def source_shares(self, lat: float, lon: float, radius_km: float) -> dict[str, float]:
+        """Of the probability within ``radius_km`` of a point, the share each source put there
+        (which evidence decided), largest first; empty when no sample falls there."""
+        x, _ = self.samples()
+        assert self._sample_component is not None
+        p = to_unit_vectors([lat], [lon])[0].astype(float)
+        inside = self._sample_component[(x @ p) >= math.cos(radius_km / EARTH_RADIUS_KM)]
+        if not len(inside):
+            return {}
+        counts: dict[str, int] = {}
+        for comp in inside.tolist():
+            source = self.components[comp].source
+            counts[source] = counts.get(source, 0) + 1
+        return {k: v / len(inside) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
 
     def probabilities(self, lat: float, lon: float) -> dict[str, float]:
         """P(error <= t km) of answering (lat, lon), keyed like ``Prediction.probabilities``."""

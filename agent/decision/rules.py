@@ -1,11 +1,13 @@
-"""The no-LMM decision: the mode of the one probability model, explained in words.
+"""The no-LMM decision: the point with the most probability within the confidence radius under the
+one probability model.
 
 Pure functions over typed observations, shared by the policy, the LMM fallbacks and the RAG recipe.
 The locations to choose between are ``Option``s: a label, ``support`` (the probability within
 ``SUPPORT_RADIUS_KM`` under the retrieval evidence's mixture) and ``verification`` (cosine of the
 photo and the location, reported but not counted again: for a gallery point it is the very score the
-gallery's softmax already holds). The answer is the mixture's most probable place; ``score`` is its
-probability mass. Mixtures come from the run's ``Mixtures`` (one per evidence set).
+gallery's softmax already holds). The answer is the point with the most probability within the
+confidence radius (``Mixture.best_point``); ``score`` is that probability. Mixtures come from the
+run's ``Mixtures`` (one per evidence set).
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ RETRIEVAL_SOURCES = ("gallery", "database")
 
 
 class Choice(NamedTuple):
-    """The option the rule picked, its confidence and the runners-up."""
+    """The option the rule picked, its confidence, the runners-up, and each source's share of the
+    probability at the chosen point."""
 
     chosen: Option
     confidence: float
     alternatives: list[Option]
+    shares: dict[str, float]
 
 
 def retrieval_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
@@ -41,11 +45,31 @@ def retrieval_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
     return [c for c in usable(candidates) if c.source in RETRIEVAL_SOURCES]
 
 
+def rerank_pool(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """What the geographic re-rank clusters (DualGeo re-ranks the retrieved photos): the image
+    database's neighbours when retrieval found any, else the GPS gallery's candidates."""
+    pool = retrieval_candidates(candidates)
+    return [c for c in pool if c.source == "database"] or [c for c in pool if c.source == "gallery"]
+
+
+def pool_name(pool: Sequence[Candidate]) -> str:
+    """How the rationale and prompts name a re-rank pool."""
+    return "similar database photos" if pool and pool[0].source == "database" else "GPS gallery candidates"
+
+
 def ocr_candidates(reading: TextReading | None) -> list[Candidate]:
-    """Places named in the photo's text become candidates (source "ocr")."""
+    """The places the photo's text names reliably (``PlaceMatch.reliable``: its region or country
+    named beside it, or a place phrase of several words) become candidates (source "ocr"); a lone
+    word that is also a town's name (a surname, a brand) is not evidence."""
     return [
-        Candidate(lat=p.lat, lon=p.lon, score=0.0, source="ocr", payload={"name": p.name, "country_code": p.country_code})
-        for p in (reading.places if reading else [])
+        Candidate(
+            lat=p.lat,
+            lon=p.lon,
+            score=0.0,
+            source="ocr",
+            payload={"name": p.name, "region": p.region, "country_code": p.country_code, "why": p.why},
+        )
+        for p in (reading.reliable_places if reading else [])
     ]
 
 
@@ -117,23 +141,40 @@ def mode_option(mixture: Mixture, mode: Mode, label: str | None = None, *, own_s
     )
 
 
-def choose(options: Sequence[Option], mixture: Mixture | None, *, n_alternatives: int = 5) -> Choice | None:
-    """The most probable place under the tools' ``mixture`` (gallery, database, OCR places). The
-    chosen option carries the label and verification of the option at that place when there is one,
-    and its support under ``mixture``. Confidence: P(error <= 25 km)."""
+SINGLE_SOURCE_SHARE = 0.9
+"""The answer is reported under one source when that source put this share of its probability there."""
+
+
+def choose(
+    options: Sequence[Option], mixture: Mixture | None, *, radius_km: float = CONFIDENCE_KM, n_alternatives: int = 5
+) -> Choice | None:
+    """The point with the most probability within ``radius_km`` (the confidence threshold) under
+    the tools' ``mixture`` (gallery, database, places read): a narrow component wins only when it
+    carries the mass. The chosen option carries the label and verification of the option at that
+    place when there is one, its support under ``mixture`` and which sources put the probability
+    there (``Choice.shares``). Confidence: that probability."""
     if mixture is None:
         if not options:
             return None
         best = options[0]
-        return Choice(best.model_copy(update={"score": 0.0}), 0.0, list(options[1 : 1 + n_alternatives]))
+        return Choice(best.model_copy(update={"score": 0.0}), 0.0, list(options[1 : 1 + n_alternatives]), {})
+    lat, lon, mass = mixture.best_point(radius_km)
+    shares = mixture.source_shares(lat, lon, radius_km)
     modes = mixture.modes()
-    top = max(modes, key=lambda md: md.density)
-    near = [o for o in options if distance_km(o.lat, o.lon, top.lat, top.lon) <= SAME_PLACE_KM]
-    apart = distances_km(top.lat, top.lon, [md.lat for md in modes], [md.lon for md in modes]) > SAME_PLACE_KM
-    others = [md for md, far in zip(modes, apart.tolist(), strict=False) if far][:n_alternatives]
-    chosen = mode_option(mixture, top, f"most probable place ({len(top.members)} candidates)", own_source=True)
+    apart = distances_km(lat, lon, [md.lat for md in modes], [md.lon for md in modes]) > SAME_PLACE_KM
+    others = [md for md, far in zip(modes, apart.tolist(), strict=True) if far][:n_alternatives]
+    top = next(iter(shares), "cluster")
+    source = top if shares.get(top, 0.0) >= SINGLE_SOURCE_SHARE else "cluster"
+    chosen = Option(
+        lat=lat,
+        lon=lon,
+        score=round(mass, 6),
+        probability=round(min(1.0, mass), 6),
+        source=source,  # type: ignore[arg-type]
+        label=f"the point with the most probability within {radius_km:g} km",
+    )
+    near = [o for o in options if distance_km(o.lat, o.lon, lat, lon) <= SAME_PLACE_KM]
     if near:
         chosen = chosen.model_copy(update={"label": near[0].label, "verification": near[0].verification})
-    chosen = chosen.model_copy(update={"support": round(support_within(mixture, top.lat, top.lon), 4)})
-    confidence = float(mixture.prob_within(top.lat, top.lon, [CONFIDENCE_KM])[0])
-    return Choice(chosen, round(confidence, 4), [mode_option(mixture, md) for md in others])
+    chosen = chosen.model_copy(update={"support": round(support_within(mixture, lat, lon), 4)})
+    return Choice(chosen, round(mass, 4), [mode_option(mixture, md) for md in others], shares)

@@ -1,6 +1,10 @@
 """The LMM loop: the model calls the tools itself until it submits its answer.
 
 observe -> brief -> reason <-> tools -> reason ... -> check_answer -> name_place -> decide
+
+The first prompt (``brief``) carries the evidence rag's prompts carry: the image database's similar
+photos in re-rank order and its dissimilar ones, the GPS gallery's candidates and the clusters
+(``agent.graphs.neighbours``).
 a follow-up question on the thread (``GeoAgent.stream({"question": ...})`` enters at ``follow_up``):
 follow_up -> reason <-> tools ... -> END (a text reply), or -> check_answer -> name_place -> decide
 when the model submits a new answer.
@@ -30,9 +34,11 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from agent.context import RunContext
+from agent.decision.rules import pool_name
 from agent.graphs.answer_check import check_answer
 from agent.graphs.classify import Budget, Outcome, classify
 from agent.graphs.follow_up import FOLLOW_UP, follow_up, photo_note
+from agent.graphs.neighbours import Neighbours, neighbours_of, render_neighbours
 from agent.graphs.policy import Graph, add_ending, add_policy_steps
 from agent.graphs.steps import make_observe, route_after_observe
 from agent.lmm.answer import submit_answer_tool
@@ -45,6 +51,8 @@ from agent.toolbox import emit, fold, pending_calls, result_of, run_tools, turn_
 
 log = logging.getLogger(__name__)
 
+FIRST_NEIGHBOURS = 10
+"""Similar, dissimilar and gallery neighbours the first prompt shows (each list)."""
 GRAPH_STEPS_PER_ROUND = 2  # reason, tools
 FIXED_GRAPH_STEPS = 20  # observe, brief, repair and budget rounds, the fallback path, name_place, decide
 
@@ -60,20 +68,40 @@ def _compact(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":")) if value else "none"
 
 
+def _clusters_line(nb: Neighbours) -> tuple[str, str, str, str]:
+    """(what was clustered, the clusters, what the re-rank answered, that answer) for the first prompt."""
+    result = nb.clustering
+    if result is None or not result.candidates:
+        return "retrieval candidates", "none", "best single candidate", "none"
+    clusters = [
+        [round(c.lat, 4), round(c.lon, 4), c.support, round(c.score_mass, 3), round(c.radius_km, 1)] for c in result.clusters[:5]
+    ]
+    if not result.clusters:
+        kind = "best single candidate: no cluster formed"
+    elif result.weighting == "none":
+        kind = "real candidate nearest the main cluster's mean"
+    else:
+        kind = "score-weighted centre of the main cluster"
+    best = _compact([round(result.best.lat, 4), round(result.best.lon, 4)])
+    return pool_name(result.candidates), _compact(clusters), kind, best
+
+
 def brief(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """The system prompt and the first user message: what observe found."""
+    """The system prompt and the first user message: what observe found (the database's similar
+    photos in re-rank order and its dissimilar ones, the GPS gallery's candidates, the clusters)."""
     ctx = runtime.context
     obs = observations(state)
-    candidates = state.get("candidates") or []
-    clusters = obs.clusters.clusters if obs.clusters else []
+    nb = neighbours_of(state)
     exif = obs.exif.model_dump(exclude_none=True) if obs.exif else None
+    clustered, clusters, answer_kind, best = _clusters_line(nb)
     text = render(
         "observe",
         exif=_compact(exif),
-        candidates=_compact([[c.lat, c.lon, round(c.score, 3)] for c in candidates[:10]]),
-        clusters=_compact(
-            [[round(c.lat, 4), round(c.lon, 4), c.support, round(c.score_mass, 3), round(c.radius_km, 1)] for c in clusters[:5]]
-        ),
+        neighbours=render_neighbours("observe_database", "observe_no_database", nb, FIRST_NEIGHBOURS),
+        clustered=clustered,
+        clusters=clusters,
+        answer_kind=answer_kind,
+        best=best,
     )
     return {
         "loop": Loop(),
@@ -196,7 +224,7 @@ def add_loop(graph: Graph) -> None:
 
 def build_agent_graph(checkpointer: Any = None) -> Any:
     graph = StateGraph(AgentState, context_schema=RunContext)
-    graph.add_node("observe", make_observe())
+    graph.add_node("observe", make_observe(dissimilar=FIRST_NEIGHBOURS))
     graph.add_node("brief", brief)
     add_policy_steps(graph)
     add_ending(graph)

@@ -1,10 +1,20 @@
-"""The G3 recipe (geo-diversified retrieval-augmented prompting): the LMM proposes coordinates from
-prompts with 0/5/10/15 similar and dissimilar neighbours (``rag_samples`` replies each, sampled at
-``rag_temperature``), the proposals are voted on by the decision core's probability model (each a
-point mass; the mixture's modes are the voted places), and image-to-GPS verification picks among the
-voted places and the top retrieval candidates.
+"""The published second stage of the retrieval-augmented papers (DualGeo, G3, Img2Loc): the image
+database's nearest photos -> DualGeo's geographic re-rank -> the LMM over the photo with the
+similar and dissimilar photos' coordinates -> verification of its proposals.
 
-observe (with dissimilar neighbours) -> propose -> verify_proposals -> choose_verified -> name_place -> decide
+* observe: retrieval (``top_k`` similar photos, ``max(NEIGHBOURS)`` dissimilar ones: the farthest
+  photos of the same database, searched with the negated query) and the re-rank of the similar
+  photos (``agent.graphs.neighbours``);
+* propose: prompts with 0, 5, 10 and 15 neighbours of each list (G3's and Img2Loc's prompts,
+  ``prompts/rag_*.txt``), ``rag_samples`` replies each at ``rag_temperature``; "similar" is the
+  database's photos in re-rank order (main cluster first), "dissimilar" the same database's
+  farthest, and the GPS gallery's candidates are offered separately, named as coordinates from the
+  gallery. Without an image database the prompt says so;
+* the proposals are voted on by the decision core's probability model (each a point mass; the
+  mixture's modes are the voted places), and image-to-GPS verification picks among the voted places
+  and the best re-ranked retrieval candidates.
+
+observe -> propose -> verify_proposals -> choose_verified -> name_place -> decide
 (no usable reply at all -> the policy's steps decide; a follow-up question on the thread -> the LMM loop.)
 
 Each reply is a ``propose_location`` tool call validated by pydantic; a reply without a valid one
@@ -14,7 +24,6 @@ is counted as unparseable in the warnings. Voting is one function, :func:`vote`,
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage
@@ -27,6 +36,7 @@ from agent.decision import rules
 from agent.decision.sources import Mixtures
 from agent.graphs.classify import parse_problem
 from agent.graphs.llm_loop import add_loop
+from agent.graphs.neighbours import neighbours_of, render_neighbours
 from agent.graphs.policy import add_ending, add_policy_steps
 from agent.graphs.steps import make_observe, route_after_observe, verify
 from agent.lmm.answer import PROPOSE_LOCATION, InvalidAnswer, LocationProposal, propose_location_tool, validate_args
@@ -41,10 +51,6 @@ from retrieval_service.core.types import Candidate
 NEIGHBOURS = (0, 5, 10, 15)
 VERIFIED_SIMILAR = 5
 VERIFIED_VOTES = 5
-
-
-def _points(candidates: list[Candidate]) -> str:
-    return json.dumps([[round(c.lat, 4), round(c.lon, 4)] for c in candidates], separators=(",", ":")) if candidates else "none"
 
 
 def vote(proposals: list[Candidate], mixtures: Mixtures) -> list[Option]:
@@ -87,9 +93,7 @@ def _proposal(reply: Any, neighbours: int) -> tuple[Candidate | None, str | None
 def propose(state: RagState, runtime: Runtime[RunContext]) -> Command[Literal["inspect", "verify_proposals"]]:
     """``rag_samples`` replies to each prompt (0/5/10/15 neighbours); the valid proposals are voted on."""
     ctx = runtime.context
-    similar = rules.retrieval_candidates(state.get("candidates") or [])
-    retrieval = observations(state).retrieval
-    dissimilar = retrieval.dissimilar if retrieval else []
+    nb = neighbours_of(state)
     block = image_content_block(ctx.photo, max_side=ctx.settings.llm_image_max_side)
     model = ctx.models.get("propose") or ctx.chat_model.bind_tools([propose_location_tool()]).bind(
         temperature=ctx.settings.rag_temperature
@@ -102,7 +106,7 @@ def propose(state: RagState, runtime: Runtime[RunContext]) -> Command[Literal["i
     unparseable: list[str] = []
     stopped: LLMFailure | None = None
     for n in NEIGHBOURS:
-        neighbours = render("rag_neighbours", similar=_points(similar[:n]), dissimilar=_points(dissimilar[:n])) if n else ""
+        neighbours = render_neighbours("rag_neighbours", "rag_no_database", nb, n) if n else ""
         text = render("rag_candidates", neighbours=neighbours)
         for _ in range(ctx.rag_samples):
             total += 1
@@ -154,7 +158,7 @@ def propose(state: RagState, runtime: Runtime[RunContext]) -> Command[Literal["i
         kinds = sorted(set(unparseable))
         warnings.append(f"{len(unparseable)} of {replies} RAG replies were unparseable: {'; '.join(kinds)[:300]}")
     voted = vote(proposals, ctx.mixtures)
-    options = [*voted[:VERIFIED_VOTES], *(Option.of(c) for c in similar[:VERIFIED_SIMILAR])]
+    options = [*voted[:VERIFIED_VOTES], *(Option.of(c) for c in nb.verifiable(VERIFIED_SIMILAR))]
     return Command(
         goto="verify_proposals",
         update={
@@ -178,7 +182,7 @@ def choose_verified(state: RagState, runtime: Runtime[RunContext]) -> dict[str, 
     ranked = sorted(opts, key=lambda o: -(o.verification if o.verification is not None else -2.0))
     best = ranked[0]
     candidates = state.get("candidates") or []
-    similar = rules.retrieval_candidates(candidates)
+    nb = neighbours_of(state)
     retrieval = observations(state).retrieval
     mixture = rules.retrieval_mixture(ctx.mixtures, candidates, retrieval.gallery_rest if retrieval else [])
     support = rules.support_within(mixture, best.lat, best.lon)
@@ -186,11 +190,17 @@ def choose_verified(state: RagState, runtime: Runtime[RunContext]) -> dict[str, 
     groups = [o for o in opts if o.votes is not None]
     score = best.verification
     votes = f", {best.votes} of {best.proposals} votes" if best.votes is not None else ""
+    checked = nb.verifiable(VERIFIED_SIMILAR)
+    kind = "similar database photos" if nb.has_database else "GPS gallery candidates"
+    scored = f"scored {score:.3f}" if score is not None else "was not scored (verification failed)"
+    what = best.label or {"lmm": "LMM vote", "database": "similar database photo", "gallery": "GPS gallery candidate"}.get(
+        best.source, best.source
+    )
     rationale = (
         f"{len(proposals)} LMM proposals ({ctx.rag_samples} per prompt at temperature {ctx.settings.rag_temperature:g}, "
         f"prompts with {', '.join(str(n) for n in NEIGHBOURS)} neighbours) voted into {len(groups)} places, "
-        f"verified against the photo with {len(similar[:VERIFIED_SIMILAR])} retrieval candidates; the best "
-        f"verification score ({score if score is not None else float('nan'):.3f}) is a {best.source} candidate{votes}."
+        f"verified against the photo with the {len(checked)} best re-ranked {kind}; the answer, "
+        f"the best verified, {scored}: {what}{votes}."
     )
     alternatives = [Option(lat=o.lat, lon=o.lon, score=o.verification or 0.0, source=o.source) for o in ranked[1:6]]
     answer = Answer(
@@ -203,7 +213,7 @@ def choose_verified(state: RagState, runtime: Runtime[RunContext]) -> dict[str, 
         chosen=best.model_copy(update={"support": round(support, 4)}),
     )
     evidence = Evidence(
-        kind="verification", detail=f"Best verified location scored {score}{votes}.", lat=best.lat, lon=best.lon, weight=score
+        kind="verification", detail=f"The best verified location {scored}{votes}.", lat=best.lat, lon=best.lon, weight=score
     )
     return {"answer": answer, "evidence": [evidence]}
 

@@ -3,7 +3,8 @@ steps (so their traces and Predictions look like every other mode's; no EXIF, no
 
 * ``retrieval``: GeoCLIP's own recipe, the top-1 retrieval candidate:
   observe (retrieve) -> pick_top -> name_place -> decide;
-* ``rerank``: the centre of the strongest geographic cluster of the candidates (DualGeo's re-rank):
+* ``rerank``: DualGeo's re-rank, the real candidate nearest the mean of the main geographic cluster
+  of the database's neighbours (of the gallery's candidates without a database):
   observe (retrieve, cluster_candidates) -> pick_cluster -> name_place -> decide.
 """
 
@@ -15,11 +16,13 @@ from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
-from agent.decision.rules import retrieval_candidates
+from agent.decision.rules import pool_name, rerank_pool, retrieval_candidates
 from agent.graphs.policy import add_ending
 from agent.graphs.steps import make_observe, route_after_observe
 from agent.prediction import Option
 from agent.state import Answer, RunState, observations
+from retrieval_service.core.types import Candidate, Source
+from retrieval_service.evidence.clustering import ClusteringResult
 
 N_ALTERNATIVES = 5
 
@@ -45,40 +48,76 @@ def pick_top(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
 
 
 def pick_cluster(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """The centre of the strongest geographic cluster (the top-1 candidate when none formed)."""
+    """DualGeo's re-rank: the real candidate nearest the main cluster's mean (the re-rank's
+    ``best``; under the score weighting, the weighted centre); the best single candidate when no
+    cluster formed."""
     obs = observations(state)
-    clusters = obs.clusters.clusters if obs.clusters else []
-    if not clusters:
-        top = max(retrieval_candidates(state.get("candidates") or []), key=lambda c: c.score)
+    result = obs.clusters
+    pool = rerank_pool(state.get("candidates") or [])
+    if result is None:  # the clustering failed: the best single candidate of the pool
+        top = max(pool, key=lambda c: c.score)
         return {
             "answer": Answer(
                 lat=top.lat,
                 lon=top.lon,
                 confidence=0.0,
                 source=top.source,
-                rationale="No cluster formed; top-1 retrieval candidate.",
+                rationale=f"The geographic re-rank failed; the most similar of the {pool_name(pool)}.",
                 chosen=Option.of(top),
             )
         }
-    best = clusters[0]
+    clusters = result.clusters
+    kind = pool_name(result.candidates or pool)
+    if not clusters:
+        return {
+            "answer": Answer(
+                lat=result.best.lat,
+                lon=result.best.lon,
+                confidence=0.0,
+                source=_source_at(result, pool),
+                rationale=f"No cluster formed among the {kind}; the best single one.",
+                chosen=Option(
+                    lat=result.best.lat, lon=result.best.lon, source=_source_at(result, pool), label=f"best of the {kind}"
+                ),
+            )
+        }
+    main = clusters[0]
+    what = (
+        "real candidate nearest the main cluster's mean"
+        if result.weighting == "none"
+        else "score-weighted centre of the main cluster"
+    )
     chosen = Option(
-        lat=best.lat, lon=best.lon, score=best.score_mass, source="cluster", label=f"cluster 1 ({best.support} candidates)"
+        lat=result.best.lat,
+        lon=result.best.lon,
+        score=main.score_mass,
+        source="cluster",
+        label=f"cluster 1 ({main.support} {kind})",
     )
     alternatives = [
-        Option(lat=c.lat, lon=c.lon, score=c.score_mass, source="cluster", label=f"cluster {i} ({c.support} candidates)")
+        Option(lat=c.lat, lon=c.lon, score=c.score_mass, source="cluster", label=f"cluster {i} ({c.support} {kind})")
         for i, c in enumerate(clusters[1 : 1 + N_ALTERNATIVES], 2)
     ]
     return {
         "answer": Answer(
-            lat=best.lat,
-            lon=best.lon,
+            lat=result.best.lat,
+            lon=result.best.lon,
             confidence=0.0,
             source="cluster",
             chosen=chosen,
             alternatives=alternatives,
-            rationale=f"Centre of the strongest geographic cluster ({best.support} candidates).",
+            rationale=f"The {what} of the {kind} (DualGeo's re-rank: the main cluster holds {main.support} of "
+            f"{len(result.candidates) or len(pool)}, within {main.radius_km:.1f} km of its centre).",
         )
     }
+
+
+def _source_at(result: ClusteringResult, pool: list[Candidate]) -> Source:
+    """The source of the candidate the re-rank answered."""
+    given = result.candidates or pool
+    if result.best_index is not None and result.best_index < len(given):
+        return given[result.best_index].source
+    return "cluster"
 
 
 def build_baseline_graph(mode: str, checkpointer: Any = None) -> Any:

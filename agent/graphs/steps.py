@@ -16,6 +16,7 @@ from langgraph.runtime import Runtime
 
 from agent.context import RunContext
 from agent.decision import rules
+from agent.decision.record import build_record
 from agent.prediction import Evidence
 from agent.state import Answer, Observations, RunState, observations
 from agent.toolbox import Step
@@ -33,8 +34,9 @@ class Node(Protocol):
 
 
 def cluster_args(candidates: list[Candidate]) -> dict[str, Any]:
+    """The re-rank's arguments: what DualGeo clusters (``rules.rerank_pool``), eps 50 km, min_samples 2."""
     return {
-        "candidates": [c.model_dump(include={"lat", "lon", "score", "source"}) for c in rules.retrieval_candidates(candidates)],
+        "candidates": [c.model_dump(include={"lat", "lon", "score", "source"}) for c in rules.rerank_pool(candidates)],
         "eps_km": EPS_KM,
         "min_samples": CLUSTER_MIN_SAMPLES,
     }
@@ -72,15 +74,17 @@ def retrieve(step: Step, settings: Any, dissimilar: int = 0) -> tuple[list[Candi
 
 
 def clusters_of(step: Step, candidates: list[Candidate]) -> list[Evidence]:
-    """Cluster the candidates geographically; the strongest cluster as evidence."""
+    """Re-rank the candidates by geographic clustering (DualGeo); the main cluster as evidence."""
     clusters = step.call("cluster_candidates", cluster_args(candidates)).artifact
     if clusters is None or not clusters.clusters:
         return []
     top = clusters.clusters[0]
+    kind = rules.pool_name(rules.rerank_pool(candidates))
     return [
         Evidence(
             kind="cluster",
-            detail=f"{top.support} retrieval candidates cluster around {top.lat:.3f}, {top.lon:.3f}.",
+            detail=f"The main cluster of the {kind}: {top.support} around {top.lat:.3f}, {top.lon:.3f} "
+            f"(within {top.radius_km:.1f} km of its centre).",
             lat=top.lat,
             lon=top.lon,
             weight=top.score_mass,
@@ -127,7 +131,20 @@ def inspect(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     text = step.call("read_text").artifact
     scene = step.call("segment_scene").artifact
     ocr = rules.ocr_candidates(text)
-    evidence = [Evidence(kind="ocr", detail=f"Text in the photo names {c.get('name')}.", lat=c.lat, lon=c.lon) for c in ocr]
+    evidence = [
+        Evidence(
+            kind="ocr",
+            detail=f"Text in the photo names {c.get('name')}, {c.get('region')} ({c.get('why')}).",
+            lat=c.lat,
+            lon=c.lon,
+        )
+        for c in ocr
+    ]
+    unconfirmed = list(dict.fromkeys(p.name for p in text.unconfirmed_places)) if text is not None else []
+    if unconfirmed:
+        evidence.append(
+            Evidence(kind="text", detail=f"Words read that are also place names, not counted: {', '.join(unconfirmed[:5])}.")
+        )
     if scene is not None and scene.shares:
         evidence.append(Evidence(kind="scene", detail=f"Scene segmentation: {scene.describe()}"))
     return step.update(candidates=ocr, evidence=evidence)
@@ -160,20 +177,38 @@ def verify(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
 
 
 def choose(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """The policy's rule: the most probable place under the tools' evidence. In the LMM modes this is
-    the fallback, reported as such."""
+    """The policy's rule: the point with the most probability within the confidence radius under the
+    tools' evidence, with its decision record (the rationale's source). In the LMM modes this is the
+    fallback, reported as such."""
     ctx = runtime.context
     candidates = state.get("candidates") or []
-    retrieval = observations(state).retrieval
+    obs = observations(state)
+    retrieval = obs.retrieval
     mixture = rules.tools_mixture(ctx.mixtures, candidates, retrieval.gallery_rest if retrieval else [])
-    choice = rules.choose(state.get("options") or [], mixture)
+    radius = float(ctx.settings.confidence_km)
+    choice = rules.choose(state.get("options") or [], mixture, radius_km=radius)
     if choice is None:
         return {}
     warnings: list[str] = []
     by_policy = ctx.mode == "policy" or bool(state.get("llm_failed"))
     if not by_policy:
-        warnings.append("no usable LMM answer; decided by cluster support and verification")
+        warnings.append("no usable LMM answer; decided by the tools' evidence")
     chosen = choice.chosen
+    text = obs.text
+    record = build_record(
+        chosen.lat,
+        chosen.lon,
+        radius_km=radius,
+        mass=choice.confidence,
+        shares=choice.shares,
+        retrieval=rules.retrieval_candidates(candidates),
+        clustering=obs.clusters,
+        pool=rules.pool_name(rules.rerank_pool(candidates)),
+        label=chosen.label,
+        verification=chosen.verification,
+        places_counted=[p.name for p in text.reliable_places] if text else [],
+        places_not_counted=[p.name for p in text.unconfirmed_places] if text else [],
+    )
     answer = Answer(
         lat=chosen.lat,
         lon=chosen.lon,
@@ -181,10 +216,13 @@ def choose(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         source=chosen.source if by_policy else "fallback",
         alternatives=choice.alternatives,
         chosen=chosen,
+        decision=record,
     )
+    verified = f", verification {chosen.verification:.3f}" if chosen.verification is not None else ""
+    decided = ", ".join(f"{src} {share:.0%}" for src, share in choice.shares.items())
     evidence = Evidence(
         kind="decision",
-        detail=f"{chosen.label or chosen.source}: support {chosen.support or 0.0:.0%}, verification {chosen.verification}",
+        detail=f"The most probability within {radius:g} km ({choice.confidence:.0%}; from {decided or 'no source'}){verified}.",
         lat=chosen.lat,
         lon=chosen.lon,
         weight=chosen.score,

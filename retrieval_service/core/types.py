@@ -13,10 +13,11 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, model_validator
 
-Source = Literal["gallery", "database", "cluster", "lmm", "exif", "ocr", "fallback"]
+Source = Literal["gallery", "database", "cluster", "lmm", "exif", "ocr", "text", "fallback"]
 """Where a location came from: the GeoCLIP GPS gallery, the image database, a geographic cluster
-(a mode of the probability model), the LMM, the photo's EXIF GPS, a place named in its text, or the
-no-LMM policy deciding for an LMM mode that failed (``fallback``)."""
+(a mode of the probability model), the LMM, the photo's EXIF GPS, a place named in its text, a
+place description scored by a fusion model's text branch (``text``), or the no-LMM policy deciding
+for an LMM mode that failed (``fallback``)."""
 SOURCES: tuple[str, ...] = get_args(Source)
 
 
@@ -173,6 +174,11 @@ class RetrievalResult(BaseModel):
     gallery_rest: list[Candidate] = Field(default_factory=list)
     database: list[Candidate] = Field(default_factory=list)
     dissimilar: list[Candidate] = Field(default_factory=list)
+    text: list[Candidate] = Field(
+        default_factory=list,
+        description="Place descriptions near the candidates scored against the photo by a text branch (a fusion checkpoint "
+        "trained with text), with their softmax probabilities; empty without one.",
+    )
     geo_filter: GeoFilter | None = None
 
 

@@ -10,9 +10,7 @@ shorter than 4 letters and common words that are also town names ("Street", "Hot
 from __future__ import annotations
 
 import logging
-import re
 import threading
-import unicodedata
 from importlib import resources
 from pathlib import Path
 
@@ -24,6 +22,8 @@ from sklearn.neighbors import BallTree
 from retrieval_service.core.errors import DatasetError
 from retrieval_service.core.geo import EARTH_RADIUS_KM
 from retrieval_service.core.types import Location
+from retrieval_service.evidence.words import WORD as _WORD
+from retrieval_service.evidence.words import fold
 
 logger = logging.getLogger(__name__)
 
@@ -257,15 +257,8 @@ class PlaceMatch(Location):
     exact: bool  # matched with the same spelling (accents) as the gazetteer
     words: int  # words in the matched phrase
     size: int  # gazetteer places within SIZE_RADIUS_KM (a size proxy)
-
-
-def fold(text: str) -> str:
-    """Accent-free, case-folded text."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-_WORD = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*", re.UNICODE)
+    reliable: bool = Field(default=False, description="Counts as evidence (regions.assess: its region or country is named...).")
+    why: str = Field(default="", description="Why it counts as evidence or not.")
 
 
 def _key(name: str) -> str:
@@ -319,11 +312,19 @@ class Gazetteer:
                 self._sizes[i] = int(count[0])
             return self._sizes[i]
 
-    def find(self, text: str, *, limit: int = 5) -> list[PlaceMatch]:
-        """Places named in ``text``, best first: longer phrases, exact spelling, larger places.
+    def find(self, text: str, *, limit: int = 5, context: str | None = None) -> list[PlaceMatch]:
+        """Places named in ``text``, best first: reliable ones (``regions.assess``), longer phrases,
+        exact spelling, larger places. ``context`` (default ``text``) is all the text read, where
+        regions and countries named beside a place are looked for.
 
-        One entry per (name, country); only the largest place of a name within a country is kept.
+        One entry per (name, country): the place of that name whose region the text names, else the
+        largest place of the name within the country.
         """
+        from retrieval_service.evidence.regions import assess, named_regions, region_index
+
+        context = text if context is None else context
+        regions = region_index(zip(self.cc, self.admin1, strict=True))
+        named = named_regions(context, regions)
         words = _WORD.findall(text)
         folded = [fold(w) for w in words]
         seen: dict[tuple[str, str], PlaceMatch] = {}
@@ -337,6 +338,7 @@ class Gazetteer:
                 phrase = " ".join(words[start : start + n])
                 for i in self.index.get(key, ()):
                     name = self.names[i]
+                    verdict = assess(phrase, self.admin1[i], self.cc[i], n, context, named, regions)
                     match = PlaceMatch(
                         name=name,
                         region=self.admin1[i],
@@ -346,9 +348,11 @@ class Gazetteer:
                         exact=phrase.casefold() == name.casefold(),
                         words=n,
                         size=self._size(i),
+                        reliable=verdict.reliable,
+                        why=verdict.why,
                     )
                     k = (key, self.cc[i])
-                    if k not in seen or match.size > seen[k].size:
+                    if k not in seen or (match.reliable, match.size) > (seen[k].reliable, seen[k].size):
                         seen[k] = match
-        ranked = sorted(seen.values(), key=lambda m: (m.words, m.exact, m.size), reverse=True)
+        ranked = sorted(seen.values(), key=lambda m: (m.reliable, m.words, m.exact, m.size), reverse=True)
         return ranked[:limit]

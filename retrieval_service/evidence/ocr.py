@@ -27,9 +27,20 @@ class TextLine(BaseModel):
 
 
 class TextReading(BaseModel):
+    """What was read: the lines, their scripts, and the gazetteer places they name (each marked
+    ``reliable`` or not: only reliable places are evidence of where the photo was taken)."""
+
     lines: list[TextLine]
     scripts: list[str]
     places: list[PlaceMatch]
+
+    @property
+    def reliable_places(self) -> list[PlaceMatch]:
+        return [p for p in self.places if p.reliable]
+
+    @property
+    def unconfirmed_places(self) -> list[PlaceMatch]:
+        return [p for p in self.places if not p.reliable]
 
 
 class TextReader:
@@ -89,5 +100,5 @@ class TextReader:
         lines = self.read_lines(image)
         text = "\n".join(line.text for line in lines)
         sure = "\n".join(line.text for line in lines if line.confidence >= self.place_confidence)
-        places = self.gazetteer.find(sure) if sure else []
+        places = self.gazetteer.find(sure, context=text) if sure else []
         return TextReading(lines=lines, scripts=detect_scripts(text), places=places)

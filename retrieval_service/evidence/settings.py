@@ -1,4 +1,4 @@
-"""The evidence section of the settings: scene segmentation and reverse geocoding."""
+"""The evidence section of the settings: scene segmentation, the geographic re-rank and reverse geocoding."""
 
 from __future__ import annotations
 
@@ -22,6 +22,14 @@ class EvidenceSettings(MediaSettings):
     )
     segmenter_model: str | None = Field(default=None, description="TFLite model path (tflite) or hub id (segformer).")
     segmenter_labels: str | None = Field(default=None, description="Labels file for a TFLite model.")
+    cluster_weighting: Literal["none", "score"] = Field(
+        default="none",
+        description=(
+            "Geographic re-rank of the retrieval candidates (cluster_candidates, mode rerank): 'none' = DualGeo's unweighted "
+            "DBSCAN (main cluster = most members; answer = the real candidate nearest its mean); 'score' = each candidate "
+            "weighted by its score (clusters by weight mass; answer = the weighted centre)."
+        ),
+    )
     nominatim: bool = Field(
         default=False, description="Also ask OpenStreetMap Nominatim (online, 1 request/s; answers cached, failures not)."
     )

@@ -72,10 +72,17 @@ class FusionConfig(_Frozen):
     gps_init: Literal["random", "geoclip"] = Field(
         default="random", description="'geoclip' starts the RFF capsules from GeoCLIP's trained location encoder."
     )
-    use_text: bool = Field(default=False, description="Add the image<->text loss (needs text features at precompute).")
+    use_text: bool = Field(
+        default=False, description="Add the image<->text and text<->GPS losses (needs text features at precompute)."
+    )
     queue_size: int = Field(default=0, ge=0, description="GeoCLIP's queue of past GPS coordinates used as extra negatives.")
     seg_loss_weight: float = Field(default=1.0, ge=0.0)
-    text_loss_weight: float = Field(default=1.0, ge=0.0)
+    text_loss_weight: float = Field(default=1.0, ge=0.0, description="Weight of the fused<->text loss (use_text).")
+    text_gps_loss_weight: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="Weight of the text<->GPS loss (use_text): TransGeoCLIP's image-text-GPS joint embedding.",
+    )
     init_temperature: float = Field(default=0.07, gt=0.0)
     database_vector: Literal["fused", "fused+clip"] = Field(
         default="fused+clip",

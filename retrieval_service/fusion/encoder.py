@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +48,36 @@ class FusionEncoder:
         self.dim = self.model.database_dim
         self.gps_dim = self.model.config.embed_dim
         self.model_name = f"fusion:{self.path.name}@{self.fingerprint}"
+        self._text: Any = None  # the CLIP text tower, loaded on the first description
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the checkpoint has a text branch (trained with --text)."""
+        return self.model.text_head is not None
+
+    @property
+    def text_scale(self) -> float:
+        """The checkpoint's learned fused<->text inverse temperature."""
+        with torch.no_grad():
+            return float(self.model.scales()["text"])
+
+    def encode_descriptions(self, prompts: Sequence[str]) -> np.ndarray:
+        """(n, gps_dim) unit vectors of place descriptions in the shared space: the frozen CLIP text
+        tower the checkpoint was trained with (loaded on first use), then the checkpoint's text head."""
+        if self._text is None:
+            from retrieval_service.fusion.text import TextEncoder
+
+            spec = self.model.spec
+            self._text = TextEncoder(spec.image_model, spec.image_pretrained, str(self.device))
+        feats = self._text.encode(list(prompts))
+        with torch.inference_mode():
+            return self.model.encode_text(torch.from_numpy(feats).to(self.device)).float().cpu().numpy()
+
+    @property
+    def scale(self) -> float:
+        """The checkpoint's learned fused<->GPS inverse temperature (its softmax over the gallery)."""
+        with torch.no_grad():
+            return float(self.model.scales()["fused"])
 
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(n, dim) image-database vectors, unit norm, float32."""

@@ -1,6 +1,7 @@
 """Contrastive losses: dual-view InfoNCE (fused<->GPS and segmentation<->GPS, DualGeo), optional
-image<->text (TransGeoCLIP), an optional queue of past GPS coordinates as extra negatives (GeoCLIP),
-learnable temperatures (the model's logit scales)."""
+image-text-GPS joint embedding (TransGeoCLIP: fused<->text and text<->GPS, so that a place's
+description lands beside its coordinates and its photos), an optional queue of past GPS coordinates
+as extra negatives (GeoCLIP), learnable temperatures (the model's logit scales)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,19 @@ class LossParts(NamedTuple):
     fused: torch.Tensor
     seg: torch.Tensor | None
     text: torch.Tensor | None
+    text_gps: torch.Tensor | None = None
+
+
+def text_losses(
+    model: FusionModel, out: FusionOutput, gps: torch.Tensor, text: torch.Tensor, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The joint image-text-GPS embedding's two terms over the rows with text (None with fewer than
+    two): fused<->text and text<->GPS, both at the text temperature."""
+    if int(rows.sum()) < 2:
+        return None
+    scale = model.scales()["text"]
+    described = model.encode_text(text[rows])
+    return info_nce(out.fused[rows], described, scale), info_nce(described, gps[rows], scale)
 
 
 def fusion_loss(
@@ -67,7 +81,8 @@ def fusion_loss(
     text: torch.Tensor | None = None,
     text_mask: torch.Tensor | None = None,
 ) -> LossParts:
-    """fused<->GPS + seg_weight * seg<->GPS (+ text_weight * fused<->text over the rows with text)."""
+    """fused<->GPS + seg_weight * seg<->GPS (+ text_weight * fused<->text + text_gps_weight *
+    text<->GPS over the rows with text)."""
     config = model.config
     scales = model.scales()
     negatives = queue.get() if queue is not None and queue.size else None
@@ -82,10 +97,11 @@ def fusion_loss(
     if out.seg is not None:
         seg = info_nce(out.seg, gps, scales["seg"], extra)
         total = total + config.seg_loss_weight * seg
-    text_loss = None
+    text_loss = text_gps = None
     if model.text_head is not None and text is not None:
         rows = text_mask if text_mask is not None else torch.ones(text.shape[0], dtype=torch.bool, device=text.device)
-        if int(rows.sum()) >= 2:
-            text_loss = info_nce(out.fused[rows], model.encode_text(text[rows]), scales["text"])
-            total = total + config.text_loss_weight * text_loss
-    return LossParts(total=total, fused=fused, seg=seg, text=text_loss)
+        both = text_losses(model, out, gps, text, rows)
+        if both is not None:
+            text_loss, text_gps = both
+            total = total + config.text_loss_weight * text_loss + config.text_gps_loss_weight * text_gps
+    return LossParts(total=total, fused=fused, seg=seg, text=text_loss, text_gps=text_gps)

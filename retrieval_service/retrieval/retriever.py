@@ -235,7 +235,9 @@ class Retriever:
 
         ``dissimilar`` > 0 also returns the least similar database images (searched with the negated
         query, as G3/Img2Loc use them as negative context); without a database they come from the
-        gallery. Their score is the cosine similarity to the photo (negative, lowest first).
+        gallery. Their score is the cosine similarity to the photo (negative, lowest first). With a
+        text branch (a fusion checkpoint trained with text) and exact gallery search, ``text`` holds
+        the towns near the gallery candidates scored by their descriptions.
         """
         k_gallery = self.settings.top_k if k_gallery is None else k_gallery
         k_database = self.settings.top_k if k_database is None else k_database
@@ -261,6 +263,8 @@ class Retriever:
                 if dissimilar and not has_db:
                     low, _ = index.search(gps, dissimilar, geo_filter, lowest=True)
                     result.dissimilar = index.candidates(low)
+                if k_gallery and geo_filter is None:  # a text branch scores the places near the candidates
+                    result.text = self.backend.place_texts(gps, [(c.lat, c.lon) for c in result.gallery], k_gallery)
             else:
                 if k_gallery:
                     gallery.append(("gallery", Query(gps, k_gallery, geo_filter)))

@@ -264,7 +264,8 @@ def _artifact(name: str, content: dict) -> Any:
         return RetrievalResult(
             gallery=cands(content.get("gallery") or [], "gallery"),
             database=cands(content.get("database") or [], "database"),
-            dissimilar=cands(content.get("dissimilar") or [], "gallery"),
+            # database photos carry an id; without a database the retriever's dissimilar are gallery points
+            dissimilar=cands(content.get("dissimilar") or [], "database" if content.get("database") else "gallery"),
             geo_filter=GeoFilter(**{k: v for k, v in filt.items() if v is not None}) if filt else None,
         )
     if name == "cluster_candidates":
@@ -303,6 +304,8 @@ def _artifact(name: str, content: dict) -> Any:
                     exact=True,
                     words=1,
                     size=1,
+                    reliable=p.get("reliable", False),
+                    why="the text names its country" if p.get("reliable") else "a single word",
                 )
                 for p in content.get("places") or []
             ],
@@ -351,7 +354,7 @@ def make_fake_tools(
         "read_text": lambda image: {
             "lines": [{"text": "Rue de Rivoli", "confidence": 0.9}],
             "scripts": ["Latin"],
-            "places": [{"name": "Paris", "country_code": "FR", "lat": PARIS[0], "lon": PARIS[1]}],
+            "places": [{"name": "Paris", "country_code": "FR", "lat": PARIS[0], "lon": PARIS[1], "reliable": True}],
         },
         "segment_scene": lambda image: {
             "shares": {"building": 0.5, "sky": 0.3, "road": 0.2},

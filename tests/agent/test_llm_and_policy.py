@@ -76,7 +76,13 @@ def test_prompts_load_and_render():
     system = render("system", max_steps=7, photo_note="")
     assert "verify_locations" in system and "7 tool-calling rounds" in system and "submit_answer" in system
     assert "submit_answer" in render("final_answer")
-    assert "dissimilar" in render("rag_neighbours", similar="[[1,2]]", dissimilar="[[3,4]]")
+    shown = render("rag_neighbours", similar="[[1,2,0.9]]", dissimilar="[[3,4,-0.1]]", gallery="[[5,6,0.2]]", gallery_value="p")
+    assert "dissimilar" in shown and "GPS gallery" in shown and not shown.startswith("#")
+    from agent.prompts import _read
+
+    # the source notes (G3, Img2Loc) are in the file, never in what a model is sent
+    assert "G3" in _read("rag_candidates") and "Img2Loc" in _read("rag_candidates")
+    assert "G3" not in render("rag_candidates", neighbours="") and "#" not in render("rag_candidates", neighbours="")
     with pytest.raises(ConfigError, match="missing"):
         load_prompt("no_such_prompt")
 

@@ -58,8 +58,9 @@ def test_the_factory_picks_geoclip_by_default(tiny_settings):
 
 
 def test_the_factory_picks_the_fusion_back_end_for_a_checkpoint(fusion_settings, tmp_path):
-    """Its own fingerprinted collections, store-side gallery search, and search + verify end to end
-    with the checkpoint as encoder and GPS head."""
+    """Its own fingerprinted collections, exact gallery search with probabilities by default (the
+    store's HNSW index when asked), and search + verify end to end with the checkpoint as encoder
+    and GPS head."""
     from retrieval_service.fusion.checkpoint import fingerprint
 
     backend = make_backend(fusion_settings)
@@ -67,17 +68,24 @@ def test_the_factory_picks_the_fusion_back_end_for_a_checkpoint(fusion_settings,
     fp = fingerprint(fusion_settings.fusion_checkpoint)
     assert backend.database_collection == backend.settings.database_collection == f"image_database-fusion-{fp}"
     assert backend.gallery_collection.startswith(f"{fusion_settings.gallery_collection}-fusion-")
-    assert backend.gallery_search == "hnsw" and backend.exact_gallery() is None
+    assert backend.gallery_search == "exact"
     assert "encoder" not in backend.__dict__  # constructing it loads no model
+    hnsw = make_backend(fusion_settings.model_copy(update={"gallery_search": "hnsw"}))
+    assert hnsw.gallery_search == "hnsw" and hnsw.exact_gallery() is None
 
-    r = Retriever(fusion_settings)
+    r = Retriever(fusion_settings.model_copy(update={"gallery_search": "hnsw"}))
     try:
         assert type(r.backend) is FusionBackend and r.settings.database_collection == backend.database_collection
         assert r.info()["gallery_ready"] is False
         photo = Photo.resolve(Image.new("RGB", (64, 64), (200, 60, 40)), tmp_path / "cache")
         result = r.search(photo, k_gallery=3, k_database=2, dissimilar=1)
         assert len(result.gallery) == 3 and result.database == [] and len(result.dissimilar) == 1
-        assert all(c.probability is None for c in result.gallery)  # no exact index: no probabilities (yet)
+        assert all(c.probability is None for c in result.gallery)  # the store's index: no probabilities
+        exact_retriever = Retriever(fusion_settings)
+        exact = exact_retriever.search(photo, k_gallery=3, k_database=0)
+        exact_retriever.close()
+        assert [(c.lat, c.lon) for c in exact.gallery] == [(c.lat, c.lon) for c in result.gallery]
+        assert all(c.probability is not None for c in exact.gallery) and exact.gallery_rest  # as in the GeoCLIP mode
         assert r.heads is r.encoder and r.gps_embed_images([photo]).shape == (1, 16)
         scores = r.verify(photo, [(c.lat, c.lon) for c in result.gallery])
         assert scores == pytest.approx([c.score for c in result.gallery], abs=1e-4)

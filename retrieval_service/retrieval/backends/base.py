@@ -16,13 +16,15 @@ written once against this interface:
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 from PIL import Image
 
+from retrieval_service.core.types import Candidate
 from retrieval_service.retrieval.gallery_index import GalleryIndex
 from retrieval_service.retrieval.settings import RetrievalSettings
 from retrieval_service.retrieval.stores import VectorStore
@@ -54,6 +56,8 @@ class RetrievalBackend(ABC):
 
     def __init__(self, settings: RetrievalSettings) -> None:
         self.settings = settings
+        self._index: GalleryIndex | None = None
+        self._index_lock = threading.Lock()  # threads sharing a back end load (or encode) the gallery once
 
     # ------------------------------------------------------------------ models
     @property
@@ -102,6 +106,21 @@ class RetrievalBackend(ABC):
         """The gallery's vectors in memory for exact search with probabilities (loaded on first
         call, then kept), or None when this back end searches the store's collection."""
         return None
+
+    def _kept_index(self, load: Callable[[], GalleryIndex]) -> GalleryIndex:
+        """The in-memory gallery, loaded (or encoded) once by ``load`` however many threads ask."""
+        if self._index is None:
+            with self._index_lock:
+                if self._index is None:
+                    self._index = load()
+        return self._index
+
+    # ------------------------------------------------------------------ text
+    def place_texts(self, gps: np.ndarray, coords: Sequence[tuple[float, float]], limit: int) -> list[Candidate]:
+        """Descriptions of the places near ``coords`` scored against the photo's GPS-space vector
+        ``gps`` by a text branch (source "text", softmax probabilities); none without one."""
+        del gps, coords, limit
+        return []
 
     # ------------------------------------------------------------------ report
     def info(self) -> dict[str, Any]:

@@ -2,14 +2,22 @@
 (``FusionEncoder``) is both the image encoder (photo -> fused database vector) and the GPS head (its
 own GPS encoder), with its own collections: the image database and the GPS gallery are named by the
 checkpoint's fingerprint (``fusion.gallery``), so they never mix with GeoCLIP's or another
-checkpoint's. The gallery is searched in the store (no exact in-memory index yet).
+checkpoint's. The gallery is searched exactly in memory by default (``GalleryIndex``: every gallery
+point scored with the checkpoint's own temperature, so the candidates carry the softmax probabilities
+the GeoCLIP mode gives), or in the store's collection with ``GEOAGENT_GALLERY_SEARCH=hnsw``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
+from typing import Literal
 
+import numpy as np
+
+from retrieval_service.core.types import Candidate
 from retrieval_service.retrieval.backends.base import RetrievalBackend
+from retrieval_service.retrieval.gallery_index import GalleryIndex
 from retrieval_service.retrieval.settings import RetrievalSettings
 from retrieval_service.retrieval.stores import VectorStore
 
@@ -52,6 +60,27 @@ class FusionBackend(RetrievalBackend):
         ensure_gallery(self.settings, store, self.encoder)
 
     def gallery_ready(self, store: VectorStore) -> bool:
-        from retrieval_service.fusion.gallery import gallery_ready
+        from retrieval_service.fusion.gallery import gallery_ready, index_path
 
+        if self.gallery_search == "exact":  # exact search needs only the cached gallery vectors
+            return index_path(self.settings, self.fingerprint).is_file()
         return gallery_ready(self.settings, store, self.fingerprint)
+
+    @property
+    def gallery_search(self) -> Literal["exact", "hnsw"]:
+        """The checkpoint's gallery searched exactly in memory (the default), or the store's HNSW index."""
+        return self.settings.gallery_search
+
+    def place_texts(self, gps: np.ndarray, coords: Sequence[tuple[float, float]], limit: int) -> list[Candidate]:
+        if not self.encoder.has_text:
+            return []
+        from retrieval_service.fusion.descriptions import text_candidates
+
+        return text_candidates(self.encoder, gps, coords, limit)
+
+    def exact_gallery(self) -> GalleryIndex | None:
+        if self.gallery_search != "exact":
+            return None
+        from retrieval_service.fusion.gallery import load_gallery_index
+
+        return self._kept_index(lambda: load_gallery_index(self.settings, self.encoder))

@@ -9,13 +9,11 @@ softmax probabilities), unless ``gallery_search = "hnsw"``: then the Qdrant coll
 
 from __future__ import annotations
 
-import threading
 from functools import cached_property
 from typing import Literal
 
 from retrieval_service.retrieval.backends.base import RetrievalBackend
 from retrieval_service.retrieval.gallery_index import GalleryIndex
-from retrieval_service.retrieval.settings import RetrievalSettings
 from retrieval_service.retrieval.stores import VectorStore
 
 
@@ -23,11 +21,6 @@ class GeoClipBackend(RetrievalBackend):
     """CLIP features + GeoCLIP's heads and gallery."""
 
     family = "geoclip"
-
-    def __init__(self, settings: RetrievalSettings) -> None:
-        super().__init__(settings)
-        self._index: GalleryIndex | None = None
-        self._index_lock = threading.Lock()
 
     @cached_property
     def encoder(self):  # -> ImageEncoder
@@ -78,10 +71,6 @@ class GeoClipBackend(RetrievalBackend):
     def exact_gallery(self) -> GalleryIndex | None:
         if self.gallery_search != "exact":
             return None
-        if self._index is None:
-            with self._index_lock:  # threads sharing this back end load (or encode) the vectors once
-                if self._index is None:
-                    from retrieval_service.retrieval.gallery import load_gallery_index
+        from retrieval_service.retrieval.gallery import load_gallery_index
 
-                    self._index = load_gallery_index(self.settings, self.heads)
-        return self._index
+        return self._kept_index(lambda: load_gallery_index(self.settings, self.heads))

@@ -118,9 +118,24 @@ def test_fusion_cli_precompute_train_index_search(tiny_env, tiny_settings, photo
     scores = fusion.verify(photo, [(g.lat, g.lon) for g in result.gallery])
     assert scores == pytest.approx([g.score for g in result.gallery], abs=1e-4)
     assert fusion.info()["gallery_ready"] is True
+    # exact search by default: the checkpoint's softmax over its whole gallery, as in the GeoCLIP mode
+    coords = np.array([[a, b] for a in range(-60, 61, 30) for b in range(-150, 151, 60)], np.float32)
+    encoder = fusion.backend.encoder
+    logits = encoder.scale * (encoder.encode_locations(coords) @ fusion.gps_embed_images([photo])[0])
+    softmax = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    assert [g.probability for g in result.gallery] == pytest.approx(sorted(softmax, reverse=True)[:3], abs=1e-5)
+    rest = sum(c.probability or 0.0 for c in result.gallery_rest)
+    assert 0.99 <= sum(g.probability for g in result.gallery) + rest <= 1.0 + 1e-6  # the rest: 99.5% of what is left
     store = fusion.store
-    assert store.has_collection(built["collection"]) and store.has_collection(fusion.gallery_collection)
+    assert store.has_collection(built["collection"]) and not store.has_collection(fusion.gallery_collection)
     fusion.close()
+    monkeypatch.setenv("GEOAGENT_GALLERY_SEARCH", "hnsw")  # the store's approximate index: no probabilities
+    hnsw = Retriever.from_settings(load_settings())
+    found = hnsw.search(photo, k_gallery=3, k_database=0).gallery
+    assert [g.probability for g in found] == [None] * 3 and hnsw.store.has_collection(hnsw.gallery_collection)
+    assert [(g.lat, g.lon) for g in found] == [(g.lat, g.lon) for g in result.gallery]
+    hnsw.close()
+    monkeypatch.delenv("GEOAGENT_GALLERY_SEARCH")
     geoclip = Retriever.from_settings(tiny_settings)  # the default encoder: other collections, never mixed
     assert geoclip.gallery_collection != Retriever.from_settings(load_settings()).gallery_collection
     assert geoclip.settings.database_collection == "image_database" and not geoclip.has_database()
@@ -235,6 +250,30 @@ def test_fusion_with_the_real_segmenter_and_text(tiny_env, photo_set, tmp_path, 
     encoder = FusionEncoder(run_dir, load_settings(), "cpu")
     vectors = encoder.encode([Image.open(images / "p1.png").convert("RGB")])
     assert vectors.shape == (1, encoder.dim) and np.isclose(np.linalg.norm(vectors), 1.0, atol=1e-4)
+
+    # the text branch at inference: towns near the gallery candidates, scored by their descriptions
+    from agent.decision.sources import tool_components
+    from retrieval_service.retrieval.retriever import Retriever
+    from tools import Services, make_tools
+    from tools.common import photo_runtime
+
+    gallery = tmp_path / "gallery.csv"
+    gallery.write_text("LAT,LON\n48.85,2.35\n45.76,4.84\n40.42,-3.70\n35.68,139.65\n-33.87,151.21\n")
+    monkeypatch.setenv("GEOAGENT_FUSION_GALLERY", str(gallery))
+    monkeypatch.setenv("GEOAGENT_ENCODER", f"fusion:{run_dir / 'fusion.pt'}")
+    settings = load_settings()
+    retriever = Retriever.from_settings(settings)
+    photo = Photo.resolve(images / "p1.png", tmp_path / "cache")
+    found = retriever.search(photo, k_gallery=5, k_database=0)
+    assert encoder.has_text and {c.source for c in found.text} == {"text"} and len(found.text) == 5
+    assert sum(c.probability for c in found.text) == pytest.approx(1.0, abs=1e-5)
+    assert all(c.get("description", "").startswith("A photo taken in ") for c in found.text)
+    assert "Paris" in {c.get("name") for c in found.text}
+    assert {c.source for c in tool_components(found.gallery + found.text)} == {"gallery", "text"}
+    tool = {t.name: t for t in make_tools(Services(settings, retriever=retriever))}["retrieve"]
+    content = tool.invoke({"k": 5, "runtime": photo_runtime(photo)})
+    assert [row["place"] for row in content["text"]] == [c.get("name") for c in found.text]
+    retriever.close()
     labels = tmp_path / "labels.txt"
     labels.write_text("road\nsky\nother\n")
     monkeypatch.setenv("GEOAGENT_SEGMENTER_LABELS", str(labels))
