@@ -35,5 +35,4 @@ class RunContext:
     models: Mapping[str, Any] = field(default_factory=dict)  # chat_model with tools bound (agent.lmm.answer.bound_models)
     policy: CallPolicy = field(default_factory=CallPolicy)
     rag_samples: int = 1
-    rag_neighbours: tuple[int, ...] = (0, 5, 10, 15)
     mixtures: Mixtures = field(default_factory=Mixtures)

@@ -131,7 +131,7 @@ def photo_evidence(index, query: np.ndarray, rng: np.random.Generator):
 
 def decide_once(candidates, rest, ocr, settings) -> dict:
     """The decision of a policy run, as its nodes make it: the options (with their support), the rule's
-    choice (the mixture's mode), then the Prediction's fields (probabilities, areas, clusters,
+    choice (the point with the most probability within the confidence radius), then the Prediction's fields (probabilities, areas, clusters,
     alternatives, surface) and the tools-only mixture the LMM check uses."""
     from agent.decision import rules
     from agent.decision.sources import Mixtures

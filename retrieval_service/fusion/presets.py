@@ -32,7 +32,8 @@ class Preset(NamedTuple):
         return {k: v.value for k, v in self.train.items()}
 
 
-DUALGEO_SOURCE = "DualGeo's public code, as read in issue #18 (not re-checked here)"
+DUALGEO_MODEL = "DualGeo's public code, utils/DualView_seg.py"
+DUALGEO_TRAIN = "DualGeo's public code, DualGeo_train.py"
 TRANSGEOCLIP_SOURCE = "TransGeoCLIP (Cui et al., 2026, arXiv 2606.08918), its abstract"
 
 PRESETS: dict[str, Preset] = {
@@ -40,16 +41,24 @@ PRESETS: dict[str, Preset] = {
         name="dualgeo",
         paper="DualGeo: image + segmentation dual view, contrastive image<->GPS, geographic re-rank",
         model={
-            "gps_encoder": Value("rff", f"summed multi-scale RFF capsules: {DUALGEO_SOURCE}"),
-            "projection": Value("mercator", f"Web Mercator input to the GPS encoder: {DUALGEO_SOURCE}"),
-            "init_temperature": Value(round(1 / math.exp(4.0), 6), f"initial logit scale ~54 (e^4): {DUALGEO_SOURCE}"),
+            "gps_encoder": Value("rff", f"summed RFF capsules (CustomLocationEncoder): {DUALGEO_MODEL}"),
+            "sigmas": Value((2.0**0, 2.0**4, 2.0**8), f"RFF scales 2^0, 2^4, 2^8: {DUALGEO_MODEL}"),
+            "projection": Value("mercator", f"EPSG:3857 (Web Mercator) input to the GPS encoder: {DUALGEO_MODEL}"),
+            "init_temperature": Value(round(1 / math.exp(3.99), 6), f"logit scale initialised to 3.99 (e^3.99 ~ 54): {DUALGEO_MODEL}"),
             "use_segmentation": Value(True, "the segmentation view (DualGeo's second view)"),
             "database_vector": Value("fused+clip", "the fused vector beside the raw CLIP vector in the image database"),
         },
-        train={"lr": Value(4e-5, f"peak learning rate: {DUALGEO_SOURCE}")},
+        train={
+            "lr": Value(4e-5, f"AdamW learning rate: {DUALGEO_TRAIN}"),
+            "weight_decay": Value(1e-6, f"AdamW weight decay: {DUALGEO_TRAIN}"),
+            "batch_size": Value(256, f"DataLoader batch size (per process): {DUALGEO_TRAIN}"),
+            "epochs": Value(10, f"10 epochs: {DUALGEO_TRAIN}"),
+        },
         departures=(
-            "DualGeo encodes a segmentation image with a ResNet-18; geoagent encodes the segmenter's class map "
-            "(32 x 32 cells) with its own token encoder",
+            "DualGeo encodes a one-channel segmentation image with a ResNet-18; geoagent encodes the segmenter's "
+            "class map (32 x 32 cells) with its own token encoder",
+            "DualGeo decays the learning rate by 0.87 every 2 epochs (StepLR) with no warm-up; geoagent keeps its "
+            "linear warm-up and cosine decay",
             "DualGeo's fusion attends across the batch; geoagent's cross-attention stays within one photo",
         ),
     ),

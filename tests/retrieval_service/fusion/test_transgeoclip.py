@@ -110,7 +110,7 @@ def test_presets_name_every_value_and_its_source():
     assert set(PRESETS) == {"dualgeo", "transgeoclip"}
     dual = preset("DualGeo")
     assert dual is not None and dual.model_values()["projection"] == "mercator" and dual.train_values()["lr"] == 4e-5
-    assert 1 / dual.model_values()["init_temperature"] == pytest.approx(math.exp(4.0), rel=1e-3)  # logit scale ~54
+    assert 1 / dual.model_values()["init_temperature"] == pytest.approx(math.exp(3.99), rel=1e-3)  # logit scale 3.99: ~54
     FusionConfig(**dual.model_values())  # every value is a valid setting
     FusionConfig(**PRESETS["transgeoclip"].model_values())
     assert all(source for *_, source in table_rows())
@@ -133,7 +133,7 @@ def test_the_train_command_applies_a_preset_and_explicit_options_win(tmp_path: P
         assert code == 0, capsys.readouterr().err
         state = torch.load(tmp_path / out / "state.pt", map_location="cpu", weights_only=False)
         assert state["config"]["projection"] == projection
-        assert state["config"]["init_temperature"] == pytest.approx(1 / math.exp(4.0), rel=1e-3)
+        assert state["config"]["init_temperature"] == pytest.approx(1 / math.exp(3.99), rel=1e-3)
         assert state["train"]["lr"] == 4e-5
     capsys.readouterr()
     code = main(["train", "fusion", str(features.root), "--out", str(tmp_path / "c"), "--preset", "nope", *tiny])
