@@ -44,7 +44,9 @@ PRESETS: dict[str, Preset] = {
             "gps_encoder": Value("rff", f"summed RFF capsules (CustomLocationEncoder): {DUALGEO_MODEL}"),
             "sigmas": Value((2.0**0, 2.0**4, 2.0**8), f"RFF scales 2^0, 2^4, 2^8: {DUALGEO_MODEL}"),
             "projection": Value("mercator", f"EPSG:3857 (Web Mercator) input to the GPS encoder: {DUALGEO_MODEL}"),
-            "init_temperature": Value(round(1 / math.exp(3.99), 6), f"logit scale initialised to 3.99 (e^3.99 ~ 54): {DUALGEO_MODEL}"),
+            "init_temperature": Value(
+                round(1 / math.exp(3.99), 6), f"logit scale initialised to 3.99 (e^3.99 ~ 54): {DUALGEO_MODEL}"
+            ),
             "use_segmentation": Value(True, "the segmentation view (DualGeo's second view)"),
             "database_vector": Value("fused+clip", "the fused vector beside the raw CLIP vector in the image database"),
         },
