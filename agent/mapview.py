@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.basemap import asset_path, countries_topojson
+from agent.decision.summary import named
 from agent.prediction import Prediction
 from retrieval_service.core.errors import GeoAgentError
 
@@ -115,7 +116,7 @@ def map_data(predictions: list[Prediction]) -> list[dict[str, Any]]:
                 "candidates": [_point(c) for c in candidates],
                 "alternatives": [
                     {**_point(a), "probability": a.probability, "place": a.place.model_dump(mode="json") if a.place else None}
-                    for a in pred.alternatives
+                    for a in named(pred.alternatives)
                 ],
                 "clusters": [{"lat": c.lat, "lon": c.lon, "support": c.support, "radius_km": c.radius_km} for c in pred.clusters],
                 "surface": surface,

@@ -171,8 +171,12 @@ class Display:
 
 def chat(
     ctx: typer.Context,
-    session: Annotated[str | None, typer.Option("--session", help="Name of a saved conversation to start or resume.")] = None,
-    mode: Annotated[str | None, typer.Option("--mode", help="How photos are analysed (policy, agent, rag).")] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", metavar="NAME", help="Name of a saved conversation to start or resume.")
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", metavar="MODE", help="How photos are analysed (policy, agent, rag).")
+    ] = None,
 ) -> None:
     """Chat: attach photos with /image PATH and ask where they were taken, and why. Follow-up questions
     run the agent again with its tools when an LMM is configured (GEOAGENT_LLM_MODEL)."""

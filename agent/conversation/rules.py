@@ -143,8 +143,10 @@ def _sure(pred: Prediction) -> str:
 def _alternatives(pred: Prediction) -> str:
     if not pred.alternatives:
         return "The analysis kept no alternatives."
+    from agent.decision.summary import named
+
     rows = []
-    for a in pred.alternatives[:5]:
+    for a in named(pred.alternatives[:5]):
         where = a.place.label() if a.place is not None else ""
         mass = f", {_pct(a.probability)} of the probability" if a.probability is not None else ""
         rows.append(f"{a.lat:.4f}, {a.lon:.4f}" + (f" ({where})" if where else "") + mass)

@@ -69,21 +69,23 @@ def surface(mixture: Mixture) -> ProbabilitySurface:
 
 
 def named(options: list[Option]) -> list[Option]:
-    """The options with the nearest named place of each (offline GeoNames), one batched lookup."""
-    if not options:
+    """The options, each with its nearest named place (offline GeoNames; one batched lookup for
+    those that have none yet)."""
+    missing = [i for i, o in enumerate(options) if o.place is None]
+    if not missing:
         return options
-    rows = nearest_places([(o.lat, o.lon) for o in options])
-    out = []
-    for option, row in zip(options, rows, strict=True):
+    rows = nearest_places([(options[i].lat, options[i].lon) for i in missing])
+    out = list(options)
+    for i, row in zip(missing, rows, strict=True):
         code = str(row.get("cc") or "").upper() or None
         place = Place(
             city=row.get("name") or None,
             region=row.get("admin1") or None,
             country=country_name(code) if code else None,
             country_code=code,
-            distance_km=round(distance_km(option.lat, option.lon, float(row["lat"]), float(row["lon"])), 1),
+            distance_km=round(distance_km(options[i].lat, options[i].lon, float(row["lat"]), float(row["lon"])), 1),
         )
-        out.append(option.model_copy(update={"place": place}))
+        out[i] = options[i].model_copy(update={"place": place})
     return out
 
 
