@@ -25,6 +25,7 @@ mixture's uniform part (the density nowhere meaningfully below its threshold) is
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -81,9 +82,9 @@ def _tiles(field: Field, groups: list[np.ndarray]) -> list[Tile]:
     return tiles
 
 
-def _joined(tiles: list[Tile], pairs: set[tuple[int, int]], field: Field) -> list[Tile]:
-    """Tiles whose pieces meet, joined (in the plane of the one with more samples)."""
-    parent = list(range(len(tiles)))
+def _roots(n: int, pairs: Any) -> list[int]:
+    """The root of each of ``n`` items once the ``pairs`` (i, j) are joined (union-find)."""
+    parent = list(range(n))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -92,10 +93,15 @@ def _joined(tiles: list[Tile], pairs: set[tuple[int, int]], field: Field) -> lis
         return i
 
     for a, b in pairs:
-        parent[find(a)] = find(b)
+        parent[find(int(a))] = find(int(b))
+    return [find(i) for i in range(n)]
+
+
+def _joined(tiles: list[Tile], pairs: set[tuple[int, int]], field: Field) -> list[Tile]:
+    """Tiles whose pieces meet, joined (in the plane of the one with more samples)."""
     members: dict[int, list[int]] = {}
-    for i in range(len(tiles)):
-        members.setdefault(find(i), []).append(i)
+    for i, root in enumerate(_roots(len(tiles), pairs)):
+        members.setdefault(root, []).append(i)
     out = []
     for ids in members.values():
         if len(ids) == 1:
@@ -126,20 +132,11 @@ def _groups(mixture: Mixture, tau: float) -> list[np.ndarray]:
     )
     apart = np.arccos(np.clip(centres @ centres.T, -1, 1))
     overlap = apart <= (radius[:, None] + radius[None, :]) * (1 + MARGIN)
-    parent = list(range(len(modes)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in zip(*np.nonzero(np.triu(overlap, 1)), strict=True):
-        parent[find(int(a))] = find(int(b))
+    roots = _roots(len(modes), zip(*np.nonzero(np.triu(overlap, 1)), strict=True))
     joined: dict[int, list[np.ndarray]] = {}
-    for j, m in enumerate(members):
+    for m, root in zip(members, roots, strict=True):
         if len(m):
-            joined.setdefault(find(j), []).append(m)
+            joined.setdefault(root, []).append(m)
     return [np.concatenate(parts) for parts in joined.values()]
 
 

@@ -14,17 +14,9 @@ import pytest
 
 from agent.cli import main
 from tests.waiting import GUARD_S, wait_for
+from tools import TOOL_NAMES
 
-TOOLS = {
-    "locate",
-    "read_exif",
-    "retrieve",
-    "cluster_candidates",
-    "reverse_geocode",
-    "read_text",
-    "segment_scene",
-    "verify_locations",
-}
+TOOLS = {"locate", *TOOL_NAMES}
 
 
 def _env() -> dict[str, str]:
