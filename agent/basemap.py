@@ -47,7 +47,7 @@ def _arcs(topology: dict[str, Any]) -> list[np.ndarray]:
 
 
 def _ring(arcs: list[np.ndarray], indices: list[int]) -> np.ndarray:
-    parts = []
+    parts: list[np.ndarray] = []
     for i in indices:  # ~i is arc i reversed; consecutive arcs share their joining point
         arc = arcs[i] if i >= 0 else arcs[~i][::-1]
         parts.append(arc if not parts else arc[1:])

@@ -57,8 +57,9 @@ class TopK(BaseModel):
     """The k most probable places, best first, GeoCLIP-style: ``gps[i]`` (lat, lon) and
     ``probabilities[i]`` = P(the photo was taken within 25 km of it) under the Prediction's
     probability model. The first is the answer; the others are the mixture's other modes by the
-    probability that flows to them. (GeoCLIP's own ``predict`` gives gallery points with their share
-    of its softmax; here nearby gallery points are one place.)"""
+    probability that flows to them (the Prediction's ``clusters``: at most 20, so fewer than k places
+    when the model has fewer modes). GeoCLIP's own ``predict`` gives gallery points with their share
+    of its softmax; here nearby gallery points are one place."""
 
     gps: list[tuple[float, float]]
     probabilities: list[float]

@@ -87,8 +87,8 @@ class Display:
     running step) at the bottom, the LMM's text streamed just above it, tool results and log lines
     printed above both; a line of the LMM's text is printed once, when it is complete (the partial
     line lives in the status area), and the rest when the run ends. Piped: plain text as it comes.
-    Every piece of text is printed exactly once; ``shown`` holds what the LMM's stream printed, so the
-    chat does not print a reply again."""
+    Every piece of text is printed exactly once; ``streamed`` holds what the LMM's stream printed, so
+    the chat does not print a reply again."""
 
     def __init__(self, console: Any) -> None:
         self.console = console
@@ -133,11 +133,14 @@ class Display:
             self.console.print()
 
     def _flush(self) -> None:
-        """The streamed text so far printed above the status (before a tool line, so order is kept)."""
+        """The streamed text so far ended with its line, before a tool line (so the order is kept)."""
         if self.live is not None and self.partial:
             self.console.print(self.partial, markup=False, highlight=False)
             self.partial = ""
             self.live.update(self._renderable())
+        elif self.live is None and self.streamed and not self.streamed.endswith("\n"):
+            self.console.print()
+            self.streamed += "\n"
 
     def __call__(self, event: dict[str, Any]) -> None:
         from rich.markup import escape

@@ -23,7 +23,7 @@ import re
 import threading
 from collections import Counter
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -32,6 +32,9 @@ from agent.basemap import countries_at
 from agent.decision.kept import from_model
 from agent.prediction import ProbabilityModel
 from retrieval_service.core.geo import country_name, distances_km, nearest_places
+
+if TYPE_CHECKING:
+    from retrieval_service.evidence.gazetteer import Gazetteer
 
 CITY_RADIUS_KM = 25.0
 TOP_PARTS = 3
@@ -106,7 +109,7 @@ def _fold(text: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _gazetteer():  # type: ignore[no-untyped-def]
+def _gazetteer() -> Gazetteer:
     from retrieval_service.evidence.gazetteer import Gazetteer
 
     return Gazetteer()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -120,10 +120,12 @@ class Grid:
         from shapely.geometry import Polygon
 
         gen = contourpy.contour_generator(self.axis, self.axis, self.z, fill_type=contourpy.FillType.OuterOffset)
-        points, offsets = gen.filled(tau, np.inf)
+        filled = gen.filled(tau, np.inf)  # OuterOffset: (points, offsets), one entry per polygon
+        points = cast("list[np.ndarray]", filled[0])
+        offsets = cast("list[np.ndarray]", filled[1])
         out = []
         for pts, off in zip(points, offsets, strict=True):
-            rings = [pts[a:b] for a, b in itertools.pairwise(off)]
+            rings = [pts[a:b] for a, b in itertools.pairwise(off.tolist())]
             poly = Polygon(rings[0], rings[1:])
             if not poly.is_valid:
                 poly = poly.buffer(0)
@@ -143,6 +145,7 @@ class Field:
         log_c = _log_norm(kappa)
         self.kmu, self.offset = mixture.mu * kappa[:, None], log_c - kappa
         self.weights32 = mixture.weights.astype(np.float32)
+        self._pieces: dict[tuple[int, float], list[tuple[Any, np.ndarray]]] = {}
         # how far each kernel matters: beyond this angle it adds less than RELEVANT * tau
         gap = np.maximum(0.0, np.log(mixture.weights) + log_c - math.log(RELEVANT * tau))
         one_minus_cos = np.where(kappa > 0, gap / np.maximum(kappa, 1e-300), 2.0)
@@ -177,13 +180,13 @@ class Field:
         gx, gy = np.meshgrid(axis, axis)
         flat = np.column_stack([gx.ravel(), gy.ravel()])
         on_sphere = np.hypot(flat[:, 0], flat[:, 1]) < LIMIT_KM
-        xyz = np.zeros((len(flat), 3))
-        xyz[on_sphere] = tile.plane.unproject(flat[on_sphere])
-        xyz = xyz.reshape(n, n, 3)
-        on_sphere = on_sphere.reshape(n, n)
+        points = np.zeros((len(flat), 3))
+        points[on_sphere] = tile.plane.unproject(flat[on_sphere])
+        xyz = points.reshape(n, n, 3)
+        inside_disk = on_sphere.reshape(n, n)
         z = np.zeros((n, n))
         for r, c in itertools.product(range(0, n, BLOCK), range(0, n, BLOCK)):
-            mask = on_sphere[r : r + BLOCK, c : c + BLOCK]
+            mask = inside_disk[r : r + BLOCK, c : c + BLOCK]
             if not mask.any():
                 continue
             cells = xyz[r : r + BLOCK, c : c + BLOCK][mask]
@@ -194,6 +197,14 @@ class Field:
                 block = z[r : r + BLOCK, c : c + BLOCK]
                 block[mask] = self._density(cells, keep)
         return Grid(tile.plane, axis, z)
+
+    def pieces(self, grid: Grid, tau: float) -> list[tuple[Any, np.ndarray]]:
+        """The filled contours of ``grid`` at ``tau``, each with the samples inside it (computed once
+        per grid and level: settling the tiles and drawing the widest level ask for the same)."""
+        key = (id(grid), tau)
+        if key not in self._pieces:
+            self._pieces[key] = [(poly, self.inside(poly, grid)) for poly in grid.polygons(tau)]
+        return self._pieces[key]
 
     def inside(self, poly: Any, grid: Grid) -> np.ndarray:
         """The samples inside a plane polygon of ``grid``."""

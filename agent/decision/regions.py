@@ -160,8 +160,7 @@ def _settled(field: Field, tiles: list[Tile], tau: float) -> tuple[list[Tile], l
         meet: set[tuple[int, int]] = set()
         grew = False
         for t, (tile, grid) in enumerate(zip(tiles, grids, strict=True)):
-            for poly in grid.polygons(tau):
-                idx = field.inside(poly, grid)
+            for poly, idx in field.pieces(grid, tau):
                 if not (owner[idx] == t).any():
                     continue  # another tile's piece seen from here
                 meet |= {(t, int(o)) for o in set(owner[idx].tolist()) - {t, -1}}
@@ -181,8 +180,7 @@ def _regions(field: Field, tiles: list[Tile], grids: list[Grid], owner: np.ndarr
     n = len(field.x)
     out: list[Region] = []
     for t, grid in enumerate(grids):
-        for poly in grid.polygons(tau):
-            idx = field.inside(poly, grid)
+        for poly, idx in field.pieces(grid, tau):
             owners = owner[idx][owner[idx] >= 0]
             if not len(owners) or np.bincount(owners, minlength=len(tiles)).argmax() != t:
                 continue  # no sample reached it, or another tile draws it
@@ -252,10 +250,14 @@ def density_regions(mixture: Mixture, levels: tuple[float, ...]) -> dict[float, 
         return out
     widest = min(taus[level] for level in drawn)
     field = Field(mixture, widest)
-    groups, lone = [], []
+    groups: list[np.ndarray] = []
+    lone: list[int] = []
     for idx in _groups(mixture, widest):
         kernel = _lone_kernel(field, idx)
-        (groups if kernel is None else lone).append(idx if kernel is None else kernel)
+        if kernel is None:
+            groups.append(idx)
+        else:
+            lone.append(kernel)
     tiles, grids, owner = _settled(field, _tiles(field, groups), widest) if groups else ([], [], np.full(len(field.x), -1))
     for level in drawn:
         disks = [_disk(field, kernel, taus[level], floor) for kernel in lone]

@@ -68,11 +68,12 @@ def _parameters(tool: Any, photo: bool) -> list[inspect.Parameter]:
             inspect.Parameter("image", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, Field(description=IMAGE_HELP)])
         )
     for name, field in tool.tool_call_schema.model_fields.items():
-        annotation = Annotated[(field.annotation, *field.metadata, Field(description=field.description))]  # type: ignore[misc]
+        metadata = (field.annotation, *field.metadata, Field(description=field.description))
+        annotation = Annotated[metadata]  # type: ignore[valid-type]  # the field's own type and constraints
         if field.default is not PydanticUndefined:
             default = field.default
         elif field.default_factory is not None:
-            default = field.default_factory()  # type: ignore[call-arg]
+            default = field.default_factory()
         else:
             default = inspect.Parameter.empty
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
