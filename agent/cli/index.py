@@ -132,7 +132,7 @@ def info_lines(data: dict) -> list[str]:
     database_name = list(data["collections"])[-1] if len(data["collections"]) > 1 else ""
     lines = [
         f"data dir:       {data['data_dir']}",
-        f"store:          {data['store']}",
+        "store:          " + ", ".join(f"{k} {v}" for k, v in data["store"].items()),
         f"image model:    {data['image_model']} / {data['image_pretrained']} on {data['device']} (encoder {data.get('encoder', 'geoclip')})",
     ]
     gallery = data["collections"].get(gallery_name)

@@ -25,7 +25,7 @@ def small_set(dev_images, dev_labels, tmp_path):
         shutil.copy(dev_images / line.split(",")[0], images)
     (images / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     csv = tmp_path / "labels.csv"
-    csv.write_text("\n".join(rows[:7] + ["missing.jpg,someone,10.0,10.0", "corrupt.jpg,someone,11.0,11.0"]) + "\n")
+    csv.write_text("\n".join([*rows[:7], "missing.jpg,someone,10.0,10.0", "corrupt.jpg,someone,11.0,11.0"]) + "\n")
     return csv, images
 
 
@@ -91,7 +91,7 @@ def test_cli_build_and_info(tiny_env, small_set):
 
     assert data["collections"][gallery_name(load_settings())] is None and data["gallery_ready"] is False
     text = runner.invoke(app, ["index", "info"])
-    assert "image_database: 6 points" in text.stdout
+    assert "image database: collection image_database: 6 photos, 768-d" in text.stdout
 
 
 def test_cli_bad_csv_is_a_clear_error(tiny_env, tmp_path, capsys):
