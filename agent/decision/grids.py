@@ -44,11 +44,11 @@ class Plane:
 
     def __init__(self, centre: np.ndarray) -> None:
         self.centre = np.asarray(centre, float)
-        east = np.cross([0.0, 0.0, 1.0], self.centre)
-        if np.linalg.norm(east) < 1e-9:  # at a pole any orthonormal pair will do
-            east = np.array([0.0, 1.0, 0.0])
-        self.east = east / np.linalg.norm(east)
-        self.north = np.cross(self.centre, self.east)
+        x, y, z = (float(v) for v in self.centre)
+        across = math.hypot(x, y)  # east = z x centre, normalised (written out: np.cross is slow on one vector)
+        ex, ey = (-y / across, x / across) if across > 1e-9 else (0.0, 1.0)  # at a pole any orthonormal pair will do
+        self.east = np.array([ex, ey, 0.0])
+        self.north = np.array([-z * ey, z * ex, x * ey - y * ex])  # centre x east
         self.axes = np.column_stack([self.east, self.north])  # (3, 2)
 
     def project(self, x: np.ndarray) -> np.ndarray:
