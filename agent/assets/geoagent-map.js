@@ -97,16 +97,18 @@
 
   function legend() {
     var box = L.control({position: "bottomleft"});
-    box.onAdd = function () {
+    box.onAdd = function (map) {
       var d = L.DomUtil.create("div", "geoagent-legend");
+      var open = map.getSize().x >= 520;  /* on a narrow map the legend starts folded */
       var swatch = function (colour) { return '<i class="dot" style="background:' + colour + '"></i>'; };
       var stops = RAMP.map(function (stop) { return stop[1] + " " + (100 * stop[0]) + "%"; }).join(",");
-      d.innerHTML = '<span class="target">' + TARGET + "</span> answer<br>" +
+      d.innerHTML = "<details" + (open ? " open" : "") + "><summary>legend</summary>" +
+        '<span class="target">' + TARGET + "</span> answer<br>" +
         '<i class="dot" style="background:#bdbdbd;border:2px solid #000"></i> alternative<br>' +
         ["gallery", "database", "lmm", "ocr"].map(function (k) { return swatch(COLOURS[k]) + k + " candidate"; }).join("<br>") + "<br>" +
         '<i class="line" style="border-top:2px solid ' + REGIONS["50"].color + '"></i> 50% search area<br>' +
         '<i class="line" style="border-top:2px dashed ' + REGIONS["90"].color + '"></i> 90% search area<br>' +
-        '<i class="ramp" style="background:linear-gradient(to right,' + stops + ')"></i> probability density';
+        '<i class="ramp" style="background:linear-gradient(to right,' + stops + ')"></i> probability density</details>';
       L.DomEvent.disableClickPropagation(d);
       return d;
     };

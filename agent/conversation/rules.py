@@ -22,6 +22,8 @@ HINT = (
     "(No LMM is configured: I answer from the analysis. Ask e.g. 'could it be Norway?', 'how sure are you?', "
     "'what text did you read?', 'what did you see?', 'why?', 'alternatives?'.)"
 )
+FEW_SAMPLES = 20
+"""Below this many samples inside a place, its parts are named without shares (too few to split)."""
 _FIRM = re.compile(r"^\s*(?:so\s+)?(?:could|can|might|may|would|what\s+about|how\s+(?:likely|probable)|maybe|perhaps|"
                    r"(?:what\s+is\s+)?(?:the\s+)?(?:probability|chance|odds))\b", re.IGNORECASE)  # fmt: skip
 
@@ -73,10 +75,13 @@ def place_answer(pred: Prediction, name: str) -> str | None:
     elif result.probability < 0.01:
         text += " (very unlikely)"
     text += "."
-    if result.parts and result.probability > 0:
+    inside = round(result.probability * result.samples)
+    if result.parts and inside >= FEW_SAMPLES:
         text += (
             " Within it the mass lies in " + ", ".join(f"{n or 'an unnamed place'} ({_pct(s)})" for n, s in result.parts) + "."
         )
+    elif inside:
+        text += f" Only {inside} of the {result.samples} samples fall there, near " + ", ".join(n for n, _ in result.parts) + "."
     if result.probability < 0.5:
         text += f" The analysis puts the photo near {_place(pred)} ({pred.lat:.4f}, {pred.lon:.4f})."
     return text + f" ({result.samples} Monte Carlo samples; {place.kind} resolved offline.)"
