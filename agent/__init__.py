@@ -22,6 +22,7 @@ from retrieval_service.core.types import Place
 if TYPE_CHECKING:
     from agent.api import GeoAgent, RunResult, load_agent
     from agent.modes import available_modes
+    from agent.options import RunOptions, TopK
 
 __all__ = [
     "Evidence",
@@ -29,15 +30,24 @@ __all__ = [
     "Option",
     "Place",
     "Prediction",
+    "RunOptions",
     "RunResult",
     "Settings",
+    "TopK",
     "TraceEntry",
     "available_modes",
     "load_agent",
     "load_settings",
 ]
 
-_LAZY = {"GeoAgent": "agent.api", "load_agent": "agent.api", "RunResult": "agent.api", "available_modes": "agent.modes"}
+_LAZY = {
+    "GeoAgent": "agent.api",
+    "load_agent": "agent.api",
+    "RunResult": "agent.api",
+    "RunOptions": "agent.options",
+    "TopK": "agent.options",
+    "available_modes": "agent.modes",
+}
 
 
 def __getattr__(name: str) -> Any:

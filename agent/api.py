@@ -1,5 +1,6 @@
-"""The public Python API: ``load_agent`` and ``GeoAgent`` (invoke, stream, batch; follow-up
-questions on a thread go through ``stream``, see ``agent.conversation``).
+"""The public Python API: ``load_agent`` and ``GeoAgent`` (invoke, stream, batch, predict; follow-up
+questions on a thread go through ``stream``, see ``agent.conversation``). Every call takes per-call
+options as keywords (``RunOptions``: ``top_k``, ``mode``).
 
 The photo is resolved once, here (``Photo.resolve``: a checked local file and its content hash),
 and travels in the run context to every tool; the graph state keeps its handle.
@@ -26,6 +27,7 @@ from agent.lmm.answer import bound_models
 from agent.lmm.breaker import CircuitBreaker
 from agent.lmm.calls import CallPolicy
 from agent.modes import check_mode
+from agent.options import RunOptions, TopK
 from agent.prediction import Prediction
 from agent.settings import Settings, load_settings
 from agent.timing import NodeTimer
@@ -104,6 +106,7 @@ class GeoAgent:
         self.rag_samples = rag_samples or settings.rag_samples
         self.checkpointer = checkpointer
         self.graph = build_graph(mode, checkpointer=checkpointer)
+        self._graphs: dict[str, Any] = {mode: self.graph}
         self.models = bound_models(chat_model, self.tools, settings.rag_temperature)
 
     # ------------------------------------------------------------------ a run's pieces
@@ -118,13 +121,27 @@ class GeoAgent:
             raise ImageLoadError("no image given", _INPUT_HINT)
         return Photo.resolve(input, self.settings.cache_dir, self.settings)
 
-    def _context(self, photo: Photo) -> RunContext:
+    def _graph(self, options: RunOptions) -> Any:
+        """The graph of the call's mode (built once per mode)."""
+        mode = options.mode or self.mode
+        if mode in LMM_MODES and self.chat_model is None:
+            raise ConfigError(
+                f"mode {mode!r} needs an LMM but this agent has none",
+                "set GEOAGENT_LLM_MODEL (or pass chat_model to load_agent), or call with mode='policy'",
+            )
+        if mode not in self._graphs:
+            self._graphs[mode] = build_graph(mode, checkpointer=self.checkpointer)
+        return self._graphs[mode]
+
+    def _context(self, photo: Photo, options: RunOptions | None = None) -> RunContext:
+        options = options or RunOptions()
+        settings = self.settings if options.top_k is None else self.settings.model_copy(update={"top_k": options.top_k})
         return RunContext(
-            settings=self.settings,
+            settings=settings,
             tools={t.name: t for t in self.tools},
             photo=photo,
             tool_node=self.tool_node,
-            mode=self.mode,
+            mode=options.mode or self.mode,
             chat_model=self.chat_model,
             models=self.models,
             policy=self.policy,
@@ -144,12 +161,14 @@ class GeoAgent:
             return {}
         return dict(self.graph.get_state(config).values or {})
 
-    def _prepare(self, input: Any, config: dict | None = None) -> tuple[dict[str, Any], RunContext, dict[str, Any]]:
+    def _prepare(
+        self, input: Any, config: dict | None = None, options: RunOptions | None = None
+    ) -> tuple[dict[str, Any], RunContext, dict[str, Any]]:
         photo = self.resolve(input)
         cfg = self._config(config)
         if self.checkpointer is not None:
             check_free(self.thread_values(cfg), thread_id(cfg) or "", photo.ref)
-        return {"photo": photo}, self._context(photo), cfg
+        return {"photo": photo}, self._context(photo, options), cfg
 
     # ------------------------------------------------------------------ the public API
     def check(self) -> None:
@@ -158,14 +177,16 @@ class GeoAgent:
         if self.services is not None:
             self.services.retriever.warm_up()
 
-    def run(self, input: Any, config: dict | None = None) -> RunResult:
+    def run(self, input: Any, config: dict | None = None, **options: Any) -> RunResult:
         """Like :meth:`invoke`, with the per-node and total timings."""
         start = time.perf_counter()
-        state, ctx, cfg = self._prepare(input, config)
+        opts = RunOptions.of(options)
+        graph = self._graph(opts)
+        state, ctx, cfg = self._prepare(input, config, opts)
         prepared = time.perf_counter()
         timer = NodeTimer()
         cfg["callbacks"] = [*(cfg.get("callbacks") or []), timer]
-        out = self.graph.invoke(state, config=cfg, context=ctx)
+        out = graph.invoke(state, config=cfg, context=ctx)
         return RunResult(
             prediction=out["prediction"],
             total_ms=(time.perf_counter() - start) * 1000,
@@ -174,19 +195,44 @@ class GeoAgent:
             node_own_ms=timer.own_ms,
         )
 
-    def invoke(self, input: Any, config: dict | None = None) -> Prediction:
-        """Geolocate one photo: ``{"image": path|bytes|PIL image|url}`` (or the image itself)."""
-        return self.run(input, config).prediction
+    def invoke(self, input: Any, config: dict | None = None, **options: Any) -> Prediction:
+        """Geolocate one photo: ``{"image": path|bytes|PIL image|url}`` (or the image itself).
+        ``options`` (``RunOptions``): ``top_k``, ``mode`` for this call only."""
+        return self.run(input, config, **options).prediction
 
-    def stream(self, input: Any, config: dict | None = None) -> Iterator[dict[str, Any]]:
+    def predict(self, image: Any, top_k: int = 5, **options: Any) -> TopK:
+        """GeoCLIP-style: the ``top_k`` most probable places (lat, lon) with P(within 25 km) of each,
+        the answer first (``TopK``; its ``prediction`` is the whole Prediction)."""
+        from agent.decision.kept import from_model
+        from retrieval_service.core.geo import distance_km
+
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ConfigError(f"top_k must be a positive whole number, got {top_k!r}", "call predict(image, top_k=5)")
+        pred = self.invoke(image, **options)
+        places = [(pred.lat, pred.lon)]
+        for cluster in sorted(pred.clusters, key=lambda c: -c.score_mass):
+            if len(places) >= top_k:
+                break
+            if all(distance_km(cluster.lat, cluster.lon, a, b) > 1.0 for a, b in places):
+                places.append((cluster.lat, cluster.lon))
+        mixture = from_model(pred.model) if pred.model is not None else None
+        probs = [
+            float(mixture.prob_within(a, b, [25])[0]) if mixture is not None else (pred.confidence if i == 0 else 0.0)
+            for i, (a, b) in enumerate(places)
+        ]
+        return TopK(gps=places, probabilities=[round(p, 4) for p in probs], prediction=pred)
+
+    def stream(self, input: Any, config: dict | None = None, **options: Any) -> Iterator[dict[str, Any]]:
         """Events as they happen (``agent.events``: node, tool_start, tool, token, prediction).
 
         ``input`` is ``{"image": ...}`` (a new photo) or ``{"question": "..."}`` (a follow-up on the
         thread of ``config``), which ends with a ``reply`` event (``text``, ``changed``, ``usage``,
-        ``error``)."""
+        ``error``). ``options``: as :meth:`invoke` (a photo only)."""
         if not questions.is_question(input):
-            state, ctx, cfg = self._prepare(input, config)
-            yield from events(self.graph.stream(state, config=cfg, context=ctx, stream_mode=STREAM_MODES))
+            opts = RunOptions.of(options)
+            graph = self._graph(opts)
+            state, ctx, cfg = self._prepare(input, config, opts)
+            yield from events(graph.stream(state, config=cfg, context=ctx, stream_mode=STREAM_MODES))
             return
         question = questions.check_question(self, input["question"], config)
         cfg = self._config(config)
@@ -199,12 +245,13 @@ class GeoAgent:
         outcome = questions.outcome(self.thread_values(cfg), before)
         yield {"type": "reply", "text": outcome.reply, "changed": outcome.changed, "usage": outcome.usage, "error": outcome.error}
 
-    def batch(self, inputs: list[Any], *, max_workers: int = 1) -> list[Prediction | Exception]:
+    def batch(self, inputs: list[Any], *, max_workers: int = 1, **options: Any) -> list[Prediction | Exception]:
         """Geolocate many photos; a failed photo gives its exception in place of a Prediction."""
+        RunOptions.of(options)  # a bad option is one error, not one per photo
 
         def one(item: Any) -> Prediction | Exception:
             try:
-                return self.invoke(item)
+                return self.invoke(item, **options)
             except Exception as exc:  # reported per photo, the others go on
                 log.warning("photo failed: %s", exc)
                 return exc

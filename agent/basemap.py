@@ -1,26 +1,31 @@
-"""The bundled offline world basemap: low-resolution land polygons as GeoJSON, shipped in
-``agent/assets/world/land.geojson`` so that a map opened offline still shows the continents.
+"""The bundled offline world map: Natural Earth's countries at 1:50m, so that a map opened offline
+shows coastlines and country borders, and so that "could it be Norway?" can be answered by testing
+the probability model's samples against Norway's outline.
 
-The file is made from the land mask that the MIT-licensed ``global-land-mask`` wheel ships (derived
-from NOAA's public-domain GLOBE 1 km elevation data): the mask is averaged over ``step_deg`` cells,
-cells more than half land become squares, and the squares are merged and simplified with shapely.
-Regenerate it with ``python -m agent.basemap`` (needs ``global-land-mask``, a dependency, and
-``shapely``, installed with rapidocr); at run time only the JSON file is read.
+``agent/assets/world/countries-50m.json`` is Natural Earth 4.1.0's admin-0 countries (public
+domain) as TopoJSON, from the ``world-atlas`` 2.0.2 npm package (ISC; ``VENDORED.md``). Map pages
+inline it and draw it with the vendored ``topojson-client``; here it is decoded once into shapely
+geometries keyed by ISO 3166-1 alpha-2 code (the file's ids are ISO numeric codes; the five shapes
+without one are mapped below, Siachen Glacier left unassigned).
 """
 
 from __future__ import annotations
 
 import json
-import logging
+import threading
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+import numpy as np
 
-LAND_FILE = "world/land.geojson"
-DEFAULT_STEP_DEG = 0.5
+COUNTRIES_FILE = "world/countries-50m.json"
+NO_ID = {"Somaliland": "SO", "Kosovo": "XK", "N. Cyprus": "CY", "Indian Ocean Ter.": "AU"}
+"""Shapes of the file without an ISO numeric id: the country GeoNames (the reverse geocoder) files them under."""
+COAST_DEG = 0.1
+"""A point this close (degrees, ~11 km of latitude) to a country's outline counts as in it."""
+_lock = threading.Lock()
 
 
 def asset_path(name: str) -> Path:
@@ -29,67 +34,81 @@ def asset_path(name: str) -> Path:
 
 
 @lru_cache(maxsize=1)
-def land_geojson() -> dict[str, Any]:
-    """The shipped land polygons (a GeoJSON FeatureCollection, coordinates as lon, lat)."""
-    return json.loads(asset_path(LAND_FILE).read_text(encoding="utf-8"))
+def countries_topojson() -> dict[str, Any]:
+    """The shipped countries (TopoJSON, object ``countries``), as map pages inline it."""
+    return json.loads(asset_path(COUNTRIES_FILE).read_text(encoding="utf-8"))
 
 
-def build_land(step_deg: float = DEFAULT_STEP_DEG, tolerance_deg: float = 0.3) -> dict[str, Any]:
-    """Land polygons from global-land-mask at ``step_deg`` resolution, simplified to ``tolerance_deg``."""
-    import numpy as np
-    from global_land_mask import globe
-    from shapely.geometry import box, mapping
+def _arcs(topology: dict[str, Any]) -> list[np.ndarray]:
+    """The topology's arcs as (lon, lat) arrays (delta-decoded, de-quantized)."""
+    scale = np.array(topology["transform"]["scale"], float)
+    shift = np.array(topology["transform"]["translate"], float)
+    return [np.cumsum(np.asarray(arc, float), axis=0) * scale + shift for arc in topology["arcs"]]
+
+
+def _ring(arcs: list[np.ndarray], indices: list[int]) -> np.ndarray:
+    parts: list[np.ndarray] = []
+    for i in indices:  # ~i is arc i reversed; consecutive arcs share their joining point
+        arc = arcs[i] if i >= 0 else arcs[~i][::-1]
+        parts.append(arc if not parts else arc[1:])
+    return np.vstack(parts)
+
+
+def _alpha2(geometry: dict[str, Any]) -> str | None:
+    import pycountry
+
+    name = (geometry.get("properties") or {}).get("name", "")
+    numeric = geometry.get("id")
+    country = pycountry.countries.get(numeric=str(numeric)) if numeric else None
+    return country.alpha_2 if country is not None else NO_ID.get(name)
+
+
+@lru_cache(maxsize=1)
+def country_shapes() -> dict[str, Any]:
+    """ISO alpha-2 code -> the country's shapely (Multi)Polygon in (lon, lat) degrees."""
+    from shapely.geometry import Polygon
     from shapely.ops import unary_union
 
-    water = globe._mask  # (21600, 43200) booleans, True on water, north up, 1/120 degree cells
-    cell = round(step_deg * 120)
-    rows, cols = water.shape[0] // cell, water.shape[1] // cell
-    share = 1.0 - water[: rows * cell, : cols * cell].reshape(rows, cell, cols, cell).mean(axis=(1, 3))
-    land = share > 0.5
-    lat_top = np.linspace(90.0, -90.0, rows + 1)
-    lon_left = np.linspace(-180.0, 180.0, cols + 1)
-    squares = []
-    for r in range(rows):  # one rectangle per run of land cells in a row
-        c = 0
-        while c < cols:
-            if not land[r, c]:
-                c += 1
-                continue
-            start = c
-            while c < cols and land[r, c]:
-                c += 1
-            squares.append(box(lon_left[start], lat_top[r + 1], lon_left[c], lat_top[r]))
-    merged = unary_union(squares).simplify(tolerance_deg, preserve_topology=True)
-    polygons = list(getattr(merged, "geoms", [merged]))
-
-    def rounded(geometry: Any) -> Any:
-        if isinstance(geometry, (list, tuple)):
-            if geometry and isinstance(geometry[0], float):
-                return [round(v, 2) for v in geometry]
-            return [rounded(g) for g in geometry]
-        return geometry
-
-    features = [
-        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": rounded(mapping(p)["coordinates"])}}
-        for p in polygons
-        if p.area >= step_deg * step_deg
-    ]
-    return {
-        "type": "FeatureCollection",
-        "properties": {"source": "global-land-mask 1.0.0 (MIT; NOAA GLOBE, public domain)", "step_deg": step_deg},
-        "features": features,
-    }
+    topology = countries_topojson()
+    arcs = _arcs(topology)
+    parts: dict[str, list[Any]] = {}
+    for geometry in topology["objects"]["countries"]["geometries"]:
+        code = _alpha2(geometry)
+        if code is None or geometry.get("type") not in ("Polygon", "MultiPolygon"):
+            continue
+        polygons = geometry["arcs"] if geometry["type"] == "MultiPolygon" else [geometry["arcs"]]
+        for rings in polygons:
+            shell, *holes = (_ring(arcs, ring) for ring in rings)
+            poly = Polygon(shell, holes)
+            parts.setdefault(code, []).append(poly if poly.is_valid else poly.buffer(0))
+    return {code: (polys[0] if len(polys) == 1 else unary_union(polys)) for code, polys in parts.items()}
 
 
-def main() -> None:
-    """Regenerate the shipped land file."""
-    data = build_land()
-    out = asset_path(LAND_FILE)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-    logger.warning("wrote %s: %d polygons, %d bytes", out, len(data["features"]), out.stat().st_size)
+@lru_cache(maxsize=1)
+def _index() -> tuple[Any, list[str]]:
+    from shapely import STRtree
+
+    shapes = country_shapes()
+    codes = sorted(shapes)
+    return STRtree([shapes[c] for c in codes]), codes
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    main()
+def countries_at(lats: np.ndarray, lons: np.ndarray) -> list[str | None]:
+    """The country (ISO alpha-2) whose Natural Earth outline holds each point, or whose outline is
+    within ``COAST_DEG`` of it (the 1:50m coast is a few km off in places: a harbour photo is in its
+    country); None further out at sea."""
+    import shapely
+
+    with _lock:  # STRtree queries are not documented as thread-safe
+        tree, codes = _index()
+        points = shapely.points(np.asarray(lons, float), np.asarray(lats, float))
+        which, shape = tree.query(points, predicate="within")
+        out: list[str | None] = [None] * len(points)
+        for i, j in zip(which.tolist(), shape.tolist(), strict=True):
+            out[i] = codes[j]
+        sea = np.array([i for i, code in enumerate(out) if code is None], dtype=int)
+        if len(sea):
+            near, nearest = tree.query_nearest(points[sea], max_distance=COAST_DEG, all_matches=False)
+            for i, j in zip(near.tolist(), nearest.tolist(), strict=True):
+                out[int(sea[i])] = codes[j]
+    return out

@@ -1,13 +1,16 @@
 """A self-contained HTML map of the predictions that works offline.
 
-Leaflet 1.9.4 and leaflet.heat 0.2.0 are vendored with their licences under ``agent/assets/``
-(``VENDORED.md`` lists versions and digests) and inlined into the page, their images as data URIs;
-a low-resolution world land layer (``agent.basemap``) is inlined too, so the answer, candidates,
-clusters, the probability surface (a heatmap) and the 50%/90% search areas show with no network.
-OpenStreetMap tiles are drawn on top when reachable (``tiles=False`` leaves them out).
+Leaflet 1.9.4, leaflet.heat 0.2.0 and topojson-client 3.1.0 are vendored with their licences under
+``agent/assets/`` (``VENDORED.md`` lists versions and digests) and inlined into the page, their
+images as data URIs; Natural Earth's countries at 1:50m (``agent.basemap``) are inlined too, so the
+answer, candidates, clusters, the probability surface (a heatmap) and the 50%/90% search areas show
+over coastlines and borders with no network. A legend says what each mark is; a panel gives each
+answer's place, coordinates, P(within 25 km) and search areas. OpenStreetMap tiles are drawn on top
+when reachable (``tiles=False`` leaves them out).
 
-Other front ends (the web chat) reuse the same files: ``asset_path``, ``leaflet_head`` (the
-``<style>``/``<script>`` block) and ``map_data`` (the JSON ``geoagentMap(elementId, data)`` draws).
+The web chat draws with the same ``geoagent-map.js`` (served from ``/assets``): ``asset_path``,
+``leaflet_head`` (the ``<style>``/``<script>`` block) and ``map_data`` (a Prediction's JSON, trimmed
+for the page: what ``geoagentMap(elementId, data)`` draws).
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from agent.basemap import asset_path, land_geojson
+from agent.basemap import asset_path, countries_topojson
+from agent.decision.summary import named
 from agent.prediction import Prediction
 from retrieval_service.core.errors import GeoAgentError
 
-SCRIPTS = ("leaflet/leaflet.js", "leaflet.heat/leaflet-heat.js", "geoagent-map.js")
-STYLES = ("leaflet/leaflet.css",)
+SCRIPTS = ("leaflet/leaflet.js", "leaflet.heat/leaflet-heat.js", "topojson-client/topojson-client.min.js", "geoagent-map.js")
+STYLES = ("leaflet/leaflet.css", "geoagent-map.css")
 ONLINE_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 MAX_CANDIDATES = 200
 """Candidates drawn per photo (the strongest first); the page stays small with large top_k."""
@@ -59,7 +63,8 @@ def _safe_script(text: str) -> str:
 
 
 def leaflet_head() -> str:
-    """``<style>`` and ``<script>`` elements with Leaflet, leaflet.heat and the geoagent drawing code inlined."""
+    """``<style>`` and ``<script>`` elements with Leaflet, leaflet.heat, topojson-client and the geoagent
+    drawing code inlined."""
     styles = "".join(f"<style>/* {n} */\n{_css_with_data_uris(n)}</style>\n" for n in STYLES)
     scripts = "".join(f"<script>/* {n} */\n{_safe_script(asset_text(n))}</script>\n" for n in SCRIPTS)
     return styles + scripts
@@ -75,7 +80,8 @@ def _point(c: Any) -> dict[str, Any]:
 
 
 def map_data(predictions: list[Prediction]) -> list[dict[str, Any]]:
-    """What ``geoagentMap`` draws for each prediction (plain JSON)."""
+    """What ``geoagentMap`` draws for each prediction: the Prediction's own fields (so the web chat
+    can pass a Prediction's JSON as it is), trimmed: the strongest candidates, rounded numbers."""
     out: list[dict[str, Any]] = []
     for pred in predictions:
         candidates = sorted(pred.candidates, key=lambda c: -c.score)[:MAX_CANDIDATES]
@@ -84,21 +90,34 @@ def map_data(predictions: list[Prediction]) -> list[dict[str, Any]]:
             surface = {
                 "heat": [[round(a, 4), round(b, 4), round(w, 4)] for a, b, w in pred.surface.heat],
                 "regions": {
-                    level: [[[round(a, 4), round(b, 4)] for a, b in ring] for ring in rings]
-                    for level, rings in pred.surface.regions.items()
+                    level: [
+                        {
+                            "outline": [[round(a, 4), round(b, 4)] for a, b in piece.outline],
+                            "holes": [[[round(a, 4), round(b, 4)] for a, b in hole] for hole in piece.holes],
+                            "area_km2": piece.area_km2,
+                            "mass": piece.mass,
+                        }
+                        for piece in pieces
+                    ]
+                    for level, pieces in pred.surface.regions.items()
                 },
             }
         out.append(
             {
                 "name": Path(pred.image).name or pred.image,
+                "image": pred.image,
                 "lat": pred.lat,
                 "lon": pred.lon,
                 "confidence": pred.confidence,
+                "probabilities": dict(pred.probabilities),
                 "source": pred.source,
-                "place": pred.place.label(),
+                "place": pred.place.model_dump(mode="json"),
                 "rationale": pred.rationale[:1000],
                 "candidates": [_point(c) for c in candidates],
-                "alternatives": [_point(a) for a in pred.alternatives],
+                "alternatives": [
+                    {**_point(a), "probability": a.probability, "place": a.place.model_dump(mode="json") if a.place else None}
+                    for a in named(pred.alternatives)
+                ],
                 "clusters": [{"lat": c.lat, "lon": c.lon, "support": c.support, "radius_km": c.radius_km} for c in pred.clusters],
                 "surface": surface,
                 "search_area_km2": dict(pred.search_area_km2),
@@ -115,12 +134,12 @@ def render_map(predictions: list[Prediction], *, tiles: bool = True, title: str 
     """The whole page as one HTML string: no external script, style or image."""
     if not predictions:
         raise GeoAgentError("no prediction to put on the map", "give at least one photo that can be located")
-    data = {"land": land_geojson(), "tiles": ONLINE_TILES if tiles else None, "predictions": map_data(predictions)}
+    data = {"countries": countries_topojson(), "tiles": ONLINE_TILES if tiles else None, "predictions": map_data(predictions)}
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{escape(title)}</title>\n{leaflet_head()}"
-        "<style>html,body{margin:0;height:100%}#map{position:absolute;inset:0;background:#aad3df}</style>\n"
+        "<style>html,body{margin:0;height:100%}#map{position:absolute;inset:0;background:#c6dbef}</style>\n"
         '</head><body><div id="map"></div>\n'
         f'<script>geoagentMap("map", {_json_for_script(data)});</script>\n</body></html>\n'
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from retrieval_service.core.types import Candidate, Location, MaybeLocated, Place, Source
 from retrieval_service.evidence.clustering import Cluster
@@ -21,6 +21,7 @@ class Option(Candidate):
     verification: float | None = Field(default=None, description="Cosine of the photo's and the location's embeddings.")
     votes: int | None = Field(default=None, ge=0, description="LMM proposals voting for this place.")
     proposals: int | None = Field(default=None, ge=0, description="LMM proposals in the vote.")
+    place: Place | None = Field(default=None, description="The nearest named place (offline GeoNames), when looked up.")
 
     @model_validator(mode="before")
     @classmethod
@@ -68,16 +69,66 @@ class Usage(BaseModel):
     seconds: float = 0.0
 
 
+class Region(BaseModel):
+    """One piece of a highest-density region: its outline (a contour of the density), its holes,
+    its area and the probability it holds."""
+
+    outline: list[tuple[float, float]] = Field(
+        description="Closed ring of (lat, lon); longitudes unwrapped (they may pass 180), so a piece across the "
+        "antimeridian is one ring. Empty for the whole Earth."
+    )
+    holes: list[list[tuple[float, float]]] = Field(default_factory=list, description="Closed rings cut out of the piece.")
+    area_km2: float | None = Field(default=None, ge=0, description="Area of the piece on the sphere (None: not measured).")
+    mass: float | None = Field(default=None, ge=0, le=1, description="Share of the probability inside the piece.")
+
+
 class ProbabilitySurface(BaseModel):
     """The probability over the Earth behind the answer, for maps."""
 
     heat: list[tuple[float, float, float]] = Field(
         default_factory=list, description="(lat, lon, density relative to the densest point, in (0, 1]) samples of the surface."
     )
-    regions: dict[str, list[list[tuple[float, float]]]] = Field(
+    regions: dict[str, list[Region]] = Field(
         default_factory=dict,
-        description='The smallest regions holding 50% and 90% of the mass ("50", "90"): polygons as closed rings of (lat, lon).',
+        description='The smallest regions holding 50% and 90% of the mass ("50", "90"): each the pieces of the '
+        "density's contour at the level that holds that mass, heaviest first; their areas add up to search_area_km2.",
     )
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _bare_rings(cls, value: Any) -> Any:
+        """Predictions saved before regions had areas held bare rings: each becomes a piece with its outline."""
+        if isinstance(value, dict):
+            return {
+                level: [{"outline": r} if isinstance(r, (list, tuple)) else r for r in pieces] for level, pieces in value.items()
+            }
+        return value
+
+
+MODEL_VERSION = 1
+
+
+class ProbabilityModel(BaseModel):
+    """The mixture behind a Prediction's probabilities, kept so that questions about it (the
+    probability of a country, a region, a city) can be answered later without running the photo
+    again. Version 1: von Mises-Fisher kernels on the sphere, one column per field (spread None:
+    uniform over the Earth). About 47 bytes of JSON per component: a policy run on GeoCLIP's gallery
+    (top-k kernels, up to 128 cells of the rest of its softmax, database neighbours, OCR places) has
+    up to ~170 components (~8 KB), an EXIF answer one (~100 bytes)."""
+
+    version: Literal[1] = MODEL_VERSION
+    lat: list[float] = Field(default_factory=list)
+    lon: list[float] = Field(default_factory=list)
+    weight: list[float] = Field(default_factory=list, description="Each component's share of the probability (sums to 1).")
+    spread_km: list[float | None] = Field(default_factory=list, description="Each kernel's spread (None: uniform).")
+    source: list[str] = Field(default_factory=list, description="Where each component came from (gallery, database, ...).")
+
+    @model_validator(mode="after")
+    def _columns_agree(self) -> ProbabilityModel:
+        sizes = {len(self.lat), len(self.lon), len(self.weight), len(self.spread_km), len(self.source)}
+        if len(sizes) != 1:
+            raise ValueError(f"the probability model's columns differ in length: {sorted(sizes)}")
+        return self
 
 
 class Prediction(Location):
@@ -97,6 +148,9 @@ class Prediction(Location):
     )
     calibrated: bool = Field(default=False, description="Whether confidence comes from a calibration fitted on labelled runs.")
     surface: ProbabilitySurface | None = None
+    model: ProbabilityModel | None = Field(
+        default=None, description="The mixture the probabilities come from (None: a prediction made before it was kept)."
+    )
     source: Source
     mode: str = "policy"
     place: Place = Field(default_factory=Place)

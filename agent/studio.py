@@ -5,6 +5,11 @@ one node runs the agent configured by the ``GEOAGENT_*`` settings (mode: agent w
 policy; override with ``GEOAGENT_STUDIO_MODE``); the agent's own graph runs inside it with the
 node's callbacks, so Studio shows its steps and tool calls. Nothing loads at import: the agent is
 built on the first run and reused.
+
+The LangGraph API server shows an exception's message only for a few exception types (ValueError,
+TypeError, RuntimeError, ...) and masks every other one as "An internal error occurred". A run that
+fails (a missing photo, no CLIP weights, no location found) therefore raises :class:`StudioRunError`,
+a ``RuntimeError`` whose message is the geoagent error's message and fix, chained to the original.
 """
 
 from __future__ import annotations
@@ -19,6 +24,21 @@ from typing_extensions import TypedDict
 
 _lock = threading.Lock()
 _agent: Any = None
+
+
+class StudioRunError(RuntimeError):
+    """A failed Studio run, as a type the LangGraph API server shows with its message."""
+
+
+def run_error(exc: BaseException) -> StudioRunError:
+    """``exc`` as a StudioRunError naming its type, its message and (for a GeoAgentError) the fix."""
+    from retrieval_service.core.errors import GeoAgentError
+
+    if isinstance(exc, GeoAgentError):
+        text = f"{type(exc).__name__}: {exc.message}" + (f" (fix: {exc.hint})" if exc.hint else "")
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return StudioRunError(text)
 
 
 class StudioInput(TypedDict):
@@ -46,13 +66,18 @@ def studio_agent() -> Any:
 
 def locate(state: StudioState, config: RunnableConfig) -> dict[str, Any]:
     # stream, not invoke: the node's callbacks (a manager inside a run) pass straight to the agent's graph
-    preds = [
-        e["prediction"]
-        for e in studio_agent().stream({"image": state["image"]}, {"callbacks": config.get("callbacks")})
-        if e.get("type") == "prediction"
-    ]
+    try:
+        preds = [
+            e["prediction"]
+            for e in studio_agent().stream({"image": state.get("image")}, {"callbacks": config.get("callbacks")})
+            if e.get("type") == "prediction"
+        ]
+    except StudioRunError:
+        raise
+    except Exception as exc:  # every failure reaches Studio with its message, not masked
+        raise run_error(exc) from exc
     if not preds:
-        raise RuntimeError("the agent ended without a prediction")
+        raise StudioRunError("the agent ended without a prediction")
     return {"prediction": preds[-1].model_dump(mode="json")}
 
 

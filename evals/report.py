@@ -16,7 +16,7 @@ from evals.metrics import DISTANCE_METHOD, THRESHOLD_NAMES, THRESHOLDS_KM, accur
 from evals.plots import plot_accuracy_curve, plot_confidence, plot_error_map
 from evals.published import load_published
 from evals.records import PREDICTIONS_FILE, read_rows
-from evals.run_info import CONFIG_FILE
+from evals.run_info import CONFIG_FILE, ImageModelInfo, SplitInfo, image_model_info, split_info
 from evals.settings import EvalSettings
 from evals.usage import UsageSummary, summarise_usage, usage_markdown
 from retrieval_service.core.errors import DatasetError
@@ -55,6 +55,8 @@ class Summary(BaseModel):
     missing_images: int = 0
     usage: UsageSummary | None = None
     confidence: ConfidenceMetrics | None = None
+    split: SplitInfo | None = Field(default=None, description="Which part of the benchmark the run covers, and its size.")
+    image_model: ImageModelInfo | None = Field(default=None, description="The image model and weights behind the predictions.")
 
 
 def load_run(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -75,9 +77,9 @@ def _fill_countries(rows: list[dict[str, Any]]) -> None:
     codes = country_codes(
         [(r["gt"]["lat"], r["gt"]["lon"]) for r in need_gt] + [(r["pred"]["lat"], r["pred"]["lon"]) for r in need_pred]
     )
-    for r, cc in zip(need_gt, codes[: len(need_gt)], strict=False):
+    for r, cc in zip(need_gt, codes[: len(need_gt)], strict=True):
         r["country_gt"] = cc
-    for r, cc in zip(need_pred, codes[len(need_gt) :], strict=False):
+    for r, cc in zip(need_pred, codes[len(need_gt) :], strict=True):
         r["country_pred"] = cc
 
 
@@ -118,6 +120,8 @@ def summarise(
         missing_images=(config.get("dataset") or {}).get("missing_images", 0),
         usage=summarise_usage(rows, config.get("settings")),
         confidence=confidence_metrics(rows),
+        split=split_info(config, len(rows)) if config.get("dataset") else None,
+        image_model=image_model_info(config) if config.get("settings") else None,
     )
 
 
@@ -160,6 +164,7 @@ def render_markdown(summary: Summary, config: dict[str, Any], run_name: str) -> 
     ours = (
         "| **this run** ("
         + (summary.mode or "?")
+        + (", random weights" if summary.image_model is not None and summary.image_model.random_weights else "")
         + ") | "
         + " | ".join(_pct(summary.accuracy_km[str(t)]) for t in THRESHOLDS_KM)
         + " |"
@@ -170,9 +175,24 @@ def render_markdown(summary: Summary, config: dict[str, Any], run_name: str) -> 
         + " |"
     )
     lines = [f"# Evaluation: {run_name}", ""]
+    if summary.image_model is not None and summary.image_model.note:
+        lines += [f"> **WARNING: {summary.image_model.note}**", ""]
+    if summary.split is not None and not summary.split.full and summary.split.published_size:
+        lines += [
+            f"> **Not the benchmark:** {summary.split.label}. The published rows below are on the full test set "
+            f"of {summary.split.published_size} photos and are not directly comparable.",
+            "",
+        ]
     versions = config.get("versions", {})
+    split = summary.split.label if summary.split is not None else dataset
     lines += [
-        f"- dataset: **{dataset}** ({(config.get('dataset') or {}).get('labels', '?')}), mode: **{summary.mode}**",
+        f"- dataset: **{split}** ({(config.get('dataset') or {}).get('labels', '?')}), mode: **{summary.mode}**",
+        "- image model: "
+        + (
+            f"**{summary.image_model.label()}**" + (" (random weights)" if summary.image_model.random_weights else "")
+            if summary.image_model is not None
+            else "not recorded (an older run)"
+        ),
         f"- images: {summary.n} evaluated, {summary.failed} failed (counted as misses), "
         f"{summary.missing_images} excluded because the image file is missing, "
         f"{summary.fallback} answered by the no-evidence fallback (scored as given)",
@@ -196,10 +216,10 @@ def render_markdown(summary: Summary, config: dict[str, Any], run_name: str) -> 
         )
     if not published:
         lines += ["", f"No published figures on file for dataset '{dataset}' (published tables cover im2gps3k and yfcc4k)."]
-    elif dataset in ("im2gps3k", "yfcc4k") and summary.n < 2000:
+    elif summary.split is not None and not summary.split.full:
         lines += [
             "",
-            f"Note: this run covers {summary.n} images, not the full benchmark; "
+            f"Note: this run covers {summary.split.label}, not the full benchmark; "
             "the published rows are on the full test set and are not directly comparable.",
         ]
     lines += [
@@ -246,7 +266,7 @@ def write_reports(run_dir: str | Path, *, plots: bool = True, settings: EvalSett
     if plots:
         distances = [r.get("distance_km") if not r.get("error") else None for r in rows]
         plot_accuracy_curve({f"{run_dir.name} ({summary.mode})": distances}, run_dir / ACCURACY_PNG)
-        labelled = [(r, d) for r, d in zip(rows, distances, strict=False) if r.get("gt")]  # a bad label row has no ground truth
+        labelled = [(r, d) for r, d in zip(rows, distances, strict=True) if r.get("gt")]  # a bad label row has no ground truth
         plot_error_map(
             [(r["gt"]["lat"], r["gt"]["lon"]) for r, _ in labelled],
             [(r["pred"]["lat"], r["pred"]["lon"]) if r.get("pred") else None for r, _ in labelled],

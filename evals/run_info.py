@@ -1,5 +1,7 @@
 """What a run directory records about itself: config.json (settings with secrets redacted, mode,
-dataset, argv) and the versions of the software that produced it."""
+dataset, argv), the versions of the software that produced it, and what the reports must say so
+they cannot mislead: which image model and weights made the predictions (loudly when they are
+random or untrained) and which split of the benchmark was run, with its size."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, Field
 
 from agent.settings import Settings
 from retrieval_service.core.errors import ConfigError
@@ -114,10 +118,82 @@ def fingerprint(settings: Settings, *, mode: str, predictor: str | None = None) 
     return {"digest": hashlib.sha256(canonical).hexdigest()[:16], "fields": fields}
 
 
+RANDOM_WEIGHTS = ("none", "random", "")
+"""``image_pretrained`` values that leave the image encoder with random weights."""
+
+
+class ImageModelInfo(BaseModel):
+    """The image model and weights behind a run's predictions."""
+
+    encoder: str = Field(description="geoclip (CLIP + GeoCLIP's heads) or fusion:PATH (a trained fusion checkpoint).")
+    image_model: str = Field(description="open_clip model name or config file.")
+    image_pretrained: str = Field(description="open_clip pretrained tag or checkpoint path; 'none' is random weights.")
+    weights_sha256: str | None = Field(default=None, description="sha256 of a local checkpoint file, when the weights are one.")
+    random_weights: bool = Field(description="True when the image encoder has random, untrained weights.")
+    note: str | None = Field(default=None, description="A warning the report shows loudly (random or untrained weights).")
+
+    def label(self) -> str:
+        digest = f", sha256 {self.weights_sha256[:16]}" if self.weights_sha256 else ""
+        return f"{self.image_model} / {self.image_pretrained}{digest} (encoder {self.encoder})"
+
+
+def image_model_info(config: dict[str, Any]) -> ImageModelInfo:
+    """What made a run's predictions, from its config.json (its settings and fingerprint)."""
+    settings = config.get("settings") or {}
+    fields = (config.get("fingerprint") or {}).get("fields") or {}
+    pretrained = str(settings.get("image_pretrained", fields.get("image_pretrained", "")) or "")
+    random = pretrained.strip().lower() in RANDOM_WEIGHTS
+    note = (
+        f"RANDOM, UNTRAINED IMAGE WEIGHTS (image_pretrained = {pretrained or 'empty'!r}): these figures measure the "
+        "plumbing, not geolocation; they are not comparable with any published row."
+        if random
+        else None
+    )
+    return ImageModelInfo(
+        encoder=str(settings.get("encoder") or "geoclip"),
+        image_model=str(settings.get("image_model", fields.get("image_model", "?"))),
+        image_pretrained=pretrained or "?",
+        weights_sha256=fields.get("image_pretrained_sha256"),
+        random_weights=random,
+        note=note,
+    )
+
+
+class SplitInfo(BaseModel):
+    """Which part of a benchmark a run covers."""
+
+    dataset: str
+    label: str = Field(description="How the reports name it: the benchmark only when the whole test set was run.")
+    evaluated: int = Field(description="Photos evaluated (rows of the labels file with an image, after --limit).")
+    published_size: int | None = Field(default=None, description="The benchmark's published size, when it has one.")
+    full: bool = Field(description="Whether the run covers the whole published test set.")
+    labels: str | None = None
+
+
+def split_info(config: dict[str, Any], n: int | None = None) -> SplitInfo:
+    """The run's split, from its config.json's dataset record (``n``: rows in the run, when the
+    record does not say how many were evaluated)."""
+    from evals.datasets import LAYOUTS
+
+    dataset = config.get("dataset") or {}
+    name = str(dataset.get("name") or "?")
+    evaluated = int(dataset.get("evaluated") or n or 0)
+    layout = LAYOUTS.get(name)
+    size = layout.expected_size if layout else None
+    labels = dataset.get("labels")
+    full = size is not None and evaluated >= size
+    if full or size is None:
+        label = name if size is None else f"{name} (the full test set, {evaluated} photos)"
+    else:
+        where = Path(str(labels)).parent.name if labels else ""
+        label = f"{name} subset: {evaluated} of {size} photos" + (f" ({where})" if where else "")
+    return SplitInfo(dataset=name, label=label, evaluated=evaluated, published_size=size, full=full, labels=labels)
+
+
 def build_config(
     settings: Settings, *, mode: str, dataset: dict[str, Any], argv: list[str] | None = None, predictor: str | None = None
 ) -> dict[str, Any]:
-    return {
+    config: dict[str, Any] = {
         "fingerprint": fingerprint(settings, mode=mode, predictor=predictor),
         "mode": mode,
         "dataset": dataset,
@@ -127,6 +203,8 @@ def build_config(
         "versions": versions(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    config["image_model"] = image_model_info(config).model_dump()
+    return config
 
 
 def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:

@@ -15,12 +15,13 @@ from typing import Annotated
 
 import typer
 
-from agent.cli import calibrate, chat, index, locate, models, serve, train
+from agent.cli import calibrate, chat, index, locate, mcp, models, serve, train
 from agent.cli.context import CliState
 from retrieval_service.core.errors import GeoAgentError
 
 app = typer.Typer(
     name="geoagent",
+    rich_markup_mode=None,  # plain help: no "<bool>" type column beside flags, readable when piped
     help=(
         "Where was this photo taken? geoagent retrieves candidate coordinates for a photo, "
         "clusters and verifies them with evidence tools (EXIF, OCR, scene segmentation, reverse "
@@ -33,15 +34,38 @@ app = typer.Typer(
 )
 
 
+def package_version() -> str:
+    """The installed geoagent's version (from its package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("geoagent")
+    except PackageNotFoundError:
+        return "unknown (geoagent is not installed; pip install -e .)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"geoagent {package_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="TOML settings file (keys as the GEOAGENT_* names, lower-case, without the prefix)."),
+        typer.Option(
+            "--config",
+            metavar="FILE.toml",
+            help="TOML settings file (keys as the GEOAGENT_* names, lower-case, without the prefix).",
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-v info, -vv debug).")] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print geoagent's version and exit.")
+    ] = False,
 ) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -55,6 +79,7 @@ serve.register(app)
 train.register(app)
 models.register(app)
 calibrate.register(app)
+mcp.register(app)
 
 for _ep in entry_points(group="geoagent.commands"):
     try:

@@ -43,9 +43,10 @@ def register(app: typer.Typer) -> None:
         run_dirs: Annotated[
             list[Path],
             typer.Argument(
+                metavar="RUN_DIR",
                 help="Eval run directories (`geoagent eval run --out DIR`) on LABELLED photos "
                 "that are not the benchmark you report: a held-out slice of your own "
-                "database, or YFCC26k."
+                "database, or YFCC26k.",
             ),
         ],
         as_json: Annotated[bool, typer.Option("--json", help="Print what was saved as JSON.")] = False,

@@ -120,12 +120,45 @@ def info(
     if as_json:
         typer.echo(json.dumps(data))
         return
-    typer.echo(f"data dir:     {data['data_dir']}")
-    typer.echo(f"store:        {data['store']}")
-    typer.echo(f"image model:  {data['image_model']} / {data['image_pretrained']} on {data['device']}")
-    for name, coll in data["collections"].items():
-        typer.echo(f"collection {name}: " + (f"{coll['points']} points, {coll['dim']}-d" if coll else "not built"))
-    typer.echo(f"gallery ready: {data['gallery_ready']}")
+    for line in info_lines(data):
+        typer.echo(line)
+
+
+def info_lines(data: dict) -> list[str]:
+    """``index info`` in words: one account of the gallery (how it is searched and whether it is
+    ready), then the image database; a collection that exact search does not need is not listed as
+    "not built"."""
+    gallery_name = next(iter(data["collections"]), "")
+    database_name = list(data["collections"])[-1] if len(data["collections"]) > 1 else ""
+    lines = [
+        f"data dir:       {data['data_dir']}",
+        "store:          " + ", ".join(f"{k} {v}" for k, v in data["store"].items()),
+        f"image model:    {data['image_model']} / {data['image_pretrained']} on {data['device']} (encoder {data.get('encoder', 'geoclip')})",
+    ]
+    gallery = data["collections"].get(gallery_name)
+    if data.get("gallery_search") == "exact":
+        state = (
+            "ready (its vectors are cached in the data dir)"
+            if data["gallery_ready"]
+            else "not encoded yet: the first photo encodes it once (a few minutes on a CPU), or run `geoagent locate` on any photo"
+        )
+        lines.append(f"gallery:        exact search over GeoCLIP's gallery (no collection needed): {state}")
+    else:
+        state = f"{gallery['points']} points, {gallery['dim']}-d" if gallery else "not built yet: the first photo builds it"
+        ready = "ready" if data["gallery_ready"] else "not ready"
+        lines.append(
+            f"gallery:        {data.get('gallery_search', 'hnsw')} search in collection {gallery_name}: {state} ({ready})"
+        )
+    database = data["collections"].get(database_name)
+    lines.append(
+        f"image database: collection {database_name}: "
+        + (
+            f"{database['points']} photos, {database['dim']}-d"
+            if database
+            else "none yet (optional; `geoagent index build photos.csv --images DIR` adds your geotagged photos)"
+        )
+    )
+    return lines
 
 
 def register(app: typer.Typer) -> None:

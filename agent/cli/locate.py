@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +15,7 @@ from agent.modes import available_modes, check_mode
 from agent.prediction import Prediction, Usage
 from retrieval_service.core.errors import GeoAgentError
 from retrieval_service.core.photo import Photo
+from retrieval_service.evidence.exif import ExifInfo
 from retrieval_service.retrieval.settings import MAX_TOP_K
 
 log = logging.getLogger(__name__)
@@ -36,20 +37,62 @@ def usage_text(usage: Usage, cost: float | None = None) -> str:
     )
 
 
-def format_text(pred: Prediction, n_alternatives: int, cost: float | None = None) -> str:
+def _area(km2: float) -> str:
+    return "under 0.1 km²" if km2 <= 0 else f"{km2:,.0f} km²" if km2 >= 10 else f"{km2:.2g} km²"
+
+
+def exif_line(exif: ExifInfo | None) -> str | None:
+    """The EXIF details worth showing (capture time, camera, GPS altitude), or None."""
+    if exif is None:
+        return None
+    parts = [f"taken {exif.datetime}"] if exif.datetime else []
+    parts += [f"camera {exif.camera}"] if exif.camera else []
+    if exif.gps is not None and exif.gps.altitude_m is not None:
+        parts.append(f"altitude {exif.gps.altitude_m:.0f} m")
+    return " · ".join(parts) or None
+
+
+def format_text(
+    pred: Prediction, n_alternatives: int, cost: float | None = None, exif: ExifInfo | None = None, confidence_km: float = 25
+) -> str:
+    """One photo's block: the answer and its place, how sure (P(error <= t) for each threshold), how
+    large an area to search, the alternatives with their places, the EXIF details, why."""
     place = pred.place.label("unknown place")
+    sure = f"P(within {confidence_km:g} km) = {pred.confidence:.2f}" + (" (calibrated)" if pred.calibrated else "")
     lines = [
         f"{pred.image}",
         f"  answer:      {pred.lat:.5f}, {pred.lon:.5f}  ({place})",
-        f"  confidence:  {pred.confidence:.2f}  source: {pred.source}  mode: {pred.mode}",
+        f"  confidence:  {sure}  source: {pred.source}  mode: {pred.mode}",
     ]
-    for i, a in enumerate(pred.alternatives[:n_alternatives], 1):
-        lines.append(f"  alternative {i}: {a.lat:.4f}, {a.lon:.4f}  ({a.source}, score {a.score:.3f})")
+    if pred.probabilities:
+        lines.append("  P(error <=): " + " · ".join(f"{t} km {100 * v:.0f}%" for t, v in pred.probabilities.items()))
+    if pred.search_area_km2:
+        lines.append("  search area: " + " · ".join(f"{k}% in {_area(v)}" for k, v in pred.search_area_km2.items()))
+    from agent.decision.summary import named
+
+    for i, a in enumerate(named(pred.alternatives[:n_alternatives]), 1):
+        where = f"  {a.place.label()}" if a.place is not None and a.place.label() else ""
+        share = f"  ({100 * a.probability:.1f}% of the probability)" if a.probability is not None else f"  ({a.source})"
+        lines.append(f"  alternative {i}: {a.lat:.4f}, {a.lon:.4f}{where}{share}")
+    details = exif_line(exif)
+    if details:
+        lines.append(f"  exif:        {details}")
     lines.append(f"  why: {pred.rationale}")
     if pred.usage.calls:
         lines.append(f"  lmm usage:   {usage_text(pred.usage, cost)}")
     lines += [f"  warning: {w}" for w in pred.warnings]
     return "\n".join(lines)
+
+
+def _exif_of(photo: Photo, settings: Any) -> ExifInfo | None:
+    """The photo's EXIF for the human output (None when it cannot be read: it is only shown)."""
+    from retrieval_service.evidence.exif import read_exif
+
+    try:
+        return read_exif(photo.path, settings)
+    except GeoAgentError as exc:
+        log.info("no EXIF details for %s: %s", photo.ref, exc.message)
+        return None
 
 
 def error_json(image: str, exc: BaseException) -> dict:
@@ -81,17 +124,23 @@ def _emit_json(row: dict) -> None:
 
 def locate(
     ctx: typer.Context,
-    photos: Annotated[list[str], typer.Argument(help="Photo files or http(s) URLs.")],
+    photos: Annotated[list[str], typer.Argument(help="Photo files or http(s) URLs.", metavar="PHOTO")],
     mode: Annotated[
         str | None,
         typer.Option(
-            "--mode", help=f"One of {', '.join(available_modes())}; default: agent with an LMM configured, else policy."
+            "--mode",
+            metavar="MODE",
+            help=f"One of {', '.join(available_modes())}; default: agent with an LMM configured, else policy.",
         ),
     ] = None,
     top_k: Annotated[
         int | None,
         typer.Option(
-            "--top-k", min=1, max=MAX_TOP_K, help=f"Retrieval candidates per photo (1..{MAX_TOP_K}; default GEOAGENT_TOP_K, 20)."
+            "--top-k",
+            min=1,
+            max=MAX_TOP_K,
+            metavar="N",
+            help=f"Retrieval candidates per photo (1..{MAX_TOP_K}; default GEOAGENT_TOP_K, 20).",
         ),
     ] = None,
     as_json: Annotated[
@@ -101,19 +150,25 @@ def locate(
             help='Exactly one JSON object per photo per line, in order; a failed photo\'s has "error": {type, message, fix} and no lat/lon.',
         ),
     ] = False,
-    map_file: Annotated[Path | None, typer.Option("--map", help="Write a self-contained HTML map here (works offline).")] = None,
-    alternatives: Annotated[int, typer.Option("--alternatives", min=0, max=20, help="Alternatives shown per photo.")] = 3,
+    map_file: Annotated[
+        Path | None, typer.Option("--map", metavar="FILE.html", help="Write a self-contained HTML map here (works offline).")
+    ] = None,
+    alternatives: Annotated[
+        int, typer.Option("--alternatives", min=0, max=20, metavar="N", help="Alternatives shown per photo.")
+    ] = 3,
     rag_samples: Annotated[
         int | None,
         typer.Option(
             "--rag-samples",
             min=1,
             max=20,
+            metavar="N",
             help=("Mode rag: replies sampled per prompt (at GEOAGENT_RAG_TEMPERATURE), voted on before verification."),
         ),
     ] = None,
 ) -> None:
-    """Geolocate photos: the answer, place, confidence, alternatives and the rationale.
+    """Geolocate photos: the answer and its place, P(error <= 1, 25, 200, 750, 2500 km), the search
+    areas, the alternatives with their places, EXIF details and the rationale.
 
     Every photo is checked before any model loads; a photo that cannot be read or located is
     reported (stderr, and its own --json line) and the exit code is 1. Settings or models that
@@ -137,7 +192,7 @@ def locate(
     agent = None
     done: list[Prediction] = []
     failed = 0
-    for i, (photo, item) in enumerate(zip(photos, checked, strict=False)):
+    for i, (photo, item) in enumerate(zip(photos, checked, strict=True)):
         if isinstance(item, BaseException):
             failed += 1
             _report_failure(photo, item, as_json)
@@ -164,7 +219,8 @@ def locate(
             _emit_json(prediction_json(pred))
         else:
             cost = settings.lmm_cost(pred.usage.input_tokens, pred.usage.output_tokens) if pred.usage.calls else None
-            typer.echo(format_text(pred, alternatives, cost) + "\n")
+            exif = _exif_of(item, settings)
+            typer.echo(format_text(pred, alternatives, cost, exif, confidence_km=settings.confidence_km) + "\n")
     if map_file is not None and done:
         from agent.mapview import write_map
 

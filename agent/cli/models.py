@@ -50,9 +50,12 @@ def list_models(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
 @models_app.command("download")
 def download(
     ctx: typer.Context,
-    model: Annotated[str | None, typer.Option("--model", help="open_clip model name (default: GEOAGENT_IMAGE_MODEL).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", metavar="NAME", help="open_clip model name (default: GEOAGENT_IMAGE_MODEL).")
+    ] = None,
     pretrained: Annotated[
-        str | None, typer.Option("--pretrained", help="open_clip pretrained tag (default: GEOAGENT_IMAGE_PRETRAINED).")
+        str | None,
+        typer.Option("--pretrained", metavar="TAG", help="open_clip pretrained tag (default: GEOAGENT_IMAGE_PRETRAINED)."),
     ] = None,
 ) -> None:
     """Download the CLIP weights that `locate` needs into the data dir (needs the model hub)."""
@@ -66,7 +69,9 @@ def download(
 
 
 @models_app.command("export")
-def export(ctx: typer.Context, archive: Annotated[Path, typer.Argument(help="The .tar file to write.")]) -> None:
+def export(
+    ctx: typer.Context, archive: Annotated[Path, typer.Argument(help="The .tar file to write.", metavar="ARCHIVE")]
+) -> None:
     """Write the downloaded weights (and their manifest) into one file to copy to another machine."""
     from retrieval_service.retrieval.model_store import export_models
 
@@ -76,7 +81,8 @@ def export(ctx: typer.Context, archive: Annotated[Path, typer.Argument(help="The
 
 @models_app.command("import")
 def import_(
-    ctx: typer.Context, archive: Annotated[Path, typer.Argument(help="A file written by `geoagent models export`.")]
+    ctx: typer.Context,
+    archive: Annotated[Path, typer.Argument(help="A file written by `geoagent models export`.", metavar="ARCHIVE")],
 ) -> None:
     """Unpack exported weights into this machine's data dir (every file's size and sha256 checked)."""
     from retrieval_service.retrieval.model_store import import_models

@@ -12,13 +12,15 @@ from agent.cli.context import settings_from
 def serve(
     ctx: typer.Context,
     host: Annotated[
-        str, typer.Option("--host", help="Address to listen on (0.0.0.0 for every interface, e.g. in a container).")
+        str,
+        typer.Option("--host", metavar="HOST", help="Address to listen on (0.0.0.0 for every interface, e.g. in a container)."),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="TCP port.")] = 8000,
     mode: Annotated[
         str | None,
         typer.Option(
             "--mode",
+            metavar="MODE",
             help="How /v1/locate analyses photos (policy, agent, rag, retrieval, rerank); default: agent with an LMM, else policy.",
         ),
     ] = None,
@@ -26,18 +28,21 @@ def serve(
         str | None,
         typer.Option(
             "--api-key",
+            metavar="KEY",
             envvar="GEOAGENT_SERVICE_API_KEY",
             help="Require this key on every /v1 request (Authorization: Bearer or X-API-Key).",
         ),
     ] = None,
     max_concurrency: Annotated[
         int | None,
-        typer.Option("--max-concurrency", help="Requests worked on at once (GEOAGENT_SERVICE_MAX_CONCURRENCY, default 4)."),
+        typer.Option(
+            "--max-concurrency", metavar="N", help="Requests worked on at once (GEOAGENT_SERVICE_MAX_CONCURRENCY, default 4)."
+        ),
     ] = None,
     allow_private_urls: Annotated[
         bool, typer.Option("--allow-private-urls", help="Let URL inputs reach loopback/private/link-local addresses.")
     ] = False,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve geoagent over HTTP: the web chat at /, the API under /v1 (docs at /docs).
 

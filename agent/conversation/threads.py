@@ -266,7 +266,7 @@ class Threads:
         """Answer from the analysis and keep the question and the answer in the thread."""
         values = self.values(tid)
         pred = values.get("prediction")
-        text = rule_answer(question, [pred.model_dump(mode="json")] if pred is not None else [])
+        text = rule_answer(question, [pred] if pred is not None else [], obs=values.get("obs"))
         if failed is not None:
             text = f"(the LMM could not answer: {failed.get('error')}; answering from the analysis)\n{text}"
         messages: list[Any] = [AIMessage(text)]

@@ -5,7 +5,8 @@ its own metadata (``readiness``), so every client of one Qdrant server or cluste
 most once between them, and a second start does not re-encode.
 
 Exact search (the default: GeoCLIP scores every gallery point, ``gallery_index``) needs no
-collection: it keeps the gallery's vectors as one ``.npz`` file in the data dir, encoded on first use.
+collection: it keeps the gallery's vectors as one ``.npz`` file in the data dir, encoded on first use
+behind a progress bar (a few minutes on a CPU).
 The Qdrant collection serves ``GEOAGENT_GALLERY_SEARCH=hnsw`` and fusion encoders.
 """
 
@@ -27,6 +28,8 @@ from retrieval_service.retrieval.stores import VectorStore
 logger = logging.getLogger(__name__)
 
 UPSERT_BATCH = 4096
+ENCODE_CHUNK = 4096
+"""Gallery coordinates encoded per step of the progress bar."""
 GALLERY_FORMAT = "1"  # bump when the gallery's vectors or payload change, so old builds are rebuilt
 
 
@@ -50,6 +53,20 @@ def index_path(settings: RetrievalSettings):
     return settings.data_dir / f"{settings.gallery_collection}.{weights_fingerprint()}.npz"
 
 
+def encode_with_progress(heads: GeoClipHeads, coords: np.ndarray, what: str) -> np.ndarray:
+    """The location encoder's vectors of ``coords``, chunk by chunk behind a progress bar (tqdm, on
+    stderr when it is a terminal)."""
+    from tqdm import tqdm
+
+    parts = []
+    with tqdm(total=len(coords), desc=what, unit="points", unit_scale=True, disable=None, leave=False) as bar:
+        for start in range(0, len(coords), ENCODE_CHUNK):
+            chunk = coords[start : start + ENCODE_CHUNK]
+            parts.append(heads.encode_locations(chunk))
+            bar.update(len(chunk))
+    return np.concatenate(parts) if parts else np.zeros((0, GPS_DIM), np.float32)
+
+
 def load_gallery_index(settings: RetrievalSettings, heads: GeoClipHeads) -> GalleryIndex:
     """The in-memory gallery for exact search: the cached vectors, or (once) the location encoder's."""
     coords = gallery_coordinates()
@@ -57,7 +74,7 @@ def load_gallery_index(settings: RetrievalSettings, heads: GeoClipHeads) -> Gall
     arrays = load_index_arrays(path, len(coords))
     if arrays is None:
         logger.warning("encoding the GPS gallery for exact search (%d points, once; later starts reuse %s)", len(coords), path)
-        vectors = heads.encode_locations(coords)
+        vectors = encode_with_progress(heads, coords, "encoding GeoCLIP's GPS gallery (once)")
         codes = np.array([c or "" for c in country_codes([(float(a), float(b)) for a, b in coords])])
         save_index_arrays(path, vectors, coords, codes)
         arrays = (vectors, coords, codes)
@@ -76,16 +93,20 @@ def ensure_gallery(settings: RetrievalSettings, store: VectorStore, heads: GeoCl
     coords = gallery_coordinates()
 
     def fill(name: str) -> None:
+        from tqdm import tqdm
+
         codes = country_codes([(float(a), float(b)) for a, b in coords])
-        for start in range(0, len(coords), UPSERT_BATCH):
-            chunk = coords[start : start + UPSERT_BATCH]
-            vectors = heads.encode_locations(chunk)
-            ids = list(range(start, start + len(chunk)))
-            payloads = [
-                {"location": {"lat": float(lat), "lon": float(lon)}, "country_code": codes[start + i] or ""}
-                for i, (lat, lon) in enumerate(chunk)
-            ]
-            store.upsert(name, ids, vectors, payloads)
+        with tqdm(total=len(coords), desc="building the GPS gallery collection (once)", unit="points", disable=None) as bar:
+            for start in range(0, len(coords), UPSERT_BATCH):
+                chunk = coords[start : start + UPSERT_BATCH]
+                vectors = heads.encode_locations(chunk)
+                ids = list(range(start, start + len(chunk)))
+                payloads = [
+                    {"location": {"lat": float(lat), "lon": float(lon)}, "country_code": codes[start + i] or ""}
+                    for i, (lat, lon) in enumerate(chunk)
+                ]
+                store.upsert(name, ids, vectors, payloads)
+                bar.update(len(chunk))
 
     return ensure_built(
         store,

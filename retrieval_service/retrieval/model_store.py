@@ -15,10 +15,10 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,60 @@ def _open_clip_cfg(model: str, pretrained: str) -> dict[str, Any]:
     return dict(cfg)
 
 
+HUB_LOGGER = "huggingface_hub"
+UNREACHABLE = ("ConnectError", "ConnectionError", "ConnectTimeout", "OfflineModeIsEnabled", "LocalEntryNotFoundError", "Timeout")
+"""Exception type names that mean the hub cannot be reached at all (rather than: no such file)."""
+
+
+@contextmanager
+def quiet_hub_logs() -> Iterator[None]:
+    """The hub client's own log lines held back while it downloads: it logs every retry, and
+    through its own handler and the root logger both (each line twice); geoagent logs one line
+    when the hub cannot be reached instead, and the error names every file it tried."""
+    hub = logging.getLogger(HUB_LOGGER)
+    level = hub.level
+    hub.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub.setLevel(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the hub cannot be reached."""
+    while exc is not None:
+        if type(exc).__name__ in UNREACHABLE:
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def copy_with_progress(source: Path, target: Path, what: str) -> str:
+    """Copy ``source`` to ``target`` atomically (a temp file, then a rename) behind a progress bar,
+    hashing it on the way; returns its sha256."""
+    from tqdm import tqdm
+
+    digest = hashlib.sha256()
+    tmp = target.with_name(f".{target.name}.tmp")
+    size = source.stat().st_size
+    with (
+        open(source, "rb") as src,
+        open(tmp, "wb") as dst,
+        tqdm(total=size, desc=what, unit="B", unit_scale=True, disable=None, leave=False) as bar,
+    ):
+        for block in iter(lambda: src.read(1 << 22), b""):
+            digest.update(block)
+            dst.write(block)
+            bar.update(len(block))
+    os.replace(tmp, target)
+    return digest.hexdigest()
+
+
 def download_clip(
     data_dir: str | os.PathLike, model: str, pretrained: str, downloader: Callable[..., str] | None = None
 ) -> ModelFile:
@@ -129,29 +183,34 @@ def download_clip(
     folder = models_dir(data_dir)
     target_dir = folder / "clip" / f"{model}__{pretrained}"
     target_dir.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for filename in WEIGHT_FILES:
-        try:
-            fetched = Path(downloader(repo_id=repo, filename=filename))
-            break
-        except Exception as exc:  # the hub client raises many types (offline, 404, auth)
-            errors.append(f"{filename}: {type(exc).__name__}: {exc}")
-    else:
+    errors: list[str] = []
+    fetched: Path | None = None
+    with quiet_hub_logs():
+        for filename in WEIGHT_FILES:
+            try:
+                fetched = Path(downloader(repo_id=repo, filename=filename))
+                break
+            except Exception as exc:  # the hub client raises many types (offline, 404, auth)
+                errors.append(f"{filename}: {type(exc).__name__}: {exc}")
+                if unreachable(exc):  # one line, and no second file to wait through the same retries for
+                    logger.warning("the model hub cannot be reached for %s/%s: %s", model, pretrained, _first_line(exc))
+                    break
+                logger.info("%s is not on the hub as %s: %s", repo, filename, _first_line(exc))
+    if fetched is None:
         raise WeightsNotFoundError(
             f"could not download {model}/{pretrained} from {repo}: {'; '.join(errors)}",
-            "run this on a machine with internet access, then `geoagent models export FILE`",
+            "run this on a machine with internet access, then `geoagent models export FILE` and "
+            "`geoagent models import FILE` here",
         )
     target = target_dir / filename
-    tmp = target.with_name(f".{filename}.tmp")
-    shutil.copyfile(fetched, tmp)
-    os.replace(tmp, target)
+    digest = copy_with_progress(fetched, target, f"storing {model}/{pretrained}")
     preprocess = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if cfg.get(k) is not None}
     entry = ModelFile(
         model=model,
         pretrained=pretrained,
         file=str(target.relative_to(folder)),
         bytes=target.stat().st_size,
-        sha256=sha256_file(target),
+        sha256=digest,
         source=f"hf://{repo}/{filename}",
         quick_gelu=bool(cfg.get("quick_gelu", False)),
         preprocess=preprocess,

@@ -239,3 +239,55 @@ def test_a_url_that_fails_is_a_failure(fake_cli, photo, tmp_path):
     assert failed["image"] == url and "lat" not in failed and failed["error"]["type"] == "ImageLoadError"
     assert "loopback" in failed["error"]["message"] and "GEOAGENT_ALLOW_PRIVATE_URLS" in failed["error"]["fix"]
     assert ok["lat"] != 0.0 and "error" not in ok
+
+
+def test_locate_human_output_has_the_probabilities_areas_places_and_exif(fake_cli, exif_dir):
+    """Before: neither P(error <= t) nor the search areas, alternatives as bare coordinates with a
+    "score" beside a "probability", and the EXIF capture time, camera and altitude never shown."""
+    res = fake_cli.invoke(app, ["locate", str(exif_dir / "HTC_Desire.jpg"), "--alternatives", "2"])
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "confidence:  P(within 25 km) = " in out
+    assert "P(error <=): 1 km " in out and "2500 km " in out
+    assert "search area: 50% in " in out and "90% in " in out
+    alternatives = [line for line in out.splitlines() if line.strip().startswith("alternative")]
+    assert alternatives and all("of the probability" in line and "score" not in line for line in alternatives)
+    assert any("Japan" in line for line in alternatives), alternatives  # the fake tools' decoy is Tokyo: named
+    assert "exif:        taken 2011:05:06 09:59:48 · camera HTC HTC Desire · altitude 217 m" in out
+
+
+def test_version_and_help_without_type_labels(fake_cli):
+    from importlib.metadata import version
+
+    from agent.cli import main
+
+    res = fake_cli.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == f"geoagent {version('geoagent')}"
+    assert main(["--version"]) == 0
+    for command in ([], ["locate"], ["chat"], ["models", "download"], ["index", "info"], ["serve"]):
+        text = fake_cli.invoke(app, [*command, "--help"]).stdout
+        assert "<bool>" not in text and "<str>" not in text, (command, text)
+    assert "--map FILE.html" in fake_cli.invoke(app, ["locate", "--help"]).stdout
+
+
+def test_index_info_describes_the_gallery_once_and_consistently():
+    """Before: "collection geoclip_gallery-...: not built" beside "gallery ready: True" (exact search
+    needs no collection)."""
+    from agent.cli.index import info_lines
+
+    data = {
+        "data_dir": "/d",
+        "store": {"backend": "embedded", "path": "/d/qdrant"},
+        "collections": {"geoclip_gallery-abc": None, "image_database": None},
+        "gallery_ready": True,
+        "gallery_search": "exact",
+        "encoder": "geoclip",
+        "image_model": "ViT-L-14",
+        "image_pretrained": "openai",
+        "device": "cpu",
+    }
+    text = "\n".join(info_lines(data))
+    assert "not built" not in text and "exact search" in text and ": ready" in text
+    assert "image database: collection image_database: none yet" in text
+    hnsw = "\n".join(info_lines({**data, "gallery_search": "hnsw", "gallery_ready": False}))
+    assert "collection geoclip_gallery-abc: not built yet" in hnsw and "(not ready)" in hnsw

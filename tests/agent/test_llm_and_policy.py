@@ -189,37 +189,21 @@ def test_per_photo_token_limit_stops_the_lmm(agent_settings, photo):
     assert any("limit of 1500 LMM tokens" in w for w in pred.warnings)
 
 
-def test_chat_display_names_the_running_step():
+def test_chat_display_names_the_running_step_and_prints_the_stream_once():
+    import io
+
+    from rich.console import Console
+
     from agent.cli.chat import Display
 
-    class Status:
-        def __init__(self):
-            self.texts = []
-
-        def update(self, text):
-            self.texts.append(text)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    class Console:
-        is_terminal = True
-
-        def __init__(self):
-            self.printed, self.made = [], Status()
-
-        def status(self, text):
-            return self.made
-
-        def print(self, *args, **kw):
-            self.printed.append((args, kw))
-
-    console = Console()
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
     display = Display(console)
     with display.run():
         display({"type": "tool_start", "tool": "verify_locations"})
-        display({"type": "token", "node": "reason", "text": "Paris "})
-    assert console.made.texts == ["running verify_locations..."] and display.streamed == "Paris "
+        assert display.step == "running verify_locations..."
+        display({"type": "token", "node": "reason", "text": "Paris, "})
+        display({"type": "token", "node": "reason", "text": "not Brussels."})
+    assert display.streamed == "Paris, not Brussels." and display.already_shown("Paris, not Brussels.")
+    after_live = out.getvalue().rsplit("\x1b[?25h", 1)[1]  # what stays once the live status is gone
+    assert after_live.count("Paris, not Brussels.") == 1, out.getvalue()  # printed once, for good

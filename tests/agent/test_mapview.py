@@ -1,6 +1,8 @@
-"""The offline map: Leaflet and leaflet.heat inlined from package data (no CDN), the bundled land
-basemap, and every part of a Prediction drawn; a headless Chromium screenshot taken with every
-host unresolvable shows the land, the answer and the candidates."""
+"""The offline map: Leaflet, leaflet.heat and topojson-client inlined from package data (no CDN),
+Natural Earth's countries as the basemap (coastlines and borders), and every part of a Prediction
+drawn; headless Chromium screenshots taken with every host unresolvable show the land, the answer
+(a black-and-white target, unlike any heat colour), the legend and the answer's place written on
+the page, and an EXIF answer in its country rather than on an empty field."""
 
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.basemap import asset_path, land_geojson
+from agent.basemap import asset_path, countries_at, countries_topojson
 from agent.mapview import leaflet_head, map_data, render_map, write_map
-from agent.prediction import Prediction, ProbabilitySurface
+from agent.prediction import Prediction, ProbabilitySurface, Region
 from retrieval_service.core.errors import GeoAgentError
 from retrieval_service.core.types import Candidate
 from retrieval_service.evidence.clustering import Cluster
@@ -37,7 +39,10 @@ def _prediction(with_surface: bool = True) -> Prediction:
         ring = [(PARIS[0] + 2 * np.sin(t), PARIS[1] + 3 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 24)]
         surface = ProbabilitySurface(
             heat=[(c.lat, c.lon, 1.0 - i / 20) for i, c in enumerate(cands)],
-            regions={"50": [ring], "90": [[(a * 1.0, b * 1.0) for a, b in ring]]},
+            regions={
+                "50": [Region(outline=ring, area_km2=1.5e5, mass=0.5)],
+                "90": [Region(outline=ring, area_km2=6e5, mass=0.9)],
+            },
         )
     return Prediction(
         image="/photos/paris </script><b>.jpg",
@@ -56,7 +61,7 @@ def _prediction(with_surface: bool = True) -> Prediction:
 
 def test_the_page_references_no_external_script_style_or_image(tmp_path: Path):
     html = write_map([_prediction()], tmp_path / "m.html", tiles=False).read_text(encoding="utf-8")
-    assert "Leaflet 1.9.4" in html and "simpleheat" in html and "geoagentMap" in html
+    assert "Leaflet 1.9.4" in html and "simpleheat" in html and "geoagentMap" in html and "topojson-client" in html
     assert not re.search(r"<script[^>]+src=", html, re.I) and not re.search(r"<link\b", html, re.I)
     assert not re.search(r"@import", html) and not re.search(r"<img[^>]+src=[\"']https?:", html, re.I)
     urls = set(re.findall(r"url\(([^)]*)\)", html))
@@ -70,21 +75,27 @@ def test_the_data_carries_every_part_of_the_prediction():
     [row] = map_data([_prediction()])
     assert row["lat"] == PARIS[0] and len(row["candidates"]) == 13 and row["clusters"][0]["support"] == 12
     assert len(row["surface"]["heat"]) == 13 and set(row["surface"]["regions"]) == {"50", "90"}
+    assert row["surface"]["regions"]["50"][0]["area_km2"] == 1.5e5 and row["surface"]["regions"]["50"][0]["outline"]
     assert row["alternatives"][0]["source"] == "database" and row["search_area_km2"]["50"] == 1.5e5
     assert map_data([_prediction(with_surface=False)])[0]["surface"] is None
     html = render_map([_prediction()], tiles=False)
     assert "</script><b>" not in html.split("<body>")[1].replace("<\\/script", "")  # data cannot close the script
 
 
-def test_vendored_assets_have_licences_and_the_land_is_where_land_is():
-    for name in ("leaflet/LICENSE", "leaflet.heat/LICENSE", "world/LICENSE-global-land-mask", "VENDORED.md"):
+def test_vendored_assets_have_licences_and_the_countries_are_where_they_are():
+    for name in (
+        "leaflet/LICENSE",
+        "leaflet.heat/LICENSE",
+        "topojson-client/LICENSE",
+        "world/LICENSE-world-atlas",
+        "VENDORED.md",
+    ):
         assert asset_path(name).is_file(), name
+    assert "Natural Earth" in asset_path("VENDORED.md").read_text(encoding="utf-8")
     assert "Leaflet 1.9.4" in asset_path("leaflet/leaflet.js").read_text(encoding="utf-8")[:200]
-    from shapely.geometry import Point, shape
-
-    land = [shape(f["geometry"]) for f in land_geojson()["features"]]
-    assert any(p.contains(Point(PARIS[1], PARIS[0])) for p in land)  # (lon, lat)
-    assert not any(p.contains(Point(-35.0, 40.0)) for p in land)  # mid-Atlantic
+    assert len(countries_topojson()["objects"]["countries"]["geometries"]) == 241
+    lats, lons = np.array([PARIS[0], 45.5007, 40.0, 59.91, 43.70]), np.array([PARIS[1], 9.1103, -35.0, 10.75, 7.27])
+    assert countries_at(lats, lons) == ["FR", "IT", None, "NO", "FR"]  # mid-Atlantic: none; Nice's harbour: France
     assert "<script>" in leaflet_head()
 
 
@@ -103,10 +114,8 @@ def _share(pixels: np.ndarray, rgb: tuple[int, int, int], tol: int = 12) -> floa
     return float((np.abs(pixels[..., :3].astype(int) - rgb).max(axis=-1) <= tol).mean())
 
 
-@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (apt-get install -y chromium; .ci/run does)")
-def test_an_offline_screenshot_shows_the_land_the_answer_and_the_candidates(tmp_path: Path):
-    page = write_map([_prediction()], tmp_path / "map.html")  # online tiles asked for, but every host is unresolvable
-    shot = tmp_path / "shot.png"
+def _screenshot(page: Path, out: Path, size: str = "900,700") -> np.ndarray:
+    """A headless Chromium screenshot of ``page`` with every host unresolvable (no network)."""
     cmd = [
         _chromium(),
         "--headless=new",
@@ -115,18 +124,81 @@ def test_an_offline_screenshot_shows_the_land_the_answer_and_the_candidates(tmp_
         "--hide-scrollbars",
         "--mute-audio",
         "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--user-data-dir={out.parent / (out.stem + '-profile')}",
         "--host-resolver-rules=MAP * ~NOTFOUND",
-        "--window-size=900,700",
-        "--virtual-time-budget=4000",
-        f"--screenshot={shot}",
+        f"--window-size={size}",
+        "--virtual-time-budget=6000",
+        f"--screenshot={out}",
         page.as_uri(),
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=GUARD_S)
-    assert shot.is_file(), res.stderr[-2000:]
-    pixels = np.asarray(Image.open(shot).convert("RGB"))
-    land, sea = _share(pixels, (0xEC, 0xE6, 0xD4)), _share(pixels, (0xAA, 0xD3, 0xDF))
-    answer, gallery = _share(pixels, (0xE3, 0x1A, 0x1C), 20), _share(pixels, (0x33, 0x88, 0xFF), 20)
-    (tmp_path / "shares.json").write_text(json.dumps([land, sea, answer, gallery]))
-    assert land > 0.05 and sea > 0.02, (land, sea)  # the bundled basemap drew
-    assert answer > 0.0003 and gallery > 0.0003, (answer, gallery)  # the answer and the candidate markers drew
+    assert out.is_file(), res.stderr[-2000:]
+    return np.asarray(Image.open(out).convert("RGB"))
+
+
+def _dom(page: Path, out: Path) -> str:
+    """The page's DOM after its scripts ran (Chromium's --dump-dom), with no network."""
+    cmd = [
+        _chromium(),
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={out}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--window-size=900,700",
+        "--virtual-time-budget=6000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=GUARD_S).stdout
+
+
+LAND, SEA = (0xF2, 0xEF, 0xE6), (0xC6, 0xDB, 0xEF)
+BLACK, WHITE = (0, 0, 0), (255, 255, 255)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (apt-get install -y chromium; .ci/run does)")
+def test_an_offline_screenshot_shows_the_land_the_answer_the_legend_and_the_candidates(tmp_path: Path):
+    page = write_map([_prediction()], tmp_path / "map.html")  # online tiles asked for, but every host is unresolvable
+    pixels = _screenshot(page, tmp_path / "shot.png")
+    land, sea = _share(pixels, LAND), _share(pixels, SEA)
+    gallery = _share(pixels, (0x2C, 0x7B, 0xB6), 20)
+    (tmp_path / "shares.json").write_text(json.dumps([land, sea, gallery]))
+    assert land > 0.05 and sea > 0.02, (land, sea)  # the bundled countries drew
+    assert gallery > 0.0003, gallery  # the candidate markers drew
+    assert _share(pixels, BLACK, 30) > 0.0005  # the answer's black-and-white target (and the legend's)
+    dom = _dom(page, tmp_path / "dom-profile")
+    assert dom.count('class="leaflet-marker-icon answer-marker') == 1
+    assert "geoagent-legend" in dom and "50% search area" in dom and "probability density" in dom
+    assert "48.85660, 2.35220" in dom and "confidence 0.40" in dom  # the answer written on the page
+    assert dom.count('<path class="land"') == 241 and '<path class="border"' in dom and '<path class="coast"' in dom
+    assert "search-area-50" in dom and "search-area-90" in dom
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (apt-get install -y chromium; .ci/run does)")
+def test_an_exif_answer_is_shown_in_its_country_with_its_place_written(tmp_path: Path):
+    """Before: a dot on an empty beige field at 30 km scale."""
+    from agent.decision.mixture import Component, Mixture
+    from agent.decision.summary import prediction_fields
+    from agent.settings import Settings
+    from retrieval_service.core.types import Place
+
+    mixture = Mixture([Component(48.8578, 2.2970, 1000.0, 0.05, "exif")])
+    fields = prediction_fields(mixture, 48.8578, 2.2970, settings=Settings(data_dir=tmp_path / "data"), mode="policy")
+    pred = Prediction(
+        image="/photos/eiffel.jpg",
+        lat=48.8578,
+        lon=2.2970,
+        source="exif",
+        place=Place(city="Vanves", region="Ile-de-France", country="France"),
+        rationale="The photo's EXIF metadata holds GPS coordinates.",
+        **fields,
+    )
+    page = write_map([pred], tmp_path / "exif.html", tiles=False)
+    pixels = _screenshot(page, tmp_path / "exif.png")
+    assert _share(pixels, SEA) > 0.02 and _share(pixels, LAND) > 0.2  # coasts in view: the country, not a blank field
+    dom = _dom(page, tmp_path / "exif-dom")
+    assert "Vanves, Ile-de-France, France" in dom and "48.85780, 2.29700" in dom and "P(within 25 km) 100.0%" in dom
+    scale = re.search(r"leaflet-control-scale-line[^>]*>(\d+) km<", dom)
+    assert scale and int(scale.group(1)) >= 100, scale  # country scale, not 30 km

@@ -120,3 +120,33 @@ def test_a_local_openai_checkpoint_is_built_with_quickgelu(tmp_path: Path):
     assert enc._local_kwargs(openai, False) == {}  # GEOAGENT_IMAGE_QUICK_GELU=false decides
     enc.model_name = "ViT-L-14-quickgelu"
     assert enc._local_kwargs(openai, None) == {}  # the model already has QuickGELU
+
+
+def test_an_offline_download_says_so_in_one_line_and_stops(tiny_env, monkeypatch: pytest.MonkeyPatch, caplog):
+    """Offline, the hub client logs every retry through its own handler and the root logger (each
+    line twice) for over a minute per file; now its lines are held back, one warning says the hub
+    cannot be reached, and the second weights file is not tried."""
+    import logging
+
+    cfg = {"hf_hub": "local/tiny-demo/", "quick_gelu": False}
+    monkeypatch.setattr(model_store, "_open_clip_cfg", lambda m, p: cfg)
+    asked: list[str] = []
+
+    class ConnectError(Exception):
+        pass
+
+    def offline(**kw):
+        asked.append(kw["filename"])
+        for n in range(1, 6):  # what huggingface_hub logs while it retries
+            logging.getLogger("huggingface_hub.utils._http").warning(f"Retrying in 1s [Retry {n}/5].")
+        raise ConnectError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", offline)
+    with caplog.at_level(logging.INFO):
+        res = CliRunner().invoke(app, ["models", "download", "--pretrained", "demo"])
+    assert res.exit_code != 0 and isinstance(res.exception, model_store.WeightsNotFoundError)
+    assert "models export" in res.exception.hint
+    assert asked == [model_store.WEIGHT_FILES[0]]  # not a second wait for the other file name
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.name for r in warnings] == ["retrieval_service.retrieval.model_store"], [r.getMessage() for r in warnings]
+    assert "cannot be reached" in warnings[0].getMessage() and "Temporary failure" in warnings[0].getMessage()

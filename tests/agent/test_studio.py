@@ -29,3 +29,18 @@ def test_studio_graph_runs_the_configured_agent(gallery_env, monkeypatch, tmp_pa
     pred = Prediction.model_validate(out["prediction"])
     assert pred.image == str(photo) and pred.mode == "policy" and pred.candidates
     assert "retrieve" in seen.started  # the agent's tool calls show in the Studio run
+
+
+def test_a_failed_studio_run_carries_its_real_message(tiny_env, monkeypatch, tmp_path):
+    """LangGraph's API server masks every exception but a few builtin types as "An internal error
+    occurred"; a failed run must reach Studio as one of those, with geoagent's message and fix."""
+    import agent.studio as studio
+
+    monkeypatch.setattr(studio, "_agent", None)
+    missing = tmp_path / "no-such-photo.jpg"
+    with pytest.raises(studio.StudioRunError) as info:
+        studio.graph.invoke({"image": str(missing)})
+    assert isinstance(info.value, RuntimeError)  # one of the types langgraph-api shows with their message
+    text = str(info.value)
+    assert text.startswith("ImageLoadError: ") and "no-such-photo.jpg" in text and "(fix: " in text
+    assert info.value.__cause__ is not None

@@ -36,4 +36,6 @@ def test_real_run_on_eight_dev_photos(agent_env, dev_labels, dev_images, tmp_pat
     assert summary["n"] == 8 and summary["failed"] == 0
     for t, frac in summary["accuracy_km"].items():
         assert frac == sum(r["hits"][t] for r in rows) / 8
-    assert "| **this run** (retrieval)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| **this run** (retrieval, random weights)" in report and "RANDOM, UNTRAINED IMAGE WEIGHTS" in report
+    assert summary["split"]["label"] == "im2gps3k subset: 8 of 2997 photos (im2gps3k-dev)"

@@ -104,3 +104,39 @@ def test_backbone_width_mismatch_is_a_clear_error(heads):
     with pytest.raises(ModelMismatchError, match="768-d") as err:
         heads.embed_clip_features(np.zeros((2, 512), dtype=np.float32))
     assert "ViT-L-14" in err.value.hint
+
+
+def test_encoding_the_gallery_shows_progress(monkeypatch):
+    """The first run encodes GeoCLIP's 100K gallery (minutes on a CPU): a progress bar counts the
+    points, chunk by chunk, instead of one log line and silence."""
+    import numpy as np
+    import tqdm
+
+    from retrieval_service.retrieval import gallery
+
+    bars: list[dict] = []
+
+    class Bar:
+        def __init__(self, **kw):
+            self.kw, self.done = kw, 0
+            bars.append(self.__dict__)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            self.done += n
+
+    class Heads:
+        def encode_locations(self, coords):
+            return np.zeros((len(coords), gallery.GPS_DIM), np.float32)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    coords = np.zeros((10_000, 2), np.float32)
+    vectors = gallery.encode_with_progress(Heads(), coords, "encoding GeoCLIP's GPS gallery (once)")
+    assert vectors.shape == (10_000, gallery.GPS_DIM)
+    [bar] = bars
+    assert bar["done"] == 10_000 and bar["kw"]["total"] == 10_000 and "GPS gallery" in bar["kw"]["desc"]

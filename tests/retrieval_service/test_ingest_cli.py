@@ -91,7 +91,7 @@ def test_cli_build_and_info(tiny_env, small_set):
 
     assert data["collections"][gallery_name(load_settings())] is None and data["gallery_ready"] is False
     text = runner.invoke(app, ["index", "info"])
-    assert "image_database: 6 points" in text.stdout
+    assert "image database: collection image_database: 6 photos, 768-d" in text.stdout
 
 
 def test_cli_bad_csv_is_a_clear_error(tiny_env, tmp_path, capsys):

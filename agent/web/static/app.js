@@ -1,11 +1,14 @@
 // The chat page: send a photo (drop, paste, pick or URL) to /v1/locate/stream, show the steps live,
-// then the answer on the map; follow-up questions go to /v1/threads/{id}/messages.
+// then the answer on the map (agent/assets/geoagent-map.js, the same drawing code as `--map` pages);
+// follow-up questions go to /v1/threads/{id}/messages. A badge says whether the server is ready
+// (/readyz) until it is.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
   let threadId = null;
   let busy = false;
   let followUp = false;  // the events on the wire belong to a follow-up question
+  const geo = geoagentMap("map", { countriesUrl: "/assets/world/countries-50m.json", predictions: [], panel: false });
 
   function headers(extra) {
     const h = Object.assign({}, extra || {});
@@ -37,15 +40,19 @@
     d.scrollIntoView({ block: "nearest" });
   }
 
+  function tokens(reset) {
+    if (reset) { $("tokens").textContent = ""; $("tokens-box").hidden = true; }
+    return $("tokens");
+  }
+
   function reset() {
     threadId = null;
     $("steps").innerHTML = "";
     $("messages").innerHTML = "";
-    $("tokens").textContent = "";
-    $("tokens").hidden = true;
+    tokens(true);
     $("answer").hidden = true;
     $("question").disabled = $("ask").disabled = true;
-    GeoMap.clear();
+    geo.clear();
     status("");
     for (const li of $("threads").children) { li.classList.remove("active"); }
   }
@@ -62,7 +69,14 @@
     $("answer-area").textContent = area ? `Search area ${area}` : "";
     $("answer-rationale").textContent = pred.rationale || "";
     $("answer").hidden = false;
-    GeoMap.show(pred);
+    geo.show(pred);
+  }
+
+  // the chat's line for an answer: where and how sure; the rationale is shown once, in the answer box
+  function answerLine(pred) {
+    const sure = pred.probabilities && pred.probabilities["25"] != null
+      ? `P(within 25 km) ${(100 * pred.probabilities["25"]).toFixed(0)}%` : `confidence ${pred.confidence.toFixed(2)}`;
+    return `${$("answer-place").textContent}: ${$("answer-coords").textContent} (${sure}). The reasons are above the map.`;
   }
 
   function onEvent(name, data) {
@@ -80,13 +94,17 @@
       li.className = data.error ? "failed done" : "done";
       li.textContent = `${data.tool} (${Math.round(data.latency_ms || 0)} ms): ${data.error || data.summary || ""}`;
     } else if (name === "token") {
-      $("tokens").hidden = false;
-      $("tokens").textContent += data.text;
+      const strip = tokens(false);
+      $("tokens-box").hidden = false;
+      $("tokens-box").open = true;
+      strip.textContent += data.text;
+      strip.scrollTop = strip.scrollHeight;  // follow the text as it is written
     } else if (name === "prediction") {
       showAnswer(data.prediction);
       if (followUp) { return; }
-      addMessage("assistant", `${$("answer-place").textContent}: ${$("answer-coords").textContent} (confidence ${data.prediction.confidence.toFixed(2)}). ${data.prediction.rationale || ""}`);
+      addMessage("assistant", answerLine(data.prediction));
     } else if (name === "reply") {
+      $("tokens-box").open = false;  // the reply is in the chat now; the streamed text stays one click away
       addMessage("assistant", data.text || (data.error ? `(no answer: ${data.error})` : ""));
     } else if (name === "error") {
       const e = data.error || {};
@@ -182,7 +200,7 @@
     $("question").value = "";
     addMessage("user", text);
     busy = followUp = true;
-    $("tokens").textContent = "";
+    tokens(true);
     status("thinking…");
     try {
       const resp = await fetch(`/v1/threads/${threadId}/messages/stream`, {
@@ -208,7 +226,7 @@
     addMessage("user", `Where was this photo taken? (${thread.title})`);
     if (thread.prediction) {
       showAnswer(thread.prediction);
-      addMessage("assistant", `${$("answer-place").textContent}: ${$("answer-coords").textContent} (confidence ${thread.prediction.confidence.toFixed(2)}). ${thread.prediction.rationale || ""}`);
+      addMessage("assistant", answerLine(thread.prediction));
     }
     for (const t of thread.turns) { addMessage(t.role === "user" ? "user" : "assistant", t.text); }
     $("question").disabled = $("ask").disabled = !thread.prediction;
@@ -233,7 +251,20 @@
     }
   }
 
+  // the server loads the image encoder and the gallery at start: say so until /readyz answers ready
+  async function watchReady(delay) {
+    let body = null;
+    try {
+      const resp = await fetch("/readyz");
+      body = await resp.json();
+    } catch (_) { body = { ready: false, detail: "the server does not answer" }; }
+    const badge = $("ready");
+    badge.className = body.ready ? "ready" : (body.fix ? "failed" : "warming");
+    badge.textContent = body.ready ? "ready" : (body.fix ? `not ready: ${body.detail} (fix: ${body.fix})` : `${body.detail || "warming up"}… (a photo sent now takes longer)`);
+    if (!body.ready) { setTimeout(() => watchReady(Math.min(delay * 1.5, 5000)), delay); }
+  }
+
   $("new-chat").addEventListener("click", () => { reset(); $("preview").hidden = true; $("url").value = ""; });
-  GeoMap.init($("map"));
+  watchReady(500);
   loadThreads();
 })();

@@ -4,7 +4,6 @@ the map's markers against the server's prediction, ask a follow-up, save a scree
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
@@ -15,40 +14,6 @@ from tests.waiting import GUARD_S
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM and DRIVER):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1400",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-default-apps",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        "--proxy-server=direct://",
-        "--proxy-bypass-list=*",
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=Service(DRIVER))
-    driver.set_page_load_timeout(GUARD_S)
-    yield driver
-    driver.quit()
-
 
 def test_upload_answer_map_and_follow_up(browser, web_url, tmp_path: Path):
     from selenium.webdriver.common.by import By
@@ -58,8 +23,8 @@ def test_upload_answer_map_and_follow_up(browser, web_url, tmp_path: Path):
     photo = sorted(images.glob("*.jpg"))[0]
     browser.get(f"{web_url}/")
     wait = WebDriverWait(browser, GUARD_S)  # the page's own progress is the event
-    # the bundled land basemap draws without any network beyond loopback
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".leaflet-overlay-pane path.land"))
+    # the bundled countries draw without any network beyond loopback: land, coastlines and borders
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "path.land") and d.find_elements(By.CSS_SELECTOR, "path.border"))
 
     browser.find_element(By.ID, "file").send_keys(str(photo))
     wait.until(lambda d: d.find_element(By.ID, "status").text in ("done",) or "error" in d.find_element(By.ID, "status").text)
@@ -73,7 +38,10 @@ def test_upload_answer_map_and_follow_up(browser, web_url, tmp_path: Path):
     assert browser.find_element(By.ID, "answer-rationale").text.strip() == pred["rationale"].strip()
     steps = browser.find_elements(By.CSS_SELECTOR, "#steps li.done")
     assert [s.text.split(" ")[0] for s in steps] == [t["tool"] for t in pred["trace"]]
-    assert len(browser.find_elements(By.CSS_SELECTOR, ".leaflet-marker-pane .leaflet-marker-icon")) == 1  # the answer
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".leaflet-marker-icon.answer-marker")) == 1  # the answer
+    assert browser.find_elements(By.CSS_SELECTOR, ".geoagent-legend")  # what each mark is
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert body.count(pred["rationale"].strip()) == 1  # the rationale once, in the answer box
     assert len(browser.find_elements(By.CSS_SELECTOR, "path.candidate")) == len(pred["candidates"]) > 0
     assert len(browser.find_elements(By.CSS_SELECTOR, "path.cluster")) == len(pred["clusters"])
     listed = browser.find_elements(By.CSS_SELECTOR, "#threads li")

@@ -1,0 +1,218 @@
+"""The mixture's density on grids in a Lambert azimuthal equal-area projection, where the region
+contours are drawn (``agent.decision.regions``).
+
+A ``Plane`` is the projection about one point (km; areas in the plane are areas on the sphere of
+``EARTH_RADIUS_KM``), a ``Tile`` a square of it, ``Field.grid(tile)`` the density on the tile's grid:
+block by block, each block from the kernels that reach it (a kernel whose contribution there is below
+``RELEVANT`` of the widest level's threshold is left out), the exponent in float64 and the kernels in
+float32 like ``Mixture.density_xyz``. ``Grid.polygons(tau)`` are its filled contours at ``tau``
+(``contourpy``) as shapely polygons with their holes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+
+from agent.decision.mixture import Mixture, _log_norm
+from retrieval_service.core.geo import EARTH_RADIUS_KM
+
+GRID_MIN = 32
+GRID_MAX = 128
+"""Grid points per side of a tile: at least enough to draw a round piece, at most what keeps the
+decision fast (a tile that must grow past it is drawn at a coarser step)."""
+CELLS_PER_SPREAD = 2.0
+"""Grid steps per kernel spread of the narrowest kernel in a tile."""
+MAX_RING_POINTS = 400
+"""Vertices per outline after simplification (a longer ring is thinned evenly)."""
+MIN_REGION_KM = 0.005
+RELEVANT = 1e-4
+"""A kernel is left out where it adds less than this share of the widest level's density."""
+BLOCK = 25
+"""Grid points per side of the blocks a grid's density is evaluated in (each block with its kernels)."""
+LIMIT_KM = 2.0 * EARTH_RADIUS_KM
+"""The projection's radius: the antipode of the centre."""
+
+
+class Plane:
+    """The Lambert azimuthal equal-area projection about ``centre`` (a unit vector), in km: areas in
+    the plane are areas on the sphere of ``EARTH_RADIUS_KM``."""
+
+    def __init__(self, centre: np.ndarray) -> None:
+        self.centre = np.asarray(centre, float)
+        x, y, z = (float(v) for v in self.centre)
+        across = math.hypot(x, y)  # east = z x centre, normalised (written out: np.cross is slow on one vector)
+        ex, ey = (-y / across, x / across) if across > 1e-9 else (0.0, 1.0)  # at a pole any orthonormal pair will do
+        self.east = np.array([ex, ey, 0.0])
+        self.north = np.array([-z * ey, z * ex, x * ey - y * ex])  # centre x east
+        self.axes = np.column_stack([self.east, self.north])  # (3, 2)
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """Unit vectors -> (n, 2) km."""
+        rho = EARTH_RADIUS_KM * np.sqrt(2.0 * (1.0 - np.clip(x @ self.centre, -1.0, 1.0)))
+        tangent = x @ self.axes
+        norm = np.sqrt(np.einsum("ij,ij->i", tangent, tangent))
+        return tangent * np.where(norm > 1e-15, rho / np.maximum(norm, 1e-15), 0.0)[:, None]
+
+    def unproject(self, xy: np.ndarray) -> np.ndarray:
+        """(n, 2) km -> unit vectors (points past the antipode's circle are clipped to it)."""
+        rho = np.hypot(xy[:, 0], xy[:, 1])
+        theta = 2.0 * np.arcsin(np.clip(rho / (2.0 * EARTH_RADIUS_KM), 0.0, 1.0))
+        direction = (xy @ self.axes.T) / np.maximum(rho, 1e-15)[:, None]
+        x = np.cos(theta)[:, None] * self.centre + np.sin(theta)[:, None] * direction
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def ring(self, xy: np.ndarray) -> list[tuple[float, float]]:
+        """A closed plane ring as (lat, lon) with unwrapped longitudes."""
+        if len(xy) > MAX_RING_POINTS:
+            xy = np.vstack([xy[np.linspace(0, len(xy) - 2, MAX_RING_POINTS - 1).astype(int)], xy[:1]])
+        x = self.unproject(xy)
+        lat = np.round(np.degrees(np.arcsin(np.clip(x[:, 2], -1.0, 1.0))), 5)
+        lon = np.round(np.degrees(np.unwrap(np.arctan2(x[:, 1], x[:, 0]))), 5)
+        ring = list(zip(lat.tolist(), lon.tolist(), strict=True))
+        if abs(ring[-1][1] - ring[0][1]) > 180.0:  # the ring goes round a pole: close it along the pole
+            pole = 90.0 if self.centre[2] > 0 else -90.0
+            ring += [(pole, ring[-1][1]), (pole, ring[0][1])]
+        if ring[0] != ring[-1]:
+            ring.append(ring[0])
+        return ring
+
+
+@dataclass
+class Tile:
+    """A grid's extent: its projection, half-width (km), narrowest kernel (km) and the samples it owns."""
+
+    plane: Plane
+    half: float
+    narrowest: float
+    samples: np.ndarray
+
+    def size(self) -> int:
+        return int(np.clip(math.ceil(2.0 * self.half * CELLS_PER_SPREAD / max(self.narrowest, 1e-6)), GRID_MIN, GRID_MAX))
+
+    def key(self) -> tuple[bytes, float, float]:
+        return self.plane.centre.tobytes(), self.half, self.narrowest
+
+
+@dataclass
+class Grid:
+    """The density on a tile's grid."""
+
+    plane: Plane
+    axis: np.ndarray
+    z: np.ndarray
+
+    @property
+    def step(self) -> float:
+        return float(self.axis[1] - self.axis[0])
+
+    @property
+    def half(self) -> float:
+        return float(self.axis[-1])
+
+    def polygons(self, tau: float) -> list[Any]:
+        """The filled contours at ``tau``: shapely polygons (with their holes) in the plane."""
+        import contourpy
+        from shapely.geometry import Polygon
+
+        gen = contourpy.contour_generator(self.axis, self.axis, self.z, fill_type=contourpy.FillType.OuterOffset)
+        filled = gen.filled(tau, np.inf)  # OuterOffset: (points, offsets), one entry per polygon
+        points = cast("list[np.ndarray]", filled[0])
+        offsets = cast("list[np.ndarray]", filled[1])
+        out = []
+        for pts, off in zip(points, offsets, strict=True):
+            rings = [pts[a:b] for a, b in itertools.pairwise(off.tolist())]
+            poly = Polygon(rings[0], rings[1:])
+            if not poly.is_valid:
+                poly = poly.buffer(0)
+            if not poly.is_empty and poly.area > 0:
+                out.append(poly)
+        return out
+
+
+class Field:
+    """The mixture's density on grids, each block of a grid from the kernels that reach it."""
+
+    def __init__(self, mixture: Mixture, tau: float) -> None:
+        self.mixture = mixture
+        self.x, self.dens = mixture.samples()
+        kappa = mixture.kappa
+        self.spread = np.where(kappa > 0, EARTH_RADIUS_KM / np.sqrt(np.maximum(kappa, 1e-300)), np.inf)
+        log_c = _log_norm(kappa)
+        self.kmu, self.offset = mixture.mu * kappa[:, None], log_c - kappa
+        self.weights32 = mixture.weights.astype(np.float32)
+        self._pieces: dict[tuple[int, float], list[tuple[Any, np.ndarray]]] = {}
+        # how far each kernel matters: beyond this angle it adds less than RELEVANT * tau
+        gap = np.maximum(0.0, np.log(mixture.weights) + log_c - math.log(RELEVANT * tau))
+        one_minus_cos = np.where(kappa > 0, gap / np.maximum(kappa, 1e-300), 2.0)
+        self.reach = np.arccos(np.clip(1.0 - one_minus_cos, -1.0, 1.0))
+
+    def _kernels(self, corners: np.ndarray) -> np.ndarray:
+        """The kernels that reach a patch spanned by these unit vectors (its corners, or all its points)."""
+        centre = corners.sum(axis=0)
+        centre /= max(float(np.linalg.norm(centre)), 1e-300)
+        angle = float(np.arccos(np.clip((corners @ centre).min(), -1.0, 1.0)))
+        apart = np.arccos(np.clip(self.mixture.mu @ centre, -1.0, 1.0))
+        return np.flatnonzero(apart <= angle + self.reach)
+
+    def _density(self, xyz: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """The density at ``xyz`` from the kernels ``keep``: the exponent in float64 (a 50 m kernel's
+        kappa is 1.6e10), the kernels and their sum in float32, as ``Mixture.density_xyz``."""
+        arg = (xyz @ self.kmu[keep].T + self.offset[keep]).astype(np.float32)
+        np.maximum(arg, np.float32(-87.0), out=arg)
+        np.exp(arg, out=arg)
+        return (arg @ self.weights32[keep]).astype(float)
+
+    def narrowest(self, centre: np.ndarray, reach_km: float) -> float:
+        """The narrowest spread among the kernels that can shape the region within ``reach_km``."""
+        dist = EARTH_RADIUS_KM * np.arccos(np.clip(self.mixture.mu @ centre, -1.0, 1.0))
+        near = np.isfinite(self.spread) & (dist <= reach_km + 4.0 * self.spread)
+        return float(self.spread[near].min()) if near.any() else max(reach_km, MIN_REGION_KM)
+
+    def grid(self, tile: Tile) -> Grid:
+        n = tile.size()
+        half = min(max(tile.half, MIN_REGION_KM), LIMIT_KM)
+        axis = np.linspace(-half, half, n)
+        gx, gy = np.meshgrid(axis, axis)
+        flat = np.column_stack([gx.ravel(), gy.ravel()])
+        on_sphere = np.hypot(flat[:, 0], flat[:, 1]) < LIMIT_KM
+        points = np.zeros((len(flat), 3))
+        points[on_sphere] = tile.plane.unproject(flat[on_sphere])
+        xyz = points.reshape(n, n, 3)
+        inside_disk = on_sphere.reshape(n, n)
+        z = np.zeros((n, n))
+        for r, c in itertools.product(range(0, n, BLOCK), range(0, n, BLOCK)):
+            mask = inside_disk[r : r + BLOCK, c : c + BLOCK]
+            if not mask.any():
+                continue
+            cells = xyz[r : r + BLOCK, c : c + BLOCK][mask]
+            rows, cols = mask.shape
+            corners = [0, cols - 1, (rows - 1) * cols, rows * cols - 1, (rows // 2) * cols + cols // 2]
+            keep = self._kernels(cells[corners] if mask.all() else cells)
+            if len(keep):  # else no kernel reaches the block: the density there is below every level
+                block = z[r : r + BLOCK, c : c + BLOCK]
+                block[mask] = self._density(cells, keep)
+        return Grid(tile.plane, axis, z)
+
+    def pieces(self, grid: Grid, tau: float) -> list[tuple[Any, np.ndarray]]:
+        """The filled contours of ``grid`` at ``tau``, each with the samples inside it (computed once
+        per grid and level: settling the tiles and drawing the widest level ask for the same)."""
+        key = (id(grid), tau)
+        if key not in self._pieces:
+            self._pieces[key] = [(poly, self.inside(poly, grid)) for poly in grid.polygons(tau)]
+        return self._pieces[key]
+
+    def inside(self, poly: Any, grid: Grid) -> np.ndarray:
+        """The samples inside a plane polygon of ``grid``."""
+        from shapely import contains_xy
+
+        x0, y0, x1, y1 = poly.bounds
+        far = max(abs(x0), abs(y0), abs(x1), abs(y1)) * math.sqrt(2.0)
+        cos_far = math.cos(2.0 * math.asin(min(1.0, far / LIMIT_KM)))
+        near = np.flatnonzero(self.x @ grid.plane.centre >= max(cos_far, -0.999))
+        xy = grid.plane.project(self.x[near])
+        return near[contains_xy(poly, xy[:, 0], xy[:, 1])]
