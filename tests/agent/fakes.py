@@ -172,7 +172,9 @@ def _retrieve(
     return {"gallery": gallery[:k], "database": [], "dissimilar": dis, "filter": None}
 
 
-def _cluster(candidates: list[Any], eps_km: float = 50, min_samples: int = 2) -> dict:
+def _cluster(candidates: list[Any], eps_km: float = 50, min_samples: int = 2, weighting: str | None = None) -> dict:
+    """Greedy grouping; ``weighting`` as the real tool: "none" ranks clusters by members, "score" by
+    summed score (the default here, as the canned answers were written for it)."""
     from retrieval_service.core.geo import distance_km as haversine_km
 
     pts = [c.model_dump() if isinstance(c, BaseModel) else c for c in candidates]
@@ -196,7 +198,7 @@ def _cluster(candidates: list[Any], eps_km: float = 50, min_samples: int = 2) ->
             for g in groups
             if len(g) >= min_samples
         ),
-        key=lambda c: -c["score_mass"],
+        key=(lambda c: (-c["support"], -c["score_mass"])) if weighting == "none" else (lambda c: -c["score_mass"]),
     )
     best = {k: clusters[0][k] for k in ("lat", "lon", "support")} if clusters else None
     return {"clusters": clusters, "best": best, "reranked": [], "noise": sum(len(g) for g in groups if len(g) < min_samples)}
