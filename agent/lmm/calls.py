@@ -156,17 +156,20 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class wait_retry_after(wait_base):
-    """The server's Retry-After when it sent one, else ``fallback``; never more than ``cap`` seconds."""
+    """The server's Retry-After when it sent one, else ``fallback``; never more than ``cap`` seconds,
+    nor than what ``budget()`` says is left (the photo's LMM deadline)."""
 
-    def __init__(self, fallback: wait_base, cap: float) -> None:
+    def __init__(self, fallback: wait_base, cap: float, budget: Callable[[], float | None] | None = None) -> None:
         self.fallback = fallback
         self.cap = cap
+        self.budget = budget
 
     def __call__(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
         hinted = retry_after_s(exc)
         wait = hinted if hinted is not None else self.fallback(retry_state)
-        return max(0.0, min(wait, self.cap))
+        left = self.budget() if self.budget is not None else None
+        return max(0.0, min(wait, self.cap, left if left is not None else wait))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -297,8 +300,6 @@ def call_lmm(
         )
 
     def sleep(seconds: float) -> None:
-        left = left_s()
-        seconds = seconds if left is None else max(0.0, min(seconds, left))  # never wait past the deadline
         if token is not None and policy.sleep is time.sleep:
             token.wait(seconds)
             token.check()
@@ -310,6 +311,7 @@ def call_lmm(
         wait=wait_retry_after(
             wait_exponential_jitter(initial=policy.initial_s, max=policy.max_wait_s, jitter=policy.initial_s),
             cap=policy.max_wait_s,
+            budget=left_s,
         ),
         retry=retry_if_exception(is_retryable),
         sleep=sleep,

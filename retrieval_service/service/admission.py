@@ -208,8 +208,9 @@ class Lane:
             try:
                 for item in make():
                     put(True, item)
-                    if token.cancelled:
+                    if token.cancelled:  # closing the generator stops it where it is
                         break
+                token.check()  # stopped by its token: counted as cancelled
                 put(True, _DONE)
             except BaseException as exc:  # handed to the consumer
                 put(False, exc)
