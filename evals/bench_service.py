@@ -133,6 +133,10 @@ def _locate_loop(url: str, photos: list[bytes], clients: int, stop: threading.Ev
     return counts
 
 
+def _locates_into(out: dict[str, int], url: str, photos: list[bytes], clients: int, stop: threading.Event) -> None:
+    out.update(_locate_loop(url, photos, clients, stop))
+
+
 def worker(args: argparse.Namespace) -> None:
     """One batching mode, every row: JSON lines on stdout."""
     logging.basicConfig(level=logging.ERROR)
@@ -185,9 +189,7 @@ def worker(args: argparse.Namespace) -> None:
                 with PeakRss() as peak:
                     loop = None
                     if mixed:
-                        loop = threading.Thread(
-                            target=lambda: locates.update(_locate_loop(url, photos, clients, stop)), daemon=True
-                        )
+                        loop = threading.Thread(target=_locates_into, args=(locates, url, photos, clients, stop), daemon=True)
                         loop.start()
                     row = _search_load(url, photos, requests, clients, args.k)
                     stop.set()

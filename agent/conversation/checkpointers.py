@@ -112,12 +112,22 @@ def redacted(url: str) -> str:
 def postgres_pool(url: str, *, max_size: int = 8) -> Iterator[Any]:
     """A psycopg connection pool on ``url`` (autocommit, dict rows), opened and checked now."""
     try:
+        import psycopg
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool
     except ImportError as exc:
         raise ConfigError(
             "GEOAGENT_DATABASE_URL names PostgreSQL but psycopg is not installed",
             "pip install 'psycopg[binary]' psycopg-pool langgraph-checkpoint-postgres (geoagent's dependencies)",
+        ) from exc
+    try:  # one connection first: a refused port or bad credentials fail now, not after the pool's retries
+        psycopg.connect(url, connect_timeout=10).close()
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"cannot connect to the conversations database {redacted(url)} ({type(exc).__name__}: {exc})".replace(
+                url, redacted(url)
+            ),
+            "check GEOAGENT_DATABASE_URL (postgresql://user:password@host:5432/database) and that the server is up",
         ) from exc
     pool = ConnectionPool(
         url,
@@ -128,10 +138,10 @@ def postgres_pool(url: str, *, max_size: int = 8) -> Iterator[Any]:
     )
     try:
         pool.open(wait=True, timeout=30)
-    except Exception as exc:  # psycopg's PoolTimeout / OperationalError: unreachable, refused, bad credentials
+    except Exception as exc:  # psycopg_pool's PoolTimeout: the server stopped answering meanwhile
         pool.close()
         raise ConfigError(
-            f"cannot connect to the conversations database {redacted(url)} ({type(exc).__name__}: {exc})",
+            f"cannot open a connection pool on the conversations database {redacted(url)} ({type(exc).__name__})",
             "check GEOAGENT_DATABASE_URL (postgresql://user:password@host:5432/database) and that the server is up",
         ) from exc
     try:

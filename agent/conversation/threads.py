@@ -25,6 +25,7 @@ when the LMM fails, it is answered from the analysis by rules (:mod:`agent.conve
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -40,6 +41,7 @@ from agent.prediction import Prediction, Usage
 from retrieval_service.core.errors import ConfigError, GeoAgentError
 from retrieval_service.core.types import MaybeLocated
 
+log = logging.getLogger(__name__)
 Event = dict[str, Any]
 QUESTION_KEY = "geoagent_question"  # additional_kwargs of a follow-up's HumanMessage: the question as asked
 
@@ -209,10 +211,14 @@ class Threads:
         """Analyse ``image`` on a new thread (``thread_id`` or a fresh id; one that holds a photo is
         refused): the agent's events, then ``{"type": "thread", "thread_id"}``."""
         tid = thread_id or new_thread_id()
+        ran = False
         try:
-            yield from self.agent.stream({"image": image}, thread_config(tid))
+            for event in self.agent.stream({"image": image}, thread_config(tid)):
+                ran = True
+                yield event
         finally:
-            self._record(tid)
+            if ran:  # a refused photo (the thread holds another) changes nothing
+                self._record(tid)
         yield {"type": "thread", "thread_id": tid}
 
     def create(
@@ -335,9 +341,13 @@ class Threads:
         )
 
     def _record(self, tid: str) -> None:
-        summary = self.summary(tid)
-        if summary is not None:
-            self.index.record(summary)
+        """Write the thread's listing row; a failure is logged, never raised over the run's outcome."""
+        try:
+            summary = self.summary(tid)
+            if summary is not None:
+                self.index.record(summary)
+        except Exception as exc:  # the listing is derived data: the thread itself is saved
+            log.warning("could not update the listing of thread %s: %s", tid, exc)
 
     def _backfill(self) -> None:
         """Fill a new listing from the checkpoints already saved (a database from before the listing)."""

@@ -108,10 +108,11 @@ class Lane:
         )
 
     def timeout(self) -> ServiceError:
+        stopped = "; its run was stopped" if self.name == "agent" else ""
         return ServiceError(
             504,
             "timeout",
-            f"the request took longer than {self.timeout_s:g} s (waiting for a slot included); its work was stopped",
+            f"the request took longer than {self.timeout_s:g} s (waiting for a slot included){stopped}",
             "retry later or with a smaller photo; the server's limit is GEOAGENT_SERVICE_TIMEOUT_S",
         )
 

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from retrieval_service.core.cancel import Cancelled
 from retrieval_service.core.errors import (
     ConfigError,
     DatasetError,
@@ -51,6 +52,7 @@ class ErrorBody(BaseModel):
 
 # GeoAgentError subclasses raised by the retriever or the agent: (status, code)
 _STATUS: list[tuple[type[GeoAgentError], int, str]] = [
+    (Cancelled, 503, "cancelled"),  # stopped by its deadline or the server stopping
     (ImageLoadError, 422, "image_invalid"),
     (DatasetError, 422, "invalid_argument"),
     (StoreError, 503, "store_unavailable"),
