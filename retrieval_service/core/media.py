@@ -164,16 +164,24 @@ DECODE_BUDGET = PixelBudget()
 
 
 def _load(img: Image.Image, name: str, limits: MediaLimits) -> None:
-    """Decode the pixels (at the draft size, when one was set), within the process's pixel budget."""
+    """Decode the pixels (at the draft size, when one was set)."""
     try:
-        with DECODE_BUDGET.hold(img.width * img.height, limits.decode_pixel_budget):
-            img.load()
+        img.load()
     except Image.DecompressionBombError as exc:
         raise _bomb(name, exc, limits) from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise ImageLoadError(
             f"{name} is damaged or truncated ({exc})", "re-download or re-export the photo; a partial file cannot be used"
         ) from exc
+
+
+def _decode(img: Image.Image, name: str, limits: MediaLimits, side: int) -> Image.Image:
+    """Decode ``img`` within the process's pixel budget and turn it into what a consumer takes
+    (``_finish``: reduced, oriented, RGB) before the budget is released, so the full-size buffer
+    never outlives its share of the budget."""
+    with DECODE_BUDGET.hold(img.width * img.height, limits.decode_pixel_budget):
+        _load(img, name, limits)
+        return _detached(img, _finish(img, name, side))
 
 
 def _reduce(img: Image.Image, max_side: int) -> Image.Image:
@@ -215,10 +223,13 @@ def inspect_image(path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS)
             meta = ImageMeta(
                 format=img.format or "unknown", width=img.width, height=img.height, mode=img.mode, bytes=stat.st_size
             )
-            _draft(img, 64)
-            _load(img, str(file), limits)
-            if img.format != "JPEG":  # decoded whole: keep the result a consumer would decode again
-                _remember(_decode_key(file, limits.decode_max_side), _finish(img, str(file), limits.decode_max_side))
+            if img.format == "JPEG":  # checked at 1/8 scale
+                _draft(img, 64)
+                with DECODE_BUDGET.hold(img.width * img.height, limits.decode_pixel_budget):
+                    _load(img, str(file), limits)
+            else:  # decoded whole: keep the result a consumer would decode again
+                side = limits.decode_max_side
+                _remember(_decode_key(file, side), _decode(img, str(file), limits, side))
     with _INSPECTED_LOCK:
         _INSPECTED[key] = meta
     return meta
@@ -303,8 +314,7 @@ def decode_image(
         img = _open(fh, str(file), limits)
         with img:
             _draft(img, side)
-            _load(img, str(file), limits)
-            out = _detached(img, _finish(img, str(file), side))
+            out = _decode(img, str(file), limits, side)
     if img.format != "JPEG":
         _remember(key, out.copy())
     return out
@@ -322,8 +332,7 @@ def decode_bytes(data: bytes, name: str = "the image bytes", limits: MediaLimits
     img = _open(io.BytesIO(data), name, limits)
     with img:
         _draft(img, limits.decode_max_side)
-        _load(img, name, limits)
-        return _detached(img, _finish(img, name, limits.decode_max_side))
+        return _decode(img, name, limits, limits.decode_max_side)
 
 
 def local_file(path: str | os.PathLike) -> Path:
