@@ -56,9 +56,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (415, "Not an image / wrong content type"),
         (422, "Invalid photo or options"),
         (500, "The server's own failure (internal, server_config, model_mismatch)"),
-        (503, "Busy (with Retry-After), or the store or the weights unavailable"),
-        (504, "Timed out (the work was stopped)"),
+        (503, "Busy: the request's lane is full (retry after Retry-After); or the store or the weights are unavailable"),
+        (504, "Timed out, waiting for a slot included (an agent run is stopped at its next step)"),
     )
+}
+ERRORS[503]["headers"] = {
+    "Retry-After": {"description": "Seconds until a slot is likely free (busy answers)", "schema": {"type": "integer"}}
 }
 
 
