@@ -7,7 +7,8 @@ encoder's micro-batcher, over real HTTP on a loopback port.
     python -m evals.bench_service --photos ../shared/data/im2gps3k-dev/images --clients 1,8,32,64
 
 For each client count (``--clients``, default 1, 8, 32, 64) it sends ``--requests`` searches
-(``POST /v1/search``, multipart uploads of the photos in turn; generated JPEGs without ``--photos``)
+(``POST /v1/search``, multipart uploads of the photos in turn, each made unique by a JPEG comment so
+that no cache answers; generated JPEGs without ``--photos``)
 from that many concurrent clients: alone, then while as many clients send ``POST /v1/locate`` (the
 policy agent) in a loop. Each batching mode (``encode_batching`` off, then on) runs in a process of
 its own, so that its peak memory is its own. Every row prints the searches' throughput and p50/p95
@@ -50,6 +51,16 @@ def synthetic_photos(n: int, seed: int = 0) -> list[bytes]:
     return out
 
 
+def unique(photo: bytes, tag: str) -> bytes:
+    """The same JPEG with a comment naming ``tag``: other bytes, so no cache (the Retriever's features
+    are cached by the content hash) answers for a photo sent before; the pixels are unchanged."""
+    note = tag.encode()[:60000]
+    return photo[:2] + b"\xff\xfe" + (len(note) + 2).to_bytes(2, "big") + note + photo[2:]
+
+
+_RUN = time.time_ns()
+
+
 def rss_mb() -> float:
     """This process's resident memory now (Linux /proc; else the peak so far)."""
     try:
@@ -81,7 +92,7 @@ class PeakRss:
         self.peak = max(self.peak, rss_mb())
 
 
-def _search_load(url: str, photos: list[bytes], requests: int, clients: int, k: int) -> dict[str, Any]:
+def _search_load(url: str, photos: list[bytes], requests: int, clients: int, k: int, row: str) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: list[int] = []
     http = httpx.Client(timeout=900, limits=httpx.Limits(max_connections=clients + 4))
@@ -90,7 +101,7 @@ def _search_load(url: str, photos: list[bytes], requests: int, clients: int, k: 
         t0 = time.perf_counter()
         r = http.post(
             f"{url}/v1/search",
-            files={"image": (f"p{i}.jpg", photos[i % len(photos)], "image/jpeg")},
+            files={"image": (f"p{i}.jpg", unique(photos[i % len(photos)], f"{_RUN} {row} search {i}"), "image/jpeg")},
             data={"k_gallery": str(k), "k_database": "0"},
         )
         statuses.append(r.status_code)
@@ -106,7 +117,7 @@ def _search_load(url: str, photos: list[bytes], requests: int, clients: int, k: 
     return {"rps": len(latencies) / wall, "p50": float(q[0]), "p95": float(q[1]), "ok": statuses.count(200), "sent": requests}
 
 
-def _locate_loop(url: str, photos: list[bytes], clients: int, stop: threading.Event) -> dict[str, int]:
+def _locate_loop(url: str, photos: list[bytes], clients: int, stop: threading.Event, row: str) -> dict[str, int]:
     """``clients`` clients sending locates back to back until ``stop``."""
     counts = {"done": 0, "refused": 0, "other": 0}
     lock = threading.Lock()
@@ -115,7 +126,8 @@ def _locate_loop(url: str, photos: list[bytes], clients: int, stop: threading.Ev
         http = httpx.Client(timeout=900)
         i = 0
         while not stop.is_set():
-            r = http.post(f"{url}/v1/locate", files={"image": (f"l{c}-{i}.jpg", photos[(c + i) % len(photos)], "image/jpeg")})
+            photo = unique(photos[(c + i) % len(photos)], f"{_RUN} {row} locate {c}-{i}")
+            r = http.post(f"{url}/v1/locate", files={"image": (f"l{c}-{i}.jpg", photo, "image/jpeg")})
             key = "done" if r.status_code == 200 else "refused" if r.status_code == 503 else "other"
             with lock:
                 counts[key] += 1
@@ -133,8 +145,8 @@ def _locate_loop(url: str, photos: list[bytes], clients: int, stop: threading.Ev
     return counts
 
 
-def _locates_into(out: dict[str, int], url: str, photos: list[bytes], clients: int, stop: threading.Event) -> None:
-    out.update(_locate_loop(url, photos, clients, stop))
+def _locates_into(out: dict[str, int], url: str, photos: list[bytes], clients: int, stop: threading.Event, row: str) -> None:
+    out.update(_locate_loop(url, photos, clients, stop, row))
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -180,7 +192,7 @@ def worker(args: argparse.Namespace) -> None:
         flush=True,
     )
     with BackgroundServer(create_app(agent, service, warm_up=False)) as url:
-        _search_load(url, photos, min(4, args.requests), 1, args.k)  # warm the paths
+        _search_load(url, photos, min(4, args.requests), 1, args.k, "warm-up")  # warm the paths
         for clients in args.clients_list:
             requests = max(args.requests, clients)
             for mixed in (False, True):
@@ -191,7 +203,7 @@ def worker(args: argparse.Namespace) -> None:
                     if mixed:
                         loop = threading.Thread(target=_locates_into, args=(locates, url, photos, clients, stop), daemon=True)
                         loop.start()
-                    row = _search_load(url, photos, requests, clients, args.k)
+                    row = _search_load(url, photos, requests, clients, args.k, f"{clients}-{mixed}")
                     stop.set()
                     if loop is not None:
                         loop.join()
