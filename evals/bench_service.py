@@ -117,9 +117,9 @@ def _search_load(url: str, photos: list[bytes], requests: int, clients: int, k: 
     return {"rps": len(latencies) / wall, "p50": float(q[0]), "p95": float(q[1]), "ok": statuses.count(200), "sent": requests}
 
 
-def _locate_loop(url: str, photos: list[bytes], clients: int, stop: threading.Event, row: str) -> dict[str, int]:
+def _locate_loop(url: str, photos: list[bytes], clients: int, stop: threading.Event, row: str) -> dict[str, Any]:
     """``clients`` clients sending locates back to back until ``stop``."""
-    counts = {"done": 0, "refused": 0, "other": 0}
+    counts: dict[str, Any] = {"done": 0, "refused": 0, "other": 0}
     lock = threading.Lock()
 
     def client(c: int) -> None:
@@ -131,6 +131,8 @@ def _locate_loop(url: str, photos: list[bytes], clients: int, stop: threading.Ev
             key = "done" if r.status_code == 200 else "refused" if r.status_code == 503 else "other"
             with lock:
                 counts[key] += 1
+                if key == "other" and "error" not in counts:  # the first failure, printed under the table
+                    counts["error"] = f"{r.status_code} {r.text[:200]}"
             if r.status_code == 503:
                 stop.wait(float(r.headers.get("Retry-After", "1")))
             i += 1
@@ -145,7 +147,7 @@ def _locate_loop(url: str, photos: list[bytes], clients: int, stop: threading.Ev
     return counts
 
 
-def _locates_into(out: dict[str, int], url: str, photos: list[bytes], clients: int, stop: threading.Event, row: str) -> None:
+def _locates_into(out: dict[str, Any], url: str, photos: list[bytes], clients: int, stop: threading.Event, row: str) -> None:
     out.update(_locate_loop(url, photos, clients, stop, row))
 
 
@@ -197,11 +199,14 @@ def worker(args: argparse.Namespace) -> None:
             requests = max(args.requests, clients)
             for mixed in (False, True):
                 stop = threading.Event()
-                locates: dict[str, int] = {}
+                locates: dict[str, Any] = {}
                 with PeakRss() as peak:
                     loop = None
                     if mixed:
-                        loop = threading.Thread(target=_locates_into, args=(locates, url, photos, clients, stop), daemon=True)
+                        tag = f"{clients}-{mixed}"
+                        loop = threading.Thread(
+                            target=_locates_into, args=(locates, url, photos, clients, stop, tag), daemon=True
+                        )
                         loop.start()
                     row = _search_load(url, photos, requests, clients, args.k, f"{clients}-{mixed}")
                     stop.set()
@@ -249,16 +254,19 @@ def main(argv: list[str] | None = None) -> int:
     base = next(r for r in rows if r["batching"] == "off" and not r["mixed"] and r["clients"] == args.clients_list[0])
     print(
         f"\n{'batching':>8} {'load':>9} {'clients':>7} | {'search/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'200s':>7} | "
-        f"{'locates':>7} {'503':>4} | {'peak MB':>7} | {'thru x':>6} {'p50 x':>6} {'p95 x':>6} {'RSS x':>6}"
+        f"{'locates':>7} {'503':>4} {'err':>4} | {'peak MB':>7} | {'thru x':>6} {'p50 x':>6} {'p95 x':>6} {'RSS x':>6}"
     )
     for r in rows:
         load = "mixed" if r["mixed"] else "searches"
         print(
             f"{r['batching']:>8} {load:>9} {r['clients']:>7} | {r['rps']:>8.2f} {r['p50']:>8.0f} {r['p95']:>8.0f} "
-            f"{r['ok']:>3}/{r['sent']:<3} | {r.get('done', 0):>7} {r.get('refused', 0):>4} | {r['rss']:>7.0f} | "
+            f"{r['ok']:>3}/{r['sent']:<3} | {r.get('done', 0):>7} {r.get('refused', 0):>4} {r.get('other', 0):>4} | {r['rss']:>7.0f} | "
             f"{_ratio(r['rps'], base['rps']):>6} {_ratio(r['p50'], base['p50']):>6} {_ratio(r['p95'], base['p95']):>6} "
             f"{_ratio(r['rss'], base['rss']):>6}"
         )
+    for r in rows:
+        if r.get("error"):
+            print(f"locates failing ({r['batching']}, {r['clients']} clients): {r['error']}")
     print(
         f"\nratios (x) against the sequential baseline: batching off, searches alone, {base['clients']} client "
         f"({base['rps']:.2f} searches/s, p50 {base['p50']:.0f} ms, peak {base['rss']:.0f} MB). "
