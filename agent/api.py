@@ -238,7 +238,7 @@ class GeoAgent:
         cfg = self._config(config)
         before = self.thread_values(cfg)
         questions.check_analysed(before, thread_id(cfg))
-        ctx = self._context(before["photo"].check_present())
+        ctx = self._context(before["photo"].check_present(self.settings.cache_dir))
         yield from events(
             self.graph.stream(questions.question_input(question), config=cfg, context=ctx, stream_mode=STREAM_MODES)
         )

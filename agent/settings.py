@@ -79,6 +79,22 @@ class AgentSettings(CoreSettings):
         default=None, ge=0, description="Price of one million input tokens (reports show the money spent)."
     )
     llm_price_output_per_mtok: float | None = Field(default=None, ge=0, description="Price of one million output tokens.")
+    llm_deadline_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description=(
+            "Wall-clock seconds a photo may spend waiting on the LMM, retries and their waits included; then the "
+            "no-LMM policy answers, with a warning. 0 = no deadline."
+        ),
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "Where `geoagent serve` keeps conversations: postgresql://user:password@host:5432/db (shared by replicas); "
+            "unset = a SQLite file under the data dir."
+        ),
+    )
     max_steps: int = Field(default=12, ge=2, le=200, description="Tool-calling rounds before the agent must answer.")
     confidence_km: Literal[1, 25, 200, 750, 2500] = Field(
         default=25, description="confidence = the (calibrated) probability that the error is at most this many km."

@@ -1,6 +1,8 @@
 """The deployment files: docker-compose.yml (validated by ``docker compose config`` or Debian's
-``docker-compose``, and checked for what it promises), the Dockerfile, and langgraph.json; the
-settings the compose file sets reach qdrant-client (server URL, shard number, replication factor)."""
+``docker-compose``, and checked for what it promises: two replicas on one PostgreSQL behind one
+port), the proxy's nginx.conf, the Dockerfile, and langgraph.json; the settings the compose file
+sets reach qdrant-client (server URL, shard number, replication factor) and the conversations'
+checkpointer (the database URL)."""
 
 from __future__ import annotations
 
@@ -42,18 +44,39 @@ def test_compose_file_is_valid_for_every_profile(profile, tmp_path):
     assert out.returncode == 0, out.stderr
     resolved = yaml.safe_load(out.stdout)
     assert {"qdrant", "geoagent"} <= set(resolved["services"])
+    if profile is None:
+        assert {"postgres", "geoagent-2", "proxy"} <= set(resolved["services"])
 
 
 def test_compose_services_volumes_health_and_profiles(compose):
     services = compose["services"]
-    assert set(services) >= {"qdrant", "geoagent", "ollama", "qdrant-node1", "qdrant-node2", "qdrant-node3", "geoagent-cluster"}
-    for name in ("qdrant", "geoagent", "ollama", "qdrant-node1", "geoagent-cluster"):
+    assert set(services) >= {
+        "qdrant",
+        "postgres",
+        "geoagent",
+        "geoagent-2",
+        "proxy",
+        "ollama",
+        "qdrant-node1",
+        "qdrant-node2",
+        "qdrant-node3",
+        "geoagent-cluster",
+    }
+    for name in ("qdrant", "postgres", "geoagent", "geoagent-2", "proxy", "ollama", "qdrant-node1", "geoagent-cluster"):
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
     assert services["geoagent"]["build"] == "." and (ROOT / "Dockerfile").is_file()
-    assert services["geoagent"]["environment"]["GEOAGENT_QDRANT_URL"] == "http://qdrant:6333"
-    assert services["geoagent"]["depends_on"]["qdrant"]["condition"] == "service_healthy"
-    mounts = {m.split(":")[1] for m in services["geoagent"]["volumes"]}
-    assert mounts == {"/data", "/models"} and any(v.endswith("/qdrant/storage") for v in services["qdrant"]["volumes"])
+    for replica in ("geoagent", "geoagent-2"):
+        env = services[replica]["environment"]
+        assert env["GEOAGENT_QDRANT_URL"] == "http://qdrant:6333" and env["GEOAGENT_DATABASE_URL"].startswith("postgresql://")
+        assert "@postgres:5432/" in env["GEOAGENT_DATABASE_URL"]
+        for dependency in ("qdrant", "postgres"):
+            assert services[replica]["depends_on"][dependency]["condition"] == "service_healthy"
+        mounts = {m.split(":")[1] for m in services[replica]["volumes"]}
+        assert mounts == {"/data", "/models"} and "ports" not in services[replica]  # reached through the proxy
+    data = [next(m.split(":")[0] for m in services[r]["volumes"] if m.endswith(":/data")) for r in ("geoagent", "geoagent-2")]
+    assert data[0] != data[1]  # no shared disk: conversations and uploads live in PostgreSQL
+    assert any(v.endswith("/var/lib/postgresql/data") for v in services["postgres"]["volumes"])
+    assert any(v.endswith("/qdrant/storage") for v in services["qdrant"]["volumes"])
     assert services["ollama"]["profiles"] == ["ollama"] and "profiles" not in services["qdrant"]
     for name in ("qdrant-node1", "qdrant-node2", "qdrant-node3", "geoagent-cluster"):
         assert services[name]["profiles"] == ["cluster"]
@@ -65,7 +88,29 @@ def test_compose_services_volumes_health_and_profiles(compose):
         assert command[command.index("--uri") + 1] == f"http://qdrant-node{n}:6335"
         if n > 1:
             assert command[command.index("--bootstrap") + 1] == "http://qdrant-node1:6335"
-    assert set(compose["volumes"]) >= {"qdrant-storage", "model-cache", "geoagent-data", "qdrant-node1"}
+    assert set(compose["volumes"]) >= {"qdrant-storage", "model-cache", "geoagent-data", "geoagent-data-2", "postgres-data"}
+
+
+def test_the_proxy_balances_both_replicas_on_one_port(compose):
+    proxy = compose["services"]["proxy"]
+    assert proxy["ports"] == ["8000:8000"] and proxy["image"].startswith("nginx:")
+    source, target = next(v for v in proxy["volumes"] if "nginx.conf" in v).split(":")[:2]
+    assert target == "/etc/nginx/conf.d/default.conf"
+    conf = (ROOT / source).read_text()
+    assert "server geoagent:8000;" in conf and "server geoagent-2:8000;" in conf and "listen 8000;" in conf
+    assert "proxy_buffering off;" in conf  # the server-sent events stream through
+    for replica in ("geoagent", "geoagent-2"):
+        assert proxy["depends_on"][replica]["condition"] == "service_healthy"
+
+
+def test_the_replicas_database_url_picks_postgresql(compose, monkeypatch, tmp_path):
+    from agent.conversation.checkpointers import is_postgres, redacted
+    from agent.settings import Settings
+
+    env = _defaults(compose["services"]["geoagent"]["environment"])
+    monkeypatch.setenv("GEOAGENT_DATABASE_URL", env["GEOAGENT_DATABASE_URL"])
+    url = Settings(data_dir=tmp_path).database_url
+    assert url is not None and is_postgres(url) and "geoagent:***@postgres" in redacted(url)
 
 
 def _defaults(env: dict[str, str]) -> dict[str, str]:
@@ -121,7 +166,7 @@ def test_dockerfile_serves_the_package(compose):
     for path in [line.split()[1] for line in text.splitlines() if line.startswith("COPY ")]:
         assert (ROOT / path).exists(), f"the Dockerfile copies {path}, which is not in the repository"
     assert 'CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]' in text and "HEALTHCHECK" in text and "EXPOSE 8000" in text
-    assert compose["services"]["geoagent"]["ports"] == ["8000:8000"]
+    assert compose["services"]["proxy"]["ports"] == ["8000:8000"]
 
 
 def test_langgraph_json_names_a_compiled_graph():

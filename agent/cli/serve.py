@@ -36,7 +36,17 @@ def serve(
     max_concurrency: Annotated[
         int | None,
         typer.Option(
-            "--max-concurrency", metavar="N", help="Requests worked on at once (GEOAGENT_SERVICE_MAX_CONCURRENCY, default 4)."
+            "--max-concurrency",
+            metavar="N",
+            help="Retrieval requests (search, embed, verify) worked on at once (GEOAGENT_SERVICE_MAX_CONCURRENCY, default 4).",
+        ),
+    ] = None,
+    agent_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--agent-concurrency",
+            metavar="N",
+            help="Agent runs (locate, streams, follow-ups) worked on at once (GEOAGENT_SERVICE_AGENT_MAX_CONCURRENCY, default 2).",
         ),
     ] = None,
     allow_private_urls: Annotated[
@@ -49,10 +59,13 @@ def serve(
     Retrieval: POST /v1/search, /v1/embed, /v1/verify, GET /v1/collections, /healthz, /readyz.
     Agent: POST /v1/locate (multipart field 'image', or JSON {"url": ...}) -> the Prediction's JSON;
     POST /v1/locate/stream -> server-sent events (steps, LMM tokens, the Prediction); conversations
-    and follow-up questions under /v1/threads. Limits come from the GEOAGENT_SERVICE_* settings.
+    and follow-up questions under /v1/threads, kept in SQLite under the data dir or, with
+    GEOAGENT_DATABASE_URL=postgresql://..., in PostgreSQL shared by every replica. Limits come from
+    the GEOAGENT_SERVICE_* settings.
     """
     from agent.api import GeoAgent, load_agent
-    from agent.conversation.threads import Threads, sqlite_checkpointer
+    from agent.conversation.store import open_conversations
+    from agent.conversation.threads import Threads
     from agent.web.app import create_app
     from retrieval_service.service.server import serve as run_server
     from retrieval_service.service.settings import ServiceSettings
@@ -63,10 +76,11 @@ def serve(
         ServiceSettings,
         service_api_key=api_key,
         service_max_concurrency=max_concurrency,
+        service_agent_max_concurrency=agent_concurrency,
         service_allow_private_urls=allow_private_urls or None,
     )
     agent = load_agent(settings, mode=mode)
-    with sqlite_checkpointer(settings.data_dir / "web" / "threads.sqlite") as saver:
+    with open_conversations(settings) as store:
         threads = None
         if isinstance(agent, GeoAgent):  # the chat's conversations: the same agent's graph on a saver
             chat_agent = load_agent(
@@ -74,12 +88,17 @@ def serve(
                 mode=agent.mode,
                 services=agent.services,
                 chat_model=agent.chat_model,
-                checkpointer=saver,
+                checkpointer=store.checkpointer,
                 breaker=agent.breaker,
             )
             threads = Threads(chat_agent)
-        app = create_app(agent, service, retriever=agent.services.retriever, threads=threads)
-        typer.echo(f"geoagent ({agent.mode} mode) on http://{host}:{port}/  (API docs: /docs; readiness: /readyz)", err=True)
+        app = create_app(agent, service, retriever=agent.services.retriever, threads=threads, uploads=store.uploads)
+        where = "PostgreSQL (shared by replicas)" if store.shared else "SQLite"
+        typer.echo(
+            f"geoagent ({agent.mode} mode) on http://{host}:{port}/  (API docs: /docs; readiness: /readyz; "
+            f"conversations: {where})",
+            err=True,
+        )
         run_server(app, host, port, log_level=log_level)
 
 

@@ -1,6 +1,8 @@
 """Threads: a thread (a LangGraph ``thread_id`` on the agent's checkpointer) holds one photo: its
-analysis, then the follow-up questions about it, persisted by the checkpointer (SQLite for saved
-sessions, see :func:`sqlite_checkpointer`).
+analysis, then the follow-up questions about it, persisted by the checkpointer (SQLite, or
+PostgreSQL shared by replicas: ``agent.conversation.checkpointers``). A listing row per thread is
+kept beside the checkpoints (``agent.conversation.thread_index``) when a run on it ends, so listing
+is one indexed query.
 
 A second photo on a thread that holds one is refused (``ThreadError``: use a new thread id), so two
 photos' conversations, traces and evidence never mix.
@@ -23,22 +25,23 @@ when the LMM fails, it is answered from the analysis by rules (:mod:`agent.conve
 
 from __future__ import annotations
 
-import sqlite3
+import logging
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.conversation.checkpointers import sqlite_checkpointer as sqlite_checkpointer  # moved there; kept importable
 from agent.conversation.rules import rule_answer
+from agent.conversation.thread_index import ThreadIndex, index_for, now_iso
 from agent.lmm.answer import message_text
 from agent.prediction import Prediction, Usage
 from retrieval_service.core.errors import ConfigError, GeoAgentError
 from retrieval_service.core.types import MaybeLocated
 
+log = logging.getLogger(__name__)
 Event = dict[str, Any]
 QUESTION_KEY = "geoagent_question"  # additional_kwargs of a follow-up's HumanMessage: the question as asked
 
@@ -147,26 +150,6 @@ def usage_delta(after: Usage | None, before: Usage | None) -> Usage:
     )
 
 
-@contextmanager
-def sqlite_checkpointer(path: str | Path) -> Iterator[Any]:
-    """A LangGraph SqliteSaver on ``path`` (created with its folder), closed on exit; threads saved
-    there survive the process."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), check_same_thread=False)
-    except (OSError, sqlite3.Error) as exc:
-        raise ConfigError(
-            f"cannot open the sessions database {path} ({exc})", "set GEOAGENT_DATA_DIR to a writable folder"
-        ) from exc
-    try:
-        yield SqliteSaver(conn)
-    finally:
-        conn.close()
-
-
 def turns(messages: list[Any]) -> list[Turn]:
     """A thread's LMM messages as chat turns (system prompts left out, image data never included)."""
     out: list[Turn] = []
@@ -199,13 +182,16 @@ def turns(messages: list[Any]) -> list[Turn]:
 class Threads:
     """Photos on threads of one agent (built with a ``checkpointer``): create, ask, list, history."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Any, *, index: ThreadIndex | None = None) -> None:
         if getattr(agent, "checkpointer", None) is None or not hasattr(agent, "graph"):
             raise ConfigError(
                 "threads need a graph agent with a checkpointer (every photo gets a thread)",
                 "build it with load_agent(settings, mode='policy'|'agent'|'rag', checkpointer=...)",
             )
         self.agent = agent
+        self.index = index or index_for(agent.checkpointer)
+        if self.index.created:  # a new listing beside existing checkpoints: filled once from them
+            self._backfill()
 
     @property
     def can_follow_up(self) -> bool:
@@ -225,7 +211,14 @@ class Threads:
         """Analyse ``image`` on a new thread (``thread_id`` or a fresh id; one that holds a photo is
         refused): the agent's events, then ``{"type": "thread", "thread_id"}``."""
         tid = thread_id or new_thread_id()
-        yield from self.agent.stream({"image": image}, thread_config(tid))
+        ran = False
+        try:
+            for event in self.agent.stream({"image": image}, thread_config(tid)):
+                ran = True
+                yield event
+        finally:
+            if ran:  # a refused photo (the thread holds another) changes nothing
+                self._record(tid)
         yield {"type": "thread", "thread_id": tid}
 
     def create(
@@ -251,14 +244,17 @@ class Threads:
         if not isinstance(question, str) or not question.strip():
             raise GeoAgentError("the question is empty", "ask a question in words, e.g. 'could it be Belgium instead?'")
         reply: Event | None = None
-        if self.can_follow_up:
-            for event in self.agent.stream({"question": question}, thread_config(tid)):
-                if event["type"] == "reply":
-                    reply = event
-                else:
-                    yield event
-        if reply is None or (reply.get("error") and not reply.get("text")):
-            reply = self._rule_reply(tid, question, reply)
+        try:
+            if self.can_follow_up:
+                for event in self.agent.stream({"question": question}, thread_config(tid)):
+                    if event["type"] == "reply":
+                        reply = event
+                    else:
+                        yield event
+            if reply is None or (reply.get("error") and not reply.get("text")):
+                reply = self._rule_reply(tid, question, reply)
+        finally:
+            self._record(tid)
         yield reply
         yield {"type": "thread", "thread_id": tid}
 
@@ -309,40 +305,59 @@ class Threads:
             usage=values.get("usage") or Usage(),
         )
 
-    def list(self, prefix: str | None = None) -> list[ThreadSummary]:
-        """The threads that hold a photo (``prefix``: only ids starting with it), newest first.
+    def delete(self, tid: str) -> None:
+        """Remove the thread (its checkpoints and its listing row); ThreadError when there is none."""
+        self._held(tid)
+        self.agent.checkpointer.delete_thread(tid)
+        self.index.delete(tid)
 
-        It walks the checkpointer's checkpoints: fine for a chat's sessions, not for millions."""
+    def list(self, prefix: str | None = None) -> list[ThreadSummary]:
+        """The threads that hold a photo (``prefix``: only ids starting with it), newest first: one
+        query on the listing kept beside the checkpoints."""
+        out = []
+        for created, updated, summary in self.index.rows(prefix):
+            row = ThreadSummary.model_validate_json(summary)
+            out.append(row.model_copy(update={"created_at": created, "updated_at": updated}))
+        return out
+
+    def summary(self, tid: str, values: dict[str, Any] | None = None, *, updated_at: str | None = None) -> ThreadSummary | None:
+        """The thread's listing row from its state (None while it holds no photo)."""
+        values = self.values(tid) if values is None else values
+        if not held_image(values):
+            return None
+        pred: Prediction | None = values.get("prediction")
+        asked = sum(
+            1 for m in values.get("messages") or [] if isinstance(m, HumanMessage) and QUESTION_KEY in (m.additional_kwargs or {})
+        )
+        return ThreadSummary(
+            thread_id=tid,
+            image=held_image(values) or "",
+            updated_at=updated_at or now_iso(),
+            questions=asked,
+            lat=pred.lat if pred else None,
+            lon=pred.lon if pred else None,
+            place=pred.place.label() or None if pred else None,
+            confidence=pred.confidence if pred else None,
+        )
+
+    def _record(self, tid: str) -> None:
+        """Write the thread's listing row; a failure is logged, never raised over the run's outcome."""
+        try:
+            summary = self.summary(tid)
+            if summary is not None:
+                self.index.record(summary)
+        except Exception as exc:  # the listing is derived data: the thread itself is saved
+            log.warning("could not update the listing of thread %s: %s", tid, exc)
+
+    def _backfill(self) -> None:
+        """Fill a new listing from the checkpoints already saved (a database from before the listing)."""
         times: dict[str, list[str]] = {}
         for item in self.agent.checkpointer.list(None):
             tid = item.config["configurable"].get("thread_id")
-            if tid is None or (prefix is not None and not str(tid).startswith(prefix)):
-                continue
-            if item.config["configurable"].get("checkpoint_ns"):
+            if tid is None or item.config["configurable"].get("checkpoint_ns"):
                 continue
             times.setdefault(str(tid), []).append(str(item.checkpoint.get("ts") or ""))
-        out: list[ThreadSummary] = []
         for tid, stamps in times.items():
-            values = self.values(tid)
-            if not held_image(values):
-                continue
-            pred: Prediction | None = values.get("prediction")
-            asked = sum(
-                1
-                for m in values.get("messages") or []
-                if isinstance(m, HumanMessage) and QUESTION_KEY in (m.additional_kwargs or {})
-            )
-            out.append(
-                ThreadSummary(
-                    thread_id=tid,
-                    image=held_image(values) or "",
-                    created_at=min(stamps) or None,
-                    updated_at=max(stamps) or None,
-                    questions=asked,
-                    lat=pred.lat if pred else None,
-                    lon=pred.lon if pred else None,
-                    place=pred.place.label() or None if pred else None,
-                    confidence=pred.confidence if pred else None,
-                )
-            )
-        return sorted(out, key=lambda t: t.updated_at or "", reverse=True)
+            summary = self.summary(tid, updated_at=max(stamps) or None)
+            if summary is not None:
+                self.index.record(summary.model_copy(update={"created_at": min(stamps) or None}))

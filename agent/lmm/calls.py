@@ -1,6 +1,12 @@
 """Calling the LMM: one logical request through the retries, the shared circuit breaker and the
 per-photo limits, with a trace entry per attempt and the usage they add up to.
 
+The per-photo deadline (``llm_deadline_s``) is wall-clock time on the LMM for the whole photo,
+retries and their waits included: a request still unanswered when it passes is abandoned (it runs
+out on its own thread until the client's timeout), no retry starts after it, and the graphs' no-LMM
+policy answers with a warning. A run's cancellation (``agent.cancel``) is watched while a request
+waits, so a hung endpoint never holds a run nobody waits for.
+
 Retries are tenacity's: exponential waits with jitter, or the server's ``Retry-After`` /
 ``retry-after-ms`` when it sends one (capped by ``llm_retry_max_s``). Transient failures are
 retried: timeouts, dropped connections, HTTP 408/409/429/5xx and a garbage HTTP 200 body. The SDK's
@@ -10,8 +16,10 @@ passes the breaker and the limits and shows in the trace.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,8 +30,10 @@ from typing import Any, Literal
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
+from agent.cancel import current_cancellation
 from agent.lmm.breaker import CircuitBreaker
 from agent.prediction import TraceEntry, Usage
+from retrieval_service.core.cancel import Cancellation, Cancelled
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +64,7 @@ class CallPolicy:
     breaker: CircuitBreaker | None = None
     max_calls: int | None = None
     max_tokens: int | None = None
+    deadline_s: float | None = None  # the photo's wall-clock time on the LMM, retries included
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     @classmethod
@@ -65,6 +76,7 @@ class CallPolicy:
             "breaker": breaker,
             "max_calls": settings.llm_max_calls_per_photo,
             "max_tokens": settings.llm_max_tokens_per_photo,
+            "deadline_s": getattr(settings, "llm_deadline_s", None) or None,
         }
         return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
 
@@ -84,15 +96,18 @@ def usage_of(message: Any) -> dict[str, int] | None:
     return {k: int(usage.get(k, 0) or 0) for k in ("input_tokens", "output_tokens", "total_tokens")}
 
 
-def add_usage(a: Usage | None, b: Usage | None) -> Usage:
-    """The sum of two usages (also the state reducer of ``usage``)."""
-    a, b = a or Usage(), b or Usage()
-    return Usage(
-        calls=a.calls + b.calls,
-        input_tokens=a.input_tokens + b.input_tokens,
-        output_tokens=a.output_tokens + b.output_tokens,
-        seconds=round(a.seconds + b.seconds, 6),
-    )
+def add_usage(a: Usage | None, b: Usage | None, *more: Usage) -> Usage:
+    """The sum of usages (also the state reducer of ``usage``)."""
+    out = a or Usage()
+    for u in (b, *more):
+        u = u or Usage()
+        out = Usage(
+            calls=out.calls + u.calls,
+            input_tokens=out.input_tokens + u.input_tokens,
+            output_tokens=out.output_tokens + u.output_tokens,
+            seconds=round(out.seconds + u.seconds, 6),
+        )
+    return out
 
 
 def retry_after_s(exc: BaseException | None) -> float | None:
@@ -141,24 +156,67 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class wait_retry_after(wait_base):
-    """The server's Retry-After when it sent one, else ``fallback``; never more than ``cap`` seconds."""
+    """The server's Retry-After when it sent one, else ``fallback``; never more than ``cap`` seconds,
+    nor than what ``budget()`` says is left (the photo's LMM deadline)."""
 
-    def __init__(self, fallback: wait_base, cap: float) -> None:
+    def __init__(self, fallback: wait_base, cap: float, budget: Callable[[], float | None] | None = None) -> None:
         self.fallback = fallback
         self.cap = cap
+        self.budget = budget
 
     def __call__(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
         hinted = retry_after_s(exc)
         wait = hinted if hinted is not None else self.fallback(retry_state)
-        return max(0.0, min(wait, self.cap))
+        left = self.budget() if self.budget is not None else None
+        return max(0.0, min(wait, self.cap, left if left is not None else wait))
 
 
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
+class DeadlinePassed(TimeoutError):
+    """No reply before the photo's LMM deadline."""
+
+
+def _deadline_failure(policy: CallPolicy) -> LLMFailure:
+    return LLMFailure(f"the per-photo LMM deadline of {policy.deadline_s:g} s is spent", kind="limit")
+
+
+def _invoke(model: Any, messages: list[Any], left_s: float | None, token: Cancellation | None) -> Any:
+    """``model.invoke(messages)``; with a deadline or a cancellation the request runs on its own
+    thread (in this context, so callbacks and streaming work) and is abandoned when ``left_s``
+    passes (DeadlinePassed) or ``token`` is set (Cancelled)."""
+    if left_s is None and token is None:
+        return model.invoke(messages)
+    box: dict[str, Any] = {}
+    done = threading.Event()
+    context = contextvars.copy_context()
+
+    def request() -> None:
+        try:
+            box["reply"] = context.run(model.invoke, messages)
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=request, name="geoagent-lmm-request", daemon=True).start()
+    until = None if left_s is None else time.perf_counter() + left_s
+    while not done.wait(0.1 if token is not None or until is None else max(0.0, until - time.perf_counter())):
+        if token is not None:
+            token.check()
+        if until is not None and time.perf_counter() >= until:
+            raise DeadlinePassed("no reply before the photo's LMM deadline")
+    if "error" in box:
+        raise box["error"]
+    return box["reply"]
+
+
 def _refusal(policy: CallPolicy, spent: Usage) -> LLMFailure | None:
+    if policy.deadline_s is not None and spent.seconds >= policy.deadline_s:
+        return _deadline_failure(policy)
     if policy.max_calls is not None and spent.calls >= policy.max_calls:
         return LLMFailure(f"the per-photo limit of {policy.max_calls} LMM requests is used up", kind="limit")
     if policy.max_tokens is not None and spent.input_tokens + spent.output_tokens >= policy.max_tokens:
@@ -177,15 +235,25 @@ def call_lmm(
     entries: list[TraceEntry] = []
     usage = Usage()
     started = time.perf_counter()
+    token = current_cancellation()
+
+    def left_s() -> float | None:
+        if policy.deadline_s is None:
+            return None
+        return policy.deadline_s - spent.seconds - (time.perf_counter() - started)
 
     def attempt() -> Any:
         nonlocal usage
-        refusal = _refusal(policy, add_usage(spent, usage))
+        if token is not None:
+            token.check()
+        refusal = _refusal(policy, add_usage(spent, usage, Usage(seconds=time.perf_counter() - started)))
         if refusal is not None:
             raise refusal
         t0 = time.perf_counter()
         try:
-            reply = model.invoke(messages)
+            reply = _invoke(model, messages, left_s(), token)
+        except Cancelled:
+            raise
         except Exception as exc:
             ms = (time.perf_counter() - t0) * 1000
             usage = add_usage(usage, Usage(calls=1))
@@ -231,19 +299,32 @@ def call_lmm(
             state.next_action.sleep if state.next_action else 0.0,
         )
 
+    def sleep(seconds: float) -> None:
+        if token is not None and policy.sleep is time.sleep:
+            token.wait(seconds)
+            token.check()
+        else:
+            policy.sleep(seconds)
+
     retrying = Retrying(
         stop=stop_after_attempt(policy.retries + 1),
         wait=wait_retry_after(
             wait_exponential_jitter(initial=policy.initial_s, max=policy.max_wait_s, jitter=policy.initial_s),
             cap=policy.max_wait_s,
+            budget=left_s,
         ),
         retry=retry_if_exception(is_retryable),
-        sleep=policy.sleep,
+        sleep=sleep,
         before_sleep=before_sleep,
         reraise=True,
     )
     try:
         reply = retrying(attempt)
+    except Cancelled:
+        raise
+    except DeadlinePassed as exc:
+        usage = add_usage(usage, Usage(seconds=time.perf_counter() - started))
+        raise LLMFailure(str(_deadline_failure(policy)), kind="limit", entries=entries, usage=usage) from exc
     except LLMFailure as exc:
         usage = add_usage(usage, Usage(seconds=time.perf_counter() - started))
         raise LLMFailure(str(exc), kind=exc.kind, entries=entries, usage=usage) from exc

@@ -2,9 +2,14 @@
 
 * ``inspect_image`` checks existence, type, file size, pixel count (the decompression-bomb limit,
   on the header, before decoding), smallest side and aspect ratio, and that the data decodes.
-* ``decode_image`` gives RGB pixels with the EXIF orientation applied; JPEGs much larger than the
-  models need are decoded at reduced scale with ``draft()``; 16-bit and float images are scaled,
-  not clipped. No global Pillow flag is ever changed. ``decode_bytes`` does the same for bytes in memory.
+* ``decode_image`` gives RGB pixels with the EXIF orientation applied, no larger than the consumer
+  needs (``max_side``): JPEGs are decoded at reduced scale with ``draft()``; other formats, which
+  can only be decoded whole, are reduced right after decoding, before any copy (orientation, RGB),
+  and the result is kept in a small LRU so the next consumer at that size does not decode them
+  again. Full-size decodes share a pixel budget across the process (``decode_pixel_budget``): four
+  huge PNGs at once wait for each other instead of holding their buffers together. 16-bit and
+  float images are scaled, not clipped. No global Pillow flag is ever changed. ``decode_bytes``
+  does the same for bytes in memory.
 
 Photo *inputs* (a path, bytes, a PIL image, an http(s) URL, a file object) are resolved once, at the
 API boundary, into a ``Photo`` handle (``retrieval_service.core.photo``) that uses these checks.
@@ -15,7 +20,10 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,14 +96,22 @@ def _check_header(img: Image.Image, name: str, limits: MediaLimits) -> None:
         )
 
 
+def _bomb(name: str, exc: Exception, limits: MediaLimits) -> ImageLoadError:
+    """Pillow refused an image beyond its own hard limit: said with the configured limit."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)):,} pixels" if found else "more pixels than Pillow reads"
+    return ImageLoadError(
+        f"{name} is {size}, more than the limit of {limits.max_image_pixels:,} (a decompression bomb or a huge image)",
+        "downscale the photo; GEOAGENT_MAX_IMAGE_PIXELS cannot go above Pillow's own hard limit",
+    )
+
+
 def _open(fp: Any, name: str, limits: MediaLimits) -> Image.Image:
     """Open (header only) and check the header; the caller closes the image."""
     try:
         img = Image.open(fp)
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(
-            f"{name} is a decompression bomb ({exc})", "downscale the photo; images over Pillow's hard limit cannot be read"
-        ) from exc
+        raise _bomb(name, exc, limits) from exc
     except UnidentifiedImageError as exc:
         fp.seek(0)
         head = fp.read(1024)
@@ -118,15 +134,68 @@ def _draft(img: Image.Image, max_side: int) -> None:
     img.draft("RGB", (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
 
 
-def _load(img: Image.Image, name: str) -> None:
+class PixelBudget:
+    """The pixels being decoded at full size across the process, held under a capacity: a decode
+    waits while the others in flight hold the budget (one larger than all of it runs alone)."""
+
+    def __init__(self) -> None:
+        self._held = 0
+        self._cond = threading.Condition()
+        self.waits = 0  # decodes that had to wait for the budget
+
+    @contextmanager
+    def hold(self, pixels: int, capacity: int) -> Iterator[None]:
+        want = max(0, min(pixels, capacity))
+        with self._cond:
+            if self._held and self._held + want > capacity:
+                self.waits += 1
+            while self._held and self._held + want > capacity:
+                self._cond.wait()
+            self._held += want
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held -= want
+                self._cond.notify_all()
+
+
+DECODE_BUDGET = PixelBudget()
+
+
+def _load(img: Image.Image, name: str, limits: MediaLimits) -> None:
+    """Decode the pixels (at the draft size, when one was set)."""
     try:
         img.load()
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"{name} is a decompression bomb ({exc})", "downscale the photo") from exc
+        raise _bomb(name, exc, limits) from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise ImageLoadError(
             f"{name} is damaged or truncated ({exc})", "re-download or re-export the photo; a partial file cannot be used"
         ) from exc
+
+
+def _decode(img: Image.Image, name: str, limits: MediaLimits, side: int) -> Image.Image:
+    """Decode ``img`` within the process's pixel budget and turn it into what a consumer takes
+    (``_finish``: reduced, oriented, RGB) before the budget is released, so the full-size buffer
+    never outlives its share of the budget."""
+    with DECODE_BUDGET.hold(img.width * img.height, limits.decode_pixel_budget):
+        _load(img, name, limits)
+        return _detached(img, _finish(img, name, side))
+
+
+def _reduce(img: Image.Image, max_side: int) -> Image.Image:
+    """A decoded image whose long side is at least twice ``max_side`` reduced by a whole factor (a
+    box filter, like a JPEG draft) that keeps the long side >= ``max_side``; else as it is."""
+    factor = max(img.size) // max_side
+    if factor < 2:
+        return img
+    if img.mode in ("P", "1"):  # palette indices cannot be averaged
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    try:
+        return img.reduce(factor)
+    except (ValueError, NotImplementedError):  # a mode reduce() does not take
+        return img.resize((max(1, img.width // factor), max(1, img.height // factor)), Image.Resampling.BOX)
 
 
 def inspect_image(path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS) -> ImageMeta:
@@ -154,8 +223,13 @@ def inspect_image(path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS)
             meta = ImageMeta(
                 format=img.format or "unknown", width=img.width, height=img.height, mode=img.mode, bytes=stat.st_size
             )
-            _draft(img, 64)
-            _load(img, str(file))
+            if img.format == "JPEG":  # checked at 1/8 scale
+                _draft(img, 64)
+                with DECODE_BUDGET.hold(img.width * img.height, limits.decode_pixel_budget):
+                    _load(img, str(file), limits)
+            else:  # decoded whole: keep the result a consumer would decode again
+                side = limits.decode_max_side
+                _remember(_decode_key(file, side), _decode(img, str(file), limits, side))
     with _INSPECTED_LOCK:
         _INSPECTED[key] = meta
     return meta
@@ -163,6 +237,26 @@ def inspect_image(path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS)
 
 _INSPECTED: LRUCache = LRUCache(maxsize=1024)
 _INSPECTED_LOCK = threading.Lock()
+# decoded non-JPEG photos at a consumer's size, by (file, size, mtime, max_side); bounded in pixels
+_DECODED: LRUCache = LRUCache(maxsize=48_000_000, getsizeof=lambda img: img.width * img.height)
+_DECODED_LOCK = threading.Lock()
+
+
+def _decode_key(file: Path, max_side: int) -> tuple:
+    stat = file.stat()
+    return (str(file.resolve()), stat.st_size, stat.st_mtime_ns, max_side)
+
+
+def _remember(key: tuple, img: Image.Image) -> None:
+    if img.width * img.height <= _DECODED.maxsize // 4:
+        with _DECODED_LOCK:
+            _DECODED[key] = img
+
+
+def _recall(key: tuple) -> Image.Image | None:
+    with _DECODED_LOCK:
+        img = _DECODED.get(key)
+    return img.copy() if img is not None else None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -185,6 +279,11 @@ def _detached(opened: Image.Image, result: Image.Image) -> Image.Image:
     return result.copy() if result is opened else result
 
 
+def _finish(img: Image.Image, name: str, max_side: int) -> Image.Image:
+    """Decoded pixels as a consumer takes them: reduced first (before any copy), then oriented, RGB."""
+    return _to_rgb(_orient(_reduce(img, max_side), name))
+
+
 def _orient(img: Image.Image, name: str) -> Image.Image:
     try:
         return ImageOps.exif_transpose(img)
@@ -199,34 +298,41 @@ def decode_image(
     """The photo at ``path`` as RGB with its EXIF orientation applied, checked like ``inspect_image``
     (unless ``checked``: a ``Photo`` was checked when it was resolved).
 
-    JPEGs whose long side is at least twice ``max_side`` (default ``limits.decode_max_side``) are
-    decoded at a reduced DCT scale that keeps the long side >= ``max_side``.
+    Photos whose long side is at least twice ``max_side`` (default ``limits.decode_max_side``) come
+    out reduced by a whole factor that keeps the long side >= ``max_side``: JPEGs decoded at that
+    DCT scale, other formats reduced right after decoding (and kept for the next consumer).
     """
     if not checked:
         inspect_image(path, limits)
     file = Path(path)
+    side = max_side or limits.decode_max_side
+    key = _decode_key(file, side)
+    known = _recall(key)
+    if known is not None:
+        return known
     with open(file, "rb") as fh:
         img = _open(fh, str(file), limits)
         with img:
-            _draft(img, max_side or limits.decode_max_side)
-            _load(img, str(file))
-            return _detached(img, _to_rgb(_orient(img, str(file))))
+            _draft(img, side)
+            out = _decode(img, str(file), limits, side)
+    if img.format != "JPEG":
+        _remember(key, out.copy())
+    return out
 
 
 def decode_bytes(data: bytes, name: str = "the image bytes", limits: MediaLimits = DEFAULT_LIMITS) -> Image.Image:
     """Like ``decode_image`` for encoded bytes held in memory."""
     if not data:
-        raise ImageLoadError(f"{name} are empty", "pass the encoded contents of an image file")
+        raise ImageLoadError(f"{name}: no data (0 bytes)", "pass the encoded contents of an image file")
     if len(data) > limits.max_image_bytes:
         raise ImageLoadError(
-            f"{name} are {len(data) / 2**20:.1f} MiB, more than the limit",
+            f"{name}: {len(data) / 2**20:.1f} MiB, more than the {limits.max_image_bytes / 2**20:.1f} MiB limit",
             "pass a smaller photo, or raise GEOAGENT_MAX_IMAGE_BYTES",
         )
     img = _open(io.BytesIO(data), name, limits)
     with img:
         _draft(img, limits.decode_max_side)
-        _load(img, name)
-        return _detached(img, _to_rgb(_orient(img, name)))
+        return _decode(img, name, limits, limits.decode_max_side)
 
 
 def local_file(path: str | os.PathLike) -> Path:

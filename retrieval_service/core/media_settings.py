@@ -40,7 +40,19 @@ class MediaLimits(BaseModel):
         default=2048,
         ge=256,
         le=65_536,
-        description="JPEGs whose long side is at least twice this are decoded at 1/2, 1/4 or 1/8 scale (never below it).",
+        description=(
+            "Photos whose long side is at least twice this are decoded reduced, never below it: JPEGs at 1/2, 1/4 or 1/8 "
+            "scale, other formats by a whole factor right after decoding."
+        ),
+    )
+    decode_pixel_budget: int = Field(
+        default=100_000_000,
+        ge=1_000_000,
+        le=10_000_000_000,
+        description=(
+            "Pixels decoded at once across the process (every request in flight); a decode waits while others hold the "
+            "budget, one larger than it runs alone. Bounds the memory huge non-JPEG photos take together."
+        ),
     )
     url_timeout_s: float = Field(
         default=30.0, gt=0, le=3600, description="Total deadline for downloading a photo URL, redirects included."

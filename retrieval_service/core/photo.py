@@ -106,7 +106,7 @@ class Photo(BaseModel):
     @classmethod
     def _stored(cls, data: bytes, ref: str, cache_dir: Path, limits: MediaLimits) -> Photo:
         digest = hashlib.sha256(data).hexdigest()
-        path = _store(data, digest, cache_dir, _suffix(data))
+        path = store_bytes(data, digest, cache_dir, _suffix(data))
         try:
             meta = inspect_image(path, limits)
         except ImageLoadError:
@@ -134,18 +134,27 @@ class Photo(BaseModel):
         """The file's bytes, as given (EXIF intact)."""
         return Path(self.path).read_bytes()
 
-    def check_present(self) -> Photo:
+    def check_present(self, cache_dir: str | os.PathLike | None = None) -> Photo:
         """This photo, after checking that its file is still there with the size it had (a thread
-        continued later reads the photo again); ImageLoadError otherwise."""
-        try:
-            size = os.stat(self.path).st_size
-        except OSError:
-            size = -1
-        if size != self.meta.bytes:
-            raise ImageLoadError(
-                f"the photo {self.ref} is no longer at {self.path} as it was analysed", "analyse the photo again on a new thread"
-            )
-        return self
+        continued later reads the photo again). When it is not, the copy of the same content under
+        ``cache_dir`` (``images/<sha256>.*``: e.g. another replica's upload fetched there) is used,
+        with that path; ImageLoadError when neither is there."""
+        if _size(Path(self.path)) == self.meta.bytes:
+            return self
+        if cache_dir is not None:
+            for stored in sorted((Path(cache_dir) / "images").glob(f"{self.sha256}.*")):
+                if _size(stored) == self.meta.bytes:
+                    return self.model_copy(update={"path": str(stored)})
+        raise ImageLoadError(
+            f"the photo {self.ref} is no longer at {self.path} as it was analysed", "analyse the photo again on a new thread"
+        )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def _file_sha256(path: Path) -> str:
@@ -156,7 +165,8 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _store(data: bytes, digest: str, cache_dir: Path, suffix: str) -> Path:
+def store_bytes(data: bytes, digest: str, cache_dir: str | os.PathLike, suffix: str) -> Path:
+    """``data`` (whose sha256 is ``digest``) as ``<cache_dir>/images/<digest><suffix>``, written once, atomically."""
     folder = Path(cache_dir) / "images"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{digest}{suffix}"

@@ -8,7 +8,9 @@ Photos come in resolved: a ``Photo`` (``core.photo``: a checked local file and i
 made once at the API boundary), or a PIL image already decoded by the caller. The Retriever
 decodes a Photo (``photo.decode``) and never resolves one. Features of each image are cached (a
 cachetools LRU under one lock, keyed by the photo's content hash, or a PIL image's pixel hash) so
-that search + verify on one photo decode and encode it once.
+that search + verify on one photo decode and encode it once. Concurrent callers' photos are encoded
+together by a micro-batcher in front of the back end's encoder (``batcher.EncodeBatcher``;
+``encode_batching``, ``encode_batch_max``, ``encode_batch_wait_ms``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from retrieval_service.core.errors import DatasetError, StoreError
 from retrieval_service.core.photo import Photo
 from retrieval_service.core.types import Candidate, GeoFilter, RetrievalResult
 from retrieval_service.retrieval.backends import RetrievalBackend, make_backend
+from retrieval_service.retrieval.batcher import EncodeBatcher
 from retrieval_service.retrieval.gallery_index import GalleryIndex
 from retrieval_service.retrieval.settings import RetrievalSettings
 from retrieval_service.retrieval.stores import Hit, Query, VectorStore, make_store
@@ -94,6 +97,7 @@ class Retriever:
         self._cache: LRUCache[str, np.ndarray] = LRUCache(maxsize=CACHE_SIZE)
         self._lock = threading.RLock()
         self._gallery_checked = False
+        self._batcher: EncodeBatcher | None = None
 
     @classmethod
     def from_settings(cls, settings: RetrievalSettings) -> Retriever:
@@ -147,6 +151,20 @@ class Retriever:
         """L2-normalised encoder features of already-decoded images (no caching)."""
         return _normalise(self.encoder.encode(list(images)))
 
+    def _encode(self, pixels: list[Image.Image]) -> np.ndarray:
+        """The encoder's raw features, through the micro-batcher unless ``encode_batching`` is off."""
+        if not self.settings.encode_batching:
+            return self.encoder.encode(pixels)
+        with self._lock:
+            if self._batcher is None:
+                self._batcher = EncodeBatcher(
+                    lambda images: self.encoder.encode(images),
+                    max_batch=self.settings.encode_batch_max,
+                    max_wait_s=self.settings.encode_batch_wait_ms / 1000,
+                )
+            batcher = self._batcher
+        return batcher.encode(pixels)
+
     def _pixels(self, image: RetrieverImage) -> Image.Image:
         """RGB pixels: a Photo decoded (it was checked when it was resolved), a PIL image as it is."""
         if isinstance(image, Photo):
@@ -168,7 +186,7 @@ class Retriever:
             for i in missing:  # a photo given twice is encoded once
                 first_of.setdefault(keys[i], i)
             firsts = list(first_of.values())
-            feats = self.encoder.encode([self._pixels(images[i]) for i in firsts])
+            feats = self._encode([self._pixels(images[i]) for i in firsts])
             with self._lock:
                 for i, feat in zip(firsts, feats, strict=False):
                     found[keys[i]] = feat
@@ -323,5 +341,7 @@ class Retriever:
         }
 
     def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
         if self._store is not None:
             self._store.close()

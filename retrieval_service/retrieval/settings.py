@@ -65,6 +65,14 @@ class RetrievalSettings(MediaSettings):
         default=None, description="Build the CLIP model with QuickGELU; unset = decide from the weights (OpenAI CLIP needs it)."
     )
     batch_size: int = Field(default=32, ge=1, le=4096, description="Images encoded per batch (index build, precompute).")
+    encode_batching: bool = Field(
+        default=True,
+        description="Encode the photos of concurrent requests together (a micro-batcher in front of the image encoder).",
+    )
+    encode_batch_max: int = Field(default=16, ge=1, le=1024, description="Most photos the micro-batcher encodes in one pass.")
+    encode_batch_wait_ms: float = Field(
+        default=5.0, ge=0, le=1000, description="How long the micro-batcher waits for more photos after the first of a batch."
+    )
     top_k: int = Field(default=20, ge=1, le=MAX_TOP_K, description="Retrieval candidates per photo.")
     gallery_search: Literal["exact", "hnsw"] = Field(
         default="exact",

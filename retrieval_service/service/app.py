@@ -11,7 +11,8 @@
 ``retriever`` is anything with the ``Retriever``'s interface (``RetrievalClient`` too, so a
 service can front another). Each request's photo becomes one ``Photo`` (``ServiceState.photo``:
 checked, stored content-addressed under the data dir's cache) that the retriever decodes. Blocking
-work runs through the ``Gate`` (concurrency, queue, deadline).
+work runs on the ``retrieval`` lane of ``admission`` (its own concurrency, queue and deadline; the
+agent's runs have another lane), which drops it when the client disconnects.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from fastapi.responses import JSONResponse
 from retrieval_service.core.errors import GeoAgentError
 from retrieval_service.core.photo import Photo
 from retrieval_service.core.types import RetrievalResult
+from retrieval_service.service.admission import Admission
 from retrieval_service.service.errors import ErrorBody, ServiceError, as_service_error, install_error_handlers
 from retrieval_service.service.inputs import ImageSource, read_request
-from retrieval_service.service.limits import BodyLimit, Gate, check_api_key
+from retrieval_service.service.limits import BodyLimit, check_api_key
 from retrieval_service.service.schemas import (
     EmbedOptions,
     EmbedResponse,
@@ -48,13 +50,18 @@ logger = logging.getLogger(__name__)
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in (
+        (400, "Not valid JSON (bad_json), or a URL the server may not fetch (url_not_allowed)"),
         (401, "Missing or wrong API key"),
         (413, "Body too large"),
         (415, "Not an image / wrong content type"),
         (422, "Invalid photo or options"),
-        (503, "Busy or store unavailable"),
-        (504, "Timed out"),
+        (500, "The server's own failure (internal, server_config, model_mismatch)"),
+        (503, "Busy: the request's lane is full (retry after Retry-After); or the store or the weights are unavailable"),
+        (504, "Timed out, waiting for a slot included (an agent run is stopped at its next step)"),
     )
+}
+ERRORS[503]["headers"] = {
+    "Retry-After": {"description": "Seconds until a slot is likely free (busy answers)", "schema": {"type": "integer"}}
 }
 
 
@@ -64,7 +71,7 @@ class ServiceState:
     def __init__(self, retriever: Any, settings: ServiceSettings) -> None:
         self.retriever = retriever
         self.settings = settings
-        self.gate = Gate(settings)
+        self.admission = Admission(settings)
         self.ready = threading.Event()
         self.warm_error: ServiceError | None = None
 
@@ -117,7 +124,7 @@ def create_retrieval_app(
         else:
             state.ready.set()
         yield
-        state.gate.close()
+        state.admission.close()
 
     app = FastAPI(
         title=title,
@@ -132,8 +139,9 @@ def create_retrieval_app(
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> Health:
-        """The process is up."""
-        return Health()
+        """The process is up; each lane's load and counters (admitted, refused, timed out,
+        disconnected, dropped, cancelled)."""
+        return Health(lanes=state.admission.stats())
 
     @app.get("/readyz", response_model=Readiness, tags=["health"], responses={503: {"model": Readiness}})
     def readyz() -> Any:
@@ -147,6 +155,7 @@ def create_retrieval_app(
         return JSONResponse(body.model_dump(), status_code=503)
 
     api = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
+    lane = state.admission.retrieval
 
     @api.post("/search", response_model=RetrievalResult, tags=["retrieval"], openapi_extra=image_request_body(SearchOptions))
     async def search(request: Request) -> Any:
@@ -163,7 +172,7 @@ def create_retrieval_app(
                 dissimilar=opts.dissimilar,
             )
 
-        result = await state.gate.run(job)
+        result = await lane.run(job, request=request)
         return JSONResponse(result.model_dump(mode="json"))
 
     @api.post(
@@ -181,7 +190,7 @@ def create_retrieval_app(
             def locations_job() -> np.ndarray:
                 return retriever.encode_locations([(p.lat, p.lon) for p in points])
 
-            vectors, space = await state.gate.run(locations_job), "location"
+            vectors, space = await lane.run(locations_job, request=request), "location"
         else:
             opts = EmbedOptions.parse(fields)
 
@@ -189,7 +198,7 @@ def create_retrieval_app(
                 photos = [state.photo(s) for s in sources]
                 return retriever.embed_images(photos) if opts.space == "clip" else retriever.gps_embed_images(photos)
 
-            vectors, space = await state.gate.run(job), opts.space
+            vectors, space = await lane.run(job, request=request), opts.space
         arr = np.asarray(vectors, dtype=np.float32)
         return JSONResponse({"space": space, "dim": int(arr.shape[1]) if arr.ndim == 2 else 0, "vectors": arr.tolist()})
 
@@ -202,12 +211,12 @@ def create_retrieval_app(
         def job() -> list[float]:
             return list(retriever.verify(state.photo(_one(sources)), [(p.lat, p.lon) for p in points]))
 
-        return JSONResponse({"scores": [float(s) for s in await state.gate.run(job)]})
+        return JSONResponse({"scores": [float(s) for s in await lane.run(job, request=request)]})
 
     @api.get("/collections", tags=["retrieval"])
-    async def collections() -> Any:
+    async def collections(request: Request) -> Any:
         """The store's collections (points, dims), whether the gallery is ready, models and device."""
-        return JSONResponse(await state.gate.run(retriever.info))
+        return JSONResponse(await lane.run(retriever.info, request=request))
 
     app.include_router(api)
     return app

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from retrieval_service.core.cancel import Cancelled
 from retrieval_service.core.errors import (
     ConfigError,
     DatasetError,
@@ -51,6 +52,7 @@ class ErrorBody(BaseModel):
 
 # GeoAgentError subclasses raised by the retriever or the agent: (status, code)
 _STATUS: list[tuple[type[GeoAgentError], int, str]] = [
+    (Cancelled, 503, "cancelled"),  # stopped by its deadline or the server stopping
     (ImageLoadError, 422, "image_invalid"),
     (DatasetError, 422, "invalid_argument"),
     (StoreError, 503, "store_unavailable"),
@@ -79,6 +81,11 @@ def error_response(err: ServiceError) -> JSONResponse:
     return JSONResponse(error_payload(err), status_code=err.status, headers=err.headers)
 
 
+def bad_json(detail: str, fix: str = 'send a JSON object, e.g. {"url": "https://..."}') -> ServiceError:
+    """400: a body (or a JSON form field) that is not valid JSON, whatever its shape."""
+    return ServiceError(400, "bad_json", f"not valid JSON: {detail}", fix)
+
+
 def invalid_arguments(exc: ValidationError | RequestValidationError, what: str = "request") -> ServiceError:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in err.get('loc', ()) if p not in ('body',)) or what}: "
@@ -97,10 +104,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        broken = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+        if broken:
+            return error_response(bad_json(str((broken[0].get("ctx") or {}).get("error") or "a decode error")))
         return error_response(invalid_arguments(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, GeoAgentError):  # raised while FastAPI read the body (e.g. too large)
+            return error_response(as_service_error(exc.__cause__))
+        if exc.status_code == 400:  # FastAPI could not parse the body (too deeply nested, not UTF-8)
+            cause = exc.__cause__
+            return error_response(bad_json(f"{type(cause).__name__}: {cause}"[:200] if cause else str(exc.detail)))
         fixes = {404: "see /docs for the endpoints", 405: "see /docs for the methods each endpoint takes"}
         return error_response(ServiceError(exc.status_code, "http_error", str(exc.detail), fixes.get(exc.status_code)))
 

@@ -21,7 +21,7 @@ from retrieval_service.core.errors import ImageLoadError
 from retrieval_service.core.media import is_url
 from retrieval_service.core.media_settings import DEFAULT_LIMITS, MediaLimits
 from retrieval_service.core.photo import Photo
-from retrieval_service.service.errors import ServiceError
+from retrieval_service.service.errors import ServiceError, bad_json
 from retrieval_service.service.limits import too_large
 
 IMAGE_FIELD = "image"
@@ -84,16 +84,29 @@ class ImageSource:
     ) -> Photo:
         """The photo, fetched when it is a URL, as one checked ``Photo`` (blocking)."""
         if self.url is None:
-            return resolve_upload(self.data or b"", self.name, cache_dir, limits)
+            if not self.data:
+                raise ImageLoadError(
+                    f"{self.name} is empty (0 bytes)", "send the photo's contents (curl -F image=@photo.jpg ...)"
+                )
+            return resolve_upload(self.data, self.name, cache_dir, limits)
         data = fetch_url(self.url, allow_private=allow_private, max_bytes=max_bytes, limits=limits)
         return resolve_upload(data, self.url, cache_dir, limits)
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+def parse_json(text: str | bytes, what: str = "the body", fix: str | None = None) -> Any:
+    """JSON text -> its value; 400 ``bad_json`` for anything that is not valid JSON, of any shape:
+    a syntax error, bytes that are not UTF-8, nesting too deep to parse, a number too long."""
+    hint = {"fix": fix} if fix else {}
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ServiceError(400, "bad_json", f"the body is not valid JSON ({exc})", 'send e.g. {"url": "https://..."}') from exc
+        return json.loads(text)
+    except RecursionError as exc:
+        raise bad_json(f"{what} is nested too deeply to parse", **hint) from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the int digits limit
+        raise bad_json(f"{what}: {exc}"[:300], **hint) from exc
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    body = parse_json(await request.body())
     if not isinstance(body, dict):
         raise ServiceError(422, "invalid_argument", "the JSON body must be an object", 'send e.g. {"url": "https://..."}')
     return body
@@ -144,15 +157,9 @@ async def read_request(
                     422, "invalid_argument", f"unexpected file in field '{key}'", f"only '{IMAGE_FIELD}' takes files"
                 )
             if key in JSON_FORM_FIELDS:
-                try:
-                    value = json.loads(value)
-                except json.JSONDecodeError as exc:
-                    raise ServiceError(
-                        422,
-                        "invalid_argument",
-                        f"field '{key}' is not valid JSON ({exc})",
-                        f"send '{key}' as JSON text, e.g. -F '{key}={{\"country_code\": \"FR\"}}'",
-                    ) from exc
+                value = parse_json(
+                    value, f"the field '{key}'", f"send '{key}' as JSON text, e.g. -F '{key}={{\"country_code\": \"FR\"}}'"
+                )
             fields[key] = value
         return sources, fields
     if ctype == "application/json":

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from retrieval_service.core.types import GeoFilter, Location
 from retrieval_service.retrieval.settings import MAX_TOP_K
+from retrieval_service.service.admission import LaneStats
 from retrieval_service.service.errors import invalid_arguments
 
 
@@ -61,6 +62,9 @@ class VerifyResponse(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+    lanes: dict[str, LaneStats] = Field(
+        default_factory=dict, description="Admission by kind: each lane's limits, load and counters (retrieval, agent)."
+    )
 
 
 class Readiness(BaseModel):

@@ -15,10 +15,22 @@ class ServiceSettings(MediaSettings):
         default=None, description="When set, every /v1 request must send it (Authorization: Bearer, or X-API-Key)."
     )
     service_max_upload_mb: float = Field(default=20.0, gt=0, le=1024, description="Largest request body accepted.")
-    service_timeout_s: float = Field(default=300.0, gt=0, description="A request's deadline, waiting in the queue included.")
-    service_max_concurrency: int = Field(default=4, ge=1, le=256, description="Requests worked on at once.")
+    service_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A request's deadline, waiting in the queue included; its work is then stopped at the next step (504).",
+    )
+    service_max_concurrency: int = Field(
+        default=4, ge=1, le=256, description="Retrieval requests (search, embed, verify, conversation reads) worked on at once."
+    )
     service_max_queue: int = Field(
-        default=64, ge=0, le=10_000, description="Requests waiting for a slot; more are refused with 503."
+        default=64, ge=0, le=10_000, description="Retrieval requests waiting for a slot; more are refused with 503 at once."
+    )
+    service_agent_max_concurrency: int = Field(
+        default=2, ge=1, le=256, description="Agent runs (locate, its stream, follow-up questions) worked on at once."
+    )
+    service_agent_max_queue: int = Field(
+        default=16, ge=0, le=10_000, description="Agent runs waiting for a slot; more are refused with 503 at once."
     )
     service_allow_private_urls: bool = Field(
         default=False, description="Let URL inputs reach loopback, private and link-local addresses."

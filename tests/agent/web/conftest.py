@@ -50,9 +50,16 @@ def serve_app(agent, threads=None, **service_overrides):
     from retrieval_service.service.server import BackgroundServer
     from retrieval_service.service.settings import ServiceSettings
 
-    # the server's start and each request's deadline are guards against a hang, not the expected time
+    # the server's start and each request's deadline are guards against a hang, not the expected time; the
+    # agent lane's queue holds the 32 concurrent clients of the concurrency test
     settings = ServiceSettings(
-        **{"service_max_concurrency": 4, "service_timeout_s": GUARD_S, "data_dir": agent.settings.data_dir, **service_overrides}
+        **{
+            "service_max_concurrency": 4,
+            "service_agent_max_queue": 64,
+            "service_timeout_s": GUARD_S,
+            "data_dir": agent.settings.data_dir,
+            **service_overrides,
+        }
     )
     return BackgroundServer(create_app(agent, settings, threads=threads, warm_up=False), start_timeout_s=GUARD_S)
 

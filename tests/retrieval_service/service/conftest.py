@@ -13,7 +13,8 @@ from tests.waiting import GUARD_S
 
 
 def linked_gallery_dir(gallery_data_dir: Path, target: Path) -> Path:
-    """A fresh data dir whose qdrant folder links the prebuilt (complete) gallery collection."""
+    """A fresh data dir whose qdrant folder links the prebuilt (complete) gallery collection, with the
+    exact-search vectors beside it (else each module encodes the 100K gallery again, ~2 minutes)."""
     from agent.settings import Settings
     from retrieval_service.retrieval.gallery import gallery_name
 
@@ -21,6 +22,8 @@ def linked_gallery_dir(gallery_data_dir: Path, target: Path) -> Path:
     (target / "qdrant").mkdir(parents=True)
     name = gallery_name(shared)
     (target / "qdrant" / name).symlink_to(shared.embedded_qdrant_path / name)
+    for cached in gallery_data_dir.glob(f"{shared.gallery_collection}.*.npz"):
+        (target / cached.name).symlink_to(cached)
     return target
 
 
