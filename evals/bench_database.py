@@ -11,8 +11,9 @@ The vectors are generated, with the structure of CLIP image embeddings rather th
   a few large-magnitude coordinates, like CLIP's outlier dimensions (what int8's quantile clips);
 * clusters (places, subjects) with heavy-tailed sizes: ``n / 200`` centres, Pareto(1.2) sizes, each
   cluster a von Mises-Fisher-like cap around its centre: centre + Gaussian noise of a per-cluster
-  spread (log-normal), drawn mostly in the cluster's own 32-d subspace (low intrinsic dimension)
-  plus a little isotropic noise, then normalised;
+  spread (log-normal, median 0.7 of the centre's norm), drawn in the cluster's own 32-d subspace
+  (low intrinsic dimension) plus isotropic noise of 0.3, then normalised: two photos of one cluster
+  have a cosine of about 0.8, of two clusters about 0.45;
 * near-duplicates: 3% of the vectors are another vector plus tiny noise (re-uploads, bursts).
 
 Queries are fresh draws of the same mixture (not stored), so recall is measured on unseen photos.
@@ -56,11 +57,12 @@ class Mixture:
         self.weights = sizes / sizes.sum()
         self.centres = rng.normal(size=(self.k, DIM)).astype(np.float32)
         self.centres /= np.linalg.norm(self.centres, axis=1, keepdims=True)
-        self.spread = np.exp(rng.normal(np.log(0.35), 0.35, self.k)).astype(np.float32)
+        self.spread = np.exp(rng.normal(np.log(0.7), 0.4, self.k)).astype(np.float32)
         self.basis_seed = rng.integers(2**31)
 
     def _basis(self, cluster: int) -> np.ndarray:
-        return np.random.default_rng([self.basis_seed, cluster]).normal(size=(32, DIM)).astype(np.float32) / np.sqrt(32)
+        """32 random directions scaled so that a draw's offset from the centre has norm about 1."""
+        return np.random.default_rng([self.basis_seed, cluster]).normal(size=(32, DIM)).astype(np.float32) / np.sqrt(32 * DIM)
 
     def draw(self, rng: np.random.Generator, count: int) -> np.ndarray:
         labels = rng.choice(self.k, count, p=self.weights)
@@ -68,7 +70,7 @@ class Mixture:
         for cluster in np.unique(labels):
             rows = np.flatnonzero(labels == cluster)
             local = rng.normal(size=(len(rows), 32)).astype(np.float32) @ self._basis(int(cluster))
-            iso = rng.normal(size=(len(rows), DIM)).astype(np.float32) * (0.25 / np.sqrt(DIM))
+            iso = rng.normal(size=(len(rows), DIM)).astype(np.float32) * (0.3 / np.sqrt(DIM))
             out[rows] = self.centres[cluster] + self.spread[cluster] * (local + iso)
         out /= np.linalg.norm(out, axis=1, keepdims=True)
         out = self.shared * self.mean + np.sqrt(1 - self.shared**2) * out

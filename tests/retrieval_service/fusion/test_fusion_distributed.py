@@ -163,3 +163,14 @@ def test_features_from_an_fsspec_url_train_like_local_ones_through_the_cache(tmp
         FeatureSet(f"file://{tmp_path / 'nothing'}", cache_dir=tmp_path / "cache")
     with pytest.raises(DatasetError, match="fsspec package"):
         FeatureSet("nosuchprotocol://bucket/features", cache_dir=tmp_path / "cache")
+
+
+def test_mixed_precision_is_cuda_only_and_a_lone_rank_is_told_to_use_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval_service.fusion.step import amp_dtype
+
+    assert amp_dtype(True, torch.device("cpu")) is None and amp_dtype(False, torch.device("cpu")) is None
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="process group of 2") as error:
+        dist.init(dist.World(rank=0, size=2), torch.device("cpu"))
+    assert "torchrun" in error.value.hint
