@@ -21,6 +21,7 @@ from RANK and WORLD_SIZE.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -224,10 +225,11 @@ def _encode_shards(
     ]
     if not batches:
         return
+    workers = max(0, min(workers, os.cpu_count() or 1))  # more decoding processes than cores only add overhead
     loader = torch.utils.data.DataLoader(
         _Photos(paths, encoder.preprocess, mapper is not None),
         batch_sampler=batches,
-        num_workers=max(0, workers),
+        num_workers=workers,
         collate_fn=_as_list,
         prefetch_factor=2 if workers > 0 else None,
     )
