@@ -94,7 +94,7 @@ class _Photos(torch.utils.data.Dataset):
         image = _load(self.paths[index])
         if image is None:
             return index, None, None
-        pixels = torch.from_numpy(np.asarray(image)) if self.keep_pixels else None
+        pixels = torch.from_numpy(np.array(image)) if self.keep_pixels else None  # a writable copy
         return index, self.preprocess(image), pixels
 
 
