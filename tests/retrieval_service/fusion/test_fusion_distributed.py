@@ -20,26 +20,18 @@ import torch
 
 from retrieval_service.core.errors import ConfigError
 from retrieval_service.fusion import distributed as dist
-from retrieval_service.fusion.config import FusionConfig, TrainConfig
+from retrieval_service.fusion.config import FusionConfig
 from retrieval_service.fusion.features import FeatureSet
 from retrieval_service.fusion.model import FusionModel
 from retrieval_service.fusion.synthetic import write_synthetic_features
 from retrieval_service.fusion.trainer import FusionTrainer
+from tests.retrieval_service.fusion.test_fusion_training import train_config
 from tests.waiting import GUARD_S, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL = dict(dim=32, embed_dim=32, heads=4, layers=1, dropout=0.0, queue_size=16, rff_features=32, gps_hidden=64)
-TRAIN = dict(
-    epochs=2,
-    batch_size=16,
-    lr=3e-3,
-    warmup_steps=2,
-    val_fraction=0.1,
-    val_gallery="train",
-    workers=0,
-    checkpoint_every=3,
-    log_every=1,
-)
+# over test_fusion_training's train_config
+TRAIN = dict(epochs=2, batch_size=16, warmup_steps=2, val_fraction=0.1, checkpoint_every=3, log_every=1)
 CLI = [  # the same model and training as MODEL and TRAIN
     *("--dim", "32", "--embed-dim", "32", "--heads", "4", "--layers", "1", "--dropout", "0", "--queue-size", "16"),
     *("--rff-features", "32", "--gps-hidden", "64"),
@@ -84,7 +76,7 @@ def rank_pid(launcher: subprocess.Popen, rank: int) -> int | None:
 @pytest.mark.slow
 def test_two_gloo_processes_with_half_batches_train_like_one_process_and_resume_after_a_killed_rank(tmp_path: Path) -> None:
     features = write_synthetic_features(tmp_path / "features", rows=200, view="image")
-    single = FusionTrainer(features, tmp_path / "one", FusionConfig(**MODEL), TrainConfig(**TRAIN), device="cpu").run()
+    single = FusionTrainer(features, tmp_path / "one", FusionConfig(**MODEL), train_config(**TRAIN), device="cpu").run()
 
     killed = torchrun(features.root, tmp_path / "two")
     wait_for((tmp_path / "two" / "state.pt").is_file, "the first checkpoint of the 2-process run", proc=killed)
@@ -132,7 +124,7 @@ def test_the_rank_plan_splits_each_global_batch_into_contiguous_blocks() -> None
 
 def test_validation_runs_every_k_epochs_on_a_gallery_sample_and_on_the_whole_gallery_at_the_end(tmp_path: Path) -> None:
     features = write_synthetic_features(tmp_path / "f", rows=240, view="image")
-    train = TrainConfig(**(TRAIN | {"epochs": 5, "val_every": 2, "val_gallery_sample": 50, "val_fraction": 0.2}))
+    train = train_config(**(TRAIN | {"epochs": 5, "val_every": 2, "val_gallery_sample": 50, "val_fraction": 0.2}))
     result = FusionTrainer(features, tmp_path / "run", FusionConfig(**MODEL), train, device="cpu").run()
     validated = [row for row in result.validation if "acc_750km" in row]
     assert [row["epoch"] for row in validated] == [2, 4, 5]  # every 2nd epoch, and the last
@@ -151,7 +143,7 @@ def test_features_from_an_fsspec_url_train_like_local_ones_through_the_cache(tmp
     idx = np.array([5, 70, 33, 40])
     assert all(np.array_equal(remote.take(idx)[k], local.take(idx)[k]) for k in ("tokens", "pooled", "classmap"))
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3 * 3  # the three shards the rows live in, three arrays each
-    train = TrainConfig(**(TRAIN | {"epochs": 1, "batch_size": 16}))
+    train = train_config(**(TRAIN | {"epochs": 1}))
     a = FusionTrainer(local, tmp_path / "a", FusionConfig(**MODEL), train, device="cpu").run()
     b = FusionTrainer(remote, tmp_path / "b", FusionConfig(**MODEL), train, device="cpu").run()
     wa = torch.load(a.model_path, weights_only=False)["state_dict"]
