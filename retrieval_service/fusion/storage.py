@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ class FeatureFiles:
         if target.is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")  # reader threads fetch at once
         try:
             self.fs.get_file(self._remote(relative), str(tmp))
         except FileNotFoundError as exc:
