@@ -116,10 +116,5 @@ class TrainConfig(_Frozen):
         default="geoclip", description="'geoclip' (GeoCLIP's 100K coordinates), 'train', or a CSV of coordinates."
     )
     val_every: int = Field(default=1, ge=1, description="Validate every N epochs (the last epoch always validates).")
-    val_gallery_sample: int = Field(
-        default=10_000,
-        ge=0,
-        description="Validations score against a fixed random sample of this many gallery coordinates (0 = all); "
-        "the run's last validation also scores against the whole gallery.",
-    )
+    val_gallery_sample: int = Field(default=10_000, ge=0, description="Gallery sample of each validation (0 = all).")
     workers: int = Field(default=2, ge=0, description="Threads reading the next batches ahead.")
