@@ -11,14 +11,23 @@ model. Photos are generated (random pixels at --size); no benchmark photo is rea
 * training samples/s with precomputed features (read from the memory-mapped shards) and with
   on-the-fly encoding (decode + frozen tower + class maps each step), and their ratio (target >= 10);
 * peak memory: the process's maximum RSS, and on CUDA the peak allocated GPU memory;
-* fusion index build: images/s through ``index build --encoder fusion:PATH`` (encode + upsert).
+* fusion index build: images/s through ``index build --encoder fusion:PATH`` (encode + upsert);
+* data-parallel training: samples/s of ``geoagent train fusion`` (the default model, batch
+  ``--ddp-batch``) launched by ``torchrun`` with 1 and with 2 processes (gloo on CPU, NCCL on GPUs;
+  ``--ddp-threads`` torch threads each), on generated features shaped like ViT-L/14's (16 tokens of
+  768, a 32 x 32 class map), and the ratio 2 processes / 1. ``--ddp-only`` runs this part alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import resource
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +57,41 @@ def make_photos(root: Path, n: int, size: int, seed: int = 0) -> Path:
     return images
 
 
+def torchrun_rate(features: Path, out: Path, processes: int, batch: int, steps: int, threads: int, device: str) -> float:
+    """Global samples/s of ``geoagent train fusion`` under torchrun with ``processes`` processes."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "GEOAGENT_DEVICE": device, "GEOAGENT_FUSION_WORKERS": "2"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_addr", "127.0.0.1"]
+    command += ["--master_port", str(port), "-m", "agent.cli", "train", "fusion", str(features), "--out", str(out)]
+    command += ["--batch-size", str(batch), "--max-steps", str(steps), "--log-every", str(max(1, steps // 4))]
+    command += ["--val-fraction", "0", "--warmup-steps", "1", "--checkpoint-every", str(10 * steps), "--json"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"torchrun with {processes} processes failed: {done.stderr[-2000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["samples_per_s"])
+
+
+def distributed_rates(args: argparse.Namespace, root: Path) -> None:
+    from retrieval_service.fusion.synthetic import write_synthetic_features
+
+    rows = args.ddp_batch * (args.ddp_steps + 2)
+    features = write_synthetic_features(
+        root / "ddp-features", rows=rows, token_grid=4, token_dim=768, seg_grid=32, classes=19, shard_size=4096
+    )
+    rates = {
+        n: torchrun_rate(features.root, root / f"ddp-{n}", n, args.ddp_batch, args.ddp_steps, args.ddp_threads, args.device)
+        for n in (1, 2)
+    }
+    print(
+        f"data-parallel training (torchrun, default model, global batch {args.ddp_batch}, {args.ddp_steps} steps, "
+        f"{args.ddp_threads} torch thread(s) per process, device {args.device}):"
+    )
+    print(f"  1 process:            {rates[1]:8.1f} samples/s")
+    print(f"  2 processes:          {rates[2]:8.1f} samples/s  ({rates[2] / rates[1]:.2f} x one process)")
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -67,8 +111,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20, help="Training steps timed on precomputed features.")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default).")
+    parser.add_argument("--ddp-batch", type=int, default=64, help="Global batch of the data-parallel runs.")
+    parser.add_argument("--ddp-steps", type=int, default=12, help="Steps of each data-parallel run.")
+    parser.add_argument("--ddp-threads", type=int, default=1, help="torch threads per process in the data-parallel runs.")
+    parser.add_argument("--ddp-only", action="store_true", help="Only the 1- vs 2-process training rates.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.ddp_only:
+        with tempfile.TemporaryDirectory(prefix="bench-fusion-ddp-") as tmp:
+            distributed_rates(args, Path(tmp))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     seg_settings = None
@@ -182,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"peak RSS:               {peak_rss_mib():8.0f} MiB" + (f"   peak GPU allocated: {gpu_peak:.0f} MiB" if gpu_peak else "")
     )
+    with tempfile.TemporaryDirectory(prefix="bench-fusion-ddp-") as tmp:
+        distributed_rates(args, Path(tmp))
 
 
 if __name__ == "__main__":

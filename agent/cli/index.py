@@ -64,7 +64,9 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Embed the images of a CSV into the image database. Resumable: ids already stored are skipped;
-    unreadable images are logged and counted, not fatal."""
+    unreadable images are logged and counted, not fatal. Threads decode the next batch while one is
+    encoded and upserts run in the background (GEOAGENT_INDEX_WORKERS, GEOAGENT_INDEX_UPSERTS); the
+    collection is created int8-quantized with its originals on disk (GEOAGENT_DATABASE_QUANTIZATION...)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from retrieval_service.retrieval.ingest import ingest_csv, read_rows
@@ -77,9 +79,21 @@ def build(
     retriever = Retriever.from_settings(settings)
     try:
         with Progress(
-            TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True, disable=as_json
+            TextColumn("indexing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            transient=True,
+            disable=as_json,
         ) as bar:
-            task = bar.add_task("index", total=len(frame))
+            task = bar.add_task("index", total=len(frame), rate="")
+
+            def advance(rows: int) -> None:
+                bar.advance(task, rows)
+                speed = next(t.speed for t in bar.tasks if t.id == task)
+                bar.update(task, rate=f"{speed:.1f} rows/s" if speed else "")
+
             report = ingest_csv(
                 retriever,
                 csv_file,
@@ -90,7 +104,7 @@ def build(
                 lat_col=lat_col,
                 lon_col=lon_col,
                 path_col=path_col,
-                progress=lambda n: bar.advance(task, n),
+                progress=advance,
             )
     finally:
         retriever.close()

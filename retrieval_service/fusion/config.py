@@ -122,4 +122,6 @@ class TrainConfig(_Frozen):
     val_gallery: str = Field(
         default="geoclip", description="'geoclip' (GeoCLIP's 100K coordinates), 'train', or a CSV of coordinates."
     )
+    val_every: int = Field(default=1, ge=1, description="Validate every N epochs (the last epoch always validates).")
+    val_gallery_sample: int = Field(default=10_000, ge=0, description="Gallery sample of each validation (0 = all).")
     workers: int = Field(default=2, ge=0, description="Threads reading the next batches ahead.")

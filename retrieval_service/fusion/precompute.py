@@ -5,21 +5,34 @@ segmenter its class map (reduced to ``seg_grid`` cells), and, with ``text=True``
 encodes TransGeoCLIP's place prompt from the CSV's city/region/country columns. Shards are written
 whole (see ``features``), so a killed precompute resumes at the first missing shard. Rows whose
 image is missing or unreadable are kept with ``ok=False`` (training skips them) and counted.
+
+Photos are decoded and preprocessed by a torch ``DataLoader`` (``workers`` processes) while the
+tower encodes the previous batch on the device. Batches never straddle a shard and arrive in index
+order, and preprocessing is deterministic, so the features are the same bit for bit whatever the
+number of workers and however the shards are split among processes.
+
+Several processes (GPUs, machines) split the work with ``shard=(i, n)``: process i computes the
+feature shards ``i, i + n, i + 2n, ...``. Pointed at one shared folder they fill it together (the
+manifest and row table are the same for all, written atomically); on separate disks each writes
+its own folder and ``features.merge_features`` joins them. Under ``torchrun`` the CLI takes i and n
+from RANK and WORLD_SIZE.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 from pydantic import BaseModel
 
-from retrieval_service.core.errors import DatasetError, ImageLoadError
+from retrieval_service.core.errors import ConfigError, DatasetError, ImageLoadError
 from retrieval_service.fusion.config import VOID_CLASS, FeatureSpec
 from retrieval_service.fusion.data import row_table, text_prompt
 from retrieval_service.fusion.features import FeatureSet, FeatureWriter
@@ -34,6 +47,28 @@ class PrecomputeReport(BaseModel):
     shards_written: int
     shards_reused: int
     spec: FeatureSpec
+    shard: str = "0/1"
+    shards_missing: int = 0
+    """Feature shards of the whole set still missing after this run (other processes' shards)."""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(
+            f"--shard {text!r} is not I/N", "give this process's index and the process count, e.g. --shard 0/4"
+        ) from None
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"--shard {text}: the index must be in 0..{count - 1}", "count processes from 0: --shard 0/4 ... 3/4")
+    return index, count
+
+
+def shard_rows(rows: int, shard_size: int, shard: tuple[int, int]) -> int:
+    """How many of ``rows`` fall in the feature shards of process ``shard=(i, n)``."""
+    count = -(-rows // shard_size)
+    return sum(min(shard_size, rows - s * shard_size) for s in range(shard[0], count, shard[1]))
 
 
 def _load(path: Path) -> Image.Image | None:
@@ -44,6 +79,27 @@ def _load(path: Path) -> Image.Image | None:
     except ImageLoadError as exc:
         logger.warning("unreadable image %s: %s", path, exc.message)
         return None
+
+
+class _Photos(torch.utils.data.Dataset):
+    """Row i -> (i, preprocessed pixels or None, the decoded RGB pixels when class maps need them)."""
+
+    def __init__(self, paths: list[Path], preprocess: Callable[[Image.Image], torch.Tensor], keep_pixels: bool) -> None:
+        self.paths, self.preprocess, self.keep_pixels = paths, preprocess, keep_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, torch.Tensor | None]:
+        image = _load(self.paths[index])
+        if image is None:
+            return index, None, None
+        pixels = torch.from_numpy(np.array(image)) if self.keep_pixels else None  # a writable copy
+        return index, self.preprocess(image), pixels
+
+
+def _as_list(items: list[Any]) -> list[Any]:
+    return items
 
 
 def precompute(
@@ -61,6 +117,7 @@ def precompute(
     segmenter_settings: object | None = None,
     text: bool = False,
     workers: int = 4,
+    shard: tuple[int, int] = (0, 1),
     id_col: str | None = None,
     lat_col: str | None = None,
     lon_col: str | None = None,
@@ -68,8 +125,10 @@ def precompute(
     author_col: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> PrecomputeReport:
-    """Write (or resume) the features of every row of ``csv_path``. ``segmenter_settings``: the
-    ``EvidenceSettings`` of the segmenter making the class maps, or None for no segmentation view."""
+    """Write (or resume) the features of every row of ``csv_path`` (with ``shard=(i, n)``: of this
+    process's feature shards). ``segmenter_settings``: the ``EvidenceSettings`` of the segmenter
+    making the class maps, or None for no segmentation view. ``workers``: DataLoader processes
+    decoding photos (0: in this process)."""
     from retrieval_service.fusion.classmaps import ClassMapper
     from retrieval_service.fusion.tokens import TokenEncoder
 
@@ -107,70 +166,106 @@ def precompute(
         text_dim=text_encoder.dim if text_encoder else None,
     )
     writer = FeatureWriter(Path(out), spec, rows, shard_size, source=str(csv_path))
-    written = reused = unreadable = 0
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fusion-read") as pool:
-        for shard in range(writer.shard_count):
-            start, stop = writer.bounds(shard)
-            if writer.done(shard):
-                reused += 1
-                if progress:
-                    progress(stop - start)
-                continue
-            chunk = rows.iloc[start:stop]
-            paths = [Path(p) if Path(p).is_absolute() else images_dir / p for p in chunk["path"]]
-            arrays = _shard_arrays(paths, pool, encoder, mapper, spec, batch_size, progress)
-            unreadable += int((~arrays["ok"]).sum())
-            if text_encoder is not None:
-                shard_prompts = prompts[start:stop]
-                has = np.array([p is not None for p in shard_prompts])
-                feats = np.zeros((stop - start, text_encoder.dim), np.float16)
-                if has.any():
-                    feats[has] = text_encoder.encode([p for p in shard_prompts if p]).astype(np.float16)
-                arrays |= {"text": feats, "has_text": has}
-            writer.write(shard, arrays)
-            written += 1
-    if unreadable == len(rows):
+    index, count = shard
+    mine = [s for s in range(writer.shard_count) if s % count == index]
+    todo = [s for s in mine if not writer.done(s)]
+    if progress:
+        progress(sum(writer.bounds(s)[1] - writer.bounds(s)[0] for s in mine if s not in todo))
+    paths = [Path(p) if Path(p).is_absolute() else images_dir / p for p in rows["path"]]
+    unreadable = 0
+    for number, arrays in _encode_shards(writer, todo, paths, encoder, mapper, spec, batch_size, workers, progress):
+        unreadable += int((~arrays["ok"]).sum())
+        if text_encoder is not None:
+            start, stop = writer.bounds(number)
+            shard_prompts = prompts[start:stop]
+            has = np.array([p is not None for p in shard_prompts])
+            feats = np.zeros((stop - start, text_encoder.dim), np.float16)
+            if has.any():
+                feats[has] = text_encoder.encode([p for p in shard_prompts if p]).astype(np.float16)
+            arrays |= {"text": feats, "has_text": has}
+        writer.write(number, arrays)
+    done_rows = sum(writer.bounds(s)[1] - writer.bounds(s)[0] for s in todo)
+    if todo and unreadable == done_rows:
         raise DatasetError(
-            f"none of the {len(rows)} images listed in {csv_path} could be read under {images_dir}",
+            f"none of the {done_rows} images this run read from {csv_path} could be read under {images_dir}",
             "check --images and the id/path column (--id-col/--path-col)",
         )
-    FeatureSet(out).require_complete()
+    missing = FeatureSet(out).missing_shards()
+    if count == 1 and missing:
+        FeatureSet(out).require_complete()
     return PrecomputeReport(
-        out=str(out), rows=len(rows), unreadable=unreadable, shards_written=written, shards_reused=reused, spec=spec
+        out=str(out),
+        rows=len(rows),
+        unreadable=unreadable,
+        shards_written=len(todo),
+        shards_reused=len(mine) - len(todo),
+        spec=spec,
+        shard=f"{index}/{count}",
+        shards_missing=len(missing),
     )
 
 
-def _shard_arrays(
+def _encode_shards(
+    writer: FeatureWriter,
+    shards: list[int],
     paths: list[Path],
-    pool: ThreadPoolExecutor,
-    encoder,
-    mapper,
+    encoder: Any,
+    mapper: Any,
     spec: FeatureSpec,
     batch_size: int,
+    workers: int,
     progress: Callable[[int], None] | None,
-) -> dict[str, np.ndarray]:
-    """One shard's arrays; images are decoded a batch at a time (threads), never a whole shard at once."""
-    n = len(paths)
-    ok = np.zeros(n, bool)
-    tokens = np.zeros((n, spec.num_tokens, spec.token_dim), np.float16)
-    pooled = np.zeros((n, spec.pooled_dim), np.float16)
-    classmap = np.full((n, spec.seg_grid, spec.seg_grid), VOID_CLASS, np.uint8)
-    for s in range(0, n, batch_size):
-        loaded = list(pool.map(_load, paths[s : s + batch_size]))
-        idx = np.array([s + i for i, img in enumerate(loaded) if img is not None], dtype=np.int64)
-        batch = [img for img in loaded if img is not None]
-        if batch:
-            ok[idx] = True
-            t, p = encoder.encode(batch)
-            tokens[idx], pooled[idx] = t.astype(np.float16), p.astype(np.float16)
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(shard, its arrays) for each of ``shards``, in order. One DataLoader decodes the batches of
+    all of them (never straddling a shard) in worker processes, in index order."""
+    batches = [
+        list(range(b, min(b + batch_size, writer.bounds(s)[1])))
+        for s in shards
+        for b in range(writer.bounds(s)[0], writer.bounds(s)[1], batch_size)
+    ]
+    if not batches:
+        return
+    workers = max(0, min(workers, os.cpu_count() or 1))  # more decoding processes than cores only add overhead
+    loader = torch.utils.data.DataLoader(
+        _Photos(paths, encoder.preprocess, mapper is not None),
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=_as_list,
+        prefetch_factor=2 if workers > 0 else None,
+    )
+    current, start = -1, 0
+    arrays: dict[str, np.ndarray] = {}
+    for items in loader:
+        number = items[0][0] // writer.manifest.shard_size
+        if number != current:
+            if current >= 0:
+                yield current, arrays
+            current, arrays = number, _empty(spec, *writer.bounds(number), mapper is not None)
+            start = writer.bounds(number)[0]
+        good = [(i - start, pixels, raw) for i, pixels, raw in items if pixels is not None]
+        if good:
+            local = np.array([g[0] for g in good], dtype=np.int64)
+            arrays["ok"][local] = True
+            tokens, pooled = encoder.encode_batch(torch.stack([g[1] for g in good]))
+            arrays["tokens"][local] = tokens.cpu().numpy().astype(np.float16)
+            arrays["pooled"][local] = pooled.cpu().numpy().astype(np.float16)
             if mapper is not None:
-                for i, img in zip(idx, batch, strict=False):
-                    classmap[i] = mapper(img)
+                for row, _, raw in good:
+                    arrays["classmap"][row] = mapper(Image.fromarray(raw.numpy()))
         if progress:
-            progress(len(loaded))
-    out = {"tokens": tokens, "pooled": pooled, "ok": ok}
-    if mapper is not None:
-        out["classmap"] = classmap
+            progress(len(items))
+    yield current, arrays
+
+
+def _empty(spec: FeatureSpec, start: int, stop: int, classmaps: bool) -> dict[str, np.ndarray]:
+    n = stop - start
+    out = {
+        "tokens": np.zeros((n, spec.num_tokens, spec.token_dim), np.float16),
+        "pooled": np.zeros((n, spec.pooled_dim), np.float16),
+        "ok": np.zeros(n, bool),
+    }
+    if classmaps:
+        out["classmap"] = np.full((n, spec.seg_grid, spec.seg_grid), VOID_CLASS, np.uint8)
     return out
 
 

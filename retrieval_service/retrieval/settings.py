@@ -32,6 +32,36 @@ class RetrievalSettings(MediaSettings):
     qdrant_metadata_ttl_s: float = Field(
         default=10.0, ge=0, description="How long a client caches a collection's size and metadata."
     )
+    qdrant_hnsw_m: int = Field(
+        default=16,
+        ge=4,
+        le=128,
+        description="Links per node of the HNSW graphs of new collections (more: better recall, more RAM and build time).",
+    )
+    qdrant_hnsw_ef_construct: int = Field(
+        default=128, ge=4, le=4096, description="Candidate list while building the HNSW graphs of new collections."
+    )
+    qdrant_hnsw_ef: int = Field(
+        default=128, ge=1, le=4096, description="Candidate list of an HNSW search (more: better recall, slower search)."
+    )
+    database_quantization: Literal["int8", "none"] = Field(
+        default="int8",
+        description="Image-database collections created with Qdrant's scalar int8 quantization ('int8': a quarter of the "
+        "RAM of float32 for the searched vectors) or none (float32 only). Fixed when the collection is created.",
+    )
+    database_quantile: float = Field(
+        default=0.99, gt=0.5, le=1.0, description="Quantile of the vector values that sets the int8 range (outliers clip)."
+    )
+    database_on_disk: bool = Field(
+        default=True,
+        description="Keep the image database's original float32 vectors on disk (memory-mapped), only the int8 copies in RAM.",
+    )
+    database_rescore: bool = Field(
+        default=True, description="Re-score the int8 candidates of a quantized collection with the original vectors."
+    )
+    database_oversampling: float = Field(
+        default=2.0, ge=1.0, le=16.0, description="A quantized search re-scores this many times k int8 candidates."
+    )
     gallery_build_stall_s: float = Field(
         default=120.0, gt=0, description="A gallery build without progress for this long is taken over by a waiting client."
     )
@@ -72,6 +102,12 @@ class RetrievalSettings(MediaSettings):
     encode_batch_max: int = Field(default=16, ge=1, le=1024, description="Most photos the micro-batcher encodes in one pass.")
     encode_batch_wait_ms: float = Field(
         default=5.0, ge=0, le=1000, description="How long the micro-batcher waits for more photos after the first of a batch."
+    )
+    index_workers: int = Field(
+        default=4, ge=1, le=64, description="Threads decoding the next batch's images while one is encoded (index build)."
+    )
+    index_upserts: int = Field(
+        default=2, ge=1, le=32, description="Upsert requests in flight at once while an index build encodes the next batch."
     )
     top_k: int = Field(default=20, ge=1, le=MAX_TOP_K, description="Retrieval candidates per photo.")
     gallery_search: Literal["exact", "hnsw"] = Field(

@@ -16,7 +16,8 @@ Two real backends implement it:
 where builds record that they are complete (``retrieval_service.retrieval.readiness``).
 
 Every point carries ``location: {lat, lon}`` (geo index); cosine distance; ``country_code`` has a
-keyword index.
+keyword index. A collection's layout (HNSW parameters, int8 quantization, originals on disk) is a
+``CollectionParams`` given at creation; how a store searches is its ``SearchParams`` (``params.py``).
 """
 
 from __future__ import annotations
@@ -34,13 +35,11 @@ from pydantic import BaseModel, Field
 
 from retrieval_service.core.errors import StoreError
 from retrieval_service.core.types import GeoFilter
+from retrieval_service.retrieval.stores.params import CollectionParams
 
 logger = logging.getLogger(__name__)
 
 PointId = int | str
-DEFAULT_HNSW_EF = 128
-HNSW_M = 16
-HNSW_EF_CONSTRUCT = 128
 _ID_NAMESPACE = uuid.UUID("6f1d3c1e-3d1a-4d8e-9a57-2b3f6a0c9e11")
 
 
@@ -91,10 +90,11 @@ class VectorStore(ABC):
     def has_collection(self, name: str) -> bool: ...
 
     @abstractmethod
-    def create_collection(self, name: str, dim: int) -> bool:
-        """Create ``name`` for ``dim``-d vectors with the geo and country indexes. True when this call
-        created it; False when it already existed with that dim (atomic: of concurrent callers, across
-        processes and hosts sharing the store, exactly one gets True)."""
+    def create_collection(self, name: str, dim: int, params: CollectionParams | None = None) -> bool:
+        """Create ``name`` for ``dim``-d vectors with the geo and country indexes, laid out as ``params``
+        (the store's defaults when None). True when this call created it; False when it already existed
+        with that dim, whatever its layout (atomic: of concurrent callers, across processes and hosts
+        sharing the store, exactly one gets True)."""
 
     @abstractmethod
     def describe(self, name: str, *, fresh: bool = False) -> CollectionInfo | None:

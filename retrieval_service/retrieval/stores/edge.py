@@ -30,16 +30,8 @@ import numpy as np
 
 from retrieval_service.core.errors import StoreError
 from retrieval_service.core.types import GeoFilter
-from retrieval_service.retrieval.stores.base import (
-    DEFAULT_HNSW_EF,
-    HNSW_EF_CONSTRUCT,
-    HNSW_M,
-    CollectionInfo,
-    Hit,
-    PointId,
-    VectorStore,
-    check_vectors,
-)
+from retrieval_service.retrieval.stores.base import CollectionInfo, Hit, PointId, VectorStore, check_vectors
+from retrieval_service.retrieval.stores.params import FULL_SCAN_THRESHOLD_KB, CollectionParams, SearchParams
 
 META_FILE = "geoagent_meta.json"
 IO_WAIT_S = 600.0
@@ -49,11 +41,23 @@ IO_WAIT_S = 600.0
 class EdgeStore(VectorStore):
     """Embedded Qdrant under ``root`` (one shard per collection)."""
 
-    def __init__(self, root: Path, hnsw_ef: int = DEFAULT_HNSW_EF, build_index: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        hnsw_ef: int | None = None,
+        build_index: bool = True,
+        *,
+        params: CollectionParams | None = None,
+        search_params: SearchParams | None = None,
+    ) -> None:
         """``build_index=False`` skips the HNSW build after bulk loads (searches then scan exactly;
-        the tests use it to build the 100K gallery in seconds instead of a minute)."""
+        the tests use it to build the 100K gallery in seconds instead of a minute). ``params``: the
+        layout of collections created without one; ``search_params``: hnsw_ef, rescoring, oversampling
+        (``hnsw_ef`` overrides its hnsw_ef)."""
         self.root = Path(root)
-        self.hnsw_ef = hnsw_ef
+        self.params = params or CollectionParams()
+        self.search_params = search_params or SearchParams()
+        self.hnsw_ef = self.search_params.hnsw_ef if hnsw_ef is None else hnsw_ef
         self.build_index = build_index
         self._shards: dict[str, Any] = {}
         self._locks: dict[str, Any] = {}
@@ -136,9 +140,10 @@ class EdgeStore(VectorStore):
             self._shards[name] = shard
         return shard
 
-    def create_collection(self, name: str, dim: int) -> bool:
+    def create_collection(self, name: str, dim: int, params: CollectionParams | None = None) -> bool:
         import qdrant_edge as qe
 
+        params = params or self.params
         if self.has_collection(name):
             if self.dim(name) != dim:
                 raise StoreError(
@@ -152,9 +157,18 @@ class EdgeStore(VectorStore):
             path.mkdir()  # the atomic claim: of concurrent creators exactly one succeeds
         except FileExistsError:
             return False  # another process is creating it right now
+        quantization = None
+        if params.quantization == "int8":
+            quantization = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=params.quantile, always_ram=True)
         config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
-            hnsw_config=qe.HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=10_000),
+            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, on_disk=params.on_disk),
+            hnsw_config=qe.HnswIndexConfig(
+                m=params.hnsw_m, ef_construct=params.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+            ),
+            quantization_config=quantization,
+            optimizers=(
+                qe.EdgeOptimizersConfig(indexing_threshold=params.indexing_threshold_kb) if params.indexing_threshold_kb else None
+            ),
             wal_enabled=False,
         )
         try:
@@ -255,7 +269,12 @@ class EdgeStore(VectorStore):
             query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).ravel().tolist()),
             with_payload=True,
             filter=self._filter(geo_filter),
-            params=qe.SearchParams(hnsw_ef=max(self.hnsw_ef, k)),
+            params=qe.SearchParams(
+                hnsw_ef=max(self.hnsw_ef, k),
+                quantization=qe.QuantizationSearchParams(
+                    rescore=self.search_params.rescore, oversampling=self.search_params.oversampling
+                ),
+            ),
         )
         points = self._shard(name).query(request)
         return [
@@ -301,4 +320,10 @@ class EdgeStore(VectorStore):
             self.refresh(name)
 
     def info(self) -> dict[str, Any]:
-        return {"backend": "embedded", "path": str(self.root), "hnsw_ef": self.hnsw_ef}
+        return {
+            "backend": "embedded",
+            "path": str(self.root),
+            "hnsw_ef": self.hnsw_ef,
+            "rescore": self.search_params.rescore,
+            "oversampling": self.search_params.oversampling,
+        }

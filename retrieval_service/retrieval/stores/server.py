@@ -18,17 +18,8 @@ from cachetools import TTLCache
 
 from retrieval_service.core.errors import StoreError
 from retrieval_service.core.types import GeoFilter
-from retrieval_service.retrieval.stores.base import (
-    DEFAULT_HNSW_EF,
-    HNSW_EF_CONSTRUCT,
-    HNSW_M,
-    CollectionInfo,
-    Hit,
-    PointId,
-    Query,
-    VectorStore,
-    check_vectors,
-)
+from retrieval_service.retrieval.stores.base import CollectionInfo, Hit, PointId, Query, VectorStore, check_vectors
+from retrieval_service.retrieval.stores.params import FULL_SCAN_THRESHOLD_KB, CollectionParams, SearchParams
 
 _ABSENT = object()
 
@@ -41,18 +32,22 @@ class ServerStore(VectorStore):
         self,
         url: str,
         api_key: str | None = None,
-        hnsw_ef: int = DEFAULT_HNSW_EF,
+        hnsw_ef: int | None = None,
         timeout_s: int = 30,
         *,
         shard_number: int | None = None,
         replication_factor: int | None = None,
         metadata_ttl_s: float = 10.0,
         client: Any = None,
+        params: CollectionParams | None = None,
+        search_params: SearchParams | None = None,
     ) -> None:
         from qdrant_client import QdrantClient
 
         self.url = url
-        self.hnsw_ef = hnsw_ef
+        self.params = params or CollectionParams()
+        self.search_params = search_params or SearchParams()
+        self.hnsw_ef = self.search_params.hnsw_ef if hnsw_ef is None else hnsw_ef
         self.shard_number = shard_number
         self.replication_factor = replication_factor
         # qdrant-client's local mode (also when ``client`` is one)
@@ -113,16 +108,30 @@ class ServerStore(VectorStore):
         self._forget(name)
 
     # ------------------------------------------------------------------ writes
-    def create_collection(self, name: str, dim: int) -> bool:
+    def create_collection(self, name: str, dim: int, params: CollectionParams | None = None) -> bool:
         from qdrant_client import models
 
+        params = params or self.params
         existing = self.describe(name, fresh=True)
         if existing is None:
+            quantization = None
+            if params.quantization == "int8":
+                quantization = models.ScalarQuantization(
+                    scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=params.quantile, always_ram=True)
+                )
             try:
                 self.client.create_collection(
                     name,
-                    vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
-                    hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
+                    vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=params.on_disk),
+                    hnsw_config=models.HnswConfigDiff(
+                        m=params.hnsw_m, ef_construct=params.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+                    ),
+                    quantization_config=quantization,
+                    optimizers_config=(
+                        models.OptimizersConfigDiff(indexing_threshold=params.indexing_threshold_kb)
+                        if params.indexing_threshold_kb
+                        else None
+                    ),
                     shard_number=self.shard_number,
                     replication_factor=self.replication_factor,
                 )
@@ -217,12 +226,22 @@ class ServerStore(VectorStore):
                 limit=q.k,
                 filter=self._filter(q.geo_filter),
                 with_payload=True,
-                params=None if self.local else models.SearchParams(hnsw_ef=max(self.hnsw_ef, q.k)),
+                params=None if self.local else self._search_params(q.k),
             )
             for q in queries
         ]
         responses = self._call("search", self.client.query_batch_points, name, requests=requests)
         return [[Hit(id=p.id, score=float(p.score), payload=dict(p.payload or {})) for p in r.points] for r in responses]
+
+    def _search_params(self, k: int) -> Any:
+        from qdrant_client import models
+
+        return models.SearchParams(
+            hnsw_ef=max(self.hnsw_ef, k),
+            quantization=models.QuantizationSearchParams(
+                rescore=self.search_params.rescore, oversampling=self.search_params.oversampling
+            ),
+        )
 
     def search(self, name: str, vector: np.ndarray, k: int, geo_filter: GeoFilter | None = None) -> list[Hit]:
         return self.search_batch(name, [Query(vector, k, geo_filter)])[0]
@@ -237,4 +256,7 @@ class ServerStore(VectorStore):
             "url": self.url,
             "shard_number": self.shard_number,
             "replication_factor": self.replication_factor,
+            "hnsw_ef": self.hnsw_ef,
+            "rescore": self.search_params.rescore,
+            "oversampling": self.search_params.oversampling,
         }

@@ -11,7 +11,7 @@ from retrieval_service.core.errors import ConfigError
 from retrieval_service.fusion.attention import BidirectionalCrossAttention
 from retrieval_service.fusion.config import VOID_CLASS, FeatureSpec, FusionConfig
 from retrieval_service.fusion.gps import make_gps_encoder, mercator_projection
-from retrieval_service.fusion.losses import GPSQueue, fusion_loss, info_nce
+from retrieval_service.fusion.losses import Embeddings, GPSQueue, fusion_loss, info_nce
 from retrieval_service.fusion.model import FusionModel
 
 SPEC = FeatureSpec(
@@ -127,9 +127,27 @@ def test_fusion_gps_queue_wraps_and_joins_the_loss() -> None:
     tokens, pooled, classmap = inputs(4)
     out = model(tokens, pooled, classmap)
     latlon = torch.tensor([[0.0, 0.0], [10.0, 10.0], [20.0, 20.0], [30.0, 30.0]])
-    with_q = fusion_loss(model, out, latlon, queue=queue)
-    without = fusion_loss(model, out, latlon)
+    gps = model.encode_gps(latlon)
+    with_q = fusion_loss(model.config, model.scales(), Embeddings(out.fused, out.seg, gps, model.encode_gps(queue.get())))
+    without = fusion_loss(model.config, model.scales(), Embeddings(out.fused, out.seg, gps))
     assert with_q.seg is not None and not torch.allclose(with_q.total, without.total)
+
+
+def test_fusion_info_nce_shares_of_row_blocks_add_up_to_the_whole_batch() -> None:
+    """What two processes with half the batch each compute (``rows``) sums to one process's loss,
+    and so do the gradients: the basis of the gathered-negatives data parallelism."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1).requires_grad_()
+    b = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1).requires_grad_()
+    extra = torch.nn.functional.normalize(torch.randn(3, 8, generator=g), dim=1)
+    scale = torch.tensor(7.0)
+    whole = info_nce(a, b, scale, extra)
+    (grad_whole,) = torch.autograd.grad(whole, a)
+    halves = info_nce(a, b, scale, extra, slice(0, 3)) + info_nce(a, b, scale, extra, slice(3, 6))
+    (grad_halves,) = torch.autograd.grad(halves, a)
+    assert torch.allclose(whole, halves, atol=1e-6) and torch.allclose(grad_whole, grad_halves, atol=1e-6)
+    picked = info_nce(a, b, scale, rows=torch.tensor([0, 2, 4])) + info_nce(a, b, scale, rows=torch.tensor([1, 3, 5]))
+    assert torch.allclose(picked, info_nce(a, b, scale), atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["rff", "location_attention"])

@@ -11,8 +11,8 @@ import torch
 
 from retrieval_service.fusion.config import FeatureSpec, FusionConfig
 from retrieval_service.fusion.gps import make_gps_encoder
-from retrieval_service.fusion.losses import fusion_loss, info_nce
-from retrieval_service.fusion.model import FusionModel
+from retrieval_service.fusion.losses import Embeddings, LossParts, fusion_loss, info_nce
+from retrieval_service.fusion.model import FusionModel, FusionOutput
 from retrieval_service.fusion.presets import PRESETS, preset, table_rows
 
 
@@ -64,6 +64,14 @@ def test_location_attention_learns_at_least_as_well_as_the_rff_sum():
 SPEC = FeatureSpec(image_model="t", image_pretrained="none", token_grid=2, token_dim=24, pooled_dim=24, text_dim=12)
 
 
+def losses_of(
+    model: FusionModel, out: FusionOutput, latlon: torch.Tensor, text: torch.Tensor, mask: torch.Tensor | None = None
+) -> LossParts:
+    """The training loss of one process holding the whole batch."""
+    emb = Embeddings(out.fused, out.seg, model.encode_gps(latlon), text=model.encode_text(text), text_mask=mask)
+    return fusion_loss(model.config, model.scales(), emb)
+
+
 def test_the_joint_embedding_aligns_text_with_gps_too():
     """With text features the loss has a text<->GPS term beside fused<->text, and it trains the GPS
     encoder: descriptions of places land beside their coordinates."""
@@ -83,7 +91,7 @@ def test_the_joint_embedding_aligns_text_with_gps_too():
     latlon = torch.rand(8, 2, generator=g) * torch.tensor([120.0, 300.0]) - torch.tensor([60.0, 150.0])
     text = torch.randn(8, 12, generator=g)
     out = model(torch.randn(8, 4, 24, generator=g), torch.randn(8, 24, generator=g))
-    parts = fusion_loss(model, out, latlon, text=text, text_mask=torch.tensor([True] * 6 + [False] * 2))
+    parts = losses_of(model, out, latlon, text, torch.tensor([True] * 6 + [False] * 2))
     assert parts.text is not None and parts.text_gps is not None
     expected = parts.fused + config.text_loss_weight * parts.text + config.text_gps_loss_weight * parts.text_gps
     assert torch.allclose(parts.total, expected)
@@ -98,7 +106,8 @@ def test_the_joint_embedding_aligns_text_with_gps_too():
             torch.randn(8, 4, 24, generator=torch.Generator().manual_seed(1)),
             torch.randn(8, 24, generator=torch.Generator().manual_seed(2)),
         )
-        loss = fusion_loss(model, out, latlon, text=text).text_gps
+        loss = losses_of(model, out, latlon, text).text_gps
+        assert loss is not None
         first = float(loss.detach()) if first is None else first
         opt.zero_grad()
         loss.backward()
