@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -166,6 +168,17 @@ def locate(
             help=("Mode rag: replies sampled per prompt (at GEOAGENT_RAG_TEMPERATURE), voted on before verification."),
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            metavar="N",
+            help="Photos located at once (their images are encoded together by the encoder's micro-batcher); "
+            "answers are still printed in the order given.",
+        ),
+    ] = 1,
 ) -> None:
     """Geolocate photos: the answer and its place, P(error <= 1, 25, 200, 750, 2500 km), the search
     areas, the alternatives with their places, EXIF details and the rationale.
@@ -190,37 +203,52 @@ def locate(
                 raise
             checked.append(exc)
     agent = None
+    outcomes: Iterator[Prediction | BaseException] | None = None
     done: list[Prediction] = []
     failed = 0
-    for i, (photo, item) in enumerate(zip(photos, checked, strict=True)):
-        if isinstance(item, BaseException):
-            failed += 1
-            _report_failure(photo, item, as_json)
-            continue
-        if agent is None:
-            try:
-                agent = load_agent(settings, mode=mode)
-                agent.check()
-            except GeoAgentError as exc:  # nothing can be located: one line for each photo left, then exit 2
-                if as_json:
-                    for rest in photos[i:]:
-                        _emit_json(error_json(rest, exc))
-                raise
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="locate") if workers > 1 else None
+
+    def attempt(item: Photo) -> Prediction | BaseException:
         try:
-            pred = agent.invoke({"image": item})
-        except Exception as exc:
-            if debug:
-                raise
-            failed += 1
-            _report_failure(photo, exc, as_json)
-            continue
-        done.append(pred)
-        if as_json:
-            _emit_json(prediction_json(pred))
-        else:
-            cost = settings.lmm_cost(pred.usage.input_tokens, pred.usage.output_tokens) if pred.usage.calls else None
-            exif = _exif_of(item, settings)
-            typer.echo(format_text(pred, alternatives, cost, exif, confidence_km=settings.confidence_km) + "\n")
+            return agent.invoke({"image": item})  # type: ignore[union-attr]
+        except Exception as exc:  # reported in its place, the others go on
+            return exc
+
+    try:
+        for i, (photo, item) in enumerate(zip(photos, checked, strict=True)):
+            if isinstance(item, BaseException):
+                failed += 1
+                _report_failure(photo, item, as_json)
+                continue
+            if outcomes is None:
+                try:
+                    agent = load_agent(settings, mode=mode)
+                    agent.check()
+                except GeoAgentError as exc:  # nothing can be located: one line for each photo left, then exit 2
+                    if as_json:
+                        for rest in photos[i:]:
+                            _emit_json(error_json(rest, exc))
+                    raise
+                good = [x for x in checked[i:] if isinstance(x, Photo)]
+                outcomes = pool.map(attempt, good) if pool is not None else map(attempt, good)  # in input order
+            outcome = next(outcomes)
+            if isinstance(outcome, BaseException):
+                if debug:
+                    raise outcome
+                failed += 1
+                _report_failure(photo, outcome, as_json)
+                continue
+            done.append(outcome)
+            if as_json:
+                _emit_json(prediction_json(outcome))
+            else:
+                usage = outcome.usage
+                cost = settings.lmm_cost(usage.input_tokens, usage.output_tokens) if usage.calls else None
+                exif = _exif_of(item, settings)
+                typer.echo(format_text(outcome, alternatives, cost, exif, confidence_km=settings.confidence_km) + "\n")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     if map_file is not None and done:
         from agent.mapview import write_map
 

@@ -291,3 +291,28 @@ def test_index_info_describes_the_gallery_once_and_consistently():
     assert "image database: collection image_database: none yet" in text
     hnsw = "\n".join(info_lines({**data, "gallery_search": "hnsw", "gallery_ready": False}))
     assert "collection geoclip_gallery-abc: not built yet" in hnsw and "(not ready)" in hnsw
+
+
+def test_locate_workers_run_photos_at_once_and_print_in_order(fake_cli, photo, tmp_path, monkeypatch):
+    """--workers 2: two photos are located at the same time (each waits for the other at a barrier,
+    so a sequential run would fail them), and the lines keep the inputs' order, failures included."""
+    import threading
+
+    from agent.api import GeoAgent
+
+    both = threading.Barrier(2, timeout=20)
+    real = GeoAgent.invoke
+
+    def invoke(self, item, **kw):
+        both.wait()
+        return real(self, item, **kw)
+
+    monkeypatch.setattr(GeoAgent, "invoke", invoke)
+    other = tmp_path / "second photo.jpg"
+    other.write_bytes(photo.read_bytes())
+    missing = tmp_path / "nope.jpg"
+    res = fake_cli.invoke(app, ["locate", str(photo), str(missing), str(other), "--json", "--workers", "2"])
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["image"] for r in rows] == [str(photo), str(missing), str(other)]
+    assert "error" in rows[1] and all("lat" in r for r in (rows[0], rows[2])), res.stderr
+    assert res.exit_code == 1 and "1 of 3 photos failed" in res.stderr
