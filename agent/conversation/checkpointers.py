@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from retrieval_service.core.errors import ConfigError
 
@@ -150,10 +151,31 @@ def postgres_pool(url: str, *, max_size: int = 8) -> Iterator[Any]:
         pool.close()
 
 
+SETUP_LOCK_WAIT_S = 300.0
+"""How long a replica waits for another to finish creating the tables before it gives up."""
+
+
+def _try_lock(conn: Any) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (_SETUP_LOCK_KEY,)).fetchone()
+    return bool(row["got"] if isinstance(row, dict) else row[0])
+
+
 @contextmanager
-def advisory_lock(conn: Any) -> Iterator[Any]:
-    """Hold the database-wide setup lock on ``conn`` (a psycopg connection) for the block."""
-    conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK_KEY,))
+def advisory_lock(conn: Any, *, wait_s: float = SETUP_LOCK_WAIT_S) -> Iterator[Any]:
+    """Hold the database-wide setup lock on ``conn`` (a psycopg connection in autocommit) for the block.
+
+    Taken by polling ``pg_try_advisory_lock``, never by a blocking ``pg_advisory_lock``: a replica
+    blocked in that call keeps a transaction open, and LangGraph's setup on the replica holding the
+    lock runs ``CREATE INDEX CONCURRENTLY``, which waits for every open transaction to end. The two
+    would wait for each other forever, a deadlock PostgreSQL cannot see (the lock's holder is idle)."""
+    poll = Retrying(stop=stop_after_delay(wait_s), wait=wait_fixed(0.1), retry=retry_if_result(lambda got: not got))
+    try:
+        poll(_try_lock, conn)
+    except RetryError as exc:
+        raise ConfigError(
+            f"another geoagent held the conversations database's setup lock for over {wait_s:.0f} s",
+            "check for a geoagent serve process stuck while starting on the same database, stop it, and start again",
+        ) from exc
     try:
         yield conn
     finally:

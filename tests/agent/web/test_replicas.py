@@ -102,6 +102,43 @@ def _script(body: dict) -> Reply:
     return Reply("The Eiffel Tower, by the Seine.") if asked else Reply(calls=[("submit_answer", FINAL)])
 
 
+def test_a_replica_waiting_for_the_setup_lock_does_not_stall_the_others_setup(postgres_url):
+    """Before: a replica waiting for the setup lock blocked in ``pg_advisory_lock`` with a transaction
+    open, and LangGraph's setup on the replica holding the lock (``CREATE INDEX CONCURRENTLY``) waited
+    for that transaction to end: two replicas starting together waited for each other forever."""
+    import threading
+
+    import psycopg
+
+    from agent.conversation.checkpointers import advisory_lock
+
+    with (
+        psycopg.connect(postgres_url, autocommit=True) as holder,
+        psycopg.connect(postgres_url, autocommit=True) as waiter,
+        psycopg.connect(postgres_url, autocommit=True) as setup,
+    ):
+        setup.execute("CREATE TABLE IF NOT EXISTS setup_probe (x int)")
+        got = threading.Event()
+
+        def second_replica() -> None:
+            with advisory_lock(waiter):
+                got.set()
+
+        def asked(pid: int) -> bool:
+            row = setup.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+            return bool(row) and "advisory_lock" in (row[0] or "")
+
+        with advisory_lock(holder):
+            thread = threading.Thread(target=second_replica, daemon=True)
+            thread.start()
+            wait_for(lambda: asked(waiter.info.backend_pid), "the second replica to ask for the setup lock")
+            setup.execute("SET statement_timeout = '10s'")  # today's setup finishes in milliseconds
+            setup.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS setup_probe_x ON setup_probe (x)")
+            assert not got.is_set()  # the lock is still held: the second replica waits its turn
+        thread.join(timeout=GUARD_S)
+        assert got.is_set()
+
+
 def test_a_thread_begun_on_one_replica_is_continued_on_the_other(postgres_url, gallery_data_dir, tiny_env, tmp_path):
     """Before: conversations lived in SQLite on one machine; a second replica could not continue a thread."""
     from agent.web.events import parse_sse
