@@ -11,6 +11,7 @@ float32 like ``Mixture.density_xyz``. ``Grid.polygons(tau)`` are its filled cont
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -59,12 +60,13 @@ class Plane:
         return tangent * np.where(norm > 1e-15, rho / np.maximum(norm, 1e-15), 0.0)[:, None]
 
     def unproject(self, xy: np.ndarray) -> np.ndarray:
-        """(n, 2) km -> unit vectors (points past the antipode's circle are clipped to it)."""
-        rho = np.hypot(xy[:, 0], xy[:, 1])
-        theta = 2.0 * np.arcsin(np.clip(rho / (2.0 * EARTH_RADIUS_KM), 0.0, 1.0))
-        direction = (xy @ self.axes.T) / np.maximum(rho, 1e-15)[:, None]
-        x = np.cos(theta)[:, None] * self.centre + np.sin(theta)[:, None] * direction
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
+        """(n, 2) km -> unit vectors (points past the antipode's circle are clipped to it). With
+        s = rho / 2R: cos(angle) = 1 - 2 s^2 and sin(angle) / rho = sqrt(1 - s^2) / R, so no
+        trigonometry is needed."""
+        s2 = np.minimum((xy[:, 0] ** 2 + xy[:, 1] ** 2) / (2.0 * EARTH_RADIUS_KM) ** 2, 1.0)
+        x = np.outer(1.0 - 2.0 * s2, self.centre)
+        x += (np.sqrt(1.0 - s2) / EARTH_RADIUS_KM)[:, None] * (xy @ self.axes.T)
+        return x
 
     def ring(self, xy: np.ndarray) -> list[tuple[float, float]]:
         """A closed plane ring as (lat, lon) with unwrapped longitudes."""
@@ -114,13 +116,32 @@ class Grid:
     def half(self) -> float:
         return float(self.axis[-1])
 
+    @functools.cached_property
+    def contours(self) -> Any:
+        """The grid's contour generator, shared by its levels (made directly: ``contour_generator``
+        would copy ``z`` into a masked array on every call, and this grid has no mask)."""
+        import contourpy
+
+        x, y = np.meshgrid(self.axis, self.axis)
+        return contourpy.SerialContourGenerator(
+            x,
+            y,
+            self.z,
+            None,  # type: ignore[arg-type]  # no mask (contour_generator passes None too; the stub wants an array)
+            corner_mask=True,
+            line_type=contourpy.LineType.Separate,
+            fill_type=contourpy.FillType.OuterOffset,
+            quad_as_tri=False,
+            z_interp=contourpy.ZInterp.Linear,
+            x_chunk_size=0,
+            y_chunk_size=0,
+        )
+
     def polygons(self, tau: float) -> list[Any]:
         """The filled contours at ``tau``: shapely polygons (with their holes) in the plane."""
-        import contourpy
         from shapely.geometry import Polygon
 
-        gen = contourpy.contour_generator(self.axis, self.axis, self.z, fill_type=contourpy.FillType.OuterOffset)
-        filled = gen.filled(tau, np.inf)  # OuterOffset: (points, offsets), one entry per polygon
+        filled = self.contours.filled(tau, np.inf)  # OuterOffset: (points, offsets), one entry per polygon
         points = cast("list[np.ndarray]", filled[0])
         offsets = cast("list[np.ndarray]", filled[1])
         out = []
@@ -146,26 +167,11 @@ class Field:
         self.kmu, self.offset = mixture.mu * kappa[:, None], log_c - kappa
         self.weights32 = mixture.weights.astype(np.float32)
         self._pieces: dict[tuple[int, float], list[tuple[Any, np.ndarray]]] = {}
+        self._projected: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         # how far each kernel matters: beyond this angle it adds less than RELEVANT * tau
         gap = np.maximum(0.0, np.log(mixture.weights) + log_c - math.log(RELEVANT * tau))
         one_minus_cos = np.where(kappa > 0, gap / np.maximum(kappa, 1e-300), 2.0)
         self.reach = np.arccos(np.clip(1.0 - one_minus_cos, -1.0, 1.0))
-
-    def _kernels(self, corners: np.ndarray) -> np.ndarray:
-        """The kernels that reach a patch spanned by these unit vectors (its corners, or all its points)."""
-        centre = corners.sum(axis=0)
-        centre /= max(float(np.linalg.norm(centre)), 1e-300)
-        angle = float(np.arccos(np.clip((corners @ centre).min(), -1.0, 1.0)))
-        apart = np.arccos(np.clip(self.mixture.mu @ centre, -1.0, 1.0))
-        return np.flatnonzero(apart <= angle + self.reach)
-
-    def _density(self, xyz: np.ndarray, keep: np.ndarray) -> np.ndarray:
-        """The density at ``xyz`` from the kernels ``keep``: the exponent in float64 (a 50 m kernel's
-        kappa is 1.6e10), the kernels and their sum in float32, as ``Mixture.density_xyz``."""
-        arg = (xyz @ self.kmu[keep].T + self.offset[keep]).astype(np.float32)
-        np.maximum(arg, np.float32(-87.0), out=arg)
-        np.exp(arg, out=arg)
-        return (arg @ self.weights32[keep]).astype(float)
 
     def narrowest(self, centre: np.ndarray, reach_km: float) -> float:
         """The narrowest spread among the kernels that can shape the region within ``reach_km``."""
@@ -174,45 +180,67 @@ class Field:
         return float(self.spread[near].min()) if near.any() else max(reach_km, MIN_REGION_KM)
 
     def grid(self, tile: Tile) -> Grid:
+        """The density on ``tile``'s grid, all blocks at once: each block's points with the kernels
+        that reach the block (those within the block's own angular radius plus their ``reach``)."""
         n = tile.size()
         half = min(max(tile.half, MIN_REGION_KM), LIMIT_KM)
         axis = np.linspace(-half, half, n)
-        gx, gy = np.meshgrid(axis, axis)
-        flat = np.column_stack([gx.ravel(), gy.ravel()])
-        on_sphere = np.hypot(flat[:, 0], flat[:, 1]) < LIMIT_KM
-        points = np.zeros((len(flat), 3))
-        points[on_sphere] = tile.plane.unproject(flat[on_sphere])
-        xyz = points.reshape(n, n, 3)
-        inside_disk = on_sphere.reshape(n, n)
-        z = np.zeros((n, n))
-        for r, c in itertools.product(range(0, n, BLOCK), range(0, n, BLOCK)):
-            mask = inside_disk[r : r + BLOCK, c : c + BLOCK]
-            if not mask.any():
-                continue
-            cells = xyz[r : r + BLOCK, c : c + BLOCK][mask]
-            rows, cols = mask.shape
-            corners = [0, cols - 1, (rows - 1) * cols, rows * cols - 1, (rows // 2) * cols + cols // 2]
-            keep = self._kernels(cells[corners] if mask.all() else cells)
-            if len(keep):  # else no kernel reaches the block: the density there is below every level
-                block = z[r : r + BLOCK, c : c + BLOCK]
-                block[mask] = self._density(cells, keep)
-        return Grid(tile.plane, axis, z)
+        count = -(-n // BLOCK)  # blocks a side, each of side <= BLOCK points; the last ones padded
+        side = -(-n // count)
+        padded = np.concatenate([axis, axis[-1] + (axis[1] - axis[0]) * np.arange(1, count * side - n + 1)])
+        # the points block by block: (blocks, points per block), block (i, j) holding rows i*side..
+        # and columns j*side.. of the padded grid
+        px = np.broadcast_to(padded.reshape(1, count, 1, side), (count, count, side, side)).reshape(count * count, -1)
+        py = np.broadcast_to(padded.reshape(count, 1, side, 1), (count, count, side, side)).reshape(count * count, -1)
+        s2 = (px**2 + py**2) / (2.0 * EARTH_RADIUS_KM) ** 2  # (rho / 2R)^2, as Plane.unproject
+        real = (px <= axis[-1]) & (py <= axis[-1]) & (s2 < 1.0)  # not padding; inside the antipode's circle
+        cos_c, sin_r = 1.0 - 2.0 * s2, np.sqrt(np.maximum(1.0 - s2, 0.0)) / EARTH_RADIUS_KM
+        plane = tile.plane
+        xyz = np.stack(
+            [cos_c * c + sin_r * (px * e + py * u) for c, e, u in zip(plane.centre, plane.east, plane.north, strict=True)], -1
+        )
+        centre = np.where(real[..., None], xyz, 0.0).sum(axis=1)
+        centre /= np.maximum(np.linalg.norm(centre, axis=1), 1e-300)[:, None]
+        cos = np.where(real, np.einsum("bpi,bi->bp", xyz, centre), 1.0).min(axis=1)
+        angle = np.where(real.any(axis=1), np.arccos(np.clip(cos, -1.0, 1.0)), -np.inf)
+        apart = np.arccos(np.clip(centre @ self.mixture.mu.T, -1.0, 1.0))  # (blocks, kernels)
+        blocks, kernels = np.nonzero(apart <= angle[:, None] + self.reach[None, :])
+        z = np.zeros(px.shape)
+        if len(blocks):  # else no kernel reaches the grid: the density there is below every level
+            # one row per (block, kernel) pair: the exponent in float64 (a 50 m kernel's kappa is
+            # 1.6e10), the kernels and their weighted sum in float32, as Mixture.density_xyz
+            arg = np.matmul(xyz[blocks], self.kmu[kernels][:, :, None])[..., 0]
+            arg += self.offset[kernels][:, None]
+            k32 = arg.astype(np.float32)
+            np.maximum(k32, np.float32(-87.0), out=k32)
+            np.exp(k32, out=k32)
+            weights = np.zeros((len(z), len(blocks)), np.float32)
+            weights[blocks, np.arange(len(blocks))] = self.weights32[kernels]
+            z = np.where(real, weights @ k32, 0.0)
+        z = z.reshape(count, count, side, side).transpose(0, 2, 1, 3).reshape(count * side, count * side)[:n, :n]
+        return Grid(tile.plane, axis, np.ascontiguousarray(z))
 
     def pieces(self, grid: Grid, tau: float) -> list[tuple[Any, np.ndarray]]:
         """The filled contours of ``grid`` at ``tau``, each with the samples inside it (computed once
         per grid and level: settling the tiles and drawing the widest level ask for the same)."""
-        key = (id(grid), tau)
-        if key not in self._pieces:
-            self._pieces[key] = [(poly, self.inside(poly, grid)) for poly in grid.polygons(tau)]
-        return self._pieces[key]
-
-    def inside(self, poly: Any, grid: Grid) -> np.ndarray:
-        """The samples inside a plane polygon of ``grid``."""
         from shapely import contains_xy
 
-        x0, y0, x1, y1 = poly.bounds
-        far = max(abs(x0), abs(y0), abs(x1), abs(y1)) * math.sqrt(2.0)
-        cos_far = math.cos(2.0 * math.asin(min(1.0, far / LIMIT_KM)))
-        near = np.flatnonzero(self.x @ grid.plane.centre >= max(cos_far, -0.999))
-        xy = grid.plane.project(self.x[near])
-        return near[contains_xy(poly, xy[:, 0], xy[:, 1])]
+        key = (id(grid), tau)
+        if key not in self._pieces:
+            near, xy = self._near(grid)
+            found = []
+            for poly in grid.polygons(tau):
+                x0, y0, x1, y1 = poly.bounds
+                box = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))
+                found.append((poly, near[box[contains_xy(poly, xy[box, 0], xy[box, 1])]]))
+            self._pieces[key] = found
+        return self._pieces[key]
+
+    def _near(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        """The samples that may lie on ``grid`` and where they fall in its plane (projected once per grid)."""
+        if id(grid) not in self._projected:
+            far = grid.half * math.sqrt(2.0)
+            cos_far = math.cos(2.0 * math.asin(min(1.0, far / LIMIT_KM)))
+            near = np.flatnonzero(self.x @ grid.plane.centre >= max(cos_far, -0.999))
+            self._projected[id(grid)] = near, grid.plane.project(self.x[near])
+        return self._projected[id(grid)]

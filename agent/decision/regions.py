@@ -211,9 +211,10 @@ def _lone_kernel(field: Field, idx: np.ndarray) -> int | None:
     return int(near[0]) if len(near) == 1 else None
 
 
-def _disk(field: Field, kernel: int, tau: float, floor: float) -> Region | None:
+def _disk(field: Field, kernel: int, cos: np.ndarray, tau: float, floor: float) -> Region | None:
     """The region {f >= tau} around a lone kernel: the disk where it adds tau - floor (the uniform
-    part gives the floor), drawn as a ``DISK_POINTS``-gon (its area is the polygon's)."""
+    part gives the floor), drawn as a ``DISK_POINTS``-gon (its area is the polygon's); ``cos`` is
+    each sample's cosine to the kernel's centre."""
     mixture = field.mixture
     kappa = float(mixture.kappa[kernel])
     peak = float(np.log(mixture.weights[kernel]) + _log_norm(np.array([kappa]))[0])
@@ -225,7 +226,7 @@ def _disk(field: Field, kernel: int, tau: float, floor: float) -> Region | None:
     rho = 2.0 * EARTH_RADIUS_KM * math.sin(angle / 2.0)
     turn = np.linspace(0.0, 2.0 * math.pi, DISK_POINTS + 1)
     area = 0.5 * DISK_POINTS * rho**2 * math.sin(2.0 * math.pi / DISK_POINTS)
-    inside = int(((field.x @ plane.centre) >= math.cos(angle)).sum())
+    inside = int((cos >= math.cos(angle)).sum())
     return Region(
         outline=plane.ring(np.column_stack([rho * np.cos(turn), rho * np.sin(turn)])),
         area_km2=round(area, 4 if area < 1 else 1),
@@ -259,8 +260,9 @@ def density_regions(mixture: Mixture, levels: tuple[float, ...]) -> dict[float, 
         else:
             lone.append(kernel)
     tiles, grids, owner = _settled(field, _tiles(field, groups), widest) if groups else ([], [], np.full(len(field.x), -1))
+    cos = field.x @ mixture.mu[lone].T  # each sample's cosine to each lone kernel's centre
     for level in drawn:
-        disks = [_disk(field, kernel, taus[level], floor) for kernel in lone]
+        disks = [_disk(field, kernel, cos[:, i], taus[level], floor) for i, kernel in enumerate(lone)]
         pieces = _regions(field, tiles, grids, owner, taus[level]) + [d for d in disks if d is not None]
         out[level] = sorted(pieces, key=lambda r: -(r.mass or 0.0))
     return out
