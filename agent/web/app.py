@@ -8,7 +8,7 @@ endpoints and the web chat page.
   ``{"text"}`` (``/messages/stream`` as events): earlier conversations and follow-up questions, on
   ``agent.conversation.threads.Threads`` (the agent's checkpointer);
 * ``GET /``: the chat page (static files under ``agent/web/static``; Leaflet, leaflet.heat and the
-  land basemap from ``agent/assets`` at ``/assets``, the same vendored files the map pages inline; no CDN).
+  Natural Earth countries basemap from ``agent/assets`` at ``/assets``, the same vendored files the map pages inline; no CDN).
 
 Every /v1 endpoint has the retrieval API's limits (body size, content type, image validation,
 deadline, optional API key) and structured errors. Agent runs (locate, streams, follow-ups) have
@@ -266,7 +266,7 @@ def create_app(
 
     app.include_router(api)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.mount("/assets", StaticFiles(directory=asset_path("")), name="assets")  # Leaflet, leaflet.heat, the land basemap
+    app.mount("/assets", StaticFiles(directory=asset_path("")), name="assets")  # Leaflet, leaflet.heat, the countries basemap
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
