@@ -234,35 +234,38 @@ def _disk(field: Field, kernel: int, cos: np.ndarray, tau: float, floor: float) 
     )
 
 
-@single_blas_thread
-def density_regions(mixture: Mixture, levels: tuple[float, ...]) -> dict[float, list[Region]]:
-    """For each level (0..1), the pieces of the highest-density region holding that share of the
-    mass, heaviest first; the whole Earth is one piece with no outline. The levels share the grids."""
-    taus = {level: mixture.density_threshold(level) for level in levels}
-    floor = float(mixture.weights[mixture.kappa <= 0].sum()) / (4 * math.pi)  # the uniform part's density
-    out: dict[float, list[Region]] = {}
-    drawn = []
-    for level, tau in taus.items():
-        if tau <= floor * (1.0 + WHOLE_EARTH_TOLERANCE):
-            out[level] = [Region(outline=[], area_km2=round(EARTH_KM2, 1), mass=1.0)]
-        else:
-            drawn.append(level)
-    if not drawn:
-        return out
-    widest = min(taus[level] for level in drawn)
-    field = Field(mixture, widest)
+def _level_regions(mixture: Mixture, tau: float, floor: float) -> list[Region]:
+    """The pieces of {f >= ``tau``}, heaviest first: contoured on tiles fit for this level, or disks."""
+    field = Field(mixture, tau)
     groups: list[np.ndarray] = []
     lone: list[int] = []
-    for idx in _groups(mixture, widest):
+    for idx in _groups(mixture, tau):
         kernel = _lone_kernel(field, idx)
         if kernel is None:
             groups.append(idx)
         else:
             lone.append(kernel)
-    tiles, grids, owner = _settled(field, _tiles(field, groups), widest) if groups else ([], [], np.full(len(field.x), -1))
+    tiles, grids, owner = _settled(field, _tiles(field, groups), tau) if groups else ([], [], np.full(len(field.x), -1))
     cos = field.x @ mixture.mu[lone].T  # each sample's cosine to each lone kernel's centre
-    for level in drawn:
-        disks = [_disk(field, kernel, cos[:, i], taus[level], floor) for i, kernel in enumerate(lone)]
-        pieces = _regions(field, tiles, grids, owner, taus[level]) + [d for d in disks if d is not None]
-        out[level] = sorted(pieces, key=lambda r: -(r.mass or 0.0))
+    disks = [_disk(field, kernel, cos[:, i], tau, floor) for i, kernel in enumerate(lone)]
+    pieces = _regions(field, tiles, grids, owner, tau) + [d for d in disks if d is not None]
+    return sorted(pieces, key=lambda r: -(r.mass or 0.0))
+
+
+@single_blas_thread
+def density_regions(mixture: Mixture, levels: tuple[float, ...]) -> dict[float, list[Region]]:
+    """For each level (0..1), the pieces of the highest-density region holding that share of the
+    mass, heaviest first; the whole Earth is one piece with no outline. Each level is contoured on
+    tiles of its own: the grids the widest level needs can be too coarse for a narrower level's peaks."""
+    taus = {level: mixture.density_threshold(level) for level in levels}
+    floor = float(mixture.weights[mixture.kappa <= 0].sum()) / (4 * math.pi)  # the uniform part's density
+    out: dict[float, list[Region]] = {}
+    drawn: list[float] = []
+    for level, tau in taus.items():
+        if tau <= floor * (1.0 + WHOLE_EARTH_TOLERANCE):
+            out[level] = [Region(outline=[], area_km2=round(EARTH_KM2, 1), mass=1.0)]
+        else:
+            drawn.append(level)
+    for level in drawn:  # each level on its own tiles: a grid fit for the widest level is too coarse for a narrow peak
+        out[level] = _level_regions(mixture, taus[level], floor)
     return out
