@@ -105,7 +105,7 @@ class ProbabilitySurface(BaseModel):
         return value
 
 
-MODEL_VERSION = 1
+MODEL_VERSION: Literal[1] = 1
 
 
 class ProbabilityModel(BaseModel):

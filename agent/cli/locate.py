@@ -7,8 +7,9 @@ import logging
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +20,9 @@ from retrieval_service.core.errors import GeoAgentError
 from retrieval_service.core.photo import Photo
 from retrieval_service.evidence.exif import ExifInfo
 from retrieval_service.retrieval.settings import MAX_TOP_K
+
+if TYPE_CHECKING:
+    from agent.api import GeoAgent
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +128,14 @@ def _emit_json(row: dict) -> None:
     sys.stdout.flush()
 
 
+def _attempt(agent: GeoAgent, photo: Photo) -> Prediction | BaseException:
+    """One photo's Prediction, or the exception that stopped it (reported in its place; the others go on)."""
+    try:
+        return agent.invoke({"image": photo})
+    except Exception as exc:
+        return exc
+
+
 def locate(
     ctx: typer.Context,
     photos: Annotated[list[str], typer.Argument(help="Photo files or http(s) URLs.", metavar="PHOTO")],
@@ -202,17 +214,10 @@ def locate(
             if debug:
                 raise
             checked.append(exc)
-    agent = None
     outcomes: Iterator[Prediction | BaseException] | None = None
     done: list[Prediction] = []
     failed = 0
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="locate") if workers > 1 else None
-
-    def attempt(item: Photo) -> Prediction | BaseException:
-        try:
-            return agent.invoke({"image": item})  # type: ignore[union-attr]
-        except Exception as exc:  # reported in its place, the others go on
-            return exc
 
     try:
         for i, (photo, item) in enumerate(zip(photos, checked, strict=True)):
@@ -230,6 +235,7 @@ def locate(
                             _emit_json(error_json(rest, exc))
                     raise
                 good = [x for x in checked[i:] if isinstance(x, Photo)]
+                attempt = partial(_attempt, agent)
                 outcomes = pool.map(attempt, good) if pool is not None else map(attempt, good)  # in input order
             outcome = next(outcomes)
             if isinstance(outcome, BaseException):

@@ -64,7 +64,7 @@ def outcome(after: dict[str, Any], before: dict[str, Any]) -> FollowUp:
     last = next((m for m in reversed(after.get("messages") or []) if isinstance(m, AIMessage)), None)
     reply = message_text(last.content).strip() if last is not None else ""
     error = after.get("reply_error")
-    if changed and not reply:
+    if changed and not reply and prediction is not None:
         reply = (
             f"I changed my answer to {prediction.lat:.5f}, {prediction.lon:.5f} "
             f"({prediction.place.label('an unnamed place')}): {prediction.rationale}"

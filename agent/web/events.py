@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 from agent.prediction import Prediction
 
 
@@ -45,7 +47,7 @@ def wire_event(event: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
             "text": str(event.get("text") or ""),
             "changed": bool(event.get("changed")),
             "error": event.get("error"),
-            "usage": usage.model_dump() if hasattr(usage, "model_dump") else usage,
+            "usage": usage.model_dump() if isinstance(usage, BaseModel) else usage,
         }
     if kind == "node":
         return "node", {"node": event.get("node")}

@@ -86,7 +86,7 @@ class TextReader:
         img = image.convert("RGB")
         if max(img.size) > MAX_SIDE:
             img = img.copy()
-            img.thumbnail((MAX_SIDE, MAX_SIDE), Image.BILINEAR)
+            img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)
         bgr = np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
         result, _ = self._ocr()(bgr, use_cls=False)
         lines = [

@@ -83,7 +83,7 @@ class TFLiteSegmenter:
         self._lock = threading.Lock()  # a TFLite interpreter is not thread-safe
 
     def segment(self, image: Image.Image) -> np.ndarray:
-        arr = np.asarray(image.convert("RGB").resize((self.width, self.height), Image.BILINEAR))
+        arr = np.asarray(image.convert("RGB").resize((self.width, self.height), Image.Resampling.BILINEAR))
         if self._input_dtype == np.float32:
             arr = arr.astype(np.float32) / 127.5 - 1.0
         with self._lock:
