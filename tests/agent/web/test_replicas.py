@@ -139,6 +139,21 @@ def test_a_replica_waiting_for_the_setup_lock_does_not_stall_the_others_setup(po
         assert got.is_set()
 
 
+def test_a_setup_lock_held_too_long_is_a_clear_error(postgres_url):
+    """A replica stuck while starting keeps the lock: the next one gives up with the problem and the fix."""
+    import psycopg
+
+    from agent.conversation.checkpointers import advisory_lock
+    from retrieval_service.core.errors import ConfigError
+
+    with psycopg.connect(postgres_url, autocommit=True) as stuck, psycopg.connect(postgres_url, autocommit=True) as other:
+        with advisory_lock(stuck), pytest.raises(ConfigError) as info, advisory_lock(other, wait_s=1.0):
+            pass
+        assert "setup lock for over 1 s" in info.value.message and "stop it" in str(info.value)
+        with advisory_lock(other):  # released with the block: the next replica goes on
+            pass
+
+
 def test_a_thread_begun_on_one_replica_is_continued_on_the_other(postgres_url, gallery_data_dir, tiny_env, tmp_path):
     """Before: conversations lived in SQLite on one machine; a second replica could not continue a thread."""
     from agent.web.events import parse_sse
