@@ -4,7 +4,7 @@ contours are drawn (``agent.decision.regions``).
 A ``Plane`` is the projection about one point (km; areas in the plane are areas on the sphere of
 ``EARTH_RADIUS_KM``), a ``Tile`` a square of it, ``Field.grid(tile)`` the density on the tile's grid:
 block by block, each block from the kernels that reach it (a kernel whose contribution there is below
-``RELEVANT`` of the widest level's threshold is left out), the exponent in float64 and the kernels in
+``RELEVANT`` of the level's threshold is left out), the exponent in float64 and the kernels in
 float32 like ``Mixture.density_xyz``. ``Grid.polygons(tau)`` are its filled contours at ``tau``
 (``contourpy``) as shapely polygons with their holes.
 """
@@ -32,7 +32,7 @@ MAX_RING_POINTS = 400
 """Vertices per outline after simplification (a longer ring is thinned evenly)."""
 MIN_REGION_KM = 0.005
 RELEVANT = 1e-4
-"""A kernel is left out where it adds less than this share of the widest level's density."""
+"""A kernel is left out where it adds less than this share of the level's density threshold."""
 BLOCK = 25
 """Grid points per side of the blocks a grid's density is evaluated in (each block with its kernels)."""
 LIMIT_KM = 2.0 * EARTH_RADIUS_KM
@@ -222,7 +222,7 @@ class Field:
 
     def pieces(self, grid: Grid, tau: float) -> list[tuple[Any, np.ndarray]]:
         """The filled contours of ``grid`` at ``tau``, each with the samples inside it (computed once
-        per grid and level: settling the tiles and drawing the widest level ask for the same)."""
+        per grid and level: settling the tiles and drawing the level ask for the same)."""
         from shapely import contains_xy
 
         key = (id(grid), tau)

@@ -3,15 +3,16 @@ level that holds the stated mass, split into the pieces they really have.
 
 The region holding p of the mass is {x : f(x) >= f_p}, with f_p the density threshold the search
 areas use (``Mixture.density_threshold``), so the drawn area is the stated ``search_area_km2`` up to
-the Monte Carlo error of that estimate. The regions are found where the mixture's samples are:
+the Monte Carlo error of that estimate. The regions are found where the mixture's samples are, each level on its own (a grid fine
+enough for the 90% region can be far too coarse for the small pieces of the 50% one):
 
-1. the samples inside the widest region are assigned to the nearest mode inside it, and modes whose
+1. the samples inside the level's region are assigned to the nearest mode inside it, and modes whose
    samples overlap are grouped (a group is one part of the Earth);
 2. groups are packed into tiles, each a grid in its own Lambert azimuthal equal-area projection (so
    areas on the grid are areas on the sphere) as fine as its narrowest kernel needs, at most
    ``GRID_MAX`` points a side; a tile grows while a piece it holds touches its edge, and two tiles
    whose pieces meet are joined;
-3. each level's density threshold is contoured on the tiles' grids (``contourpy``): each filled
+3. the level's density threshold is contoured on the tiles' grids (``contourpy``): each filled
    polygon, with its holes, is one piece, drawn by the tile that owns most of its samples;
 4. a group that only one kernel reaches needs no grid: its piece is the disk where that kernel's
    density (with the uniform part's) reaches the threshold.
